@@ -1,0 +1,30 @@
+# Thin wrappers: each recipe is one line a person could type by hand.
+PY ?= .venv/bin/python
+VENV_OK := .venv/.setup-done
+
+.PHONY: setup data demo test test-fast lint bench clean
+
+setup: $(VENV_OK)
+$(VENV_OK): pyproject.toml constraints.txt
+	python3 -m venv .venv && .venv/bin/pip install -q -c constraints.txt -e ".[dev,gpu]" && touch $@
+
+data:
+	@test -d /usr/share/datasets/fashion-mnist || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } || echo "install Fashion-MNIST: apt-get install dataset-fashion-mnist"
+
+demo: setup data
+	.venv/bin/hwqnn flow --out runs/demo
+
+test: setup data
+	$(PY) -m pytest -q -m "not slow" && $(PY) -m pytest -q -m slow
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+lint: setup
+	.venv/bin/ruff check hwqnn tests sim bench && .venv/bin/ruff format --check hwqnn tests sim bench
+
+bench: setup
+	$(PY) bench/bench_golden.py && .venv/bin/hwqnn bench gpu
+
+clean:
+	rm -rf runs build sim_build rtl/*/

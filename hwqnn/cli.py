@@ -1,0 +1,221 @@
+"""The ``hwqnn`` command: one subcommand per stage, plus ``flow`` for the whole job.
+
+The CLI holds no logic of its own: it parses arguments, calls the stage, prints a short result,
+and turns a bad input into one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+log = logging.getLogger("hwqnn")
+
+
+def _add_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        default=None,
+        help="directory of IDX files (default: /usr/share/datasets/fashion-mnist) or 'synthetic'",
+    )
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", default="mlp:1024x3", help="e.g. mlp:256x3 or mlp:256-128-64")
+    p.add_argument("--w-bits", type=int, default=1, choices=(1, 2, 4), help="weight bits")
+    p.add_argument("--a-bits", type=int, default=1, choices=(1, 2, 4), help="activation bits")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--lr", type=float, default=3e-3, help="initial learning rate (Adam)")
+    p.add_argument("--lr-end", type=float, default=3e-5, help="final learning rate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--float-twin", action="store_true", help="also train the float twin")
+    _add_data(p)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from hwqnn.pipeline import train_stage
+
+    metrics = train_stage(args, Path(args.out))
+    print(json.dumps({k: metrics[k] for k in metrics if k.endswith("acc")}, indent=1))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from hwqnn.pipeline import export_stage
+
+    b = export_stage(Path(args.checkpoint), Path(args.output))
+    print(f"wrote {args.output}: {b.arch()}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from hwqnn.pipeline import verify_torch_stage
+
+    res = verify_torch_stage(Path(args.bundle), Path(args.checkpoint), args.data, args.n)
+    print(json.dumps(res, indent=1))
+    return 0 if res["mismatches"] == 0 else 1
+
+
+def cmd_golden(args: argparse.Namespace) -> int:
+    from hwqnn.pipeline import golden_stage
+
+    print(json.dumps(golden_stage(Path(args.bundle), args.data, args.n), indent=1))
+    return 0
+
+
+def cmd_rtl(args: argparse.Namespace) -> int:
+    from hwqnn.pipeline import rtl_stage
+
+    manifest = rtl_stage(Path(args.bundle), Path(args.output), args.fold, args.target_cycles)
+    print(json.dumps(manifest["pipeline"], indent=1))
+    return 0
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from hwqnn.pipeline import sim_stage
+
+    res = sim_stage(Path(args.bundle), args)
+    print(json.dumps(res, indent=1))
+    return 0 if res["mismatches"] == 0 else 1
+
+
+def cmd_flow(args: argparse.Namespace) -> int:
+    from hwqnn.pipeline import flow
+
+    report = flow(args)
+    return 0 if report["mismatches"] == 0 else 1
+
+
+def cmd_ops(args: argparse.Namespace) -> int:
+    from hwqnn.pipeline import ops_stage
+
+    print(ops_stage(Path(args.bundle), args.rtl, args.chart))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from hwqnn.pipeline import bench_stage
+
+    return bench_stage(args)
+
+
+def _add_hw_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--fold",
+        default=None,
+        help="per-layer PExSIMD, comma-separated, e.g. 16x49,16x64,16x64,10x64 (default: chosen)",
+    )
+    p.add_argument(
+        "--target-cycles",
+        type=int,
+        default=None,
+        help="cycles/frame the default folding balances every layer to",
+    )
+
+
+def _add_sim_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-n", type=int, default=100, help="test images to simulate")
+    p.add_argument("--all", action="store_true", help="the whole test set, through the C++ harness")
+    p.add_argument(
+        "--engine",
+        choices=("cocotb", "cpp"),
+        default=None,
+        help="cocotb (Python per cycle, back-pressure) or cpp (Verilator C++ harness); "
+        "default: cpp with --all, else cocotb",
+    )
+    p.add_argument("--build-dir", default=None, help="where to build (default: build/sim/<hash>)")
+    p.add_argument("--clock-mhz", type=float, default=100.0, help="clock for frames/s figures")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="hwqnn",
+        description="Train, export, generate Verilog for, simulate and verify quantized networks.",
+    )
+    ap.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    def add(
+        name: str, fn: Callable[[argparse.Namespace], int], help_: str
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(fn=fn)
+        return p
+
+    p = add("train", cmd_train, "train a quantized MLP (and optionally its float twin)")
+    _add_train_args(p)
+    p.add_argument("--out", default="runs/train", help="directory for model.pt and metrics.json")
+
+    p = add("export", cmd_export, "fold and pack a trained checkpoint into a bundle")
+    p.add_argument("checkpoint", help="model.pt written by 'hwqnn train'")
+    p.add_argument("-o", "--output", required=True, help="bundle path (.npz)")
+
+    p = add("verify", cmd_verify, "compare the torch model with the golden model, integer-exact")
+    p.add_argument("bundle")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("-n", type=int, default=None, help="test images (default: all)")
+    _add_data(p)
+
+    p = add("golden", cmd_golden, "run the golden model on the test set and report accuracy")
+    p.add_argument("bundle")
+    p.add_argument("-n", type=int, default=None, help="test images (default: all)")
+    _add_data(p)
+
+    p = add("rtl", cmd_rtl, "generate Verilog and a manifest for a bundle")
+    p.add_argument("bundle")
+    p.add_argument("-o", "--output", required=True, help="output directory, e.g. rtl/fmnist")
+    _add_hw_args(p)
+
+    p = add("sim", cmd_sim, "simulate the RTL cycle-accurately and compare with the golden model")
+    p.add_argument("bundle")
+    _add_hw_args(p)
+    _add_sim_args(p)
+    _add_data(p)
+    p.add_argument("--out", default=None, help="where sim.json goes (default: the build dir)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the random stalls (cocotb)")
+    p.add_argument("--stalls", action="store_true", help="random input gaps and back-pressure")
+
+    p = add("flow", cmd_flow, "train -> export -> golden -> Verilog -> simulation -> report")
+    _add_train_args(p)
+    _add_hw_args(p)
+    _add_sim_args(p)
+    p.add_argument("--out", default="runs/flow", help="run directory")
+    p.add_argument("--bundle", default=None, help="skip training: start from this bundle")
+
+    p = add("ops", cmd_ops, "operation counts and energy estimate per layer")
+    p.add_argument("bundle")
+    p.add_argument("--rtl", default=None, help="sim.json of a run, for measured counts")
+    p.add_argument("--chart", default=None, help="write a per-layer bar chart (PNG) here")
+
+    p = add("bench", cmd_bench, "benchmarks that print a table")
+    p.add_argument("what", choices=("gpu", "golden"))
+    p.add_argument("--bundle", default=None)
+    p.add_argument("--quick", action="store_true")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from hwqnn.errors import USER_ERRORS
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.fn(args))
+    except USER_ERRORS as e:
+        print(f"hwqnn: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hwqnn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Datasets, offline: IDX files (Fashion-MNIST, MNIST, KMNIST; gzip or raw) and a synthetic set.
+
+Images come out as ``uint8[N, H*W]`` (the first layer's 8-bit codes) and labels as ``int64[N]``.
+Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_CLASSES = (
+    "t-shirt/top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+)
+_IDX_DTYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+class DataError(FileNotFoundError):
+    """A dataset file is missing or malformed; the message names the path."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a dataset: 8-bit images ``[N, H*W]`` and labels ``[N]``."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    shape: tuple[int, int]
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def head(self, n: int) -> Split:
+        return Split(self.images[:n], self.labels[:n], self.shape, self.classes)
+
+
+def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an IDX file (raw or gzip-compressed) into an array of its declared type and shape."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read IDX file ({e.strerror})") from e
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise DataError(f"{path}: corrupt gzip data ({e})") from e
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4].hex()})")
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(dims)) * dtype.itemsize
+    if len(raw) != expected:
+        raise DataError(
+            f"{path}: IDX size mismatch: header says {dims} ({expected} bytes), file has {len(raw)}"
+        )
+    return (
+        np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+    )
+
+
+def _find(data_dir: Path, stem: str) -> Path:
+    for name in (
+        stem,
+        stem + ".gz",
+        stem.replace("-idx", ".idx"),
+        stem.replace("-idx", ".idx") + ".gz",
+    ):
+        if (data_dir / name).is_file():
+            return data_dir / name
+    raise DataError(
+        f"dataset file {data_dir / stem}[.gz] not found. Fashion-MNIST: "
+        "`apt-get install dataset-fashion-mnist` (installs to /usr/share/datasets/fashion-mnist); "
+        "MNIST/KMNIST: pass --data DIR holding the four IDX files"
+    )
+
+
+def load_idx_split(
+    data_dir: str | os.PathLike[str] = DEFAULT_DATA_DIR,
+    split: str = "train",
+    classes: tuple[str, ...] | None = None,
+) -> Split:
+    """Load the ``train`` or ``test`` split of an MNIST-format IDX dataset from ``data_dir``."""
+    data_dir = Path(data_dir)
+    if split not in _SPLIT_FILES:
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    img_path, lbl_path = (_find(data_dir, s) for s in _SPLIT_FILES[split])
+    images = read_idx(img_path)
+    labels = read_idx(lbl_path)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise DataError(
+            f"{img_path}: expected uint8 images [N, H, W], found {images.dtype} {images.shape}"
+        )
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise DataError(f"{lbl_path}: expected {len(images)} labels, found shape {labels.shape}")
+    n_classes = int(labels.max()) + 1
+    if classes is None:
+        is_fashion = "fashion" in str(data_dir).lower()
+        classes = FASHION_CLASSES if is_fashion else tuple(str(i) for i in range(n_classes))
+    h, w = images.shape[1:]
+    return Split(images.reshape(len(images), h * w), labels.astype(np.int64), (h, w), classes)
+
+
+def synthetic(n: int, seed: int = 0, shape: tuple[int, int] = (8, 8), classes: int = 4) -> Split:
+    """A small learnable dataset: noisy class prototypes as 8-bit images. Deterministic in ``seed``.
+
+    The prototypes depend only on ``shape`` and ``classes`` (not ``seed``), so a train split and a
+    test split drawn with different seeds come from the same distribution.
+    """
+    proto_rng = np.random.default_rng(12345)
+    k = shape[0] * shape[1]
+    protos = proto_rng.integers(0, 256, size=(classes, k))
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, size=n)
+    noise = rng.normal(0, 40, size=(n, k))
+    images = np.clip(protos[labels] + noise, 0, 255).astype(np.uint8)
+    return Split(images, labels.astype(np.int64), shape, tuple(f"c{i}" for i in range(classes)))
+
+
+def load_dataset(data: str | os.PathLike[str] | None, split: str) -> Split:
+    """``data`` is a directory of IDX files, ``"synthetic"``, or None for Fashion-MNIST."""
+    if data == "synthetic":
+        return synthetic(2000 if split == "train" else 500, seed=0 if split == "train" else 1)
+    return load_idx_split(DEFAULT_DATA_DIR if data is None else data, split)

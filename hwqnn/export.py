@@ -1,0 +1,76 @@
+"""Export a trained quantized model (torch) to a bundle: packed weights and folded thresholds.
+
+Each hidden layer's BatchNorm + quantizer is folded by evaluating the model's own eval-mode
+``activate`` at every possible integer dot product (see :mod:`hwqnn.fold`), so the thresholds
+reproduce the torch forward pass exactly. Anything that cannot be represented exactly is refused
+with an error naming the layer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+
+from hwqnn.bundle import Bundle, Layer, make_layer
+from hwqnn.fold import FoldError, fold_thresholds
+from hwqnn.model import QuantDense, QuantMLP
+
+log = logging.getLogger(__name__)
+FLOAT32_EXACT = 2**24  # integers up to this are exact in float32
+
+
+class ExportError(ValueError):
+    """The model holds something a bundle cannot represent exactly; the message names the layer."""
+
+
+def _layer_codes_fn(layer: QuantDense) -> Any:
+    offset = layer.scale * layer.in_features
+    n = float(2**layer.out_bits - 1)
+
+    @torch.no_grad()
+    def code_fn(acc: np.ndarray) -> np.ndarray:
+        s = torch.from_numpy(2 * acc - int(offset)).to(torch.float32)[:, None]
+        q = layer.activate(s)
+        return ((q + n) / 2.0).to(torch.int64).numpy()
+
+    return code_fn
+
+
+def export_layer(layer: QuantDense, index: int) -> Layer:
+    """Fold and pack one layer of a :class:`QuantMLP` (in eval mode)."""
+    name = f"layer {index}"
+    acc_max = int(layer.scale) * layer.in_features
+    if acc_max >= FLOAT32_EXACT:
+        raise ExportError(
+            f"{name}: accumulator range {acc_max} exceeds float32's exact integers; "
+            "the torch model would round it"
+        )
+    codes = layer.weight_code().numpy()
+    if layer.is_last:
+        return make_layer(codes, layer.in_bits, layer.w_bits, 0)
+    try:
+        thresholds, flip = fold_thresholds(
+            _layer_codes_fn(layer), acc_max, layer.out_bits, layer.out_features, name=name
+        )
+    except FoldError as e:
+        raise ExportError(str(e)) from e
+    return make_layer(codes, layer.in_bits, layer.w_bits, layer.out_bits, thresholds, flip)
+
+
+def export_model(
+    model: QuantMLP,
+    input_shape: tuple[int, ...],
+    classes: tuple[str, ...],
+    info: dict[str, Any] | None = None,
+) -> Bundle:
+    """Bundle of a trained :class:`QuantMLP`."""
+    if not isinstance(model, QuantMLP):
+        raise ExportError(f"only quantized models export to a bundle, not {type(model).__name__}")
+    model.eval()
+    layers = tuple(export_layer(layer, i) for i, layer in enumerate(model.layers))
+    return Bundle(
+        layers=layers, input_shape=tuple(input_shape), classes=tuple(classes), info=info or {}
+    )

@@ -1,0 +1,162 @@
+"""Training as in the seed papers: Adam with an exponentially decaying learning rate, latent real
+weights clipped to [-1, 1] after every step, BatchNorm, straight-through quantizers.
+
+A checkpoint (``torch.save`` of the state dict plus the architecture) and a metrics JSON are
+written atomically. The float twin of the same topology trains through the same loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from hwqnn.data import Split
+from hwqnn.model import Arch, QuantMLP, build
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 100
+    lr: float = 3e-3
+    lr_end: float = 3e-5
+    seed: int = 0
+    threads: int = 0  # 0: leave torch's default
+
+
+def _atomic_write_bytes(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write JSON atomically (temporary file + rename)."""
+    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    _atomic_write_bytes(Path(path), lambda f: f.write(text.encode()))
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: np.ndarray, batch: int = 2000) -> np.ndarray:
+    """Predicted classes (argmax; ties: lowest index) in eval mode."""
+    model.eval()
+    preds = []
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(images[i : i + batch])
+        out = model.scores(x) if isinstance(model, QuantMLP) else model(x)
+        preds.append(out.argmax(dim=1).numpy())
+    return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
+
+
+def accuracy(model: nn.Module, split: Split) -> float:
+    return float((predict(model, split.images) == split.labels).mean())
+
+
+def fit(
+    model: nn.Module,
+    train: Split,
+    test: Split,
+    cfg: TrainConfig,
+    desc: str = "train",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``model`` in place; returns metrics (per-epoch loss/accuracy, test accuracy, time)."""
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    x_all = torch.from_numpy(train.images)
+    y_all = torch.from_numpy(train.labels)
+    n = len(train)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    gamma = (cfg.lr_end / cfg.lr) ** (1.0 / max(1, total))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
+    loss_fn = nn.CrossEntropyLoss()
+    history = []
+    t0 = time.perf_counter()
+    bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, leave=False)
+    for epoch in range(cfg.epochs):
+        model.train()
+        perm = torch.randperm(n, generator=gen)
+        sum_loss, correct = 0.0, 0
+        for i in range(steps_per_epoch):
+            idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            x, y = x_all[idx], y_all[idx]
+            logits = model(x)
+            loss = loss_fn(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            model.clip_()  # type: ignore[operator]
+            sum_loss += float(loss.detach()) * len(idx)
+            correct += int((logits.argmax(1) == y).sum())
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{sum_loss / ((i + 1) * cfg.batch_size):.3f}")
+        test_acc = accuracy(model, test)
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": sum_loss / n,
+                "train_acc": correct / n,
+                "test_acc": test_acc,
+            }
+        )
+        bar.set_postfix(epoch=epoch + 1, loss=f"{sum_loss / n:.3f}", test_acc=f"{test_acc:.4f}")
+        log.info("%s epoch %d: loss %.4f test acc %.4f", desc, epoch + 1, sum_loss / n, test_acc)
+    bar.close()
+    return {
+        "history": history,
+        "test_acc": history[-1]["test_acc"] if history else accuracy(model, test),
+        "seconds": time.perf_counter() - t0,
+        "config": asdict(cfg),
+    }
+
+
+def save_checkpoint(
+    model: nn.Module, arch: Arch, kind: str, meta: dict[str, Any], path: str | os.PathLike[str]
+) -> None:
+    """Write ``{state, arch, kind, meta}`` atomically."""
+    payload = {"state": model.state_dict(), "arch": asdict(arch), "kind": kind, "meta": meta}
+    _atomic_write_bytes(Path(path), lambda f: torch.save(payload, f))
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model a checkpoint was saved from; returns ``(model_in_eval_mode, meta)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        arch = Arch(
+            tuple(payload["arch"]["hidden"]), payload["arch"]["w_bits"], payload["arch"]["a_bits"]
+        )
+        meta = payload["meta"]
+        model = build(payload["kind"], meta["in_features"], len(meta["classes"]), arch)
+        model.load_state_dict(payload["state"])
+    except (KeyError, RuntimeError, TypeError, EOFError) as e:
+        raise ValueError(f"{path}: not a hwqnn checkpoint ({e})") from e
+    model.eval()
+    return model, meta
