@@ -60,6 +60,7 @@ Fields
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -226,6 +227,14 @@ class Bundle:
             "layers": [layer.meta() for layer in self.layers],
             "info": self.info,
         }
+
+    def digest(self) -> str:
+        """SHA-256 of the bundle's content (meta and arrays), independent of the file's bytes."""
+        h = hashlib.sha256()
+        for k, v in sorted(self.arrays().items()):
+            h.update(k.encode() + str(v.dtype).encode() + str(v.shape).encode())
+            h.update(np.ascontiguousarray(v).tobytes())
+        return h.hexdigest()
 
     def arrays(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {"meta": np.array(json.dumps(self.meta(), sort_keys=True))}

@@ -1,0 +1,1 @@
+"""Amaranth hardware generators: the matrix-vector-threshold unit and the streaming network."""

@@ -1,0 +1,288 @@
+"""The matrix-vector-threshold unit (MVTU): one layer of the streaming accelerator.
+
+Data flow (bit layout as in :mod:`hwqnn.bundle`)::
+
+    i (stream, `in_chunk` codes per beat) ─► double input buffer ─► SIMD codes per cycle
+        ─► per PE: leaves L_j = sum_m 2**m * (w_m ? a_j : ~a_j)   (XNOR for 1-bit)
+        ─► pipelined adder tree ─► accumulator over SF cycles ─► threshold compare (or score)
+        ─► o (stream, PE outputs per beat, one beat per neuron fold)
+
+Parameters
+----------
+weights : int[rows, cols]   weight codes (0 .. 2**w_bits - 1)
+thresholds, flip            folded thresholds (hidden layers) or None (last layer: scores)
+in_bits, w_bits, out_bits   code widths; ``out_bits = 0`` outputs signed scores ``2*A - C*K``
+pe, simd                    the folding (see :mod:`hwqnn.hw.folding`)
+in_chunk                    codes per input beat (the producer's PE, or the top's input width)
+
+Members
+-------
+i : In(stream.Signature(in_chunk * in_bits))    element ``j`` of a beat at bits ``j*in_bits``
+o : Out(stream.Signature(pe * out_width))        PE ``p``'s output at bits ``p*out_width``
+
+Timing
+------
+A frame is ``ceil(cols / in_chunk)`` input beats. The input buffer is double: while one frame is
+computed the next one is written, so with no back-pressure a new frame starts every
+``NF * SF`` cycles (no bubbles). Each neuron fold's outputs leave ``2 + tree_latency`` cycles
+after its last issue. The whole pipeline advances on one clock enable, low while an output beat
+waits for ``o.ready``.
+
+Memory: one weight memory per PE (``NF * SF`` words of ``SIMD * w_bits`` bits; row ``r`` lives in
+PE ``r % PE`` at neuron fold ``r // PE``) and one threshold memory per PE (``NF`` words).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hwqnn.bundle import level_scale
+from hwqnn.hw.adder_tree import adder_tree, tree_latency
+
+LEVELS_PER_STAGE = 4
+
+
+def _signed_width(v: int) -> int:
+    return max(1, v.bit_length()) + 1
+
+
+def score_width(acc_max: int) -> int:
+    """Width of a signed score in ``-acc_max .. acc_max``."""
+    return _signed_width(acc_max)
+
+
+class MVTU(wiring.Component):
+    """One layer: matrix-vector product of codes with weights, then thresholds or scores."""
+
+    def __init__(
+        self,
+        *,
+        weights: np.ndarray,
+        thresholds: np.ndarray | None,
+        flip: np.ndarray | None,
+        in_bits: int,
+        w_bits: int,
+        out_bits: int,
+        pe: int,
+        simd: int,
+        in_chunk: int,
+    ) -> None:
+        rows, cols = weights.shape
+        if not 1 <= pe <= rows:
+            raise ValueError(f"pe must be in 1..{rows}, not {pe!r}")
+        if not 1 <= simd <= cols:
+            raise ValueError(f"simd must be in 1..{cols}, not {simd!r}")
+        if not 1 <= in_chunk <= cols:
+            raise ValueError(f"in_chunk must be in 1..{cols}, not {in_chunk!r}")
+        if (thresholds is None) != (out_bits == 0):
+            raise ValueError("thresholds are needed exactly when out_bits > 0")
+        self._weights = np.asarray(weights, dtype=np.int64)
+        self._thresholds = None if thresholds is None else np.asarray(thresholds, np.int64)
+        self._flip = None if flip is None else np.asarray(flip, np.int64)
+        self.rows, self.cols = int(rows), int(cols)
+        self.in_bits, self.w_bits, self.out_bits = in_bits, w_bits, out_bits
+        self.pe, self.simd, self.in_chunk = pe, simd, in_chunk
+        self.nf = -(-rows // pe)
+        self.sf = -(-cols // simd)
+        self.beats = -(-cols // in_chunk)
+        self.acc_max = level_scale(in_bits, w_bits) * cols
+        self.out_width = out_bits if out_bits else score_width(self.acc_max)
+        super().__init__(
+            {
+                "i": In(stream.Signature(unsigned(in_chunk * in_bits))),
+                "o": Out(stream.Signature(unsigned(pe * self.out_width))),
+            }
+        )
+
+    @property
+    def cycles_per_frame(self) -> int:
+        return self.nf * self.sf
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a neuron fold's last issue to its output beat being valid."""
+        return 2 + tree_latency(self.simd, LEVELS_PER_STAGE) + 1
+
+    # ---------------------------------------------------------------------------------------
+    def _weight_words(self, p: int) -> list[int]:
+        """Memory image of PE ``p``: word ``nf*SF + sf`` holds SIMD codes of row ``nf*PE + p``."""
+        ones = 2**self.w_bits - 1
+        padded = np.full((self.nf * self.pe, self.sf * self.simd), ones, dtype=np.int64)
+        padded[: self.rows, : self.cols] = self._weights
+        words = []
+        shifts = np.arange(self.simd, dtype=object) * self.w_bits
+        for nf in range(self.nf):
+            row = padded[nf * self.pe + p].astype(object)
+            for sf in range(self.sf):
+                chunk = row[sf * self.simd : (sf + 1) * self.simd]
+                words.append(int(sum(int(c) << int(s) for c, s in zip(chunk, shifts, strict=True))))
+        return words
+
+    def _threshold_words(self, p: int, t_width: int) -> list[int]:
+        assert self._thresholds is not None and self._flip is not None
+        n_t = self._thresholds.shape[1]
+        words = []
+        for nf in range(self.nf):
+            r = nf * self.pe + p
+            if r < self.rows:
+                ts, fl = self._thresholds[r], int(self._flip[r])
+            else:  # pad neuron: never fires, output code 0
+                ts, fl = np.full(n_t, self.acc_max + 1), 0
+            w = fl
+            for i, t in enumerate(ts):
+                w |= int(t) << (1 + i * t_width)
+            words.append(w)
+        return words
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        ka, kw = self.in_bits, self.w_bits
+        nf_n, sf_n = self.nf, self.sf
+        buf_elems = max(self.beats * self.in_chunk, sf_n * self.simd)
+
+        # ---- input side: double buffer, filled one beat at a time ---------------------------
+        bufs = [Signal(buf_elems * ka, name=f"inbuf{b}") for b in range(2)]
+        full = [Signal(name=f"full{b}") for b in range(2)]
+        wsel = Signal()
+        rsel = Signal()
+        wcnt = Signal(range(max(2, self.beats)))
+        m.d.comb += self.i.ready.eq(~Mux(wsel, full[1], full[0]))
+        with m.If(self.i.valid & self.i.ready):
+            for b in range(2):
+                with m.If(wsel == b):
+                    m.d.sync += bufs[b].word_select(wcnt, self.in_chunk * ka).eq(self.i.payload)
+            with m.If(wcnt == self.beats - 1):
+                m.d.sync += [wcnt.eq(0), wsel.eq(~wsel)]
+                for b in range(2):
+                    with m.If(wsel == b):
+                        m.d.sync += full[b].eq(1)
+            with m.Else():
+                m.d.sync += wcnt.eq(wcnt + 1)
+
+        # ---- global clock enable: stall everything while an output waits --------------------
+        ce = Signal()
+        m.d.comb += ce.eq(~self.o.valid | self.o.ready)
+
+        # ---- issue stage: (nf, sf) counters over the frame in buffer rsel -------------------
+        nf = Signal(range(max(2, nf_n)))
+        sf = Signal(range(max(2, sf_n)))
+        running = Signal()
+        m.d.comb += running.eq(Mux(rsel, full[1], full[0]))
+        issue = Signal()
+        m.d.comb += issue.eq(ce & running)
+        with m.If(issue):
+            with m.If(sf == sf_n - 1):
+                m.d.sync += sf.eq(0)
+                with m.If(nf == nf_n - 1):
+                    m.d.sync += [nf.eq(0), rsel.eq(~rsel)]
+                    for b in range(2):
+                        with m.If(rsel == b):
+                            m.d.sync += full[b].eq(0)
+                with m.Else():
+                    m.d.sync += nf.eq(nf + 1)
+            with m.Else():
+                m.d.sync += sf.eq(sf + 1)
+
+        chunk_w = self.simd * ka
+        chunk = Signal(chunk_w)
+        m.d.comb += chunk.eq(Mux(rsel, bufs[1], bufs[0]).word_select(sf, chunk_w))
+        pad = sf_n * self.simd - self.cols  # masked pad elements in the last chunk
+        keep_last = Const((1 << ((self.simd - pad) * ka)) - 1, chunk_w)
+        chunk_r = Signal(chunk_w)
+        v1, first1, last1 = Signal(), Signal(), Signal()
+        nf1 = Signal.like(nf)
+        with m.If(ce):
+            m.d.sync += [
+                chunk_r.eq(Mux(sf == sf_n - 1, chunk & keep_last, chunk)),
+                v1.eq(running),
+                first1.eq(sf == 0),
+                last1.eq(sf == sf_n - 1),
+                nf1.eq(nf),
+            ]
+
+        # ---- per-PE weight memories and popcount trees ---------------------------------------
+        depth = max(2, nf_n * sf_n)
+        addr = Signal(range(depth))
+        m.d.comb += addr.eq(nf * sf_n + sf)
+        sums = []
+        t_lat = tree_latency(self.simd, LEVELS_PER_STAGE)
+        for p in range(self.pe):
+            init = self._weight_words(p)
+            init += [(1 << (self.simd * kw)) - 1] * (depth - len(init))
+            mem = Memory(shape=unsigned(self.simd * kw), depth=depth, init=init)
+            m.submodules[f"wmem{p}"] = mem
+            rp = mem.read_port(domain="sync")
+            m.d.comb += [rp.addr.eq(addr), rp.en.eq(ce)]
+            leaves = []
+            for j in range(self.simd):
+                a = chunk_r[j * ka : (j + 1) * ka]
+                terms = [Mux(rp.data[j * kw + mm], a, ~a).as_unsigned() << mm for mm in range(kw)]
+                leaf = terms[0]
+                for t in terms[1:]:
+                    leaf = leaf + t
+                leaves.append(leaf)
+            s, lat = adder_tree(m, leaves, ce, LEVELS_PER_STAGE, name=f"pe{p}")
+            assert lat == t_lat
+            sums.append(s)
+
+        # control delayed to match the tree
+        vd, firstd, lastd, nfd = v1, first1, last1, nf1
+        for d in range(t_lat):
+            nv, nfi, nla = (
+                Signal(name=f"v_d{d}"),
+                Signal(name=f"first_d{d}"),
+                Signal(name=f"last_d{d}"),
+            )
+            nn = Signal.like(nf, name=f"nf_d{d}")
+            with m.If(ce):
+                m.d.sync += [nv.eq(vd), nfi.eq(firstd), nla.eq(lastd), nn.eq(nfd)]
+            vd, firstd, lastd, nfd = nv, nfi, nla, nn
+
+        # ---- accumulate over SF cycles -------------------------------------------------------
+        acc_w = max(1, self.acc_max.bit_length())
+        accs = [Signal(acc_w, name=f"acc{p}") for p in range(self.pe)]
+        done = Signal()
+        nf_done = Signal.like(nf)
+        with m.If(ce):
+            m.d.sync += [done.eq(vd & lastd), nf_done.eq(nfd)]
+            with m.If(vd):
+                for p in range(self.pe):
+                    m.d.sync += accs[p].eq(Mux(firstd, sums[p], accs[p] + sums[p]))
+
+        # ---- threshold compare (or score) into the output register ---------------------------
+        outs = [Signal(self.out_width, name=f"out{p}") for p in range(self.pe)]
+        if self.out_bits:
+            assert self._thresholds is not None
+            t_width = (self.acc_max + 1).bit_length()
+            n_t = self._thresholds.shape[1]
+            for p in range(self.pe):
+                words = self._threshold_words(p, t_width)
+                tdepth = max(2, nf_n)
+                words += [0] * (tdepth - len(words))
+                tmem = Memory(shape=unsigned(1 + n_t * t_width), depth=tdepth, init=words)
+                m.submodules[f"tmem{p}"] = tmem
+                tp = tmem.read_port(domain="comb")
+                m.d.comb += tp.addr.eq(nf_done)
+                a_eff = Mux(tp.data[0], self.acc_max - accs[p], accs[p])
+                fires = [
+                    a_eff >= tp.data[1 + i * t_width : 1 + (i + 1) * t_width] for i in range(n_t)
+                ]
+                code = fires[0].as_unsigned()
+                for f in fires[1:]:
+                    code = code + f.as_unsigned()
+                m.d.comb += outs[p].eq(code)
+        else:
+            for p in range(self.pe):
+                score = Signal(signed(self.out_width), name=f"score{p}")
+                doubled = Cat(Const(0, 1), accs[p], Const(0, 1)).as_signed()  # 2*A, non-negative
+                m.d.comb += [score.eq(doubled - self.acc_max), outs[p].eq(score.as_unsigned())]
+        payload = Cat(*outs)
+        with m.If(ce):
+            m.d.sync += self.o.valid.eq(done)
+            with m.If(done):
+                m.d.sync += self.o.payload.eq(payload)
+        return m

@@ -1,0 +1,204 @@
+"""The streaming network: one MVTU per layer, joined by streams, behind AXI-Stream-style ports.
+
+Ports of the generated Verilog top (``aclk`` rising edge, ``aresetn`` synchronous, active low)::
+
+    s_axis_tdata  [8*IN_BYTES-1:0]  in    `in_chunk` pixels per beat, pixel j at bits 8j+7..8j
+    s_axis_tvalid, s_axis_tready, s_axis_tlast (last beat of a frame; checked, see frame_error)
+    m_axis_tdata  [OUT_BITS-1:0]    out   one beat per frame: class score k (signed, SCORE_W bits)
+                                          at bits k*SCORE_W.., then the argmax class above them
+    m_axis_tvalid, m_axis_tready, m_axis_tlast (always 1: every beat ends a frame)
+    frame_error                     out   sticky: a tlast arrived off a frame boundary
+
+A frame is ``ceil(in_features / in_chunk)`` input beats; pixels above ``in_features`` in the
+last beat are ignored. Between layers, each unit's double input buffer is the FIFO (two frames).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from amaranth.hdl import Cat, ClockDomain, Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.stream import Signature as StreamSignature
+from amaranth.lib.wiring import In, Out
+
+from hwqnn.bundle import Bundle
+from hwqnn.hw.folding import LayerFold, validate_folding
+from hwqnn.hw.mvtu import MVTU
+
+
+def _bytes(bits: int) -> int:
+    return -(-bits // 8)
+
+
+@dataclass(frozen=True)
+class TopShape:
+    """Port widths and layout of the top level (also written to the manifest)."""
+
+    in_chunk: int
+    in_beats: int
+    s_tdata_bits: int
+    classes: int
+    score_width: int
+    class_bits: int
+    m_tdata_bits: int
+
+
+class Collector(wiring.Component):
+    """Gathers the last layer's NF beats of PE scores into one frame and appends the argmax.
+
+    Latency: one cycle from the last score beat to ``o.valid``. Ties pick the lowest class.
+    """
+
+    def __init__(self, *, pe: int, nf: int, classes: int, score_width: int) -> None:
+        self.pe, self.nf, self.classes, self.score_width = pe, nf, classes, score_width
+        self.class_bits = max(1, (classes - 1).bit_length())
+        out_w = classes * score_width + self.class_bits
+        super().__init__(
+            {
+                "i": In(StreamSignature(pe * score_width)),
+                "o": Out(StreamSignature(out_w)),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        sw = self.score_width
+        regs = [Signal(self.pe * sw, name=f"fold{n}") for n in range(self.nf)]
+        cnt = Signal(range(max(2, self.nf)))
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        # scores as they will be once this beat is in (used for the argmax on the last beat)
+        nxt = [Mux((cnt == n) & self.i.valid, self.i.payload, regs[n]) for n in range(self.nf)]
+        flat = Cat(*nxt)
+        scores = [flat[k * sw : (k + 1) * sw].as_signed() for k in range(self.classes)]
+        best_v = scores[0]
+        best_i: Any = Const(0, self.class_bits)
+        for k in range(1, self.classes):
+            better = scores[k] > best_v
+            best_v = Mux(better, scores[k], best_v)
+            best_i = Mux(better, k, best_i)
+        with m.If(self.i.valid & self.i.ready):
+            for n in range(self.nf):
+                with m.If(cnt == n):
+                    m.d.sync += regs[n].eq(self.i.payload)
+            with m.If(cnt == self.nf - 1):
+                m.d.sync += [
+                    cnt.eq(0),
+                    self.o.valid.eq(1),
+                    self.o.payload.eq(Cat(flat[: self.classes * sw], best_i)),
+                ]
+            with m.Else():
+                m.d.sync += cnt.eq(cnt + 1)
+        return m
+
+
+class Network(wiring.Component):
+    """All layers chained; ``i`` takes 8-bit pixel beats, ``o`` gives scores + argmax."""
+
+    def __init__(self, bundle: Bundle, folds: list[LayerFold], in_chunk: int | None = None) -> None:
+        validate_folding(bundle, folds)
+        first = bundle.layers[0]
+        self.in_chunk = folds[0].simd if in_chunk is None else in_chunk
+        if not 1 <= self.in_chunk <= first.in_features:
+            raise ValueError(f"in_chunk must be in 1..{first.in_features}, not {self.in_chunk!r}")
+        self.units: list[MVTU] = []
+        producer = self.in_chunk
+        for layer, f in zip(bundle.layers, folds, strict=True):
+            unit = MVTU(
+                weights=layer.weight_codes(),
+                thresholds=layer.thresholds,
+                flip=layer.flip,
+                in_bits=layer.in_bits,
+                w_bits=layer.w_bits,
+                out_bits=layer.out_bits,
+                pe=f.pe,
+                simd=f.simd,
+                in_chunk=min(producer, layer.in_features),
+            )
+            self.units.append(unit)
+            producer = f.pe
+        last = self.units[-1]
+        self.collector = Collector(
+            pe=last.pe, nf=last.nf, classes=bundle.num_classes, score_width=last.out_width
+        )
+        super().__init__(
+            {
+                "i": In(StreamSignature(self.in_chunk * first.in_bits)),
+                "o": Out(StreamSignature(len(self.collector.o.payload))),
+            }
+        )
+
+    @property
+    def cycles_per_frame(self) -> int:
+        return max(u.cycles_per_frame for u in self.units)
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        for n, u in enumerate(self.units):
+            m.submodules[f"layer{n}"] = u
+        m.submodules.collector = self.collector
+        wiring.connect(m, wiring.flipped(self.i), self.units[0].i)
+        for a, b in itertools.pairwise(self.units):
+            wiring.connect(m, a.o, b.i)  # a's PE outputs are b's input chunk (pad codes are 0)
+        wiring.connect(m, self.units[-1].o, self.collector.i)
+        wiring.connect(m, self.collector.o, wiring.flipped(self.o))
+        return m
+
+
+class Top(wiring.Component):
+    """The Verilog top: AXI-Stream-style names, ``aclk``/``aresetn`` (see module docstring)."""
+
+    def __init__(self, bundle: Bundle, folds: list[LayerFold], in_chunk: int | None = None) -> None:
+        self.net = Network(bundle, folds, in_chunk)
+        c = self.net.collector
+        self.shape = TopShape(
+            in_chunk=self.net.in_chunk,
+            in_beats=self.net.units[0].beats,
+            s_tdata_bits=8 * _bytes(len(self.net.i.payload)),
+            classes=c.classes,
+            score_width=c.score_width,
+            class_bits=c.class_bits,
+            m_tdata_bits=8 * _bytes(len(c.o.payload)),
+        )
+        super().__init__(
+            {
+                "aclk": In(1),
+                "aresetn": In(1),
+                "s_axis_tdata": In(self.shape.s_tdata_bits),
+                "s_axis_tvalid": In(1),
+                "s_axis_tready": Out(1),
+                "s_axis_tlast": In(1),
+                "m_axis_tdata": Out(self.shape.m_tdata_bits),
+                "m_axis_tvalid": Out(1),
+                "m_axis_tready": In(1),
+                "m_axis_tlast": Out(1),
+                "frame_error": Out(1),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        m.domains.sync = cd = ClockDomain("sync")
+        m.d.comb += [cd.clk.eq(self.aclk), cd.rst.eq(~self.aresetn)]
+        m.submodules.net = net = self.net
+        n_in = len(net.i.payload)
+        m.d.comb += [
+            net.i.payload.eq(self.s_axis_tdata[:n_in]),
+            net.i.valid.eq(self.s_axis_tvalid),
+            self.s_axis_tready.eq(net.i.ready),
+            self.m_axis_tdata.eq(net.o.payload),
+            self.m_axis_tvalid.eq(net.o.valid),
+            net.o.ready.eq(self.m_axis_tready),
+            self.m_axis_tlast.eq(1),
+        ]
+        beats = self.shape.in_beats
+        beat = Signal(range(max(2, beats)))
+        with m.If(self.s_axis_tvalid & self.s_axis_tready):
+            m.d.sync += beat.eq(Mux(beat == beats - 1, 0, beat + 1))
+            with m.If(self.s_axis_tlast != (beat == beats - 1)):
+                m.d.sync += self.frame_error.eq(1)
+        return m

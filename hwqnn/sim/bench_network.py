@@ -1,0 +1,127 @@
+"""cocotb bench of the network top (``hwqnn_top``). Configured by the JSON file named in the
+environment variable ``HWQNN_BENCH`` (written by :mod:`hwqnn.sim.runner`):
+
+``images`` (.npy, uint8 [N, K]), ``expected`` (.npy, int64 [N, classes + 1]: golden scores then
+argmax), ``ports`` (the manifest's port layout), ``seed``, ``idle_prob``, ``stall_prob``,
+``result`` (where to write the outputs and cycle counts as JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
+
+from hwqnn.sim.axis import frame_beats, stream_frames
+
+
+def load_config() -> dict[str, Any]:
+    cfg: dict[str, Any] = json.loads(Path(os.environ["HWQNN_BENCH"]).read_text())
+    return cfg
+
+
+def decode(word: int, ports: dict[str, int]) -> list[int]:
+    """One output beat -> [score_0, ..., score_{C-1}, argmax]."""
+    sw, c = ports["score_width"], ports["classes"]
+    out = []
+    for k in range(c):
+        v = (word >> (k * sw)) & ((1 << sw) - 1)
+        out.append(v - (1 << sw) if v >> (sw - 1) else v)
+    out.append((word >> (c * sw)) & ((1 << ports["class_bits"]) - 1))
+    return out
+
+
+async def start(dut: Any) -> None:
+    cocotb.start_soon(Clock(dut.aclk, 10, unit="ns").start())
+    dut.aresetn.value = 0
+    dut.s_axis_tvalid.value = 0
+    dut.s_axis_tlast.value = 0
+    dut.s_axis_tdata.value = 0
+    dut.m_axis_tready.value = 0
+    await ClockCycles(dut.aclk, 3)
+    dut.aresetn.value = 1
+
+
+def frames_of(images: np.ndarray, ports: dict[str, int]) -> list[list[int]]:
+    return [frame_beats(img.tolist(), ports["in_chunk"], ports["in_beats"]) for img in images]
+
+
+@cocotb.test()
+async def stream_test_set(dut: Any) -> None:
+    """Every frame in comes out exactly once, in order, equal to the golden model."""
+    cfg = load_config()
+    ports = cfg["ports"]
+    images = np.load(cfg["images"])
+    expected = np.load(cfg["expected"])
+    await start(dut)
+    rng = random.Random(cfg["seed"]) if cfg["idle_prob"] or cfg["stall_prob"] else None
+    t0 = time.perf_counter()
+    res = await stream_frames(
+        dut,
+        frames_of(images, ports),
+        len(images),
+        rng=rng,
+        idle_prob=cfg["idle_prob"],
+        stall_prob=cfg["stall_prob"],
+        max_cycles=cfg.get("max_cycles", 10**9),
+    )
+    seconds = time.perf_counter() - t0
+    got = [decode(w, ports) for w in res.outputs]
+    # nothing more comes out after the last frame
+    dut.m_axis_tready.value = 1
+    for _ in range(cfg.get("drain_cycles", 20)):
+        await FallingEdge(dut.aclk)
+        assert not dut.m_axis_tvalid.value, "an extra output beat appeared after the last frame"
+    assert not dut.frame_error.value, "frame_error set on well-formed input"
+    Path(cfg["result"]).write_text(
+        json.dumps(
+            {
+                "outputs": got,
+                "out_cycles": res.out_cycles,
+                "in_first_cycles": res.in_first_cycles,
+                "cycles": res.cycles,
+                "seconds": seconds,
+            }
+        )
+    )
+    mism = [i for i, (g, e) in enumerate(zip(got, expected.tolist(), strict=True)) if g != e]
+    assert not mism, f"{len(mism)} frame(s) differ from the golden model, first: image {mism[0]}"
+
+
+@cocotb.test()
+async def reset_mid_frame(dut: Any) -> None:
+    """Reset with frames in flight and half a frame sent: nothing of them comes out after reset,
+    and the frames sent after it come out right."""
+    cfg = load_config()
+    if not cfg.get("reset_test", True):
+        return
+    ports = cfg["ports"]
+    images = np.load(cfg["images"])[:4]
+    expected = np.load(cfg["expected"])[:4].tolist()
+    await start(dut)
+    frames = frames_of(images, ports)
+    # two whole frames then the first half of a third, no outputs taken
+    partial = frames[0] + frames[1] + frames[2][: max(1, len(frames[2]) // 2)]
+    for w in partial:
+        dut.s_axis_tdata.value = w
+        dut.s_axis_tvalid.value = 1
+        while True:
+            await RisingEdge(dut.aclk)
+            if dut.s_axis_tready.value:
+                break
+    dut.s_axis_tvalid.value = 0
+    await ClockCycles(dut.aclk, 5)
+    dut.aresetn.value = 0
+    await ClockCycles(dut.aclk, 2)
+    dut.aresetn.value = 1
+    res = await stream_frames(dut, frames[2:4], 2, max_cycles=100_000)
+    got = [decode(w, ports) for w in res.outputs]
+    assert got == expected[2:4], f"after reset: got {got}, expected {expected[2:4]}"
