@@ -13,9 +13,10 @@ from typing import Any
 from amaranth.back import verilog
 
 from hwqnn import __version__
-from hwqnn.bundle import Bundle
+from hwqnn.bundle import Bundle, Layer
 from hwqnn.hw.folding import LayerFold
-from hwqnn.hw.network import Top
+from hwqnn.hw.mvtu import MVTU
+from hwqnn.hw.network import LayerTop, Top
 
 log = logging.getLogger(__name__)
 TOP_NAME = "hwqnn_top"
@@ -95,5 +96,44 @@ def generate(
         **predict(top),
     }
     _write_if_changed(out / f"{TOP_NAME}.v", text)
+    _write_if_changed(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def generate_layer(
+    layer: Layer, fold: LayerFold, in_chunk: int, out_dir: str | os.PathLike[str]
+) -> dict[str, Any]:
+    """Verilog of one layer's MVTU alone (``hwqnn_layer``), for unit benches."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    unit = MVTU(
+        weights=layer.weight_codes(),
+        thresholds=layer.thresholds,
+        flip=layer.flip,
+        in_bits=layer.in_bits,
+        w_bits=layer.w_bits,
+        out_bits=layer.out_bits,
+        pe=fold.pe,
+        simd=fold.simd,
+        in_chunk=in_chunk,
+    )
+    top = LayerTop(unit)
+    text = "`default_nettype none\n" + verilog.convert(top, name="hwqnn_layer", emit_src=False)
+    manifest = {
+        "top": "hwqnn_layer",
+        "verilog": "hwqnn_layer.v",
+        "ports": {
+            "in_chunk": in_chunk,
+            "in_beats": unit.beats,
+            "in_bits": layer.in_bits,
+            "pe": unit.pe,
+            "nf": unit.nf,
+            "out_width": unit.out_width,
+            "signed": layer.is_last,
+        },
+        "cycles_per_frame": unit.cycles_per_frame,
+        "latency": unit.latency,
+    }
+    _write_if_changed(out / "hwqnn_layer.v", text + "`default_nettype wire\n")
     _write_if_changed(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest

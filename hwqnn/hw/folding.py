@@ -95,10 +95,14 @@ def choose_folding(bundle: Bundle, target_cycles: int | None = None) -> list[Lay
     """Balance every layer to ``target_cycles`` per frame (default: a budget that keeps
     simulation quick: 1024 cycles, or fewer for small nets)."""
     if target_cycles is None:
-        target_cycles = min(1024, max(l.out_features * l.in_features for l in bundle.layers) // 16)
+        target_cycles = min(
+            1024, max(ly.out_features * ly.in_features for ly in bundle.layers) // 16
+        )
         target_cycles = max(target_cycles, 1)
     if target_cycles < 1:
         raise FoldingError(f"target cycles per frame must be >= 1, not {target_cycles}")
-    folds = [fold_for_target(l.out_features, l.in_features, target_cycles) for l in bundle.layers]
+    folds = [
+        fold_for_target(ly.out_features, ly.in_features, target_cycles) for ly in bundle.layers
+    ]
     validate_folding(bundle, folds)
     return folds

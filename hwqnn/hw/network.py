@@ -202,3 +202,47 @@ class Top(wiring.Component):
             with m.If(self.s_axis_tlast != (beat == beats - 1)):
                 m.d.sync += self.frame_error.eq(1)
         return m
+
+
+class LayerTop(wiring.Component):
+    """One MVTU alone behind AXI-Stream-style ports, for unit benches: ``s_axis_tdata`` carries
+    ``in_chunk`` codes of ``in_bits``; ``m_axis_tdata`` one neuron fold (PE outputs)."""
+
+    def __init__(self, unit: MVTU) -> None:
+        self.unit = unit
+        self.s_bits = 8 * _bytes(len(unit.i.payload))
+        self.m_bits = 8 * _bytes(len(unit.o.payload))
+        super().__init__(
+            {
+                "aclk": In(1),
+                "aresetn": In(1),
+                "s_axis_tdata": In(self.s_bits),
+                "s_axis_tvalid": In(1),
+                "s_axis_tready": Out(1),
+                "s_axis_tlast": In(1),
+                "m_axis_tdata": Out(self.m_bits),
+                "m_axis_tvalid": Out(1),
+                "m_axis_tready": In(1),
+                "m_axis_tlast": Out(1),
+                "frame_error": Out(1),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        m.domains.sync = cd = ClockDomain("sync")
+        m.d.comb += [cd.clk.eq(self.aclk), cd.rst.eq(~self.aresetn)]
+        m.submodules.unit = u = self.unit
+        m.d.comb += [
+            u.i.payload.eq(self.s_axis_tdata[: len(u.i.payload)]),
+            u.i.valid.eq(self.s_axis_tvalid),
+            self.s_axis_tready.eq(u.i.ready),
+            self.m_axis_tdata.eq(u.o.payload),
+            self.m_axis_tvalid.eq(u.o.valid),
+            u.o.ready.eq(self.m_axis_tready),
+        ]
+        nf = Signal(range(max(2, u.nf)))
+        with m.If(u.o.valid & u.o.ready):
+            m.d.sync += nf.eq(Mux(nf == u.nf - 1, 0, nf + 1))
+        m.d.comb += self.m_axis_tlast.eq(nf == u.nf - 1)
+        return m

@@ -26,13 +26,13 @@ class Transfer:
     cycles: int = 0
 
 
-def frame_beats(image: list[int], chunk: int, beats: int) -> list[int]:
-    """Pack one frame's 8-bit pixels into ``beats`` input words of ``chunk`` pixels each."""
+def frame_beats(image: list[int], chunk: int, beats: int, bits: int = 8) -> list[int]:
+    """Pack one frame's codes (``bits`` each, 8 for pixels) into ``beats`` words of ``chunk``."""
     words = []
     for b in range(beats):
         w = 0
         for j, px in enumerate(image[b * chunk : (b + 1) * chunk]):
-            w |= int(px) << (8 * j)
+            w |= int(px) << (bits * j)
         words.append(w)
     return words
 

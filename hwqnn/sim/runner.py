@@ -27,6 +27,7 @@ WAIVERS = {
     "CASEINCOMPLETE": "Yosys case statements on counters leave unreachable values out",
     "UNUSEDSIGNAL": "unused slices of generated buses (pad codes, score sign bits)",
     "PROCASSINIT": "Amaranth gives registers both an initial value and a reset assignment",
+    "DECLFILENAME": "one generated file holds the top and the submodules Yosys keeps apart",
 }
 
 
@@ -71,8 +72,82 @@ def lint(verilog: Path, top: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, check=False)
 
 
-def _expected(golden_scores: np.ndarray) -> np.ndarray:
-    return np.concatenate([golden_scores, golden_scores.argmax(1)[:, None]], axis=1)
+def build(rtl_dir: Path, build_dir: Path) -> tuple[Any, dict[str, Any]]:
+    """Verilate the design described by ``rtl_dir/manifest.json`` (incrementally)."""
+    from cocotb_tools.runner import get_runner
+
+    setup_env()
+    manifest: dict[str, Any] = json.loads((rtl_dir / "manifest.json").read_text())
+    build_dir.mkdir(parents=True, exist_ok=True)
+    runner = get_runner("verilator")
+    log.info("building %s with Verilator in %s", rtl_dir / manifest["verilog"], build_dir)
+    try:
+        runner.build(
+            sources=[rtl_dir / manifest["verilog"]],
+            hdl_toplevel=manifest["top"],
+            build_dir=build_dir,
+            build_args=[*waiver_args(), "-O3", "--x-assign", "fast", "--x-initial", "fast"],
+            always=False,
+            log_file=build_dir / "build.log",
+        )
+    except (SystemExit, subprocess.CalledProcessError) as e:
+        tail = (
+            (build_dir / "build.log").read_text()[-2000:]
+            if (build_dir / "build.log").is_file()
+            else ""
+        )
+        raise SimError(f"Verilator build failed in {build_dir}:\n{tail}") from e
+    return runner, manifest
+
+
+def run_bench(
+    rtl_dir: Path,
+    build_dir: Path,
+    module: str,
+    arrays: dict[str, np.ndarray],
+    config: dict[str, Any],
+    testcase: str | None = None,
+) -> dict[str, Any]:
+    """Run cocotb bench ``module`` on the built design; the bench reads ``arrays`` (saved as
+    .npy) and ``config`` from a JSON file and writes its result JSON, which is returned."""
+    from cocotb_tools.check_results import get_results
+
+    runner, manifest = build(rtl_dir, build_dir)
+    with tempfile.TemporaryDirectory(dir=build_dir) as td:
+        tdir = Path(td)
+        cfg = {"ports": manifest["ports"], "result": str(tdir / "result.json"), **config}
+        for name, arr in arrays.items():
+            np.save(tdir / f"{name}.npy", arr)
+            cfg[name] = str(tdir / f"{name}.npy")
+        (tdir / "bench.json").write_text(json.dumps(cfg))
+        results_xml = tdir / "results.xml"
+        pkg_root = str(Path(__file__).resolve().parents[2])
+        env = {
+            "HWQNN_BENCH": str(tdir / "bench.json"),
+            "PYTHONPATH": os.pathsep.join([pkg_root, os.environ.get("PYTHONPATH", "")]),
+        }
+        runner.test(
+            test_module=module,
+            hdl_toplevel=manifest["top"],
+            build_dir=build_dir,
+            test_dir=tdir,
+            results_xml=str(results_xml),
+            extra_env=env,
+            log_file=tdir / "sim.log",
+            testcase=testcase,
+        )
+        n_tests, n_fail = get_results(results_xml)
+        result_file = tdir / "result.json"
+        log_text = (tdir / "sim.log").read_text() if (tdir / "sim.log").is_file() else ""
+        if not result_file.is_file():
+            raise SimError(
+                f"the cocotb bench wrote no result ({n_fail}/{n_tests} failed):\n{log_text[-3000:]}"
+            )
+        res: dict[str, Any] = json.loads(result_file.read_text())
+        res["tests"], res["failures"] = n_tests, n_fail
+        if n_fail:
+            res["log_tail"] = log_text[-3000:]
+    return res
 
 
 def run_cocotb(
@@ -87,69 +162,26 @@ def run_cocotb(
     reset_test: bool = False,
     max_cycles: int = 10**9,
 ) -> dict[str, Any]:
-    """Stream ``images`` through the RTL under cocotb; return outputs and cycle counts.
+    """Stream ``images`` through the network RTL under cocotb; return outputs and cycles.
 
-    Outputs are compared by the bench too (a cocotb failure is reported) and again, with the
-    first mismatch located, by the caller.
+    The bench compares too (a cocotb failure is counted in ``failures``); the caller compares
+    again and locates the first mismatch with the golden trace.
     """
-    from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
-
-    setup_env()
-    manifest = json.loads((rtl_dir / "manifest.json").read_text())
-    build_dir.mkdir(parents=True, exist_ok=True)
-    runner = get_runner("verilator")
-    log.info("building %s with Verilator in %s", rtl_dir / manifest["verilog"], build_dir)
-    runner.build(
-        verilog_sources=[rtl_dir / manifest["verilog"]],
-        hdl_toplevel=manifest["top"],
-        build_dir=build_dir,
-        build_args=[*waiver_args(), "-O3", "--x-assign", "fast", "--x-initial", "fast"],
-        always=False,
-        log_file=build_dir / "build.log",
-    )
-    with tempfile.TemporaryDirectory(dir=build_dir) as td:
-        tdir = Path(td)
-        np.save(tdir / "images.npy", np.ascontiguousarray(images, dtype=np.uint8))
-        np.save(tdir / "expected.npy", _expected(golden_scores))
-        cfg = {
-            "images": str(tdir / "images.npy"),
-            "expected": str(tdir / "expected.npy"),
-            "ports": manifest["ports"],
+    expected = np.concatenate([golden_scores, golden_scores.argmax(1)[:, None]], axis=1)
+    return run_bench(
+        rtl_dir,
+        build_dir,
+        "hwqnn.sim.bench_network",
+        {"images": np.ascontiguousarray(images, dtype=np.uint8), "expected": expected},
+        {
             "seed": seed,
             "idle_prob": idle_prob,
             "stall_prob": stall_prob,
-            "result": str(tdir / "result.json"),
             "reset_test": reset_test,
             "max_cycles": max_cycles,
-        }
-        (tdir / "bench.json").write_text(json.dumps(cfg))
-        results_xml = tdir / "results.xml"
-        pkg_root = str(Path(__file__).resolve().parents[2])
-        env = {
-            "HWQNN_BENCH": str(tdir / "bench.json"),
-            "PYTHONPATH": os.pathsep.join([pkg_root, os.environ.get("PYTHONPATH", "")]),
-        }
-        runner.test(
-            test_module="hwqnn.sim.bench_network",
-            hdl_toplevel=manifest["top"],
-            build_dir=build_dir,
-            test_dir=tdir,
-            results_xml=str(results_xml),
-            extra_env=env,
-            log_file=tdir / "sim.log",
-            testcase=None if reset_test else "stream_test_set",
-        )
-        n_tests, n_fail = get_results(results_xml)
-        result_file = tdir / "result.json"
-        if not result_file.is_file():
-            tail = (tdir / "sim.log").read_text()[-3000:] if (tdir / "sim.log").is_file() else ""
-            raise SimError(f"the cocotb bench wrote no result ({n_fail}/{n_tests} failed):\n{tail}")
-        res: dict[str, Any] = json.loads(result_file.read_text())
-        res["tests"], res["failures"] = n_tests, n_fail
-        if n_fail:
-            res["log_tail"] = (tdir / "sim.log").read_text()[-2000:]
-    return res
+        },
+        testcase=None if reset_test else "stream_test_set",
+    )
 
 
 def cocotb_available() -> bool:

@@ -1,0 +1,59 @@
+"""Random bundles for tests and benches, made directly in NumPy (independent of training).
+
+Thresholds are drawn around the accumulator's mean for random inputs, so outputs vary; a share
+of channels is flipped and a share is constant (thresholds 0 or ``acc_max + 1``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hwqnn.bundle import Bundle, level_scale, make_layer
+
+
+def random_layer_params(
+    rng: np.random.Generator, rows: int, cols: int, in_bits: int, w_bits: int, out_bits: int
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Weight codes ``[rows, cols]`` and, for ``out_bits > 0``, thresholds and flips."""
+    w = rng.integers(0, 2**w_bits, size=(rows, cols))
+    if not out_bits:
+        return w, None, None
+    acc_max = level_scale(in_bits, w_bits) * cols
+    spread = max(1.0, 0.5 * level_scale(in_bits, w_bits) * np.sqrt(cols))
+    t = np.sort(rng.normal(acc_max / 2, spread, size=(rows, 2**out_bits - 1)), axis=1)
+    t = np.clip(np.rint(t), 0, acc_max + 1).astype(np.int64)
+    const = rng.random(rows) < 0.05
+    t[const] = rng.choice([0, acc_max + 1], size=(int(const.sum()), 1))
+    flip = (rng.random(rows) < 0.3).astype(np.uint8)
+    return w, t, flip
+
+
+def random_bundle(
+    seed: int,
+    in_features: int,
+    hidden: tuple[int, ...],
+    classes: int,
+    w_bits: int = 1,
+    a_bits: int = 1,
+    in_bits: int = 8,
+) -> Bundle:
+    """A random network ``in_features -> hidden... -> classes`` (8-bit input by default)."""
+    rng = np.random.default_rng(seed)
+    widths = [in_features, *hidden, classes]
+    layers = []
+    for i in range(len(widths) - 1):
+        kin = in_bits if i == 0 else a_bits
+        kout = 0 if i == len(widths) - 2 else a_bits
+        w, t, f = random_layer_params(rng, widths[i + 1], widths[i], kin, w_bits, kout)
+        layers.append(make_layer(w, kin, w_bits, kout, t, f))
+    return Bundle(
+        layers=tuple(layers),
+        input_shape=(in_features,),
+        classes=tuple(f"c{i}" for i in range(classes)),
+        info={"random_seed": seed},
+    )
+
+
+def random_codes(seed: int, n: int, k: int, bits: int = 8) -> np.ndarray:
+    """Random input codes ``int64[n, k]`` in ``0 .. 2**bits - 1``."""
+    return np.random.default_rng(seed).integers(0, 2**bits, size=(n, k))

@@ -1,0 +1,101 @@
+# amaranth: UnusedElaboratable=no
+"""The matrix-vector-threshold unit in Amaranth's simulator, against the golden layer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hwqnn import golden
+from hwqnn.bundle import Layer
+from hwqnn.hw.adder_tree import tree_latency
+from hwqnn.hw.mvtu import MVTU
+from hwqnn.randnet import random_bundle, random_codes
+
+
+def simulate_unit(layer: Layer, x: np.ndarray, pe: int, simd: int, chunk: int) -> np.ndarray:
+    dut = MVTU(
+        weights=layer.weight_codes(),
+        thresholds=layer.thresholds,
+        flip=layer.flip,
+        in_bits=layer.in_bits,
+        w_bits=layer.w_bits,
+        out_bits=layer.out_bits,
+        pe=pe,
+        simd=simd,
+        in_chunk=chunk,
+    )
+    width, ka = dut.out_width, layer.in_bits
+    beats: list[list[int]] = []
+
+    async def feeder(ctx):  # type: ignore[no-untyped-def]
+        for vec in x:
+            for b in range(dut.beats):
+                word = sum(
+                    int(v) << (j * ka) for j, v in enumerate(vec[b * chunk : (b + 1) * chunk])
+                )
+                ctx.set(dut.i.payload, word)
+                ctx.set(dut.i.valid, 1)
+                await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+
+    async def sink(ctx):  # type: ignore[no-untyped-def]
+        ctx.set(dut.o.ready, 1)
+        while len(beats) < len(x) * dut.nf:
+            _, _, payload, valid = await ctx.tick().sample(dut.o.payload, dut.o.valid)
+            if valid:
+                fields = [(payload >> (p * width)) & ((1 << width) - 1) for p in range(pe)]
+                if layer.is_last:
+                    fields = [f - (1 << width) if f >> (width - 1) else f for f in fields]
+                beats.append(fields)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(feeder)
+    sim.add_testbench(sink)
+    sim.run()
+    flat = np.array(beats, dtype=np.int64).reshape(len(x), dut.nf * pe)
+    return flat[:, : layer.out_features]
+
+
+# (layer index, PE, SIMD, input chunk, w_bits, a_bits): PE = 1, SIMD = full width, folds of 1,
+# shapes that do not divide evenly, multi-bit weights and activations, the 8-bit first layer
+CASES = [
+    (0, 1, 70, 7, 1, 1),  # PE = 1, SIMD = full fan-in: SF = 1
+    (0, 33, 1, 70, 1, 1),  # every neuron in parallel, one pixel per cycle
+    (0, 4, 16, 10, 1, 1),  # 70 = 4*16 + 6: padded columns, 33 = 8*4 + 1: padded rows
+    (1, 5, 9, 33, 1, 1),  # hidden layer, uneven both ways
+    (1, 20, 33, 11, 1, 1),  # NF = SF = 1: the whole layer in one cycle
+    (2, 2, 5, 4, 1, 1),  # last layer: signed scores
+    (1, 3, 6, 33, 2, 2),  # 2-bit weights and activations
+    (0, 4, 7, 7, 4, 4),  # 4-bit weights after the 8-bit input
+    (2, 5, 7, 20, 2, 2),  # last layer, 2-bit
+]
+
+
+@pytest.mark.parametrize(("li", "pe", "simd", "chunk", "w_bits", "a_bits"), CASES)
+def test_mvtu_matches_golden(
+    li: int, pe: int, simd: int, chunk: int, w_bits: int, a_bits: int
+) -> None:
+    b = random_bundle(li * 7 + pe, 70, (33, 20), 5, w_bits, a_bits)
+    x = random_codes(1, 5, 70)
+    for layer in b.layers[:li]:
+        _, x = golden.layer_forward(layer, x)
+    layer = b.layers[li]
+    _, expected = golden.layer_forward(layer, x)
+    np.testing.assert_array_equal(simulate_unit(layer, x, pe, simd, chunk), expected)
+
+
+def test_bad_parameters_are_named() -> None:
+    layer = random_bundle(0, 10, (4,), 2).layers[0]
+    kw = dict(weights=layer.weight_codes(), thresholds=layer.thresholds, flip=layer.flip)
+    with pytest.raises(ValueError, match="pe must be in 1..4, not 5"):
+        MVTU(**kw, in_bits=8, w_bits=1, out_bits=1, pe=5, simd=1, in_chunk=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="simd must be in 1..10, not 0"):
+        MVTU(**kw, in_bits=8, w_bits=1, out_bits=1, pe=1, simd=0, in_chunk=1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("n", "lat"), [(1, 1), (2, 1), (16, 1), (17, 2), (256, 2), (257, 3)])
+def test_tree_latency(n: int, lat: int) -> None:
+    assert tree_latency(n, 4) == lat
