@@ -25,13 +25,16 @@ def _add_data(p: argparse.ArgumentParser) -> None:
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", default="mlp:1024x3", help="e.g. mlp:256x3 or mlp:256-128-64")
+    p.add_argument("--arch", default="mlp:512x3", help="e.g. mlp:256x3 or mlp:256-128-64")
     p.add_argument("--w-bits", type=int, default=1, choices=(1, 2, 4), help="weight bits")
     p.add_argument("--a-bits", type=int, default=1, choices=(1, 2, 4), help="activation bits")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--lr", type=float, default=3e-3, help="initial learning rate (Adam)")
-    p.add_argument("--lr-end", type=float, default=3e-5, help="final learning rate")
+    p.add_argument(
+        "--lr", type=float, default=0.1, help="initial learning rate (Adam, latent weights)"
+    )
+    p.add_argument("--lr-end", type=float, default=3e-4, help="final learning rate")
+    p.add_argument("--float-lr", type=float, default=1e-3, help="float twin's initial rate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--float-twin", action="store_true", help="also train the float twin")
     _add_data(p)

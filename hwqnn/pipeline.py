@@ -8,10 +8,9 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from hwqnn import bundle as bundle_io
 from hwqnn import golden
@@ -55,7 +54,8 @@ def train_stage(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     if getattr(args, "float_twin", False):
         torch.manual_seed(args.seed)
         twin = build("float", train.images.shape[1], len(train.classes), arch)
-        fres = fit(twin, train, test, cfg, desc=f"train {arch.spec} float twin")
+        fcfg = replace(cfg, lr=args.float_lr, lr_end=args.float_lr / 100)
+        fres = fit(twin, train, test, fcfg, desc=f"train {arch.spec} float twin")
         save_checkpoint(twin, arch, "float", meta, out / "float.pt")
         metrics["float_acc"] = fres["test_acc"]
         metrics["float"] = fres
@@ -125,5 +125,132 @@ def golden_stage(bundle_path: Path, data: str | None, n: int | None) -> dict[str
     }
 
 
-def _unused(*_: Any) -> None:  # keep imports used until later stages land
-    _ = (np, write_json)
+def resolve_folding(b: bundle_io.Bundle, fold: str | None, target: int | None) -> list[Any]:
+    from hwqnn.hw.folding import choose_folding, parse_folding
+
+    return parse_folding(fold, b) if fold else choose_folding(b, target)
+
+
+def rtl_stage(bundle_path: Path, out: Path, fold: str | None, target: int | None) -> dict[str, Any]:
+    """Bundle -> Verilog + manifest in ``out``."""
+    from hwqnn.hw.emit import generate
+
+    b = bundle_io.load(bundle_path)
+    return generate(b, resolve_folding(b, fold, target), out)
+
+
+def sim_stage(bundle_path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Generate, build and simulate the RTL on test images; compare with golden; write sim.json."""
+    from hwqnn.hw.emit import generate
+    from hwqnn.verify_rtl import verify_rtl
+
+    b = bundle_io.load(bundle_path)
+    folds = resolve_folding(b, args.fold, args.target_cycles)
+    test = load_dataset(args.data, "test")
+    if not args.all:
+        test = test.head(args.n)
+    engine = args.engine or ("cpp" if args.all else "cocotb")
+    key = f"{b.digest()[:12]}-{'_'.join(str(f) for f in folds)}"
+    build = Path(args.build_dir) if args.build_dir else Path("build") / "sim" / key
+    rtl_dir = build / "rtl"
+    generate(b, folds, rtl_dir)
+    res = verify_rtl(
+        b, b, folds, test.images, test.labels, engine, build,
+        stalls=getattr(args, "stalls", False), seed=getattr(args, "seed", 1),
+        clock_mhz=args.clock_mhz,
+    )  # fmt: skip
+    out = Path(args.out) if args.out else build
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "sim.json", res)
+    return res
+
+
+def _prepare_run_dir(out: Path) -> None:
+    """Create ``out`` (or check it), make sure it is writable, and drop the completion markers
+    of an earlier run so a failed run never looks complete."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise OSError(f"{out}: cannot write the run directory ({e.strerror})") from e
+    for name in ("report.json", "report.md", "FAILED.txt"):
+        (out / name).unlink(missing_ok=True)
+
+
+def flow(args: argparse.Namespace) -> dict[str, Any]:
+    """train -> export -> torch==golden -> Verilog -> simulation -> comparison -> report.
+
+    The run directory is complete when ``report.json`` exists (written last, atomically); a
+    failure leaves ``FAILED.txt`` with the reason instead.
+    """
+    from tqdm import tqdm
+
+    from hwqnn.hw.emit import generate
+    from hwqnn.report import build_report, render_markdown
+    from hwqnn.verify_rtl import verify_rtl
+
+    out = Path(args.out)
+    _prepare_run_dir(out)
+    stages = ["train", "export", "torch==golden", "verilog", "simulate", "ops", "report"]
+    if args.bundle:
+        stages = stages[2:] if args.bundle else stages
+    timings: dict[str, float] = {}
+    bar = tqdm(stages, desc="flow", unit="stage", leave=True)
+    train_metrics: dict[str, Any] | None = None
+    torch_check: dict[str, Any] | None = None
+    try:
+        bundle_path = Path(args.bundle) if args.bundle else out / "bundle.npz"
+        test = load_dataset(args.data, "test")  # fail early on a missing dataset
+        for stage in bar:
+            bar.set_postfix_str(stage)
+            t0 = time.perf_counter()
+            if stage == "train":
+                args.float_twin = True
+                train_metrics = train_stage(args, out / "train")
+            elif stage == "export":
+                export_stage(out / "train" / "model.pt", bundle_path)
+            elif stage == "torch==golden":
+                if not args.bundle:
+                    torch_check = verify_torch_stage(
+                        bundle_path, out / "train" / "model.pt", args.data, None
+                    )
+                    if torch_check["mismatches"]:
+                        raise RuntimeError(
+                            f"torch and golden disagree: {torch_check['first_mismatch']}"
+                        )
+                b = bundle_io.load(bundle_path)
+                folds = resolve_folding(b, args.fold, args.target_cycles)
+            elif stage == "verilog":
+                manifest = generate(b, folds, out / "rtl")
+            elif stage == "simulate":
+                images = test if args.all else test.head(args.n)
+                engine = args.engine or "cpp"
+                sim = verify_rtl(
+                    b, b, folds, images.images, images.labels, engine, out / "build",
+                    clock_mhz=args.clock_mhz,
+                )  # fmt: skip
+                write_json(out / "sim.json", sim)
+            elif stage == "ops":
+                ops = _ops_summary(b, out)
+            elif stage == "report":
+                report = build_report(b, train_metrics, torch_check, sim, manifest, ops, timings)
+                (out / "report.md").write_text(render_markdown(report))
+                write_json(out / "report.json", report)
+            timings[stage] = round(time.perf_counter() - t0, 1)
+        bar.close()
+    except BaseException as e:
+        bar.close()
+        (out / "FAILED.txt").write_text(f"{type(e).__name__}: {e}\n")
+        raise
+    print((out / "report.md").read_text())
+    return report
+
+
+def _ops_summary(b: bundle_io.Bundle, out: Path) -> dict[str, Any] | None:
+    try:
+        from hwqnn.ops import summarize
+    except ImportError:
+        return None
+    return summarize(b, out)

@@ -1,0 +1,131 @@
+"""The run report: ``report.json`` (machine-readable) and ``report.md`` (for a person)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hwqnn.bundle import Bundle
+
+
+def model_bits(b: Bundle) -> dict[str, int]:
+    """Deployed bits (weights, thresholds, flips) against float32 weights + BatchNorm."""
+    weights = sum(ly.in_features * ly.out_features * ly.w_bits for ly in b.layers)
+    thr = sum(
+        ly.out_features * ((2**ly.out_bits - 1) * (ly.acc_max + 1).bit_length() + 1)
+        for ly in b.layers
+        if not ly.is_last
+    )
+    f32 = sum(
+        32 * (ly.in_features * ly.out_features + (0 if ly.is_last else 4 * ly.out_features))
+        for ly in b.layers
+    )
+    return {
+        "weight_bits": weights,
+        "threshold_bits": thr,
+        "total_bits": weights + thr,
+        "float32_bits": f32,
+    }
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f} %"
+
+
+def build_report(
+    b: Bundle,
+    train: dict[str, Any] | None,
+    torch_check: dict[str, Any] | None,
+    sim: dict[str, Any],
+    manifest: dict[str, Any],
+    ops: dict[str, Any] | None,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    bits = model_bits(b)
+    return {
+        "arch": b.arch(),
+        "accuracy": {
+            "float": None if not train else train.get("float_acc"),
+            "torch": None if not torch_check else torch_check["accuracy_torch"],
+            "golden": sim["accuracy_golden"],
+            "rtl": sim["accuracy_rtl"],
+        },
+        "torch_vs_golden_mismatches": None if not torch_check else torch_check["mismatches"],
+        "torch_vs_golden_images": None if not torch_check else torch_check["images"],
+        "mismatches": sim["mismatches"],
+        "first_mismatch": sim["first_mismatch"],
+        "images_simulated": sim["images"],
+        "engine": sim["engine"],
+        "folding": manifest["folding"],
+        "layers": manifest["layers"],
+        "cycles_per_frame": sim["cycles_per_frame_measured"],
+        "cycles_per_frame_predicted": sim["cycles_per_frame_predicted"],
+        "latency_cycles": sim["latency_cycles"],
+        "latency_cycles_predicted": sim["latency_cycles_predicted"],
+        "clock_mhz": sim["clock_mhz"],
+        "fps_at_clock": sim["fps_at_clock"],
+        "latency_us_at_clock": sim["latency_us_at_clock"],
+        "sim_cycles_per_s": sim["sim_cycles_per_s"],
+        "model_bits": bits,
+        "compression_vs_float32": round(bits["float32_bits"] / bits["total_bits"], 1),
+        "ops": ops,
+        "seconds": timings,
+    }
+
+
+def render_markdown(r: dict[str, Any]) -> str:
+    acc = r["accuracy"]
+    lines = [
+        f"# hwqnn run report: {r['arch']}",
+        "",
+        f"**RTL vs golden: {r['mismatches']} mismatches on {r['images_simulated']} images** "
+        f"({r['engine']} simulation).",
+        "",
+        "## Accuracy (test set)",
+        "",
+        "| model | accuracy |",
+        "|---|---|",
+        f"| float twin (same topology, float32) | {_pct(acc['float'])} |",
+        f"| quantized, torch eval | {_pct(acc['torch'])} |",
+        f"| golden model (NumPy, integer) | {_pct(acc['golden'])} |",
+        f"| RTL (Verilator, cycle-accurate) | {_pct(acc['rtl'])} |",
+        "",
+    ]
+    if r["torch_vs_golden_mismatches"] is not None:
+        lines += [
+            f"torch vs golden: {r['torch_vs_golden_mismatches']} of "
+            f"{r['torch_vs_golden_images']} images differ in any integer class score.",
+            "",
+        ]
+    if r["first_mismatch"]:
+        lines += [f"First RTL mismatch: `{r['first_mismatch']}`", ""]
+    lines += [
+        "## Hardware",
+        "",
+        "| layer | shape (out x in) | bits in/w/out | PE x SIMD | cycles/frame |",
+        "|---|---|---|---|---|",
+    ]
+    for i, ly in enumerate(r["layers"]):
+        out_b = ly["out_bits"] or "score"
+        lines.append(
+            f"| {i} | {ly['rows']} x {ly['cols']} | {ly['in_bits']}/{ly['w_bits']}/{out_b} | "
+            f"{ly['pe']} x {ly['simd']} | {ly['cycles_per_frame']} |"
+        )
+    mb = r["model_bits"]
+    lines += [
+        "",
+        f"- cycles/frame: measured {r['cycles_per_frame']}, "
+        f"predicted {r['cycles_per_frame_predicted']}",
+        f"- latency: measured {r['latency_cycles']} cycles, "
+        f"predicted {r['latency_cycles_predicted']} "
+        f"({r['latency_us_at_clock']} us at {r['clock_mhz']:g} MHz)",
+        f"- throughput at {r['clock_mhz']:g} MHz: {r['fps_at_clock']:,.0f} frames/s",
+        f"- model size: {mb['total_bits']:,} bits deployed ({mb['weight_bits']:,} weight bits) vs "
+        f"{mb['float32_bits']:,} for float32: {r['compression_vs_float32']}x smaller",
+        f"- simulation speed: {r['sim_cycles_per_s']:,} cycles/s",
+        "",
+    ]
+    if r["ops"]:
+        lines += ["## Operations and energy per inference", "", r["ops"]["table_md"], ""]
+    lines += ["## Wall time (s)", ""]
+    lines += [f"- {k}: {v:.1f}" for k, v in r["seconds"].items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,163 @@
+"""RTL versus golden: stream images through the simulated Verilog, compare every output, and on
+a mismatch find the first layer whose hardware disagrees with its golden intermediate.
+
+Localisation runs each layer's unit alone (its own small Verilog top) on the golden inputs of the
+first mismatching image, so the layer it names is the first one whose hardware is wrong, not
+merely the first one whose output differs downstream of a fault.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwqnn import golden
+from hwqnn.bundle import Bundle
+from hwqnn.hw.emit import generate_layer
+from hwqnn.hw.folding import LayerFold
+from hwqnn.sim.runner import run_cocotb, run_harness, unpack_fields
+
+log = logging.getLogger(__name__)
+
+
+def decode_outputs(words: np.ndarray, ports: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Network output beats -> (scores ``[N, classes]``, argmax ``[N]``)."""
+    c, sw = ports["classes"], ports["score_width"]
+    scores = unpack_fields(words, sw, c, signed=True)
+    arg = unpack_fields(words, ports["class_bits"], 1, signed=False, offset=c * sw)[:, 0]
+    return scores, arg
+
+
+def _timing(
+    out_cycles: np.ndarray, in_first: np.ndarray, predicted: dict[str, Any]
+) -> dict[str, Any]:
+    oc = np.asarray(out_cycles, dtype=np.int64)
+    diffs = np.diff(oc)
+    measured = float(diffs.mean()) if len(diffs) else float("nan")
+    return {
+        "cycles_per_frame_measured": int(diffs[0])
+        if len(diffs) and (diffs == diffs[0]).all()
+        else measured,
+        "cycles_per_frame_predicted": predicted["cycles_per_frame"],
+        "frames_off_interval": int((diffs != predicted["cycles_per_frame"]).sum()),
+        "latency_cycles": int(oc[0] - in_first[0]) if len(oc) and len(in_first) else None,
+        "latency_cycles_predicted": predicted["latency_cycles"],
+    }
+
+
+def localize(
+    rtl_bundle: Bundle, gold: Bundle, folds: list[LayerFold], image: np.ndarray, build: Path
+) -> dict[str, Any]:
+    """Run each layer's unit alone on golden inputs for one image; name the first that differs."""
+    x = image[None, :].astype(np.int64)
+    chunk = folds[0].simd
+    for li, (layer, glayer, fold) in enumerate(
+        zip(rtl_bundle.layers, gold.layers, folds, strict=True)
+    ):
+        _, expected = golden.layer_forward(glayer, x)
+        ldir = build / f"localize-layer{li}"
+        man = generate_layer(layer, fold, min(chunk, layer.in_features), ldir / "rtl")
+        p = man["ports"]
+        r = run_harness(ldir / "rtl", ldir, x, p["nf"], in_bits=layer.in_bits)
+        got = unpack_fields(r["words"], p["out_width"], p["pe"], p["signed"]).reshape(1, -1)
+        got = got[:, : layer.out_features]
+        diff = np.flatnonzero(got[0] != expected[0])
+        if diff.size:
+            n = int(diff[0])
+            return {
+                "layer": li,
+                "neuron": n,
+                "golden": int(expected[0, n]),
+                "rtl": int(got[0, n]),
+                "what": "score" if layer.is_last else "code",
+            }
+        x = expected
+        chunk = fold.pe
+    return {"layer": None, "note": "every layer alone agrees; the fault is in the joins"}
+
+
+def verify_rtl(
+    gold: Bundle,
+    rtl_bundle: Bundle,
+    folds: list[LayerFold],
+    images: np.ndarray,
+    labels: np.ndarray,
+    engine: str,
+    build: Path,
+    *,
+    stalls: bool = False,
+    seed: int = 1,
+    clock_mhz: float = 100.0,
+) -> dict[str, Any]:
+    """Simulate ``images`` through the RTL generated into ``build/rtl`` from ``rtl_bundle`` and
+    compare with ``gold`` (normally the same bundle; a different one injects a fault)."""
+    import json
+
+    manifest = json.loads((build / "rtl" / "manifest.json").read_text())
+    ports, predicted = manifest["ports"], manifest["pipeline"]
+    t0 = time.perf_counter()
+    trace = golden.run(gold, images)
+    assert trace.scores is not None
+    golden_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    if engine == "cpp":
+        r = run_harness(
+            build / "rtl", build, images, 1, seed=seed,
+            idle_pct=30 if stalls else 0, stall_pct=40 if stalls else 0,
+        )  # fmt: skip
+        scores, arg = decode_outputs(r["words"], ports)
+        sim_s, build_s = r["seconds"], r["build_seconds"]
+    elif engine == "cocotb":
+        r = run_cocotb(
+            build / "rtl", images, trace.scores, build / "cocotb", seed=seed,
+            idle_prob=0.3 if stalls else 0.0, stall_prob=0.4 if stalls else 0.0,
+        )  # fmt: skip
+        outs = np.array(r["outputs"], dtype=np.int64).reshape(-1, ports["classes"] + 1)
+        scores, arg = outs[:, :-1], outs[:, -1]
+        sim_s = r["seconds"]
+        build_s = time.perf_counter() - t1 - sim_s
+    else:
+        raise ValueError(f"engine must be 'cpp' or 'cocotb', not {engine!r}")
+    if scores.shape != trace.scores.shape:
+        raise RuntimeError(f"RTL gave {scores.shape[0]} frames for {len(images)} images")
+    bad = np.flatnonzero((scores != trace.scores).any(axis=1) | (arg != trace.predictions))
+    res: dict[str, Any] = {
+        "engine": engine,
+        "images": len(images),
+        "mismatches": int(bad.size),
+        "first_mismatch": None,
+        "accuracy_rtl": float((arg == labels).mean()) if len(labels) else None,
+        "accuracy_golden": float((trace.predictions == labels).mean()) if len(labels) else None,
+        "sim_cycles": int(r["cycles"]),
+        "sim_seconds": round(float(sim_s), 3),
+        "build_seconds": round(float(build_s), 1),
+        "golden_seconds": round(golden_s, 2),
+        "sim_cycles_per_s": round(r["cycles"] / sim_s) if sim_s > 0 else None,
+        "stalls": stalls,
+        "folding": [str(f) for f in folds],
+        "clock_mhz": clock_mhz,
+        **_timing(np.asarray(r["out_cycles"]), np.asarray(r["in_first_cycles"]), predicted),
+    }
+    res["fps_at_clock"] = round(clock_mhz * 1e6 / predicted["cycles_per_frame"], 1)
+    res["latency_us_at_clock"] = round(predicted["latency_cycles"] / clock_mhz, 3)
+    if bad.size:
+        img = int(bad[0])
+        k = (
+            int(np.flatnonzero(scores[img] != trace.scores[img])[0])
+            if (scores[img] != trace.scores[img]).any()
+            else None
+        )
+        loc = localize(rtl_bundle, gold, folds, images[img], build)
+        res["first_mismatch"] = {
+            "image": img,
+            "output": k,
+            "golden_score": None if k is None else int(trace.scores[img, k]),
+            "rtl_score": None if k is None else int(scores[img, k]),
+            "first_bad_layer": loc,
+        }
+        log.warning("RTL mismatch on %d image(s); first: %s", bad.size, res["first_mismatch"])
+    return res
