@@ -122,7 +122,7 @@ def _add_hw_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_sim_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-n", type=int, default=100, help="test images to simulate")
+    p.add_argument("-n", type=int, default=100, help="test images to simulate (flow: 0 = all)")
     p.add_argument("--all", action="store_true", help="the whole test set, through the C++ harness")
     p.add_argument(
         "--engine",
@@ -187,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(p)
     _add_hw_args(p)
     _add_sim_args(p)
+    p.set_defaults(n=0)  # the flow simulates the whole test set unless -n says otherwise
     p.add_argument("--out", default="runs/flow", help="run directory")
     p.add_argument("--bundle", default=None, help="skip training: start from this bundle")
 

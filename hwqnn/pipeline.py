@@ -155,7 +155,7 @@ def sim_stage(bundle_path: Path, args: argparse.Namespace) -> dict[str, Any]:
     rtl_dir = build / "rtl"
     generate(b, folds, rtl_dir)
     res = verify_rtl(
-        b, b, folds, test.images, test.labels, engine, build,
+        b, b, folds, test.images, test.labels, engine, rtl_dir, build,
         stalls=getattr(args, "stalls", False), seed=getattr(args, "seed", 1),
         clock_mhz=args.clock_mhz,
     )  # fmt: skip
@@ -225,10 +225,10 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
             elif stage == "verilog":
                 manifest = generate(b, folds, out / "rtl")
             elif stage == "simulate":
-                images = test if args.all else test.head(args.n)
+                images = test.head(args.n) if args.n else test
                 engine = args.engine or "cpp"
                 sim = verify_rtl(
-                    b, b, folds, images.images, images.labels, engine, out / "build",
+                    b, b, folds, images.images, images.labels, engine, out / "rtl", out / "build",
                     clock_mhz=args.clock_mhz,
                 )  # fmt: skip
                 write_json(out / "sim.json", sim)

@@ -96,7 +96,9 @@ def fit(
     loss_fn = nn.CrossEntropyLoss()
     history = []
     t0 = time.perf_counter()
-    bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, leave=False)
+    bar = tqdm(
+        total=total, desc=desc, unit="step", disable=not progress, leave=False, mininterval=1.0
+    )
     for epoch in range(cfg.epochs):
         model.train()
         perm = torch.randperm(n, generator=gen)

@@ -87,17 +87,19 @@ def verify_rtl(
     images: np.ndarray,
     labels: np.ndarray,
     engine: str,
+    rtl_dir: Path,
     build: Path,
     *,
     stalls: bool = False,
     seed: int = 1,
     clock_mhz: float = 100.0,
 ) -> dict[str, Any]:
-    """Simulate ``images`` through the RTL generated into ``build/rtl`` from ``rtl_bundle`` and
-    compare with ``gold`` (normally the same bundle; a different one injects a fault)."""
+    """Simulate ``images`` through the RTL in ``rtl_dir`` (generated from ``rtl_bundle``, built
+    under ``build``) and compare with ``gold`` (normally the same bundle; another injects a
+    fault)."""
     import json
 
-    manifest = json.loads((build / "rtl" / "manifest.json").read_text())
+    manifest = json.loads((rtl_dir / "manifest.json").read_text())
     ports, predicted = manifest["ports"], manifest["pipeline"]
     t0 = time.perf_counter()
     trace = golden.run(gold, images)
@@ -106,14 +108,14 @@ def verify_rtl(
     t1 = time.perf_counter()
     if engine == "cpp":
         r = run_harness(
-            build / "rtl", build, images, 1, seed=seed,
+            rtl_dir, build, images, 1, seed=seed,
             idle_pct=30 if stalls else 0, stall_pct=40 if stalls else 0,
         )  # fmt: skip
         scores, arg = decode_outputs(r["words"], ports)
         sim_s, build_s = r["seconds"], r["build_seconds"]
     elif engine == "cocotb":
         r = run_cocotb(
-            build / "rtl", images, trace.scores, build / "cocotb", seed=seed,
+            rtl_dir, images, trace.scores, build / "cocotb", seed=seed,
             idle_prob=0.3 if stalls else 0.0, stall_prob=0.4 if stalls else 0.0,
         )  # fmt: skip
         outs = np.array(r["outputs"], dtype=np.int64).reshape(-1, ports["classes"] + 1)

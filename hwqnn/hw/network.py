@@ -1,6 +1,8 @@
 """The streaming network: one MVTU per layer, joined by streams, behind AXI-Stream-style ports.
 
-Ports of the generated Verilog top (``aclk`` rising edge, ``aresetn`` synchronous, active low)::
+Ports of the generated Verilog top (``aclk`` rising edge, ``aresetn`` active low, synchronized
+inside by two flops: the design leaves reset two cycles after ``aresetn`` rises, and holds
+``s_axis_tready`` low until then)::
 
     s_axis_tdata  [8*IN_BYTES-1:0]  in    `in_chunk` pixels per beat, pixel j at bits 8j+7..8j
     s_axis_tvalid, s_axis_tready, s_axis_tlast (last beat of a frame; checked, see frame_error)
@@ -11,6 +13,8 @@ Ports of the generated Verilog top (``aclk`` rising edge, ``aresetn`` synchronou
 
 A frame is ``ceil(in_features / in_chunk)`` input beats; pixels above ``in_features`` in the
 last beat are ignored. Between layers, each unit's double input buffer is the FIFO (two frames).
+Register slices sit behind both AXI-Stream ports (one cycle each): every top-level output comes
+from a register and no top-level input reaches the datapath combinationally.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from amaranth.lib.wiring import In, Out
 from hwqnn.bundle import Bundle
 from hwqnn.hw.folding import LayerFold, validate_folding
 from hwqnn.hw.mvtu import MVTU
+from hwqnn.hw.skid import RegisterSlice
 
 
 def _bytes(bits: int) -> int:
@@ -44,6 +49,20 @@ class TopShape:
     score_width: int
     class_bits: int
     m_tdata_bits: int
+
+
+def _synchronized_reset(m: Module, aclk: Signal, aresetn: Signal) -> Signal:
+    """Define the ``sync`` domain on ``aclk`` with its reset taken from ``aresetn`` through two
+    flops. The datapath then resets from a register, not from a top-level input, which is
+    common FPGA practice and keeps Verilator from re-evaluating the whole design whenever an
+    input is written. Returns the internal reset (high for two cycles after ``aresetn`` rises);
+    ``s_axis_tready`` must be held low while it is high."""
+    m.domains.sync = cd = ClockDomain("sync")
+    m.domains.rst_sync = rcd = ClockDomain("rst_sync", reset_less=True)
+    pipe = Signal(2, init=0b11)
+    m.d.comb += [cd.clk.eq(aclk), rcd.clk.eq(aclk), cd.rst.eq(pipe[1])]
+    m.d.rst_sync += pipe.eq(Cat(~aresetn, pipe[0]))
+    return pipe[1]
 
 
 class Collector(wiring.Component):
@@ -182,17 +201,20 @@ class Top(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        m.domains.sync = cd = ClockDomain("sync")
-        m.d.comb += [cd.clk.eq(self.aclk), cd.rst.eq(~self.aresetn)]
+        rst = _synchronized_reset(m, self.aclk, self.aresetn)
         m.submodules.net = net = self.net
         n_in = len(net.i.payload)
+        m.submodules.in_slice = in_slice = RegisterSlice(n_in)
+        m.submodules.out_slice = out_slice = RegisterSlice(len(net.o.payload))
+        wiring.connect(m, in_slice.o, net.i)
+        wiring.connect(m, net.o, out_slice.i)
         m.d.comb += [
-            net.i.payload.eq(self.s_axis_tdata[:n_in]),
-            net.i.valid.eq(self.s_axis_tvalid),
-            self.s_axis_tready.eq(net.i.ready),
-            self.m_axis_tdata.eq(net.o.payload),
-            self.m_axis_tvalid.eq(net.o.valid),
-            net.o.ready.eq(self.m_axis_tready),
+            in_slice.i.payload.eq(self.s_axis_tdata[:n_in]),
+            in_slice.i.valid.eq(self.s_axis_tvalid & ~rst),
+            self.s_axis_tready.eq(in_slice.i.ready & ~rst),
+            self.m_axis_tdata.eq(out_slice.o.payload),
+            self.m_axis_tvalid.eq(out_slice.o.valid),
+            out_slice.o.ready.eq(self.m_axis_tready),
             self.m_axis_tlast.eq(1),
         ]
         beats = self.shape.in_beats
@@ -230,13 +252,12 @@ class LayerTop(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        m.domains.sync = cd = ClockDomain("sync")
-        m.d.comb += [cd.clk.eq(self.aclk), cd.rst.eq(~self.aresetn)]
+        rst = _synchronized_reset(m, self.aclk, self.aresetn)
         m.submodules.unit = u = self.unit
         m.d.comb += [
             u.i.payload.eq(self.s_axis_tdata[: len(u.i.payload)]),
-            u.i.valid.eq(self.s_axis_tvalid),
-            self.s_axis_tready.eq(u.i.ready),
+            u.i.valid.eq(self.s_axis_tvalid & ~rst),
+            self.s_axis_tready.eq(u.i.ready & ~rst),
             self.m_axis_tdata.eq(u.o.payload),
             self.m_axis_tvalid.eq(u.o.valid),
             u.o.ready.eq(self.m_axis_tready),
