@@ -233,7 +233,10 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
                 )  # fmt: skip
                 write_json(out / "sim.json", sim)
             elif stage == "ops":
-                ops = _ops_summary(b, out)
+                from hwqnn.ops import summarize
+
+                ops = summarize(b, folds, sim["counters"] or None, sim["images"], out / "ops.png")
+                write_json(out / "ops.json", {k: v for k, v in ops.items() if k != "table_md"})
             elif stage == "report":
                 report = build_report(b, train_metrics, torch_check, sim, manifest, ops, timings)
                 (out / "report.md").write_text(render_markdown(report))
@@ -248,9 +251,33 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def _ops_summary(b: bundle_io.Bundle, out: Path) -> dict[str, Any] | None:
-    try:
-        from hwqnn.ops import summarize
-    except ImportError:
-        return None
-    return summarize(b, out)
+def ops_stage(bundle_path: Path, sim_json: str | None, chart: str | None) -> str:
+    """Op counts and energy as a table; with a ``sim.json``, measured counters beside them."""
+    from hwqnn.hw.folding import parse_folding
+    from hwqnn.ops import summarize
+
+    b = bundle_io.load(bundle_path)
+    counters, frames, folding = None, 0, None
+    if sim_json:
+        import json
+
+        try:
+            sim = json.loads(Path(sim_json).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{sim_json}: not a readable sim.json ({e})") from e
+        counters, frames, folding = sim.get("counters") or None, sim["images"], sim["folding"]
+    folds = parse_folding(",".join(folding), b) if folding else resolve_folding(b, None, None)
+    res = summarize(b, folds, counters, frames, chart)
+    text = res["table_md"]
+    if "measured" in res:
+        text += "\n\nMeasured by the design's counters over " + f"{frames} frames:\n"
+        for m in res["measured"]:
+            text += (
+                f"- layer {m['layer']}: issue cycles {m['issue_cycles_measured']:,} measured, "
+                f"{m['issue_cycles_analytic']:,} analytic; lane-cycles "
+                f"{m['lane_cycles_measured']:,}; weight words {m['weight_words_measured']:,}"
+                f" ({'equal' if m['equal'] else 'DIFFERENT'})\n"
+            )
+    if chart:
+        text += f"\nchart: {chart}\n"
+    return text

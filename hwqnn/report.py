@@ -126,6 +126,13 @@ def render_markdown(r: dict[str, Any]) -> str:
     ]
     if r["ops"]:
         lines += ["## Operations and energy per inference", "", r["ops"]["table_md"], ""]
+        for m in r["ops"].get("measured", []):
+            lines.append(
+                f"- layer {m['layer']}: issue cycles measured {m['issue_cycles_measured']:,} = "
+                f"analytic {m['issue_cycles_analytic']:,}: {m['equal']}; lane-cycles "
+                f"{m['lane_cycles_measured']:,}, weight words read {m['weight_words_measured']:,}"
+            )
+        lines.append("")
     lines += ["## Wall time (s)", ""]
     lines += [f"- {k}: {v:.1f}" for k, v in r["seconds"].items()]
     return "\n".join(lines) + "\n"

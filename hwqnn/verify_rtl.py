@@ -113,7 +113,12 @@ def verify_rtl(
         )  # fmt: skip
         scores, arg = decode_outputs(r["words"], ports)
         sim_s, build_s = r["seconds"], r["build_seconds"]
+        perf = r.get("perf", [])
+        counters = [
+            {"issues": perf[2 * i], "outputs": perf[2 * i + 1]} for i in range(len(perf) // 2)
+        ]
     elif engine == "cocotb":
+        counters = []
         r = run_cocotb(
             rtl_dir, images, trace.scores, build / "cocotb", seed=seed,
             idle_prob=0.3 if stalls else 0.0, stall_prob=0.4 if stalls else 0.0,
@@ -142,6 +147,7 @@ def verify_rtl(
         "stalls": stalls,
         "folding": [str(f) for f in folds],
         "clock_mhz": clock_mhz,
+        "counters": counters,
         **_timing(np.asarray(r["out_cycles"]), np.asarray(r["in_first_cycles"]), predicted),
     }
     res["fps_at_clock"] = round(clock_mhz * 1e6 / predicted["cycles_per_frame"], 1)

@@ -28,6 +28,9 @@ computed the next one is written, so with no back-pressure a new frame starts ev
 after its last issue. The whole pipeline advances on one clock enable, low while an output beat
 waits for ``o.ready``.
 
+Counters: ``perf_issues`` (cycles that issued a step: each reads one weight word per PE and
+drives PE * SIMD XNOR lanes) and ``perf_outputs`` (output beats taken), 32 bits, wrapping.
+
 Memory: one weight memory per PE (``NF * SF`` words of ``SIMD * w_bits`` bits; row ``r`` lives in
 PE ``r % PE`` at neuron fold ``r // PE``) and one threshold memory per PE (``NF`` words).
 """
@@ -91,6 +94,10 @@ class MVTU(wiring.Component):
         self.beats = -(-cols // in_chunk)
         self.acc_max = level_scale(in_bits, w_bits) * cols
         self.out_width = out_bits if out_bits else score_width(self.acc_max)
+        # counters: cycles that issued one (nf, sf) step (each reads one weight word per PE and
+        # drives PE * SIMD XNOR lanes), and output beats taken
+        self.perf_issues = Signal(32, name="perf_issues")
+        self.perf_outputs = Signal(32, name="perf_outputs")
         super().__init__(
             {
                 "i": In(stream.Signature(unsigned(in_chunk * in_bits))),
@@ -216,7 +223,7 @@ class MVTU(wiring.Component):
             mem = Memory(shape=unsigned(self.simd * kw), depth=depth, init=init)
             m.submodules[f"wmem{p}"] = mem
             rp = mem.read_port(domain="sync")
-            m.d.comb += [rp.addr.eq(addr), rp.en.eq(ce)]
+            m.d.comb += [rp.addr.eq(addr), rp.en.eq(issue)]  # read only when issuing
             leaves = []
             for j in range(self.simd):
                 a = chunk_r[j * ka : (j + 1) * ka]
@@ -285,4 +292,10 @@ class MVTU(wiring.Component):
             m.d.sync += self.o.valid.eq(done)
             with m.If(done):
                 m.d.sync += self.o.payload.eq(payload)
+
+        # ---- performance counters (wrap at 2**32) --------------------------------------------
+        with m.If(issue):
+            m.d.sync += self.perf_issues.eq(self.perf_issues + 1)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.perf_outputs.eq(self.perf_outputs + 1)
         return m

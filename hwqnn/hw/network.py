@@ -10,6 +10,8 @@ inside by two flops: the design leaves reset two cycles after ``aresetn`` rises,
                                           at bits k*SCORE_W.., then the argmax class above them
     m_axis_tvalid, m_axis_tready, m_axis_tlast (always 1: every beat ends a frame)
     frame_error                     out   sticky: a tlast arrived off a frame boundary
+    perf_counters [64*L-1:0]        out   per layer i: issue cycles at bits 64i, output beats
+                                          at 64i+32 (32 bits each, wrapping); may be left open
 
 A frame is ``ceil(in_features / in_chunk)`` input beats; pixels above ``in_features`` in the
 last beat are ignored. Between layers, each unit's double input buffer is the FIFO (two frames).
@@ -49,6 +51,7 @@ class TopShape:
     score_width: int
     class_bits: int
     m_tdata_bits: int
+    perf_layers: int
 
 
 def _synchronized_reset(m: Module, aclk: Signal, aresetn: Signal) -> Signal:
@@ -182,6 +185,7 @@ class Top(wiring.Component):
             score_width=c.score_width,
             class_bits=c.class_bits,
             m_tdata_bits=8 * _bytes(len(c.o.payload)),
+            perf_layers=len(self.net.units),
         )
         super().__init__(
             {
@@ -196,6 +200,7 @@ class Top(wiring.Component):
                 "m_axis_tready": In(1),
                 "m_axis_tlast": Out(1),
                 "frame_error": Out(1),
+                "perf_counters": Out(64 * len(self.net.units)),
             }
         )
 
@@ -203,6 +208,9 @@ class Top(wiring.Component):
         m = Module()
         rst = _synchronized_reset(m, self.aclk, self.aresetn)
         m.submodules.net = net = self.net
+        m.d.comb += self.perf_counters.eq(
+            Cat(*[Cat(u.perf_issues, u.perf_outputs) for u in net.units])
+        )
         n_in = len(net.i.payload)
         m.submodules.in_slice = in_slice = RegisterSlice(n_in)
         m.submodules.out_slice = out_slice = RegisterSlice(len(net.o.payload))

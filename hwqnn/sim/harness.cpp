@@ -37,13 +37,13 @@ static void set_bus(T& sig, const uint32_t* w) {
 }
 
 template <typename T>
-static void get_bus(const T& sig, uint32_t* w) {
+static void read_words(const T& sig, uint32_t* w, int n) {
     if constexpr (std::is_integral_v<T>) {
         uint64_t v = static_cast<uint64_t>(sig);
         w[0] = static_cast<uint32_t>(v);
-        if (M_WORDS > 1) w[1] = static_cast<uint32_t>(v >> 32);
+        if (n > 1) w[1] = static_cast<uint32_t>(v >> 32);
     } else {
-        for (int i = 0; i < M_WORDS; ++i) w[i] = sig[i];
+        for (int i = 0; i < n; ++i) w[i] = sig[i];
     }
 }
 
@@ -123,7 +123,7 @@ int main(int argc, char** argv) {
         const bool take = !(stall_pct && next_pct() < stall_pct);
         top->m_axis_tready = take;
         if (valid_out && take) {
-            get_bus(top->m_axis_tdata, &out[static_cast<size_t>(got) * M_WORDS]);
+            read_words(top->m_axis_tdata, &out[static_cast<size_t>(got) * M_WORDS], M_WORDS);
             out_cycles[static_cast<size_t>(got)] = cycle;
             ++got;
         }
@@ -137,6 +137,10 @@ int main(int argc, char** argv) {
     }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const bool frame_error = top->frame_error;
+#ifdef PERF_WORDS
+    uint32_t perf[PERF_WORDS];
+    read_words(top->perf_counters, perf, PERF_WORDS);
+#endif
     top->final();
 
     FILE* o = std::fopen(argv[3], "wb");
@@ -150,7 +154,11 @@ int main(int argc, char** argv) {
     std::fwrite(first_cycles.data(), sizeof(uint64_t), first_cycles.size(), c);
     std::fclose(o);
     std::fclose(c);
-    std::printf("{\"cycles\": %llu, \"seconds\": %.6f, \"outputs\": %ld, \"frame_error\": %d}\n",
+    std::printf("{\"cycles\": %llu, \"seconds\": %.6f, \"outputs\": %ld, \"frame_error\": %d, \"perf\": [",
                 static_cast<unsigned long long>(cycle), secs, got, frame_error ? 1 : 0);
+#ifdef PERF_WORDS
+    for (int i = 0; i < PERF_WORDS; ++i) std::printf(i ? ", %u" : "%u", perf[i]);
+#endif
+    std::printf("]}\n");
     return 0;
 }

@@ -252,6 +252,8 @@ def build_harness(rtl_dir: Path, build_dir: Path) -> tuple[Path, dict[str, Any]]
         f"-DHWQNN_TOP=V{top} -DHWQNN_TOP_H=V{top}.h -DIN_BEATS={ports['in_beats']} "
         f"-DS_WORDS={_words(s_bits)} -DM_WORDS={_words(m_bits)} -O2 -std=c++17"
     )
+    if "perf_layers" in ports:
+        defines += f" -DPERF_WORDS={2 * ports['perf_layers']}"
     cmd = [
         "verilator", "--cc", "--exe", "--build", "-j", "2", "-O3",
         "--x-assign", "fast", "--x-initial", "fast", *waiver_args(),

@@ -1,0 +1,123 @@
+"""Whole-network batch inference from a bundle with the Triton kernels (see ``kernels.py``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import hwqnn.gpu  # noqa: F401  (sets TRITON_INTERPRET on machines without CUDA)
+from hwqnn.bundle import Bundle, Layer
+from hwqnn.gpu.kernels import naive_gemm_kernel, xnor_gemm_kernel
+
+
+def interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() and not interpreted() else "cpu")
+
+
+@dataclass
+class DeviceLayer:
+    """A bundle layer's operands on the device."""
+
+    layer: Layer
+    weights: torch.Tensor  # int32 [N, planes_w, KW32]
+    thresholds: torch.Tensor  # int32 [N, NT] (1 column of zeros for the last layer)
+    flip: torch.Tensor  # int32 [N]
+
+    @classmethod
+    def from_layer(cls, layer: Layer, device: torch.device) -> DeviceLayer:
+        w32 = np.ascontiguousarray(layer.weights).view("<u4").view(np.int32)
+        if layer.is_last:
+            thr = np.zeros((layer.out_features, 1), np.int32)
+            flip = np.zeros(layer.out_features, np.int32)
+        else:
+            assert layer.thresholds is not None and layer.flip is not None
+            thr = layer.thresholds.astype(np.int32)
+            flip = layer.flip.astype(np.int32)
+        return cls(
+            layer,
+            torch.from_numpy(w32.copy()).to(device),
+            torch.from_numpy(np.ascontiguousarray(thr)).to(device),
+            torch.from_numpy(flip).to(device),
+        )
+
+
+def pack_codes(codes: torch.Tensor, bits: int, kw32: int) -> torch.Tensor:
+    """Codes ``[M, K]`` -> bit-plane words int32 ``[M, bits, kw32]`` (the bundle's layout, pad 0)."""
+    m, k = codes.shape
+    shifts = torch.arange(bits, device=codes.device, dtype=torch.int64)
+    planes = (codes.to(torch.int64)[:, None, :] >> shifts[None, :, None]) & 1  # [M, bits, K]
+    padded = torch.zeros((m, bits, kw32 * 32), dtype=torch.int64, device=codes.device)
+    padded[:, :, :k] = planes
+    weights = 1 << torch.arange(32, device=codes.device, dtype=torch.int64)
+    words = (padded.view(m, bits, kw32, 32) * weights).sum(-1)  # 0 .. 2**32 - 1
+    return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
+
+
+def layer_gemm(
+    acts: torch.Tensor,
+    dl: DeviceLayer,
+    naive: bool = False,
+    block: tuple[int, int, int] = (32, 32, 8),
+) -> torch.Tensor:
+    """Codes (hidden) or scores (last) int32 ``[M, N]`` for packed inputs ``acts``."""
+    ly = dl.layer
+    m = acts.shape[0]
+    n = ly.out_features
+    kw = dl.weights.shape[2]
+    if acts.shape[1:] != (ly.in_bits, kw):
+        raise ValueError(f"packed inputs must be [M, {ly.in_bits}, {kw}], not {tuple(acts.shape)}")
+    out = torch.empty((m, n), dtype=torch.int32, device=acts.device)
+    hw = acts.is_cuda and not interpreted()
+    args = (
+        acts, dl.weights, out, dl.thresholds, dl.flip, m, n, kw,
+        acts.stride(0), acts.stride(1), dl.weights.stride(0), dl.weights.stride(1),
+        out.stride(0), ly.acc_max,
+    )  # fmt: skip
+    consts = dict(PA=ly.in_bits, PW=ly.w_bits, NT=dl.thresholds.shape[1], LAST=ly.is_last)
+    if naive:
+        naive_gemm_kernel[(m, n)](*args, **consts, HW_POPC=hw)
+    else:
+        bm, bn, bk = block
+        grid = (triton_cdiv(m, bm), triton_cdiv(n, bn))
+        xnor_gemm_kernel[grid](
+            *args, **consts, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, HW_POPC=hw
+        )  # fmt: skip
+    return out
+
+
+def triton_cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def to_device(bundle: Bundle, device: torch.device | None = None) -> list[DeviceLayer]:
+    dev = device or default_device()
+    return [DeviceLayer.from_layer(ly, dev) for ly in bundle.layers]
+
+
+def infer(
+    bundle: Bundle,
+    images: np.ndarray,
+    batch: int = 4096,
+    naive: bool = False,
+    layers: list[DeviceLayer] | None = None,
+) -> np.ndarray:
+    """Integer class scores int64 ``[N, classes]`` of 8-bit images, computed on the device."""
+    images = np.asarray(images)
+    if images.ndim != 2 or images.shape[1] != bundle.in_features:
+        raise ValueError(f"images must have shape [N, {bundle.in_features}], not {images.shape}")
+    dls = layers or to_device(bundle)
+    dev = dls[0].weights.device
+    outs = []
+    for s in range(0, len(images), batch):
+        x = torch.from_numpy(images[s : s + batch].astype(np.int64)).to(dev)
+        for dl in dls:
+            x = layer_gemm(pack_codes(x, dl.layer.in_bits, dl.weights.shape[2]), dl, naive=naive)
+        outs.append(x.to(torch.int64).cpu().numpy())
+    return np.concatenate(outs) if outs else np.zeros((0, bundle.num_classes), np.int64)

@@ -1,0 +1,253 @@
+"""Power-oriented operation counts and an energy estimate per inference, per layer.
+
+Counts follow the hardware as generated (one MVTU per layer, folded by PE x SIMD), per frame:
+
+* ``xnor_bits``: useful XNOR bit operations, ``rows * cols * in_bits * w_bits``;
+* ``lane_cycles``: XNOR lanes driven, ``PE * SIMD * NF * SF`` (pad lanes included);
+* ``issue_cycles``: ``NF * SF``, each reading one weight word per PE (measured by the design's
+  ``perf_issues`` counter);
+* ``adds``: adder-tree additions (``SIMD - 1`` per PE per issue, widths as built) plus one
+  accumulate per PE per issue; ``add_bits`` weights each by its width;
+* ``compares``: threshold compares, ``PE * NF * (2**k - 1)``, of the accumulator's width;
+* ``weight_bits_read``: ``PE * SIMD * w_bits`` per issue; ``act_bits_read``: ``SIMD * in_bits``
+  per issue from the input buffer.
+
+The same network in float32, fp16 and int8 is counted as ``rows * cols`` multiply-accumulates,
+weights read once each at their width, each input read once per output (like a PE = 1 unit),
+and BatchNorm + activation as one multiply, one add and one compare per output. Weight memory
+costs by the total size of the weights (SRAM up to 1 MB, DRAM beyond), input buffers by their
+own size. Energies per operation come from ``data/energy_45nm.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from hwqnn.bundle import Bundle
+from hwqnn.hw.folding import LayerFold
+
+
+def energy_table() -> dict[str, Any]:
+    text = resources.files("hwqnn").joinpath("data/energy_45nm.json").read_text()
+    table: dict[str, Any] = json.loads(text)
+    return table
+
+
+def memory_pj_per_bit(total_bytes: float, table: dict[str, Any]) -> tuple[float, str]:
+    for row in table["memory_pj_per_64bit"]:
+        if row["max_bytes"] is None or total_bytes <= row["max_bytes"]:
+            return row["pj"] / 64.0, row["what"]
+    raise AssertionError("the table ends with an unbounded row")
+
+
+def _tree_add_bits(simd: int, leaf_bits: int) -> tuple[int, int]:
+    """(additions, sum of their widths) of the balanced tree over ``simd`` leaves."""
+    n, width, adds, bits = simd, leaf_bits, 0, 0
+    while n > 1:
+        pairs = n // 2
+        width += 1
+        adds += pairs
+        bits += pairs * width
+        n = pairs + n % 2
+    return adds, bits
+
+
+@dataclass(frozen=True)
+class LayerOps:
+    rows: int
+    cols: int
+    pe: int
+    simd: int
+    xnor_bits: int
+    lane_cycles: int
+    issue_cycles: int
+    adds: int
+    add_bits: int
+    compares: int
+    compare_bits: int
+    weight_bits_read: int
+    act_bits_read: int
+    macs: int
+
+
+def layer_ops(bundle: Bundle, folds: list[LayerFold]) -> list[LayerOps]:
+    out = []
+    for ly, f in zip(bundle.layers, folds, strict=True):
+        nf, sf = f.nf(ly.out_features), f.sf(ly.in_features)
+        issues = nf * sf
+        leaf_bits = ly.in_bits + ly.w_bits - 1 if ly.w_bits > 1 else ly.in_bits
+        t_adds, t_bits = _tree_add_bits(f.simd, leaf_bits)
+        acc_bits = max(1, ly.acc_max.bit_length())
+        n_thr = 0 if ly.is_last else 2**ly.out_bits - 1
+        out.append(
+            LayerOps(
+                rows=ly.out_features,
+                cols=ly.in_features,
+                pe=f.pe,
+                simd=f.simd,
+                xnor_bits=ly.out_features * ly.in_features * ly.in_bits * ly.w_bits,
+                lane_cycles=f.pe * f.simd * issues,
+                issue_cycles=issues,
+                adds=f.pe * issues * (t_adds + 1),
+                add_bits=f.pe * issues * (t_bits + acc_bits),
+                compares=f.pe * nf * n_thr,
+                compare_bits=f.pe * nf * n_thr * acc_bits,
+                weight_bits_read=f.pe * f.simd * ly.w_bits * issues,
+                act_bits_read=f.simd * ly.in_bits * issues,
+                macs=ly.out_features * ly.in_features,
+            )
+        )
+    return out
+
+
+def energy(ops: list[LayerOps], bundle: Bundle) -> dict[str, Any]:
+    """Energy per inference (pJ) of the binary design and of float32 / fp16 / int8 twins."""
+    t = energy_table()
+    e, bit = t["ops_pj"], t["derived"]["bit_add_pj"]
+    weight_bytes = sum(o.weight_bits_read for o in ops) / 8
+    mem_bit, mem_what = memory_pj_per_bit(weight_bytes, t)
+    layers = []
+    for o, ly in zip(ops, bundle.layers, strict=True):
+        compute = o.xnor_bits * bit + o.add_bits * bit + o.compare_bits * bit
+        # the input buffer is small (two frames of codes): charged at its own size's cost
+        buf_bit, _ = memory_pj_per_bit(2 * o.cols * ly.in_bits / 8, t)
+        memory = o.weight_bits_read * mem_bit + o.act_bits_read * buf_bit
+        bn = 0 if ly.is_last else o.rows
+        twins = {}
+        for name, w_bits, mult, add in (
+            ("float32", 32, e["fp32_mult"], e["fp32_add"]),
+            ("fp16", 16, e["fp16_mult"], e["fp16_add"]),
+            ("int8", 8, e["int8_mult"], e["int32_add"]),
+        ):
+            tw_bytes = sum(x.macs for x in ops) * w_bits / 8
+            tw_mem_bit, _ = memory_pj_per_bit(tw_bytes, t)
+            tw_buf_bit, _ = memory_pj_per_bit(2 * o.cols * w_bits / 8, t)
+            c = o.macs * (mult + add) + bn * (mult + 2 * add)
+            # each weight read once; each input read once per output neuron (as a PE = 1 unit)
+            m = o.macs * w_bits * tw_mem_bit + o.macs * w_bits * tw_buf_bit
+            twins[name] = {"compute_pj": c, "memory_pj": m, "total_pj": c + m}
+        layers.append(
+            {
+                "binary": {
+                    "compute_pj": compute,
+                    "memory_pj": memory,
+                    "total_pj": compute + memory,
+                },
+                **twins,
+            }
+        )
+    total = {
+        k: {f: sum(ly[k][f] for ly in layers) for f in ("compute_pj", "memory_pj", "total_pj")}
+        for k in ("binary", "float32", "fp16", "int8")
+    }
+    return {
+        "layers": layers,
+        "total": total,
+        "ratio_float32_to_binary": total["float32"]["total_pj"] / total["binary"]["total_pj"],
+        "memory_model": mem_what,
+        "source": t["source"],
+    }
+
+
+def table_markdown(ops: list[LayerOps], en: dict[str, Any]) -> str:
+    rows = [
+        "| layer | XNOR bit-ops | lane-cycles | adds | compares | weight bits read | "
+        "binary pJ | float32 pJ | fp16 pJ | int8 pJ |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for i, (o, e) in enumerate(zip(ops, en["layers"], strict=True)):
+        rows.append(
+            f"| {i} | {o.xnor_bits:,} | {o.lane_cycles:,} | {o.adds:,} | {o.compares:,} | "
+            f"{o.weight_bits_read:,} | {e['binary']['total_pj']:,.0f} | "
+            f"{e['float32']['total_pj']:,.0f} | {e['fp16']['total_pj']:,.0f} | "
+            f"{e['int8']['total_pj']:,.0f} |"
+        )
+    tot = en["total"]
+    rows.append(
+        f"| total | {sum(o.xnor_bits for o in ops):,} | {sum(o.lane_cycles for o in ops):,} | "
+        f"{sum(o.adds for o in ops):,} | {sum(o.compares for o in ops):,} | "
+        f"{sum(o.weight_bits_read for o in ops):,} | {tot['binary']['total_pj']:,.0f} | "
+        f"{tot['float32']['total_pj']:,.0f} | {tot['fp16']['total_pj']:,.0f} | "
+        f"{tot['int8']['total_pj']:,.0f} |"
+    )
+    rows += [
+        "",
+        f"Energy per inference: binary {tot['binary']['total_pj'] / 1e3:,.1f} nJ "
+        f"(compute {tot['binary']['compute_pj'] / 1e3:,.2f} nJ, weights from {en['memory_model']}) "
+        f"vs float32 {tot['float32']['total_pj'] / 1e3:,.1f} nJ: "
+        f"**{en['ratio_float32_to_binary']:,.0f}x less**. Source: {en['source']}",
+    ]
+    return "\n".join(rows)
+
+
+def measured_vs_analytic(
+    ops: list[LayerOps], counters: list[dict[str, int]], frames: int
+) -> list[dict[str, Any]]:
+    """Per layer: issue cycles and weight words counted by the design vs the analytic counts."""
+    out = []
+    for i, (o, c) in enumerate(zip(ops, counters, strict=True)):
+        out.append(
+            {
+                "layer": i,
+                "issue_cycles_measured": c["issues"],
+                "issue_cycles_analytic": o.issue_cycles * frames,
+                "lane_cycles_measured": c["issues"] * o.pe * o.simd,
+                "lane_cycles_analytic": o.lane_cycles * frames,
+                "weight_words_measured": c["issues"] * o.pe,
+                "weight_words_analytic": o.issue_cycles * o.pe * frames,
+                "equal": c["issues"] == o.issue_cycles * frames,
+            }
+        )
+    return out
+
+
+def bar_chart(ops: list[LayerOps], en: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Per-layer energy (log scale) of the binary design and its float32/fp16/int8 twins."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    kinds = ["binary", "int8", "fp16", "float32"]
+    x = np.arange(len(ops))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for j, k in enumerate(kinds):
+        vals = [ly[k]["total_pj"] / 1e3 for ly in en["layers"]]
+        ax.bar(x + (j - 1.5) * 0.2, vals, 0.2, label=k)
+    ax.set_yscale("log")
+    ax.set_xticks(x, [f"layer {i}\n{o.rows}x{o.cols}" for i, o in enumerate(ops)])
+    ax.set_ylabel("energy per inference (nJ, log)")
+    ax.set_title("Energy per layer (Horowitz 45 nm)")
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def summarize(
+    bundle: Bundle,
+    folds: list[LayerFold],
+    counters: list[dict[str, int]] | None = None,
+    frames: int = 0,
+    chart: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    ops = layer_ops(bundle, folds)
+    en = energy(ops, bundle)
+    res: dict[str, Any] = {
+        "layers": [asdict(o) for o in ops],
+        "energy": en,
+        "table_md": table_markdown(ops, en),
+    }
+    if counters is not None:
+        res["measured"] = measured_vs_analytic(ops, counters, frames)
+    if chart is not None:
+        res["chart"] = str(bar_chart(ops, en, chart))
+    return res

@@ -1,0 +1,68 @@
+"""Triton kernels == golden, bit-exact. Without a GPU they run in Triton's CPU interpreter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hwqnn import golden
+from hwqnn.bundle import pack_codes as np_pack_codes
+from hwqnn.gpu.infer import DeviceLayer, default_device, infer, layer_gemm, pack_codes
+from hwqnn.randnet import random_bundle, random_codes
+
+# (fan-in, hidden, classes, w_bits, a_bits, M): K not a multiple of 32/64, N and M not multiples
+# of the 32x32 block, the 8-bit first layer, 2- and 4-bit weights/activations
+SHAPES = [
+    (70, (33, 20), 5, 1, 1, 37),
+    (64, (64,), 10, 1, 1, 33),
+    (31, (97,), 3, 1, 1, 1),
+    (100, (65,), 7, 2, 2, 19),
+    (130, (40,), 3, 1, 4, 9),
+    (33, (12,), 2, 4, 4, 5),
+]
+
+
+@pytest.mark.parametrize(("k", "hidden", "classes", "wb", "ab", "m"), SHAPES)
+def test_network_equals_golden(
+    k: int, hidden: tuple, classes: int, wb: int, ab: int, m: int
+) -> None:
+    b = random_bundle(k + m, k, hidden, classes, wb, ab)
+    x = random_codes(m, m, k).astype(np.uint8)
+    np.testing.assert_array_equal(infer(b, x, batch=16), golden.scores(b, x))
+
+
+@pytest.mark.parametrize("block", [(16, 16, 1), (32, 64, 4), (64, 32, 16)])
+def test_every_layer_for_block_sizes(block: tuple[int, int, int]) -> None:
+    b = random_bundle(3, 150, (90, 41), 6)
+    x = random_codes(4, 23, 150)
+    dev = default_device()
+    for ly in b.layers:
+        dl = DeviceLayer.from_layer(ly, dev)
+        acts = pack_codes(torch.from_numpy(x).to(dev), ly.in_bits, dl.weights.shape[2])
+        _, expected = golden.layer_forward(ly, x)
+        got = layer_gemm(acts, dl, block=block).cpu().numpy()
+        np.testing.assert_array_equal(got, expected)
+        x = expected
+
+
+def test_naive_baseline_equals_golden() -> None:
+    b = random_bundle(5, 70, (20,), 4, 1, 2)
+    x = random_codes(6, 4, 70).astype(np.uint8)
+    np.testing.assert_array_equal(infer(b, x, naive=True), golden.scores(b, x))
+
+
+@pytest.mark.parametrize(("k", "bits"), [(1, 1), (63, 2), (64, 1), (65, 8), (200, 4)])
+def test_torch_packing_matches_bundle_layout(k: int, bits: int) -> None:
+    codes = random_codes(k, 3, k, bits)
+    words64 = np_pack_codes(codes, bits, pad=0)
+    kw32 = 2 * words64.shape[-1]
+    got = pack_codes(torch.from_numpy(codes), bits, kw32).numpy()
+    np.testing.assert_array_equal(got.view(np.uint32), np.ascontiguousarray(words64).view("<u4"))
+
+
+def test_wrong_packed_shape() -> None:
+    b = random_bundle(0, 70, (8,), 2)
+    dl = DeviceLayer.from_layer(b.layers[0], default_device())
+    with pytest.raises(ValueError, match=r"packed inputs must be \[M, 8, 4\], not \(2, 1, 4\)"):
+        layer_gemm(torch.zeros((2, 1, 4), dtype=torch.int32), dl)
