@@ -49,7 +49,7 @@ class DeviceLayer:
 
 
 def pack_codes(codes: torch.Tensor, bits: int, kw32: int) -> torch.Tensor:
-    """Codes ``[M, K]`` -> bit-plane words int32 ``[M, bits, kw32]`` (the bundle's layout, pad 0)."""
+    """Codes ``[M, K]`` -> bit-plane words int32 ``[M, bits, kw32]``: the bundle's layout, pad 0."""
     m, k = codes.shape
     shifts = torch.arange(bits, device=codes.device, dtype=torch.int64)
     planes = (codes.to(torch.int64)[:, None, :] >> shifts[None, :, None]) & 1  # [M, bits, K]

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hwqnn.hw.adder_tree import tree_depth
+from hwqnn.hw.folding import LayerFold
+from hwqnn.ops import _tree_add_bits, energy_table, layer_ops, memory_pj_per_bit, summarize
+from hwqnn.randnet import random_bundle
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 16, 17, 392])
+def test_tree_adds(n: int) -> None:
+    adds, bits = _tree_add_bits(n, leaf_bits=1)
+    assert adds == n - 1  # a tree of n leaves has n - 1 two-input adders
+    assert bits <= adds * (1 + tree_depth(n))
+
+
+def test_counts_follow_the_folding() -> None:
+    b = random_bundle(0, 64, (32,), 4)
+    even = layer_ops(b, [LayerFold(4, 16), LayerFold(2, 8)])
+    assert [o.lane_cycles for o in even] == [32 * 64, 4 * 32]  # no padding: lanes = MACs
+    assert [o.issue_cycles for o in even] == [8 * 4, 2 * 4]
+    assert even[0].xnor_bits == 32 * 64 * 8  # 8-bit input planes x 1-bit weights
+    uneven = layer_ops(b, [LayerFold(5, 10), LayerFold(3, 7)])
+    assert uneven[0].lane_cycles == 5 * 10 * 7 * 7  # ceil(32/5) * ceil(64/10) issues
+    assert uneven[0].compares == 5 * 7 and uneven[1].compares == 0
+
+
+def test_energy_table_and_buckets() -> None:
+    t = energy_table()
+    assert "Horowitz" in t["source"] and t["ops_pj"]["fp32_mult"] == 3.7
+    assert memory_pj_per_bit(8000, t)[0] == 10 / 64
+    assert memory_pj_per_bit(10**9, t)[1].startswith("DRAM")
+
+
+def test_summary_and_chart(tmp_path: Path) -> None:
+    b = random_bundle(1, 64, (32, 16), 4)
+    res = summarize(
+        b, [LayerFold(4, 16), LayerFold(2, 8), LayerFold(1, 16)], chart=tmp_path / "c.png"
+    )
+    assert res["energy"]["ratio_float32_to_binary"] > 1
+    assert "| total |" in res["table_md"]
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
