@@ -80,5 +80,5 @@ def test_harness_with_stalls_and_counters(tmp_path: Path) -> None:
     ops = layer_ops(b, folds)
     assert [c["issues"] for c in r["counters"]] == [o.issue_cycles * 300 for o in ops]
     assert [c["outputs"] for c in r["counters"]] == [
-        f.nf(ly.out_features) * 300 for f, ly in zip(folds, b.layers)
+        f.nf(ly.out_features) * 300 for f, ly in zip(folds, b.layers, strict=True)
     ]
