@@ -21,10 +21,10 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
 lint: setup
-	.venv/bin/ruff check hwqnn tests sim bench && .venv/bin/ruff format --check hwqnn tests sim bench
+	.venv/bin/ruff check hwqnn tests && .venv/bin/ruff format --check hwqnn tests
 
 bench: setup
-	$(PY) bench/bench_golden.py && .venv/bin/hwqnn bench gpu
+	.venv/bin/hwqnn bench golden && .venv/bin/hwqnn bench gpu
 
 clean:
 	rm -rf runs build sim_build rtl/*/

@@ -199,7 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("bench", cmd_bench, "benchmarks that print a table")
     p.add_argument("what", choices=("gpu", "golden"))
     p.add_argument("--bundle", default=None)
-    p.add_argument("--quick", action="store_true")
+    p.add_argument("--quick", action="store_true", help="fewer batch sizes")
+    p.add_argument(
+        "--interpret",
+        action="store_true",
+        help="gpu: run the bench's code on tiny shapes in Triton's CPU interpreter (no timings)",
+    )
     return ap
 
 

@@ -281,3 +281,12 @@ def ops_stage(bundle_path: Path, sim_json: str | None, chart: str | None) -> str
     if chart:
         text += f"\nchart: {chart}\n"
     return text
+
+
+def bench_stage(args: argparse.Namespace) -> int:
+    from hwqnn import bench
+
+    b = bundle_io.load(Path(args.bundle)) if args.bundle else None
+    if args.what == "gpu":
+        return bench.gpu(b, args.quick, args.interpret)
+    return bench.golden_cpu(b, args.quick)

@@ -66,3 +66,11 @@ def test_wrong_packed_shape() -> None:
     dl = DeviceLayer.from_layer(b.layers[0], default_device())
     with pytest.raises(ValueError, match=r"packed inputs must be \[M, 8, 4\], not \(2, 1, 4\)"):
         layer_gemm(torch.zeros((2, 1, 4), dtype=torch.int32), dl)
+
+
+def test_gpu_bench_runs_in_the_interpreter(capsys: pytest.CaptureFixture[str]) -> None:
+    from hwqnn.bench import gpu
+
+    assert gpu(random_bundle(0, 30, (12,), 3), interpret=True) == 0
+    out = capsys.readouterr().out
+    assert "CPU interpreter" in out and "paper-8192" in out and "layer1" in out

@@ -1,0 +1,183 @@
+"""Benchmarks that print a table. Every speed is a ratio to a baseline measured in the same run.
+
+``gpu``: the Triton XNOR-popcount kernel vs the deliberately naive Triton kernel vs
+``torch.matmul`` in fp32 and fp16 (cuBLAS) on the bundle's layer shapes and on the BNN paper's
+8192 x 8192 x 8192, for batch sizes 1 to 4096; with a bundle, whole-net GPU inference is checked
+against the golden model on the whole test set. Without a CUDA GPU nothing is measured.
+
+``golden``: the NumPy golden model against a float32 BLAS forward of the same shapes (CPU).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from hwqnn.bundle import Bundle, make_layer
+from hwqnn.randnet import random_layer_params
+
+BATCHES = (1, 64, 256, 1024, 4096)
+PAPER_SHAPE = (8192, 8192)  # N x K, binary, as in Courbariaux et al. 2016 (GTX 750)
+
+
+def _fmt_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    line = " | ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))
+    out = [line, "-+-".join("-" * w for w in widths)]
+    out += [" | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(out)
+
+
+def _timer(cuda: bool) -> Callable[[Callable[[], Any], int], float]:
+    """Median milliseconds of ``fn`` after a warm-up: CUDA events on a GPU, else wall time."""
+    import torch
+
+    def run(fn: Callable[[], Any], reps: int = 10) -> float:
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        times = []
+        for _ in range(reps):
+            if cuda:
+                start = torch.cuda.Event(enable_timing=True)
+                end = torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                torch.cuda.synchronize()
+                times.append(start.elapsed_time(end))
+            else:
+                t0 = time.perf_counter()
+                fn()
+                times.append((time.perf_counter() - t0) * 1e3)
+        return statistics.median(times)
+
+    return run
+
+
+def gpu(bundle: Bundle | None, quick: bool = False, interpret: bool = False) -> int:
+    """The GPU table. ``interpret``: run the same code on tiny shapes in Triton's CPU
+    interpreter (exercises the bench; its timings mean nothing)."""
+    import torch
+
+    cuda = torch.cuda.is_available() and not interpret
+    if not cuda and not interpret:
+        print(
+            "no CUDA GPU on this machine: nothing measured. The Triton kernels are tested for "
+            "bit-exactness on the CPU with TRITON_INTERPRET=1 (tests/test_gpu.py)."
+        )
+        return 0
+    from hwqnn.gpu.infer import DeviceLayer, layer_gemm, pack_codes
+
+    dev = torch.device("cuda" if cuda else "cpu")
+    timed = _timer(cuda)
+    rng = np.random.default_rng(0)
+    shapes: list[tuple[str, int, int, int]] = []
+    if bundle is not None:
+        for i, ly in enumerate(bundle.layers):
+            shapes.append((f"layer{i}", ly.out_features, ly.in_features, ly.in_bits))
+    shapes.append(("paper-8192", *PAPER_SHAPE, 1))
+    batches: tuple[int, ...] = (1, 64, 4096) if quick else BATCHES
+    if interpret:
+        shapes = [(nm, min(n, 40), min(k, 70), b) for nm, n, k, b in shapes]
+        batches = (1, 3)
+    rows = []
+    for name, n, k, in_bits in shapes:
+        w, t, f = random_layer_params(rng, n, k, in_bits, 1, 1)
+        dl = DeviceLayer.from_layer(make_layer(w, in_bits, 1, 1, t, f), dev)
+        wf32 = torch.randn(n, k, device=dev)
+        wf16 = wf32.half()
+        for m in batches:
+            codes = torch.randint(0, 2**in_bits, (m, k), device=dev)
+            acts = pack_codes(codes, in_bits, dl.weights.shape[2])
+            xf32 = torch.randn(m, k, device=dev)
+            xf16 = xf32.half()
+            reps = 1 if interpret else 10
+            t_tri = timed(lambda: layer_gemm(acts, dl), reps)  # noqa: B023
+            naive_ok = m * n * dl.weights.shape[2] * in_bits <= 2**31
+            t_naive = (
+                timed(lambda: layer_gemm(acts, dl, naive=True), min(reps, 3)) if naive_ok else None  # noqa: B023
+            )
+            t32 = timed(lambda: xf32 @ wf32.t(), reps)  # noqa: B023
+            t16 = timed(lambda: xf16 @ wf16.t(), reps)  # noqa: B023
+            rows.append(
+                [
+                    name, f"{m}x{n}x{k}", f"{in_bits}", f"{t_tri:.4f}",
+                    "-" if t_naive is None else f"{t_naive:.4f}", f"{t32:.4f}", f"{t16:.4f}",
+                    "-" if t_naive is None else f"{t_naive / t_tri:.1f}x",
+                    f"{t32 / t_tri:.2f}x", f"{t16 / t_tri:.2f}x",
+                ]
+            )  # fmt: skip
+    header = ["shape", "MxNxK", "in bits", "triton ms", "naive ms", "fp32 ms", "fp16 ms",
+              "vs naive", "vs fp32", "vs fp16"]  # fmt: skip
+    where = torch.cuda.get_device_name(0) if cuda else "CPU interpreter: timings mean nothing"
+    print(f"device: {where}; ratios > 1: the Triton kernel is faster")
+    print(_fmt_table(header, rows))
+    if bundle is not None and cuda:
+        _gpu_whole_net(bundle)
+    return 0
+
+
+def _gpu_whole_net(bundle: Bundle) -> None:
+    from hwqnn import golden
+    from hwqnn.data import load_dataset
+    from hwqnn.gpu.infer import infer, to_device
+
+    test = load_dataset(None, "test")
+    layers = to_device(bundle)
+    t0 = time.perf_counter()
+    scores = infer(bundle, test.images, layers=layers)
+    t_gpu = time.perf_counter() - t0
+    g = golden.scores(bundle, test.images)
+    bad = int((scores != g).any(axis=1).sum())
+    print(f"whole-net GPU inference: {len(test)} images, {bad} mismatches vs golden, {t_gpu:.3f} s")
+
+
+def golden_cpu(bundle: Bundle | None, quick: bool = False) -> int:
+    """NumPy golden (XNOR-popcount) vs float32 BLAS on the same layer shapes (CPU)."""
+    from hwqnn import golden
+    from hwqnn.randnet import random_bundle, random_codes
+
+    b = bundle or random_bundle(0, 784, (512, 512, 512), 10)
+    batches = (1, 64, 1024) if quick else (1, 64, 1024, 4096)
+    rows = []
+    ws = [
+        np.random.default_rng(0).standard_normal((ly.out_features, ly.in_features), np.float32)
+        for ly in b.layers
+    ]
+    for m in batches:
+        x = random_codes(1, m, b.in_features).astype(np.uint8)
+        reps = max(1, 2048 // m)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            golden.scores(b, x, batch=1024)
+        t_g = (time.perf_counter() - t0) / reps
+        xf = x.astype(np.float32)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            h = xf
+            for w in ws:
+                h = np.maximum(h @ w.T, 0)
+        t_f = (time.perf_counter() - t0) / reps
+        macs = sum(ly.in_features * ly.out_features for ly in b.layers) * m
+        rows.append([f"{m}", f"{t_g * 1e3:.2f}", f"{t_f * 1e3:.2f}", f"{t_f / t_g:.2f}x",
+                     f"{macs / t_g / 1e9:.1f}", f"{macs / t_f / 1e9:.1f}"])  # fmt: skip
+    print(f"network {b.arch()}; golden: np.bitwise_count on packed words (truth, not speed)")
+    print(
+        _fmt_table(
+            [
+                "batch",
+                "golden ms",
+                "fp32 BLAS ms",
+                "golden speed ratio",
+                "golden GMAC/s",
+                "fp32 GMAC/s",
+            ],
+            rows,
+        )
+    )
+    return 0
