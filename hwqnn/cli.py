@@ -97,7 +97,7 @@ def cmd_flow(args: argparse.Namespace) -> int:
 def cmd_ops(args: argparse.Namespace) -> int:
     from hwqnn.pipeline import ops_stage
 
-    print(ops_stage(Path(args.bundle), args.rtl, args.chart))
+    print(ops_stage(Path(args.bundle), args.rtl, args.chart, args.activity))
     return 0
 
 
@@ -190,11 +190,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(n=0)  # the flow simulates the whole test set unless -n says otherwise
     p.add_argument("--out", default="runs/flow", help="run directory")
     p.add_argument("--bundle", default=None, help="skip training: start from this bundle")
+    p.add_argument(
+        "--activity-images",
+        type=int,
+        default=0,
+        help="also measure switching activity on N images (a toggle-coverage Verilator build: "
+        "minutes for large nets; default 0: skip)",
+    )
 
     p = add("ops", cmd_ops, "operation counts and energy estimate per layer")
     p.add_argument("bundle")
     p.add_argument("--rtl", default=None, help="sim.json of a run, for measured counts")
     p.add_argument("--chart", default=None, help="write a per-layer bar chart (PNG) here")
+    p.add_argument(
+        "--activity",
+        type=int,
+        default=0,
+        help="measure toggles/cycle on N test images (needs --rtl)",
+    )
 
     p = add("bench", cmd_bench, "benchmarks that print a table")
     p.add_argument("what", choices=("gpu", "golden"))

@@ -56,10 +56,3 @@ def first_mismatch(
             img, li, neuron, int(golden_layers[li][img, neuron]), int(o[img, neuron]), what
         )
     raise AssertionError("unreachable")
-
-
-def count_mismatched_images(a: np.ndarray, b: np.ndarray) -> int:
-    """Number of rows (images) where two integer arrays differ anywhere."""
-    if a.shape != b.shape:
-        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
-    return int((a != b).reshape(len(a), -1).any(axis=1).sum())

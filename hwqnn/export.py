@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from hwqnn.bundle import Bundle, Layer, make_layer
-from hwqnn.fold import FoldError, fold_thresholds
+from hwqnn.fold import CodeFn, FoldError, fold_thresholds
 from hwqnn.model import QuantDense, QuantMLP
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ class ExportError(ValueError):
     """The model holds something a bundle cannot represent exactly; the message names the layer."""
 
 
-def _layer_codes_fn(layer: QuantDense) -> Any:
+def _layer_codes_fn(layer: QuantDense) -> CodeFn:
     offset = layer.scale * layer.in_features
     n = float(2**layer.out_bits - 1)
 

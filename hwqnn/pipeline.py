@@ -195,7 +195,7 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
     _prepare_run_dir(out)
     stages = ["train", "export", "torch==golden", "verilog", "simulate", "ops", "report"]
     if args.bundle:
-        stages = stages[2:] if args.bundle else stages
+        stages = stages[2:]
     timings: dict[str, float] = {}
     bar = tqdm(stages, desc="flow", unit="stage", leave=True)
     train_metrics: dict[str, Any] | None = None
@@ -236,6 +236,15 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
                 from hwqnn.ops import summarize
 
                 ops = summarize(b, folds, sim["counters"] or None, sim["images"], out / "ops.png")
+                if args.activity_images:
+                    from hwqnn.sim.activity import measure_activity
+
+                    ops["activity"] = measure_activity(
+                        out / "rtl",
+                        out / "build",
+                        test.images[: args.activity_images],
+                        len(b.layers),
+                    )
                 write_json(out / "ops.json", {k: v for k, v in ops.items() if k != "table_md"})
             elif stage == "report":
                 report = build_report(b, train_metrics, torch_check, sim, manifest, ops, timings)
@@ -251,7 +260,7 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def ops_stage(bundle_path: Path, sim_json: str | None, chart: str | None) -> str:
+def ops_stage(bundle_path: Path, sim_json: str | None, chart: str | None, activity: int = 0) -> str:
     """Op counts and energy as a table; with a ``sim.json``, measured counters beside them."""
     from hwqnn.hw.folding import parse_folding
     from hwqnn.ops import summarize
@@ -278,6 +287,15 @@ def ops_stage(bundle_path: Path, sim_json: str | None, chart: str | None) -> str
                 f"{m['lane_cycles_measured']:,}; weight words {m['weight_words_measured']:,}"
                 f" ({'equal' if m['equal'] else 'DIFFERENT'})\n"
             )
+    if activity:
+        if not sim_json:
+            raise ValueError("--activity needs --rtl SIM_JSON (it names the RTL to simulate)")
+        from hwqnn.report import activity_lines
+        from hwqnn.sim.activity import measure_activity
+
+        images = load_dataset(None, "test").images[:activity]
+        act = measure_activity(Path(sim["rtl_dir"]), Path(sim["build_dir"]), images, len(b.layers))
+        text += "\n" + "\n".join(activity_lines(act)) + "\n"
     if chart:
         text += f"\nchart: {chart}\n"
     return text

@@ -27,6 +27,23 @@ def model_bits(b: Bundle) -> dict[str, int]:
     }
 
 
+def activity_lines(act: dict[str, Any]) -> list[str]:
+    """Markdown lines for the switching activity (toggle coverage) measurement."""
+    lines = [
+        f"Switching activity (Verilator toggle coverage, {act['images']} images, "
+        f"{act['cycles']:,} cycles), a dynamic-power proxy:",
+        "",
+        "| layer | toggles/cycle | signal bits | activity factor |",
+        "|---|---|---|---|",
+    ]
+    for a in act["layers"]:
+        lines.append(
+            f"| {a['layer']} | {a['toggles_per_cycle']:,.1f} | {a['signal_bits']:,} | "
+            f"{a['activity_factor']:.3f} |"
+        )
+    return lines
+
+
 def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.2f} %"
 
@@ -133,6 +150,8 @@ def render_markdown(r: dict[str, Any]) -> str:
                 f"{m['lane_cycles_measured']:,}, weight words read {m['weight_words_measured']:,}"
             )
         lines.append("")
+        if r["ops"].get("activity"):
+            lines += [*activity_lines(r["ops"]["activity"]), ""]
     lines += ["## Wall time (s)", ""]
     lines += [f"- {k}: {v:.1f}" for k, v in r["seconds"].items()]
     return "\n".join(lines) + "\n"

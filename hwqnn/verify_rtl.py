@@ -148,6 +148,8 @@ def verify_rtl(
         "folding": [str(f) for f in folds],
         "clock_mhz": clock_mhz,
         "counters": counters,
+        "rtl_dir": str(rtl_dir),
+        "build_dir": str(build),
         **_timing(np.asarray(r["out_cycles"]), np.asarray(r["in_first_cycles"]), predicted),
     }
     res["fps_at_clock"] = round(clock_mhz * 1e6 / predicted["cycles_per_frame"], 1)

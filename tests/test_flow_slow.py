@@ -24,6 +24,7 @@ pytestmark = pytest.mark.slow
 def test_flow_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     args = ["flow", "--data", "synthetic", "--arch", "mlp:48x2", "--epochs", "2", "--out", str(out)]
+    args += ["--activity-images", "50"]
     assert main(args) == 0
     r = json.loads((out / "report.json").read_text())
     assert r["mismatches"] == 0 and r["images_simulated"] == 500
@@ -33,6 +34,8 @@ def test_flow_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert r["cycles_per_frame"] == r["cycles_per_frame_predicted"]
     assert r["latency_cycles"] == r["latency_cycles_predicted"]
     assert r["fps_at_clock"] > 0 and all(m["equal"] for m in r["ops"]["measured"])
+    act = r["ops"]["activity"]["layers"]
+    assert len(act) == 3 and all(a["toggles_per_cycle"] > 0 for a in act)
     for f in (
         "bundle.npz",
         "rtl/hwqnn_top.v",

@@ -142,6 +142,9 @@ int main(int argc, char** argv) {
     read_words(top->perf_counters, perf, PERF_WORDS);
 #endif
     top->final();
+#if VM_COVERAGE
+    if (const char* cov = std::getenv("HWQNN_COVERAGE")) ctx->coveragep()->write(cov);
+#endif
 
     FILE* o = std::fopen(argv[3], "wb");
     FILE* c = std::fopen(argv[4], "wb");

