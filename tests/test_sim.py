@@ -98,6 +98,15 @@ def test_mvtu_unit_bench(tmp_path: Path, li: int, pe: int, simd: int, chunk: int
     np.testing.assert_array_equal(np.array(r["outputs"]), expected)
 
 
+def test_relative_build_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    b = random_bundle(9, 40, (16,), 3)
+    generate(b, choose_folding(b, 20), Path("rtl"))
+    x = random_codes(9, 5, 40).astype(np.uint8)
+    r = run_cocotb(Path("rtl"), x, golden.scores(b, x), Path("build"))
+    assert r["failures"] == 0 and len(r["outputs"]) == 5
+
+
 def test_lint_wall_with_named_waivers(tmp_path: Path) -> None:
     b = random_bundle(7, 70, (33, 20), 5, 2, 2)
     generate(b, choose_folding(b, 40), tmp_path)

@@ -3,8 +3,8 @@
 Every cycle, at the falling edge, the loop reads the DUT's state-only handshake outputs
 (``s_axis_tready`` and ``m_axis_tvalid`` depend on registers only), decides the inputs for the
 coming rising edge, and so knows exactly which transfers that edge performs. One Python await
-per cycle. Random idle cycles on the input and random back-pressure on the output come from a
-seeded generator.
+per cycle; inputs are written only when they change. Random idle cycles on the input and random
+back-pressure on the output come from a seeded generator.
 """
 
 from __future__ import annotations
@@ -59,30 +59,37 @@ async def stream_frames(
     res = Transfer()
     pos = 0
     cycle = 0
-    driving = False
+    # what is on the DUT's inputs now: signals are written only when they change (a wide tdata
+    # written every cycle would cost more than the simulation itself)
+    shown_pos, shown_valid, shown_ready = -1, 0, -1
     while len(res.outputs) < expect_outputs:
         await FallingEdge(clk)
         if cycle >= max_cycles:
             raise TimeoutError(f"no progress after {cycle} cycles ({len(res.outputs)} outputs)")
-        ready_in = bool(s_tready.value)
-        valid_out = bool(m_tvalid.value)
+        ready_in = s_tready.value
+        valid_out = m_tvalid.value
         # inputs for the coming rising edge
         send = pos < len(beats) and not (rng is not None and rng.random() < idle_prob)
         if send:
-            w, last, fi = beats[pos]
-            s_tdata.value = w
-            s_tlast.value = int(last)
-            s_tvalid.value = 1
-            driving = True
+            if shown_pos != pos:
+                w, last, _ = beats[pos]
+                s_tdata.value = w
+                s_tlast.value = int(last)
+                shown_pos = pos
+            if not shown_valid:
+                s_tvalid.value = 1
+                shown_valid = 1
             if ready_in:
-                if pos == 0 or beats[pos - 1][2] != fi:
+                if pos == 0 or beats[pos - 1][2] != beats[pos][2]:
                     res.in_first_cycles.append(cycle)
                 pos += 1
-        elif driving:
+        elif shown_valid:
             s_tvalid.value = 0
-            driving = False
-        take = not (rng is not None and rng.random() < stall_prob)
-        m_tready.value = int(take)
+            shown_valid = 0
+        take = 0 if rng is not None and rng.random() < stall_prob else 1
+        if take != shown_ready:
+            m_tready.value = take
+            shown_ready = take
         if valid_out and take:
             res.outputs.append(m_tdata.value.to_unsigned())
             res.out_cycles.append(cycle)

@@ -79,12 +79,25 @@ def build(rtl_dir: Path, build_dir: Path) -> tuple[Any, dict[str, Any]]:
     build_dir.mkdir(parents=True, exist_ok=True)
     runner = get_runner("verilator")
     log.info("building %s with Verilator in %s", rtl_dir / manifest["verilog"], build_dir)
+    # cocotb's runner makes every signal public (--public-flat-rw), which stops Verilator from
+    # optimising the design; the benches touch only the top's ports, so make just those public
+    vlt = build_dir / "public_ports.vlt"
+    vlt.write_text(f'`verilator_config\npublic_flat_rw -module "{manifest["top"]}" -var "*"\n')
     try:
         runner.build(
             sources=[rtl_dir / manifest["verilog"]],
             hdl_toplevel=manifest["top"],
             build_dir=build_dir,
-            build_args=[*waiver_args(), "-O3", "--x-assign", "fast", "--x-initial", "fast"],
+            build_args=[
+                *waiver_args(),
+                "-O3",
+                "--x-assign",
+                "fast",
+                "--x-initial",
+                "fast",
+                "--no-public-flat-rw",
+                str(vlt),
+            ],
             always=False,
             log_file=build_dir / "build.log",
         )
@@ -110,6 +123,7 @@ def run_bench(
     .npy) and ``config`` from a JSON file and writes its result JSON, which is returned."""
     from cocotb_tools.check_results import get_results
 
+    rtl_dir, build_dir = rtl_dir.resolve(), build_dir.resolve()  # the bench runs elsewhere
     runner, manifest = build(rtl_dir, build_dir)
     with tempfile.TemporaryDirectory(dir=build_dir) as td:
         tdir = Path(td)
