@@ -15,17 +15,7 @@ from hwqnn.randnet import random_bundle, random_codes
 
 
 def simulate_unit(layer: Layer, x: np.ndarray, pe: int, simd: int, chunk: int) -> np.ndarray:
-    dut = MVTU(
-        weights=layer.weight_codes(),
-        thresholds=layer.thresholds,
-        flip=layer.flip,
-        in_bits=layer.in_bits,
-        w_bits=layer.w_bits,
-        out_bits=layer.out_bits,
-        pe=pe,
-        simd=simd,
-        in_chunk=chunk,
-    )
+    dut = MVTU.from_layer(layer, pe, simd, chunk)
     width, ka = dut.out_width, layer.in_bits
     beats: list[list[int]] = []
 

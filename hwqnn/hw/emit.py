@@ -107,17 +107,7 @@ def generate_layer(
     """Verilog of one layer's MVTU alone (``hwqnn_layer``), for unit benches."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    unit = MVTU(
-        weights=layer.weight_codes(),
-        thresholds=layer.thresholds,
-        flip=layer.flip,
-        in_bits=layer.in_bits,
-        w_bits=layer.w_bits,
-        out_bits=layer.out_bits,
-        pe=fold.pe,
-        simd=fold.simd,
-        in_chunk=in_chunk,
-    )
+    unit = MVTU.from_layer(layer, fold.pe, fold.simd, in_chunk)
     top = LayerTop(unit)
     text = "`default_nettype none\n" + verilog.convert(top, name="hwqnn_layer", emit_src=False)
     manifest = {

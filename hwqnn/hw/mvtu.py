@@ -43,7 +43,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hwqnn.bundle import level_scale
+from hwqnn.bundle import Layer, level_scale
 from hwqnn.hw.adder_tree import adder_tree, tree_latency
 
 LEVELS_PER_STAGE = 4
@@ -103,6 +103,21 @@ class MVTU(wiring.Component):
                 "i": In(stream.Signature(unsigned(in_chunk * in_bits))),
                 "o": Out(stream.Signature(unsigned(pe * self.out_width))),
             }
+        )
+
+    @classmethod
+    def from_layer(cls, layer: Layer, pe: int, simd: int, in_chunk: int) -> MVTU:
+        """The unit for one bundle layer with the folding ``pe`` x ``simd``."""
+        return cls(
+            weights=layer.weight_codes(),
+            thresholds=layer.thresholds,
+            flip=layer.flip,
+            in_bits=layer.in_bits,
+            w_bits=layer.w_bits,
+            out_bits=layer.out_bits,
+            pe=pe,
+            simd=simd,
+            in_chunk=in_chunk,
         )
 
     @property

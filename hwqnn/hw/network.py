@@ -130,17 +130,7 @@ class Network(wiring.Component):
         self.units: list[MVTU] = []
         producer = self.in_chunk
         for layer, f in zip(bundle.layers, folds, strict=True):
-            unit = MVTU(
-                weights=layer.weight_codes(),
-                thresholds=layer.thresholds,
-                flip=layer.flip,
-                in_bits=layer.in_bits,
-                w_bits=layer.w_bits,
-                out_bits=layer.out_bits,
-                pe=f.pe,
-                simd=f.simd,
-                in_chunk=min(producer, layer.in_features),
-            )
+            unit = MVTU.from_layer(layer, f.pe, f.simd, min(producer, layer.in_features))
             self.units.append(unit)
             producer = f.pe
         last = self.units[-1]
