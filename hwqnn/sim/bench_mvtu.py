@@ -12,16 +12,8 @@ from typing import Any
 import cocotb
 import numpy as np
 
-from hwqnn.sim.axis import frame_beats, stream_frames
+from hwqnn.sim.axis import frame_beats, stream_frames, unpack_word
 from hwqnn.sim.bench_network import load_config, start
-
-
-def decode_fold(word: int, pe: int, width: int, signed: bool) -> list[int]:
-    out = []
-    for p in range(pe):
-        v = (word >> (p * width)) & ((1 << width) - 1)
-        out.append(v - (1 << width) if signed and v >> (width - 1) else v)
-    return out
 
 
 @cocotb.test()
@@ -42,7 +34,7 @@ async def stream_vectors(dut: Any) -> None:
     for i in range(len(inputs)):
         vec: list[int] = []
         for w in res.outputs[i * p["nf"] : (i + 1) * p["nf"]]:
-            vec += decode_fold(w, p["pe"], p["out_width"], p["signed"])
+            vec += unpack_word(w, p["pe"], p["out_width"], p["signed"])
         got.append(vec[:rows])
     Path(cfg["result"]).write_text(json.dumps({"outputs": got, "out_cycles": res.out_cycles}))
     bad = [i for i in range(len(inputs)) if got[i] != expected[i].tolist()]

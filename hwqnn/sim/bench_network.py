@@ -20,7 +20,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 
-from hwqnn.sim.axis import frame_beats, stream_frames
+from hwqnn.sim.axis import frame_beats, stream_frames, unpack_word
 
 
 def load_config() -> dict[str, Any]:
@@ -31,12 +31,10 @@ def load_config() -> dict[str, Any]:
 def decode(word: int, ports: dict[str, int]) -> list[int]:
     """One output beat -> [score_0, ..., score_{C-1}, argmax]."""
     sw, c = ports["score_width"], ports["classes"]
-    out = []
-    for k in range(c):
-        v = (word >> (k * sw)) & ((1 << sw) - 1)
-        out.append(v - (1 << sw) if v >> (sw - 1) else v)
-    out.append((word >> (c * sw)) & ((1 << ports["class_bits"]) - 1))
-    return out
+    return [
+        *unpack_word(word, c, sw, True),
+        *unpack_word(word, 1, ports["class_bits"], False, c * sw),
+    ]
 
 
 async def start(dut: Any) -> None:
