@@ -21,7 +21,7 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
 lint: setup
-	.venv/bin/ruff check hwqnn tests && .venv/bin/ruff format --check hwqnn tests
+	.venv/bin/ruff check hwqnn tests && .venv/bin/ruff format --check hwqnn tests && .venv/bin/mypy hwqnn
 
 bench: setup
 	.venv/bin/hwqnn bench golden && .venv/bin/hwqnn bench gpu

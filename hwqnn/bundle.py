@@ -276,7 +276,7 @@ def make_layer(
 # --------------------------------------------------------------------------------------------
 
 
-def _expect(cond: bool, where: str, fld: str, expected: str, found: object) -> None:
+def _expect(cond: bool, where: str, fld: str, expected: object, found: object) -> None:
     if not cond:
         raise BundleError(f"{where}: field '{fld}': expected {expected}, found {found}")
 

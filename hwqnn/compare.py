@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,7 @@ class Mismatch:
 
 
 def first_mismatch(
-    golden_layers: list[np.ndarray], other_layers: list[np.ndarray | None]
+    golden_layers: Sequence[np.ndarray], other_layers: Sequence[np.ndarray | None]
 ) -> Mismatch | None:
     """Compare per-layer outputs ``[N, out]`` in order. The first image with any difference is
     reported at the first layer (of those given) where it differs. ``None`` entries are skipped."""

@@ -26,7 +26,7 @@ FASHION_CLASSES = (
     "bag",
     "ankle boot",
 )
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype | type] = {
     0x08: np.uint8,
     0x09: np.int8,
     0x0B: np.dtype(">i2"),

@@ -70,7 +70,7 @@ def export_model(
     if not isinstance(model, QuantMLP):
         raise ExportError(f"only quantized models export to a bundle, not {type(model).__name__}")
     model.eval()
-    layers = tuple(export_layer(layer, i) for i, layer in enumerate(model.layers))
+    layers = tuple(export_layer(layer, i) for i, layer in enumerate(model.dense))
     return Bundle(
         layers=layers, input_shape=tuple(input_shape), classes=tuple(classes), info=info or {}
     )

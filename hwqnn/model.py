@@ -23,6 +23,7 @@ import itertools
 import math
 import re
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -127,11 +128,16 @@ class QuantMLP(nn.Module):
             layers.append(QuantDense(widths[i], widths[i + 1], in_bits, arch.w_bits, out_bits))
         self.layers = nn.ModuleList(layers)
 
+    @property
+    def dense(self) -> list[QuantDense]:
+        """The layers, typed (``nn.ModuleList`` hands out plain ``Module``)."""
+        return [cast(QuantDense, m) for m in self.layers]
+
     def _run(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         q = 2.0 * x.to(torch.float32) - 255.0
-        for layer in self.layers[:-1]:
+        for layer in self.dense[:-1]:
             q = layer(q)
-        last = self.layers[-1]
+        last = self.dense[-1]
         s = q @ last.weight_level().t()
         return s, last.activate(s)
 
@@ -149,13 +155,13 @@ class QuantMLP(nn.Module):
         """Per hidden layer output codes (int64), for locating a disagreement."""
         q = 2.0 * x.to(torch.float32) - 255.0
         out = []
-        for layer in self.layers[:-1]:
+        for layer in self.dense[:-1]:
             q = layer(q)
             out.append(((q + float(2**layer.out_bits - 1)) / 2.0).to(torch.int64))
         return out
 
     def clip_(self) -> None:
-        for layer in self.layers:
+        for layer in self.dense:
             layer.clip_()
 
 

@@ -38,7 +38,7 @@ def decode(word: int, ports: dict[str, int]) -> list[int]:
 
 
 async def start(dut: Any) -> None:
-    cocotb.start_soon(Clock(dut.aclk, 10, unit="ns").start())
+    Clock(dut.aclk, 10, unit="ns").start()  # cocotb 2: start() schedules the clock itself
     dut.aresetn.value = 0
     dut.s_axis_tvalid.value = 0
     dut.s_axis_tlast.value = 0
