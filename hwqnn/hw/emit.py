@@ -70,7 +70,7 @@ def _write_if_changed(path: Path, text: str) -> bool:
 def generate(
     bundle: Bundle, folds: list[LayerFold], out_dir: str | os.PathLike[str]
 ) -> dict[str, Any]:
-    """Write ``top.v`` and ``manifest.json`` into ``out_dir``; return the manifest."""
+    """Write ``hwqnn_top.v`` and ``manifest.json`` into ``out_dir``; return the manifest."""
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
