@@ -74,7 +74,9 @@ def cmd_golden(args: argparse.Namespace) -> int:
 def cmd_rtl(args: argparse.Namespace) -> int:
     from hwqnn.pipeline import rtl_stage
 
-    manifest = rtl_stage(Path(args.bundle), Path(args.output), args.fold, args.target_cycles)
+    manifest = rtl_stage(
+        Path(args.bundle), Path(args.output), args.fold, args.target_cycles, args.axis_bits
+    )
     print(json.dumps(manifest["pipeline"], indent=1))
     return 0
 
@@ -118,6 +120,13 @@ def _add_hw_args(p: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="cycles/frame the default folding balances every layer to",
+    )
+    p.add_argument(
+        "--axis-bits",
+        type=int,
+        default=64,
+        help="width of s_axis_tdata (a multiple of 8 in 8..1024; default 64), independent of "
+        "the folding: the design converts widths inside",
     )
 
 

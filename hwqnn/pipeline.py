@@ -131,12 +131,14 @@ def resolve_folding(b: bundle_io.Bundle, fold: str | None, target: int | None) -
     return parse_folding(fold, b) if fold else choose_folding(b, target)
 
 
-def rtl_stage(bundle_path: Path, out: Path, fold: str | None, target: int | None) -> dict[str, Any]:
+def rtl_stage(
+    bundle_path: Path, out: Path, fold: str | None, target: int | None, axis_bits: int = 64
+) -> dict[str, Any]:
     """Bundle -> Verilog + manifest in ``out``."""
     from hwqnn.hw.emit import generate
 
     b = bundle_io.load(bundle_path)
-    return generate(b, resolve_folding(b, fold, target), out)
+    return generate(b, resolve_folding(b, fold, target), out, axis_bits)
 
 
 def sim_stage(bundle_path: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -150,10 +152,10 @@ def sim_stage(bundle_path: Path, args: argparse.Namespace) -> dict[str, Any]:
     if not args.all:
         test = test.head(args.n)
     engine = args.engine or ("cpp" if args.all else "cocotb")
-    key = f"{b.digest()[:12]}-{'_'.join(str(f) for f in folds)}"
+    key = f"{b.digest()[:12]}-{'_'.join(str(f) for f in folds)}-a{args.axis_bits}"
     build = Path(args.build_dir) if args.build_dir else Path("build") / "sim" / key
     rtl_dir = build / "rtl"
-    generate(b, folds, rtl_dir)
+    generate(b, folds, rtl_dir, args.axis_bits)
     res = verify_rtl(
         b, b, folds, test.images, test.labels, engine, rtl_dir, build,
         stalls=getattr(args, "stalls", False), seed=getattr(args, "seed", 1),
@@ -223,7 +225,7 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
                 b = bundle_io.load(bundle_path)
                 folds = resolve_folding(b, args.fold, args.target_cycles)
             elif stage == "verilog":
-                manifest = generate(b, folds, out / "rtl")
+                manifest = generate(b, folds, out / "rtl", args.axis_bits)
             elif stage == "simulate":
                 images = test.head(args.n) if args.n else test
                 engine = args.engine or "cpp"

@@ -2,7 +2,7 @@
 
 Data flow (bit layout as in :mod:`hwqnn.bundle`)::
 
-    i (stream, `in_chunk` codes per beat) ─► double input buffer ─► SIMD codes per cycle
+    i (stream, `in_chunk` codes per beat) ─► FrameBuffer (2 frames, RAM) ─► SIMD codes per cycle
         ─► per PE: leaves L_j = sum_m 2**m * (w_m ? a_j : ~a_j)   (XNOR for 1-bit)
         ─► pipelined adder tree ─► accumulator over SF cycles ─► threshold compare (or score)
         ─► o (stream, PE outputs per beat, one beat per neuron fold)
@@ -22,17 +22,19 @@ o : Out(stream.Signature(pe * out_width))        PE ``p``'s output at bits ``p*o
 
 Timing
 ------
-A frame is ``ceil(cols / in_chunk)`` input beats. The input buffer is double: while one frame is
-computed the next one is written, so with no back-pressure a new frame starts every
-``NF * SF`` cycles (no bubbles). Each neuron fold's outputs leave ``2 + tree_latency`` cycles
-after its last issue. The whole pipeline advances on one clock enable, low while an output beat
-waits for ``o.ready``.
+A frame is ``ceil(cols / in_chunk)`` input beats. The frame buffer
+(:mod:`hwqnn.hw.framebuffer`) is double: while one frame is computed the next one is written, so
+with no back-pressure a new frame starts every ``NF * SF`` cycles (no bubbles). Each neuron
+fold's outputs leave ``2 + tree_latency`` cycles after its last issue. The whole pipeline
+advances on one clock enable, low while an output beat waits for ``o.ready``.
 
 Counters: ``perf_issues`` (cycles that issued a step: each reads one weight word per PE and
 drives PE * SIMD XNOR lanes) and ``perf_outputs`` (output beats taken), 32 bits, wrapping.
 
-Memory: one weight memory per PE (``NF * SF`` words of ``SIMD * w_bits`` bits; row ``r`` lives in
-PE ``r % PE`` at neuron fold ``r // PE``) and one threshold memory per PE (``NF`` words).
+Memory: the frame buffer; one weight memory per PE (``NF * SF`` words of ``SIMD * w_bits`` bits;
+row ``r`` lives in PE ``r % PE`` at neuron fold ``r // PE``); one threshold memory per PE (``NF``
+words, read through a registered port one stage ahead of the compare). Every read port is
+synchronous, so each memory can map to block RAM or LUT RAM.
 """
 
 from __future__ import annotations
@@ -45,8 +47,11 @@ from amaranth.lib.wiring import In, Out
 
 from hwqnn.bundle import Layer, level_scale
 from hwqnn.hw.adder_tree import adder_tree, tree_latency
+from hwqnn.hw.framebuffer import FrameBuffer
+from hwqnn.intmath import ceil_div
 
 LEVELS_PER_STAGE = 4
+BLOCK_ROM_BITS = 4096  # a weight memory this large goes to block RAM (a RAMB18 holds 18 kbit)
 
 
 def _signed_width(v: int) -> int:
@@ -89,9 +94,10 @@ class MVTU(wiring.Component):
         self.rows, self.cols = int(rows), int(cols)
         self.in_bits, self.w_bits, self.out_bits = in_bits, w_bits, out_bits
         self.pe, self.simd, self.in_chunk = pe, simd, in_chunk
-        self.nf = -(-rows // pe)
-        self.sf = -(-cols // simd)
-        self.beats = -(-cols // in_chunk)
+        self.nf = ceil_div(rows, pe)
+        self.sf = ceil_div(cols, simd)
+        self.frame_buffer = FrameBuffer(cols=self.cols, ka=in_bits, in_chunk=in_chunk, simd=simd)
+        self.beats = self.frame_buffer.beats
         self.acc_max = level_scale(in_bits, w_bits) * cols
         self.out_width = out_bits if out_bits else score_width(self.acc_max)
         # counters: cycles that issued one (nf, sf) step (each reads one weight word per PE and
@@ -119,6 +125,13 @@ class MVTU(wiring.Component):
             simd=simd,
             in_chunk=in_chunk,
         )
+
+    @property
+    def _rom_attrs(self) -> dict[str, str]:
+        """Weight memories of a block RAM's size or more are asked for in block RAM (Yosys
+        otherwise builds ROMs from LUTs on xc7); smaller ones are left to the mapper."""
+        bits = max(2, self.nf * self.sf) * self.simd * self.w_bits
+        return {"rom_style": "block"} if bits >= BLOCK_ROM_BITS else {}
 
     @property
     def cycles_per_frame(self) -> int:
@@ -164,63 +177,40 @@ class MVTU(wiring.Component):
         m = Module()
         ka, kw = self.in_bits, self.w_bits
         nf_n, sf_n = self.nf, self.sf
-        buf_elems = max(self.beats * self.in_chunk, sf_n * self.simd)
 
-        # ---- input side: double buffer, filled one beat at a time ---------------------------
-        bufs = [Signal(buf_elems * ka, name=f"inbuf{b}") for b in range(2)]
-        full = [Signal(name=f"full{b}") for b in range(2)]
-        wsel = Signal()
-        rsel = Signal()
-        wcnt = Signal(range(max(2, self.beats)))
-        m.d.comb += self.i.ready.eq(~Mux(wsel, full[1], full[0]))
-        with m.If(self.i.valid & self.i.ready):
-            for b in range(2):
-                with m.If(wsel == b):
-                    m.d.sync += bufs[b].word_select(wcnt, self.in_chunk * ka).eq(self.i.payload)
-            with m.If(wcnt == self.beats - 1):
-                m.d.sync += [wcnt.eq(0), wsel.eq(~wsel)]
-                for b in range(2):
-                    with m.If(wsel == b):
-                        m.d.sync += full[b].eq(1)
-            with m.Else():
-                m.d.sync += wcnt.eq(wcnt + 1)
+        # ---- input side: the frame buffer (double buffer in a memory, width conversion) -----
+        m.submodules.fb = fb = self.frame_buffer
+        wiring.connect(m, wiring.flipped(self.i), fb.i)
 
         # ---- global clock enable: stall everything while an output waits --------------------
         ce = Signal()
         m.d.comb += ce.eq(~self.o.valid | self.o.ready)
 
-        # ---- issue stage: (nf, sf) counters over the frame in buffer rsel -------------------
+        # ---- issue stage: (nf, sf) counters over the buffered frame --------------------------
         nf = Signal(range(max(2, nf_n)))
         sf = Signal(range(max(2, sf_n)))
-        running = Signal()
-        m.d.comb += running.eq(Mux(rsel, full[1], full[0]))
         issue = Signal()
-        m.d.comb += issue.eq(ce & running)
+        m.d.comb += [
+            issue.eq(ce & fb.avail),
+            fb.en.eq(issue),
+            fb.release.eq((nf == nf_n - 1) & (sf == sf_n - 1)),
+        ]
         with m.If(issue):
             with m.If(sf == sf_n - 1):
                 m.d.sync += sf.eq(0)
                 with m.If(nf == nf_n - 1):
-                    m.d.sync += [nf.eq(0), rsel.eq(~rsel)]
-                    for b in range(2):
-                        with m.If(rsel == b):
-                            m.d.sync += full[b].eq(0)
+                    m.d.sync += nf.eq(0)
                 with m.Else():
                     m.d.sync += nf.eq(nf + 1)
             with m.Else():
                 m.d.sync += sf.eq(sf + 1)
 
-        chunk_w = self.simd * ka
-        chunk = Signal(chunk_w)
-        m.d.comb += chunk.eq(Mux(rsel, bufs[1], bufs[0]).word_select(sf, chunk_w))
-        pad = sf_n * self.simd - self.cols  # masked pad elements in the last chunk
-        keep_last = Const((1 << ((self.simd - pad) * ka)) - 1, chunk_w)
-        chunk_r = Signal(chunk_w)
+        chunk_r = fb.data  # the slice issued last cycle, pad codes already 0
         v1, first1, last1 = Signal(), Signal(), Signal()
         nf1 = Signal.like(nf)
         with m.If(ce):
             m.d.sync += [
-                chunk_r.eq(Mux(sf == sf_n - 1, chunk & keep_last, chunk)),
-                v1.eq(running),
+                v1.eq(fb.avail),
                 first1.eq(sf == 0),
                 last1.eq(sf == sf_n - 1),
                 nf1.eq(nf),
@@ -228,14 +218,17 @@ class MVTU(wiring.Component):
 
         # ---- per-PE weight memories and popcount trees ---------------------------------------
         depth = max(2, nf_n * sf_n)
-        addr = Signal(range(depth))
-        m.d.comb += addr.eq(nf * sf_n + sf)
+        addr = Signal(range(depth))  # = nf * SF + sf, counted rather than multiplied
+        with m.If(issue):
+            m.d.sync += addr.eq(Mux(addr == nf_n * sf_n - 1, 0, addr + 1))
         sums = []
         t_lat = tree_latency(self.simd, LEVELS_PER_STAGE)
         for p in range(self.pe):
             init = self._weight_words(p)
             init += [(1 << (self.simd * kw)) - 1] * (depth - len(init))
-            mem = Memory(shape=unsigned(self.simd * kw), depth=depth, init=init)
+            mem = Memory(
+                shape=unsigned(self.simd * kw), depth=depth, init=init, attrs=self._rom_attrs
+            )
             m.submodules[f"wmem{p}"] = mem
             rp = mem.read_port(domain="sync")
             m.d.comb += [rp.addr.eq(addr), rp.en.eq(issue)]  # read only when issuing
@@ -268,9 +261,8 @@ class MVTU(wiring.Component):
         acc_w = max(1, self.acc_max.bit_length())
         accs = [Signal(acc_w, name=f"acc{p}") for p in range(self.pe)]
         done = Signal()
-        nf_done = Signal.like(nf)
         with m.If(ce):
-            m.d.sync += [done.eq(vd & lastd), nf_done.eq(nfd)]
+            m.d.sync += done.eq(vd & lastd)
             with m.If(vd):
                 for p in range(self.pe):
                     m.d.sync += accs[p].eq(Mux(firstd, sums[p], accs[p] + sums[p]))
@@ -287,8 +279,8 @@ class MVTU(wiring.Component):
                 words += [0] * (tdepth - len(words))
                 tmem = Memory(shape=unsigned(1 + n_t * t_width), depth=tdepth, init=words)
                 m.submodules[f"tmem{p}"] = tmem
-                tp = tmem.read_port(domain="comb")
-                m.d.comb += tp.addr.eq(nf_done)
+                tp = tmem.read_port()  # registered: read one stage ahead, so it maps to RAM
+                m.d.comb += [tp.addr.eq(nfd), tp.en.eq(ce)]
                 a_eff = Mux(tp.data[0], self.acc_max - accs[p], accs[p])
                 fires = [
                     a_eff >= tp.data[1 + i * t_width : 1 + (i + 1) * t_width] for i in range(n_t)

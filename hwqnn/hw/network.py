@@ -4,7 +4,7 @@ Ports of the generated Verilog top (``aclk`` rising edge, ``aresetn`` active low
 inside by two flops: the design leaves reset two cycles after ``aresetn`` rises, and holds
 ``s_axis_tready`` low until then)::
 
-    s_axis_tdata  [8*IN_BYTES-1:0]  in    `in_chunk` pixels per beat, pixel j at bits 8j+7..8j
+    s_axis_tdata  [AXIS_BITS-1:0]   in    `in_chunk` pixels per beat, pixel j at bits 8j+7..8j
     s_axis_tvalid, s_axis_tready, s_axis_tlast (last beat of a frame; checked, see frame_error)
     m_axis_tdata  [OUT_BITS-1:0]    out   one beat per frame: class score k (signed, SCORE_W bits)
                                           at bits k*SCORE_W.., then the argmax class above them
@@ -13,8 +13,11 @@ inside by two flops: the design leaves reset two cycles after ``aresetn`` rises,
     perf_counters [64*L-1:0]        out   per layer i: issue cycles at bits 64i, output beats
                                           at 64i+32 (32 bits each, wrapping); may be left open
 
-A frame is ``ceil(in_features / in_chunk)`` input beats; pixels above ``in_features`` in the
-last beat are ignored. Between layers, each unit's double input buffer is the FIFO (two frames).
+``AXIS_BITS`` is the user's choice (``axis_bits``: a multiple of 8 in 8..1024, independent of the
+folding): a beat carries ``in_chunk = min(AXIS_BITS // in_bits, in_features)`` codes, and bits
+above ``in_chunk * in_bits`` are ignored. A frame is ``ceil(in_features / in_chunk)`` beats;
+codes above ``in_features`` in the last beat are ignored. Each layer's frame buffer converts
+its producer's beat width to its own SIMD width, and holds two frames: the FIFO between layers.
 Register slices sit behind both AXI-Stream ports (one cycle each): every top-level output comes
 from a register and no top-level input reaches the datapath combinationally.
 """
@@ -31,19 +34,32 @@ from amaranth.lib.stream import Signature as StreamSignature
 from amaranth.lib.wiring import In, Out
 
 from hwqnn.bundle import Bundle
-from hwqnn.hw.folding import LayerFold, validate_folding
+from hwqnn.hw.folding import FoldingError, LayerFold, validate_folding
 from hwqnn.hw.mvtu import MVTU
 from hwqnn.hw.skid import RegisterSlice
+from hwqnn.intmath import ceil_div
+
+AXIS_BITS_RANGE = (8, 1024)
 
 
 def _bytes(bits: int) -> int:
-    return -(-bits // 8)
+    return ceil_div(bits, 8)
+
+
+def check_axis_bits(axis_bits: int, in_bits: int) -> None:
+    """Raise :class:`FoldingError` unless ``axis_bits`` is a usable ``s_axis_tdata`` width."""
+    lo, hi = AXIS_BITS_RANGE
+    if not isinstance(axis_bits, int) or not lo <= axis_bits <= hi or axis_bits % 8:
+        raise FoldingError(f"axis bits must be a multiple of 8 in {lo}..{hi}, not {axis_bits!r}")
+    if axis_bits < in_bits:
+        raise FoldingError(f"axis bits ({axis_bits}) must hold one {in_bits}-bit input code")
 
 
 @dataclass(frozen=True)
 class TopShape:
     """Port widths and layout of the top level (also written to the manifest)."""
 
+    axis_bits: int
     in_chunk: int
     in_beats: int
     s_tdata_bits: int
@@ -119,14 +135,15 @@ class Collector(wiring.Component):
 
 
 class Network(wiring.Component):
-    """All layers chained; ``i`` takes 8-bit pixel beats, ``o`` gives scores + argmax."""
+    """All layers chained; ``i`` takes beats of ``in_chunk`` input codes, ``o`` gives scores +
+    argmax."""
 
-    def __init__(self, bundle: Bundle, folds: list[LayerFold], in_chunk: int | None = None) -> None:
+    def __init__(self, bundle: Bundle, folds: list[LayerFold], in_chunk: int) -> None:
         validate_folding(bundle, folds)
         first = bundle.layers[0]
-        self.in_chunk = folds[0].simd if in_chunk is None else in_chunk
-        if not 1 <= self.in_chunk <= first.in_features:
-            raise ValueError(f"in_chunk must be in 1..{first.in_features}, not {self.in_chunk!r}")
+        if not 1 <= in_chunk <= first.in_features:
+            raise ValueError(f"in_chunk must be in 1..{first.in_features}, not {in_chunk!r}")
+        self.in_chunk = in_chunk
         self.units: list[MVTU] = []
         producer = self.in_chunk
         for layer, f in zip(bundle.layers, folds, strict=True):
@@ -164,13 +181,16 @@ class Network(wiring.Component):
 class Top(wiring.Component):
     """The Verilog top: AXI-Stream-style names, ``aclk``/``aresetn`` (see module docstring)."""
 
-    def __init__(self, bundle: Bundle, folds: list[LayerFold], in_chunk: int | None = None) -> None:
-        self.net = Network(bundle, folds, in_chunk)
+    def __init__(self, bundle: Bundle, folds: list[LayerFold], axis_bits: int = 64) -> None:
+        in_bits = bundle.layers[0].in_bits
+        check_axis_bits(axis_bits, in_bits)
+        self.net = Network(bundle, folds, min(axis_bits // in_bits, bundle.in_features))
         c = self.net.collector
         self.shape = TopShape(
+            axis_bits=axis_bits,
             in_chunk=self.net.in_chunk,
             in_beats=self.net.units[0].beats,
-            s_tdata_bits=8 * _bytes(len(self.net.i.payload)),
+            s_tdata_bits=axis_bits,
             classes=c.classes,
             score_width=c.score_width,
             class_bits=c.class_bits,

@@ -1,0 +1,159 @@
+"""The frame buffer in front of a matrix-vector unit: two frames of input codes in one memory.
+
+It is the FIFO between layers and the stream width converter at once: frames arrive as beats of
+``in_chunk`` codes and leave as ``SF = ceil(cols / simd)`` slices of ``simd`` codes, re-read once
+per neuron fold. Nothing in it grows with the square of the fan-in: the memory is written one
+beat-wide lane per beat (a write-enable per lane, the beat replicated on the data lines) and
+read one word per cycle through a synchronous port, so Yosys maps it to block RAM or LUT RAM.
+
+Geometry (``ka`` bits per code)::
+
+    word    W = lcm(in_chunk, simd) codes, or the whole frame rounded up to in_chunk when that is
+            smaller; a word holds W / in_chunk write lanes and W // simd read slices
+    depth   2 * D words, D = words per frame: buffer ``b`` holds words b*D .. b*D + D - 1
+    write   beat t of a frame -> word t // lanes, lane t % lanes (counters, no division)
+    read    slice s of a frame -> word s // slices, codes (s % slices)*simd .. + simd - 1
+
+When ``simd`` is a multiple of ``in_chunk`` there is no read multiplexer; when ``in_chunk`` is a
+multiple of ``simd`` there is one lane per word. Codes at and above ``cols`` in the last slice
+(stale or pad) are forced to 0, as the padding rule of :mod:`hwqnn.bundle` requires.
+
+Members
+-------
+i : In(stream.Signature(in_chunk * ka))   code ``j`` of a beat at bits ``j*ka``
+avail : Out(1)      a whole frame is buffered and being read
+en : In(1)          read the next slice this cycle (only while ``avail``)
+release : In(1)     with ``en``: this is the frame's last read; the buffer is freed after it
+data : Out(simd * ka)   the slice read by the last ``en``; valid one cycle after it, held
+                        until the next ``en``
+
+Latency: a frame is ``avail`` the cycle after its last beat is taken; ``data`` follows ``en`` by
+one cycle.
+"""
+
+from __future__ import annotations
+
+import math
+
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hwqnn.intmath import ceil_div
+
+
+class FrameBuffer(wiring.Component):
+    """Double-buffered input frame, written in beats and read in SIMD slices."""
+
+    def __init__(self, *, cols: int, ka: int, in_chunk: int, simd: int) -> None:
+        for name, v in (("cols", cols), ("ka", ka), ("in_chunk", in_chunk), ("simd", simd)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, not {v!r}")
+        if in_chunk > cols or simd > cols:
+            raise ValueError(f"in_chunk ({in_chunk}) and simd ({simd}) must not exceed {cols}")
+        self.cols, self.ka, self.in_chunk, self.simd = cols, ka, in_chunk, simd
+        self.beats = ceil_div(cols, in_chunk)
+        self.sf = ceil_div(cols, simd)
+        frame = max(self.beats * in_chunk, self.sf * simd)
+        word = math.lcm(in_chunk, simd)
+        if word > frame:  # one word holds the whole frame
+            word = ceil_div(frame, in_chunk) * in_chunk
+        self.word = word
+        self.lanes = word // in_chunk
+        self.slices = word // simd
+        self.words_per_frame = max(ceil_div(self.beats, self.lanes), ceil_div(self.sf, self.slices))
+        super().__init__(
+            {
+                "i": In(stream.Signature(unsigned(in_chunk * ka))),
+                "avail": Out(1),
+                "en": In(1),
+                "release": In(1),
+                "data": Out(simd * ka),
+            }
+        )
+
+    @property
+    def memory_bits(self) -> int:
+        return 2 * self.words_per_frame * self.word * self.ka
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        ka, d = self.ka, self.words_per_frame
+        mem = Memory(shape=unsigned(self.word * ka), depth=2 * d, init=[])
+        m.submodules.mem = mem
+        wp = mem.write_port(granularity=self.in_chunk * ka)
+        rp = mem.read_port()
+
+        def counter(limit: int, name: str) -> Signal:
+            return Signal(range(max(2, limit)), name=name)
+
+        full = Signal(2)
+        # ---- write side: beats into lanes of words of buffer wsel ---------------------------
+        wsel = Signal()
+        beat, lane, wword = (
+            counter(self.beats, "beat"),
+            counter(self.lanes, "lane"),
+            counter(d, "wword"),
+        )
+        m.d.comb += self.i.ready.eq(~full.bit_select(wsel, 1))
+        m.d.comb += [
+            wp.addr.eq(Mux(wsel, d, 0) + wword),
+            wp.data.eq(self.i.payload.replicate(self.lanes)),
+        ]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.comb += wp.en.eq(Const(1, self.lanes) << lane)
+            with m.If(beat == self.beats - 1):
+                m.d.sync += [beat.eq(0), lane.eq(0), wword.eq(0), wsel.eq(~wsel)]
+                with m.If(wsel):
+                    m.d.sync += full[1].eq(1)
+                with m.Else():
+                    m.d.sync += full[0].eq(1)
+            with m.Else():
+                m.d.sync += beat.eq(beat + 1)
+                with m.If(lane == self.lanes - 1):
+                    m.d.sync += [lane.eq(0), wword.eq(wword + 1)]
+                with m.Else():
+                    m.d.sync += lane.eq(lane + 1)
+
+        # ---- read side: SF slices of buffer rsel, again for every neuron fold ----------------
+        rsel = Signal()
+        sf, piece, rword = (
+            counter(self.sf, "sf"),
+            counter(self.slices, "piece"),
+            counter(d, "rword"),
+        )
+        m.d.comb += [
+            self.avail.eq(full.bit_select(rsel, 1)),
+            rp.addr.eq(Mux(rsel, d, 0) + rword),
+            rp.en.eq(self.en),
+        ]
+        piece_r = counter(self.slices, "piece_r")
+        last_r = Signal()
+        with m.If(self.en):
+            m.d.sync += [piece_r.eq(piece), last_r.eq(sf == self.sf - 1)]
+            with m.If(sf == self.sf - 1):
+                m.d.sync += [sf.eq(0), piece.eq(0), rword.eq(0)]
+                with m.If(self.release):
+                    m.d.sync += rsel.eq(~rsel)
+                    # a write completing in this same cycle targets the other buffer
+                    with m.If(rsel):
+                        m.d.sync += full[1].eq(0)
+                    with m.Else():
+                        m.d.sync += full[0].eq(0)
+            with m.Else():
+                m.d.sync += sf.eq(sf + 1)
+                with m.If(piece == self.slices - 1):
+                    m.d.sync += [piece.eq(0), rword.eq(rword + 1)]
+                with m.Else():
+                    m.d.sync += piece.eq(piece + 1)
+
+        width = self.simd * ka
+        chunk = rp.data.word_select(piece_r, width) if self.slices > 1 else rp.data[:width]
+        pad = self.sf * self.simd - self.cols  # codes of the last slice above cols
+        if pad:
+            keep = width - pad * ka
+            m.d.comb += self.data.eq(Mux(last_r, chunk[:keep], chunk))
+        else:
+            m.d.comb += self.data.eq(chunk)
+        return m
