@@ -125,10 +125,12 @@ def golden_stage(bundle_path: Path, data: str | None, n: int | None) -> dict[str
     }
 
 
-def resolve_folding(b: bundle_io.Bundle, fold: str | None, target: int | None) -> list[Any]:
+def resolve_folding(
+    b: bundle_io.Bundle, fold: str | None, target: int | None, axis_bits: int = 64
+) -> list[Any]:
     from hwqnn.hw.folding import choose_folding, parse_folding
 
-    return parse_folding(fold, b) if fold else choose_folding(b, target)
+    return parse_folding(fold, b) if fold else choose_folding(b, target, axis_bits)
 
 
 def rtl_stage(
@@ -138,7 +140,7 @@ def rtl_stage(
     from hwqnn.hw.emit import generate
 
     b = bundle_io.load(bundle_path)
-    return generate(b, resolve_folding(b, fold, target), out, axis_bits)
+    return generate(b, resolve_folding(b, fold, target, axis_bits), out, axis_bits)
 
 
 def sim_stage(bundle_path: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -147,7 +149,7 @@ def sim_stage(bundle_path: Path, args: argparse.Namespace) -> dict[str, Any]:
     from hwqnn.verify_rtl import verify_rtl
 
     b = bundle_io.load(bundle_path)
-    folds = resolve_folding(b, args.fold, args.target_cycles)
+    folds = resolve_folding(b, args.fold, args.target_cycles, args.axis_bits)
     test = load_dataset(args.data, "test")
     if not args.all:
         test = test.head(args.n)
@@ -223,7 +225,7 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
                             f"torch and golden disagree: {torch_check['first_mismatch']}"
                         )
                 b = bundle_io.load(bundle_path)
-                folds = resolve_folding(b, args.fold, args.target_cycles)
+                folds = resolve_folding(b, args.fold, args.target_cycles, args.axis_bits)
             elif stage == "verilog":
                 manifest = generate(b, folds, out / "rtl", args.axis_bits)
             elif stage == "simulate":

@@ -348,7 +348,7 @@ def _per_layer(
         acc = groups.setdefault(key, {})
         for t, n in _cells(entry).items():
             acc[t] = acc.get(t, 0) + n
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i in range(layers):
         rows.append({"layer": i, **target.count(groups.get(f"layer{i}", {}))})
     rows.append(

@@ -72,10 +72,11 @@ def test_fault_is_localised(tmp_path: Path, layer: int, row: int) -> None:
     assert (loc["layer"], loc["neuron"]) == (layer, row)
 
 
-def test_harness_with_stalls_and_counters(tmp_path: Path) -> None:
+@pytest.mark.parametrize("axis", [8, 72, 1024])  # 1, 9 (100 = 11 x 9 + 1) and all 100 pixels
+def test_harness_with_stalls_and_counters(tmp_path: Path, axis: int) -> None:
     b = random_bundle(4, 100, (64, 48), 10, 1, 2)
-    folds = choose_folding(b, 64)
-    generate(b, folds, tmp_path / "rtl")
+    folds = choose_folding(b, 64, axis)
+    generate(b, folds, tmp_path / "rtl", axis)
     x = random_codes(5, 300, 100).astype(np.uint8)
     labels = np.zeros(300, np.int64)
     r = verify_rtl(b, b, folds, x, labels, "cpp", tmp_path / "rtl", tmp_path, stalls=True)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from hwqnn.bundle import Bundle
+from hwqnn.bundle import Bundle, level_scale
+from hwqnn.hw.resources import layer_luts
+from hwqnn.intmath import ceil_div
 
 
 class FoldingError(ValueError):
@@ -25,10 +27,10 @@ class LayerFold:
     simd: int
 
     def nf(self, rows: int) -> int:
-        return -(-rows // self.pe)
+        return ceil_div(rows, self.pe)
 
     def sf(self, cols: int) -> int:
-        return -(-cols // self.simd)
+        return ceil_div(cols, self.simd)
 
     def cycles(self, rows: int, cols: int) -> int:
         return self.nf(rows) * self.sf(cols)
@@ -72,28 +74,60 @@ def parse_folding(text: str, bundle: Bundle) -> list[LayerFold]:
     return folds
 
 
-def fold_for_target(rows: int, cols: int, target: int) -> LayerFold:
-    """The fewest lanes (PE*SIMD) that finish a layer in at most ``target`` cycles per frame;
-    among equals, the fewest PEs."""
-    best: tuple[int, int, LayerFold] | None = None
-    for pe in range(1, rows + 1):
-        nf = -(-rows // pe)
+LANE_SLACK = 1.25  # the chooser may spend this many times the fewest lanes to save LUTs elsewhere
+
+
+def _candidates(rows: int, cols: int, target: int, in_chunk: int) -> list[LayerFold]:
+    """Foldings that meet ``target``: for each neuron fold, the narrowest SIMD that does, the
+    same SF with the fewest codes, and the nearest widths that divide or are multiples of the
+    producer's beat (``in_chunk`` codes), which need no width-conversion multiplexers."""
+    out: set[LayerFold] = set()
+    for nf in sorted({ceil_div(rows, pe) for pe in range(1, rows + 1)}):
         if nf > target:
             continue
-        sf_max = target // nf
-        simd = -(-cols // sf_max)
-        if simd > cols:
+        pe = ceil_div(rows, nf)
+        simd_min = ceil_div(cols, target // nf)
+        if simd_min > cols:
             continue
-        key = (pe * simd, pe, LayerFold(pe, simd))
-        if best is None or key[:2] < best[:2]:
-            best = key
-    assert best is not None  # pe = rows, simd = cols always fits target >= 1
-    return best[2]
+        widths = {simd_min, ceil_div(cols, ceil_div(cols, simd_min))}
+        up = ceil_div(simd_min, in_chunk) * in_chunk
+        if up <= cols:
+            widths.add(up)
+        widths.update(d for d in range(simd_min, min(in_chunk, cols) + 1) if in_chunk % d == 0)
+        out.update(LayerFold(pe, w) for w in widths)
+    return sorted(out, key=lambda f: (f.pe * f.simd, f.pe, f.simd))
 
 
-def choose_folding(bundle: Bundle, target_cycles: int | None = None) -> list[LayerFold]:
+def fold_for_target(
+    rows: int,
+    cols: int,
+    target: int,
+    in_chunk: int = 1,
+    in_bits: int = 1,
+    w_bits: int = 1,
+) -> LayerFold:
+    """A folding that finishes a layer in at most ``target`` cycles per frame: among those with
+    at most ``LANE_SLACK`` times the fewest lanes (PE*SIMD), the one the LUT model of
+    :mod:`hwqnn.hw.resources` rates cheapest (its frame buffer fed ``in_chunk`` codes per beat);
+    among equals, the fewest lanes, then the fewest PEs."""
+    cands = _candidates(rows, cols, target, in_chunk)
+    assert cands  # pe = rows, simd = cols always meets target >= 1
+    fewest = min(f.pe * f.simd for f in cands)
+    acc_bits = (level_scale(in_bits, w_bits) * cols).bit_length()
+
+    def key(f: LayerFold) -> tuple[float, int, int]:
+        est = layer_luts(rows, cols, f.pe, f.simd, min(in_chunk, cols), in_bits, w_bits, acc_bits)
+        return (est, f.pe * f.simd, f.pe)
+
+    return min((f for f in cands if f.pe * f.simd <= LANE_SLACK * fewest), key=key)
+
+
+def choose_folding(
+    bundle: Bundle, target_cycles: int | None = None, axis_bits: int = 64
+) -> list[LayerFold]:
     """Balance every layer to ``target_cycles`` per frame (default: a budget that keeps
-    simulation quick: 1024 cycles, or fewer for small nets)."""
+    simulation quick: 1024 cycles, or fewer for small nets). Layer 0 is fed ``axis_bits //
+    in_bits`` codes per beat, every later layer its producer's PE."""
     if target_cycles is None:
         target_cycles = min(
             1024, max(ly.out_features * ly.in_features for ly in bundle.layers) // 16
@@ -101,8 +135,13 @@ def choose_folding(bundle: Bundle, target_cycles: int | None = None) -> list[Lay
         target_cycles = max(target_cycles, 1)
     if target_cycles < 1:
         raise FoldingError(f"target cycles per frame must be >= 1, not {target_cycles}")
-    folds = [
-        fold_for_target(ly.out_features, ly.in_features, target_cycles) for ly in bundle.layers
-    ]
+    folds: list[LayerFold] = []
+    chunk = max(1, axis_bits // bundle.layers[0].in_bits)
+    for ly in bundle.layers:
+        f = fold_for_target(
+            ly.out_features, ly.in_features, target_cycles, chunk, ly.in_bits, ly.w_bits
+        )
+        folds.append(f)
+        chunk = f.pe
     validate_folding(bundle, folds)
     return folds

