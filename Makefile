@@ -6,7 +6,7 @@ VENV_OK := .venv/.setup-done
 
 setup: $(VENV_OK)
 $(VENV_OK): pyproject.toml constraints.txt
-	python3 -m venv .venv && .venv/bin/pip install -q -c constraints.txt -e ".[dev,gpu]" && touch $@
+	python3 -m venv .venv && .venv/bin/pip install -q -c constraints.txt -e ".[dev,gpu,synth]" && touch $@
 
 data:
 	@test -d /usr/share/datasets/fashion-mnist || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } || echo "install Fashion-MNIST: apt-get install dataset-fashion-mnist"
@@ -24,7 +24,7 @@ lint: setup
 	.venv/bin/ruff check hwqnn tests && .venv/bin/ruff format --check hwqnn tests && .venv/bin/mypy hwqnn
 
 bench: setup
-	.venv/bin/hwqnn bench golden && .venv/bin/hwqnn bench gpu
+	.venv/bin/hwqnn bench golden && .venv/bin/hwqnn bench gpu && .venv/bin/hwqnn rtl runs/demo/bundle.npz -o runs/bench/rtl && .venv/bin/hwqnn synth runs/bench/rtl -o runs/bench/synth
 
 clean:
 	rm -rf runs build sim_build rtl/*/
