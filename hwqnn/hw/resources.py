@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import math
 
+from hwqnn.hw.mvtu import BLOCK_ROM_BITS
 from hwqnn.intmath import ceil_div
 
 LUTRAM_MAX_DEPTH = 64
-BLOCK_ROM_BITS = 1024
 
 
 def lane_luts(in_bits: int, w_bits: int) -> float:
