@@ -1,8 +1,9 @@
 """The streaming network: one MVTU per layer, joined by streams, behind AXI-Stream-style ports.
 
-Ports of the generated Verilog top (``aclk`` rising edge, ``aresetn`` active low, synchronized
-inside by two flops: the design leaves reset two cycles after ``aresetn`` rises, and holds
-``s_axis_tready`` low until then)::
+Ports of the generated Verilog top (``aclk`` rising edge, ``aresetn`` active low, of any length:
+it sets two flops asynchronously, so the design enters reset as ``aresetn`` falls and leaves it
+two cycles after ``aresetn`` rises, holding ``s_axis_tready`` and ``m_axis_tvalid`` low until
+then)::
 
     s_axis_tdata  [AXIS_BITS-1:0]   in    `in_chunk` pixels per beat, pixel j at bits 8j+7..8j
     s_axis_tvalid, s_axis_tready, s_axis_tlast (last beat of a frame; checked, see frame_error)
@@ -19,7 +20,8 @@ above ``in_chunk * in_bits`` are ignored. A frame is ``ceil(in_features / in_chu
 codes above ``in_features`` in the last beat are ignored. Each layer's frame buffer converts
 its producer's beat width to its own SIMD width, and holds two frames: the FIFO between layers.
 Register slices sit behind both AXI-Stream ports (one cycle each): every top-level output comes
-from a register and no top-level input reaches the datapath combinationally.
+from a register (``s_axis_tready`` and ``m_axis_tvalid`` through one gate with the reset flop)
+and no top-level input reaches the datapath combinationally.
 """
 
 from __future__ import annotations
@@ -72,15 +74,18 @@ class TopShape:
 
 def _synchronized_reset(m: Module, aclk: Signal, aresetn: Signal) -> Signal:
     """Define the ``sync`` domain on ``aclk`` with its reset taken from ``aresetn`` through two
-    flops. The datapath then resets from a register, not from a top-level input, which is
-    common FPGA practice and keeps Verilator from re-evaluating the whole design whenever an
-    input is written. Returns the internal reset (high for two cycles after ``aresetn`` rises);
-    ``s_axis_tready`` must be held low while it is high."""
+    flops that ``aresetn`` sets asynchronously and that clear on the clock: the internal reset
+    rises as soon as ``aresetn`` falls (so a reset pulse of any length is seen, and the stream
+    valids can be held low during it, as AXI-Stream asks) and falls two cycles after ``aresetn``
+    rises, on a clock edge. The datapath resets from these flops, not from a top-level input,
+    which is common FPGA practice and keeps Verilator from re-evaluating the whole design
+    whenever an input is written. Returns the internal reset; ``s_axis_tready`` and
+    ``m_axis_tvalid`` must be held low while it is high."""
     m.domains.sync = cd = ClockDomain("sync")
-    m.domains.rst_sync = rcd = ClockDomain("rst_sync", reset_less=True)
+    m.domains.rst_sync = rcd = ClockDomain("rst_sync", async_reset=True)
     pipe = Signal(2, init=0b11)
-    m.d.comb += [cd.clk.eq(aclk), rcd.clk.eq(aclk), cd.rst.eq(pipe[1])]
-    m.d.rst_sync += pipe.eq(Cat(~aresetn, pipe[0]))
+    m.d.comb += [cd.clk.eq(aclk), rcd.clk.eq(aclk), rcd.rst.eq(~aresetn), cd.rst.eq(pipe[1])]
+    m.d.rst_sync += pipe.eq(Cat(Const(0, 1), pipe[0]))
     return pipe[1]
 
 
@@ -231,7 +236,7 @@ class Top(wiring.Component):
             in_slice.i.valid.eq(self.s_axis_tvalid & ~rst),
             self.s_axis_tready.eq(in_slice.i.ready & ~rst),
             self.m_axis_tdata.eq(out_slice.o.payload),
-            self.m_axis_tvalid.eq(out_slice.o.valid),
+            self.m_axis_tvalid.eq(out_slice.o.valid & ~rst),
             out_slice.o.ready.eq(self.m_axis_tready),
             self.m_axis_tlast.eq(1),
         ]
@@ -277,7 +282,7 @@ class LayerTop(wiring.Component):
             u.i.valid.eq(self.s_axis_tvalid & ~rst),
             self.s_axis_tready.eq(u.i.ready & ~rst),
             self.m_axis_tdata.eq(u.o.payload),
-            self.m_axis_tvalid.eq(u.o.valid),
+            self.m_axis_tvalid.eq(u.o.valid & ~rst),
             u.o.ready.eq(self.m_axis_tready),
         ]
         nf = Signal(range(max(2, u.nf)))

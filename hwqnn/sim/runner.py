@@ -6,6 +6,7 @@ on ``PATH`` (set here, for this process and its children).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -138,19 +139,24 @@ def run_bench(
             "HWQNN_BENCH": str(tdir / "bench.json"),
             "PYTHONPATH": os.pathsep.join([pkg_root, os.environ.get("PYTHONPATH", "")]),
         }
-        runner.test(
-            test_module=module,
-            hdl_toplevel=manifest["top"],
-            build_dir=build_dir,
-            test_dir=tdir,
-            results_xml=str(results_xml),
-            extra_env=env,
-            log_file=tdir / "sim.log",
-            testcase=testcase,
-        )
+        # cocotb's runner exits on a failed test when pytest runs it; the results file and the
+        # log below say what failed
+        with contextlib.suppress(SystemExit):
+            runner.test(
+                test_module=module,
+                hdl_toplevel=manifest["top"],
+                build_dir=build_dir,
+                test_dir=tdir,
+                results_xml=str(results_xml),
+                extra_env=env,
+                log_file=tdir / "sim.log",
+                testcase=testcase,
+            )
+        log_text = (tdir / "sim.log").read_text() if (tdir / "sim.log").is_file() else ""
+        if not results_xml.is_file():
+            raise SimError(f"the simulation ended without results:\n{log_text[-3000:]}")
         n_tests, n_fail = get_results(results_xml)
         result_file = tdir / "result.json"
-        log_text = (tdir / "sim.log").read_text() if (tdir / "sim.log").is_file() else ""
         if not result_file.is_file():
             raise SimError(
                 f"the cocotb bench wrote no result ({n_fail}/{n_tests} failed):\n{log_text[-3000:]}"
