@@ -36,6 +36,7 @@ one cycle.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
@@ -43,6 +44,37 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hwqnn.intmath import ceil_div
+
+
+@dataclass(frozen=True)
+class BufferGeometry:
+    """The layout of the module docstring, in codes and words."""
+
+    beats: int  # beats of in_chunk codes per frame
+    sf: int  # slices of simd codes per frame
+    word: int  # codes per memory word
+    lanes: int  # beats per word
+    slices: int  # slices per word
+    words_per_frame: int
+
+    @property
+    def depth(self) -> int:
+        """Words of the memory (two frames)."""
+        return 2 * self.words_per_frame
+
+
+def buffer_geometry(cols: int, in_chunk: int, simd: int) -> BufferGeometry:
+    """The frame buffer's layout for ``cols`` codes written ``in_chunk`` and read ``simd`` at a
+    time (pure: the LUT model uses it without building hardware)."""
+    beats, sf = ceil_div(cols, in_chunk), ceil_div(cols, simd)
+    frame = max(beats * in_chunk, sf * simd)
+    word = math.lcm(in_chunk, simd)
+    if word > frame:  # one word holds the whole frame
+        word = ceil_div(frame, in_chunk) * in_chunk
+    lanes, slices = word // in_chunk, word // simd
+    return BufferGeometry(
+        beats, sf, word, lanes, slices, max(ceil_div(beats, lanes), ceil_div(sf, slices))
+    )
 
 
 class FrameBuffer(wiring.Component):
@@ -55,16 +87,9 @@ class FrameBuffer(wiring.Component):
         if in_chunk > cols or simd > cols:
             raise ValueError(f"in_chunk ({in_chunk}) and simd ({simd}) must not exceed {cols}")
         self.cols, self.ka, self.in_chunk, self.simd = cols, ka, in_chunk, simd
-        self.beats = ceil_div(cols, in_chunk)
-        self.sf = ceil_div(cols, simd)
-        frame = max(self.beats * in_chunk, self.sf * simd)
-        word = math.lcm(in_chunk, simd)
-        if word > frame:  # one word holds the whole frame
-            word = ceil_div(frame, in_chunk) * in_chunk
-        self.word = word
-        self.lanes = word // in_chunk
-        self.slices = word // simd
-        self.words_per_frame = max(ceil_div(self.beats, self.lanes), ceil_div(self.sf, self.slices))
+        g = buffer_geometry(cols, in_chunk, simd)
+        self.beats, self.sf, self.word = g.beats, g.sf, g.word
+        self.lanes, self.slices, self.words_per_frame = g.lanes, g.slices, g.words_per_frame
         super().__init__(
             {
                 "i": In(stream.Signature(unsigned(in_chunk * ka))),

@@ -13,8 +13,7 @@ units (see ``hwqnn synth``); it ranks foldings, it does not replace synthesis.
 
 from __future__ import annotations
 
-import math
-
+from hwqnn.hw.framebuffer import buffer_geometry
 from hwqnn.hw.mvtu import BLOCK_ROM_BITS
 from hwqnn.intmath import ceil_div
 
@@ -29,20 +28,14 @@ def lane_luts(in_bits: int, w_bits: int) -> float:
 
 def frame_buffer_luts(cols: int, ka: int, in_chunk: int, simd: int) -> float:
     """LUTs of the frame buffer for ``in_chunk``-code beats read as ``simd``-code slices."""
-    beats, sf = ceil_div(cols, in_chunk), ceil_div(cols, simd)
-    frame = max(beats * in_chunk, sf * simd)
-    word = math.lcm(in_chunk, simd)
-    if word > frame:
-        word = ceil_div(frame, in_chunk) * in_chunk
-    lanes, slices = word // in_chunk, word // simd
-    depth = 2 * max(ceil_div(beats, lanes), ceil_div(sf, slices))
+    g = buffer_geometry(cols, in_chunk, simd)
     luts = 0.0
-    if depth <= LUTRAM_MAX_DEPTH:
-        luts += 4 * ceil_div(word * ka, 6) * ceil_div(depth, 32)
-    if slices > 1:
-        luts += simd * ka * (slices - 1) / 3
-    if beats % lanes:
-        luts += word * ka
+    if g.depth <= LUTRAM_MAX_DEPTH:
+        luts += 4 * ceil_div(g.word * ka, 6) * ceil_div(g.depth, 32)
+    if g.slices > 1:
+        luts += simd * ka * (g.slices - 1) / 3
+    if g.beats % g.lanes:
+        luts += g.word * ka
     return luts
 
 
