@@ -95,7 +95,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     )
     print("\n".join(summary_lines(res)))
     if not res.fits:
-        print(f"hwqnn: the design does not fit {res.part}: {res.utilization}", file=sys.stderr)
+        over = ", ".join(f"{k} {100 * v:.0f} %" for k, v in res.utilization.items() if v > 1.0)
+        print(f"hwqnn: the design does not fit {res.part}: {over} of the part", file=sys.stderr)
         return 1
     return 0
 

@@ -18,8 +18,8 @@ pytestmark = pytest.mark.slow
 
 # (seed, fan-in, hidden, classes, w_bits, a_bits, folding or target cycles, idle, stall, the
 # s_axis width: 64 bits = 8 pixels, a partial last beat of 70; 8 bits = one pixel a beat, slow
-# enough that frame 0's scores wait at m_axis when the bench resets mid-frame; 24 bits = 3 pixels against SIMD 7;
-# 512 and 1024 bits: the whole frame in one beat)
+# enough that frame 0's scores wait at m_axis when the bench resets mid-frame; 24 bits = 3
+# pixels against SIMD 7; 512 and 1024 bits: the whole frame in one beat)
 NETS = [
     (1, 70, (33, 20), 5, 1, 1, 40, 0.0, 0.0, 64),
     (2, 70, (33, 20), 5, 1, 1, "1x70,20x1,5x20", 0.3, 0.4, 8),  # PE=1 / SIMD=1 / NF=SF=1 mix

@@ -106,10 +106,14 @@ def test_place_and_route_fmax(
 
 
 @pytest.mark.slow
-def test_design_too_big_for_the_part(tmp_path: Path) -> None:
-    b = random_bundle(8, 256, (256,), 10)
-    generate(b, choose_folding(b, 4), tmp_path / "rtl")
+def test_design_too_big_for_the_part(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    b = random_bundle(8, 64, (48,), 4)  # about 8,000 LUT4s against hx1k's 1,280
+    generate(b, choose_folding(b, 8), tmp_path / "rtl")
     assert main(["synth", str(tmp_path / "rtl"), "-o", str(tmp_path / "s"), "--target",
                  "ice40", "--part", "hx1k", "--no-breakdown"]) == 1  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert re.fullmatch(
+        r"hwqnn: the design does not fit hx1k: luts \d+ %, ffs \d+ % of the part", err
+    )
     saved = json.loads((tmp_path / "s" / "synth.json").read_text())
     assert saved["fits"] is False and saved["fmax_mhz"] is None
