@@ -63,13 +63,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from hwqnn import atomic
 
 SCHEMA = "hwqnn.bundle"
 VERSION = 1
@@ -358,17 +359,7 @@ def save(bundle: Bundle, path: str | os.PathLike[str]) -> Path:
     """Validate and write ``bundle`` atomically (temporary file + rename): no half-written file."""
     path = Path(path)
     validate(bundle, str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **bundle.arrays())  # type: ignore[arg-type]
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_bytes(path, lambda f: np.savez(f, **bundle.arrays()))  # type: ignore[arg-type]
     return path
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from hwqnn import bundle as bundle_io
 from hwqnn import golden
+from hwqnn.atomic import write_json
 from hwqnn.compare import first_mismatch
 from hwqnn.data import load_dataset
-from hwqnn.train import write_json
 
 log = logging.getLogger(__name__)
 
@@ -311,4 +311,7 @@ def bench_stage(args: argparse.Namespace) -> int:
     b = bundle_io.load(Path(args.bundle)) if args.bundle else None
     if args.what == "gpu":
         return bench.gpu(b, args.quick, args.interpret)
+    if args.what == "synth":
+        targets = args.target or ["xc7", "ecp5"]
+        return bench.synth(targets, args.quick, b, json_out=Path(args.json) if args.json else None)
     return bench.golden_cpu(b, args.quick)

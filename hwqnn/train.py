@@ -7,11 +7,9 @@ written atomically. The float twin of the same topology trains through the same 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from hwqnn.atomic import write_bytes
 from hwqnn.data import Split
 from hwqnn.model import Arch, QuantMLP, build
 
@@ -36,24 +35,6 @@ class TrainConfig:
     lr_end: float = 3e-5
     seed: int = 0
     threads: int = 0  # 0: leave torch's default
-
-
-def _atomic_write_bytes(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write JSON atomically (temporary file + rename)."""
-    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
-    _atomic_write_bytes(Path(path), lambda f: f.write(text.encode()))
 
 
 @torch.no_grad()
@@ -142,7 +123,7 @@ def save_checkpoint(
 ) -> None:
     """Write ``{state, arch, kind, meta}`` atomically."""
     payload = {"state": model.state_dict(), "arch": asdict(arch), "kind": kind, "meta": meta}
-    _atomic_write_bytes(Path(path), lambda f: torch.save(payload, f))
+    write_bytes(path, lambda f: torch.save(payload, f))
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
