@@ -32,7 +32,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -41,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwqnn.atomic import write_json
 from hwqnn.errors import HwqnnError
 
 log = logging.getLogger(__name__)
@@ -579,27 +579,8 @@ def synthesize(
         cells=cells,
         **counts,
     )
-    _write_json(out_dir / "synth.json", res.to_json())
+    write_json(out_dir / "synth.json", res.to_json())
     return res
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.chmod(tmp, 0o644 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # Published binarized accelerators, for scale: binary MACs per LUT per cycle = MACs per frame
