@@ -6,17 +6,22 @@
 against the golden model on the whole test set. Without a CUDA GPU nothing is measured.
 
 ``golden``: the NumPy golden model against a float32 BLAS forward of the same shapes (CPU).
+
+``synth``: the reference nets (and a bundle) through ``hwqnn rtl`` and ``hwqnn synth``: the
+figures to compare before and after a change under ``hwqnn/hw/``.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hwqnn.atomic import write_json
 from hwqnn.bundle import Bundle, make_layer
 from hwqnn.randnet import random_layer_params
 
@@ -180,4 +185,54 @@ def golden_cpu(bundle: Bundle | None, quick: bool = False) -> int:
             rows,
         )
     )
+    return 0
+
+
+# Reference nets for synthesis before/after a hardware change (random weights: the cost does
+# not depend on them beyond LUT-ROM contents; the seed fixes those too).
+SYNTH_NETS: tuple[tuple[str, int, tuple[int, ...], int, str | None], ...] = (
+    ("small", 64, (128, 128), 4, "1x8,1x16,1x1"),
+    ("demo", 784, (512, 512, 512), 10, None),  # None: the default folding
+)
+
+
+def synth(
+    targets: Sequence[str],
+    quick: bool = False,
+    bundle: Bundle | None = None,
+    out: Path = Path("runs/bench/synth"),
+    json_out: Path | None = None,
+) -> int:
+    """Synthesize the reference nets (``quick``: the small one only) and ``bundle`` if given,
+    for each target; print LUTs, FFs, block RAM, Fmax and MACs per LUT per cycle."""
+    from hwqnn.hw.emit import generate
+    from hwqnn.hw.folding import choose_folding, parse_folding
+    from hwqnn.randnet import random_bundle
+    from hwqnn.synth import synthesize
+
+    nets: list[tuple[str, Bundle, str | None]] = [
+        (name, random_bundle(1, k, hidden, classes), fold)
+        for name, k, hidden, classes, fold in SYNTH_NETS[: 1 if quick else None]
+    ]
+    if bundle is not None:
+        nets.append(("bundle", bundle, None))
+    rows, records = [], []
+    for name, b, fold in nets:
+        folds = parse_folding(fold, b) if fold else choose_folding(b)
+        rtl = out / name / "rtl"
+        manifest = generate(b, folds, rtl)
+        for target in targets:
+            r = synthesize(rtl, out / name / target, target, breakdown=False)
+            fmax = f"{r.fmax_mhz:.1f}" if r.fmax_mhz is not None else "-"
+            rows.append([name, b.arch(), ",".join(manifest["folding"]), target, f"{r.luts:,}",
+                         f"{r.ffs:,}", f"{r.bram}", fmax, f"{r.mac_per_lut_cycle:.3f}",
+                         f"{r.wall_s:.0f}"])  # fmt: skip
+            records.append({"net": name, "arch": b.arch(), "folding": manifest["folding"],
+                            **r.to_json()})  # fmt: skip
+    header = ["net", "arch", "folding", "target", "LUTs", "FFs", "block RAM", "Fmax MHz",
+              "MAC/LUT/cycle", "wall s"]  # fmt: skip
+    print(_fmt_table(header, rows))
+    print("block RAM in each target's unit (xc7: RAMB18, ecp5: DP16KD, ice40: SB_RAM40_4K)")
+    if json_out is not None:
+        write_json(json_out, {"rows": records})
     return 0

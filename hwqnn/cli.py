@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = add("bench", cmd_bench, "benchmarks that print a table")
-    p.add_argument("what", choices=("gpu", "golden"))
+    p.add_argument("what", choices=("gpu", "golden", "synth"))
     p.add_argument("--bundle", default=None)
     p.add_argument("--quick", action="store_true", help="fewer batch sizes")
     p.add_argument(
@@ -258,6 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="gpu: run the bench's code on tiny shapes in Triton's CPU interpreter (no timings)",
     )
+    p.add_argument(
+        "--target",
+        action="append",
+        choices=("xc7", "ecp5", "ice40"),
+        help="synth: target (repeatable; default xc7 and ecp5)",
+    )
+    p.add_argument("--json", default=None, help="synth: write the results here")
     return ap
 
 
