@@ -47,7 +47,8 @@ def predict(top: Top) -> dict[str, Any]:
     in_beats = units[0].beats
     ii = max(in_beats, *(u.cycles_per_frame for u in units))
     slices = 2  # the register slices behind s_axis and in front of m_axis
-    latency = in_beats + slices + sum(u.cycles_per_frame + u.latency for u in units)
+    argmax = top.net.collector.latency - 1  # the collector's comparison stages
+    latency = in_beats + slices + argmax + sum(u.cycles_per_frame + u.latency for u in units)
     return {
         "layers": layers,
         "pipeline": {

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any
 
 from amaranth.hdl import Cat, ClockDomain, Const, Module, Mux, Signal
 from amaranth.lib import wiring
@@ -36,6 +35,7 @@ from amaranth.lib.stream import Signature as StreamSignature
 from amaranth.lib.wiring import In, Out
 
 from hwqnn.bundle import Bundle
+from hwqnn.hw.collector import Collector
 from hwqnn.hw.folding import FoldingError, LayerFold, validate_folding
 from hwqnn.hw.mvtu import MVTU
 from hwqnn.hw.skid import RegisterSlice
@@ -87,56 +87,6 @@ def _synchronized_reset(m: Module, aclk: Signal, aresetn: Signal) -> Signal:
     m.d.comb += [cd.clk.eq(aclk), rcd.clk.eq(aclk), rcd.rst.eq(~aresetn), cd.rst.eq(pipe[1])]
     m.d.rst_sync += pipe.eq(Cat(Const(0, 1), pipe[0]))
     return pipe[1]
-
-
-class Collector(wiring.Component):
-    """Gathers the last layer's NF beats of PE scores into one frame and appends the argmax.
-
-    Latency: one cycle from the last score beat to ``o.valid``. Ties pick the lowest class.
-    """
-
-    def __init__(self, *, pe: int, nf: int, classes: int, score_width: int) -> None:
-        self.pe, self.nf, self.classes, self.score_width = pe, nf, classes, score_width
-        self.class_bits = max(1, (classes - 1).bit_length())
-        out_w = classes * score_width + self.class_bits
-        super().__init__(
-            {
-                "i": In(StreamSignature(pe * score_width)),
-                "o": Out(StreamSignature(out_w)),
-            }
-        )
-
-    def elaborate(self, platform: object) -> Module:
-        m = Module()
-        sw = self.score_width
-        regs = [Signal(self.pe * sw, name=f"fold{n}") for n in range(self.nf)]
-        cnt = Signal(range(max(2, self.nf)))
-        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
-        # scores as they will be once this beat is in (used for the argmax on the last beat)
-        nxt = [Mux((cnt == n) & self.i.valid, self.i.payload, regs[n]) for n in range(self.nf)]
-        flat = Cat(*nxt)
-        scores = [flat[k * sw : (k + 1) * sw].as_signed() for k in range(self.classes)]
-        best_v = scores[0]
-        best_i: Any = Const(0, self.class_bits)
-        for k in range(1, self.classes):
-            better = scores[k] > best_v
-            best_v = Mux(better, scores[k], best_v)
-            best_i = Mux(better, k, best_i)
-        with m.If(self.i.valid & self.i.ready):
-            for n in range(self.nf):
-                with m.If(cnt == n):
-                    m.d.sync += regs[n].eq(self.i.payload)
-            with m.If(cnt == self.nf - 1):
-                m.d.sync += [
-                    cnt.eq(0),
-                    self.o.valid.eq(1),
-                    self.o.payload.eq(Cat(flat[: self.classes * sw], best_i)),
-                ]
-            with m.Else():
-                m.d.sync += cnt.eq(cnt + 1)
-        return m
 
 
 class Network(wiring.Component):
