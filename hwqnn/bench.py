@@ -190,9 +190,12 @@ def golden_cpu(bundle: Bundle | None, quick: bool = False) -> int:
 
 # Reference nets for synthesis before/after a hardware change (random weights: the cost does
 # not depend on them beyond LUT-ROM contents; the seed fixes those too).
-SYNTH_NETS: tuple[tuple[str, int, tuple[int, ...], int, str | None], ...] = (
-    ("small", 64, (128, 128), 4, "1x8,1x16,1x1"),
-    ("demo", 784, (512, 512, 512), 10, None),  # None: the default folding
+# (name, fan-in, hidden, classes, input bits, folding or None for the default)
+SYNTH_NETS: tuple[tuple[str, int, tuple[int, ...], int, int, str | None], ...] = (
+    ("small", 64, (128, 128), 4, 8, "1x8,1x16,1x1"),
+    ("demo", 784, (512, 512, 512), 10, 8, None),
+    # BNN-PYNQ's LFC-W1A1 shape, binarized input pixels as there: like for like with its point
+    ("lfc", 784, (1024, 1024, 1024), 10, 1, None),
 )
 
 
@@ -211,8 +214,8 @@ def synth(
     from hwqnn.synth import synthesize
 
     nets: list[tuple[str, Bundle, str | None]] = [
-        (name, random_bundle(1, k, hidden, classes), fold)
-        for name, k, hidden, classes, fold in SYNTH_NETS[: 1 if quick else None]
+        (name, random_bundle(1, k, hidden, classes, in_bits=in_bits), fold)
+        for name, k, hidden, classes, in_bits, fold in SYNTH_NETS[: 1 if quick else None]
     ]
     if bundle is not None:
         nets.append(("bundle", bundle, None))

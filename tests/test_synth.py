@@ -117,3 +117,18 @@ def test_design_too_big_for_the_part(tmp_path: Path, capsys: pytest.CaptureFixtu
     )
     saved = json.loads((tmp_path / "s" / "synth.json").read_text())
     assert saved["fits"] is False and saved["fmax_mhz"] is None
+
+
+@pytest.mark.slow
+def test_bench_synth_quick_table_and_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the bench writes under runs/bench/synth
+    assert main(["bench", "synth", "--quick", "--target", "xc7", "--json", "s.json"]) == 0
+    rows = json.loads((tmp_path / "s.json").read_text())["rows"]
+    assert [(r["net"], r["target"], r["folding"]) for r in rows] == [
+        ("small", "xc7", ["1x8", "1x16", "1x1"])
+    ]
+    assert rows[0]["luts"] > 0 and rows[0]["macs_per_frame"] == 64 * 128 + 128 * 128 + 128 * 4
+    out = capsys.readouterr().out
+    assert "| MAC/LUT/cycle |" in out and f"{rows[0]['luts']:,}" in out
