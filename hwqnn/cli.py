@@ -231,6 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/flow", help="run directory")
     p.add_argument("--bundle", default=None, help="skip training: start from this bundle")
     p.add_argument(
+        "--synth",
+        choices=("xc7", "ecp5", "ice40", "none"),
+        default="xc7",
+        help="synthesize the Verilog for this target for the report's Resources section "
+        "(yowasp tools; default xc7; none: skip)",
+    )
+    p.add_argument("--part", default=None, help="device for --synth's fit check")
+    p.add_argument(
         "--activity-images",
         type=int,
         default=0,

