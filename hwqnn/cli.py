@@ -74,10 +74,15 @@ def cmd_golden(args: argparse.Namespace) -> int:
 def cmd_rtl(args: argparse.Namespace) -> int:
     from hwqnn.pipeline import rtl_stage
 
-    manifest = rtl_stage(
-        Path(args.bundle), Path(args.output), args.fold, args.target_cycles, args.axis_bits
+    manifest = rtl_stage(Path(args.bundle), Path(args.output), args)
+    pipe = manifest["pipeline"]
+    print(json.dumps(pipe, indent=1))
+    print(
+        f"folding {','.join(manifest['folding'])}: "
+        f"{args.clock_mhz * 1e6 / pipe['cycles_per_frame']:,.0f} frames/s at "
+        f"{args.clock_mhz:g} MHz, about {manifest['estimated_luts']:,} xc7 LUTs (model; "
+        "hwqnn synth measures)"
     )
-    print(json.dumps(manifest["pipeline"], indent=1))
     return 0
 
 
@@ -142,6 +147,21 @@ def _add_hw_args(p: argparse.ArgumentParser) -> None:
         help="cycles/frame the default folding balances every layer to",
     )
     p.add_argument(
+        "--target-fps",
+        type=float,
+        default=None,
+        help="the cheapest folding reaching this many frames/s at --clock-mhz",
+    )
+    p.add_argument(
+        "--lut-budget",
+        type=int,
+        default=None,
+        help="the fastest folding whose estimated xc7 LUTs fit this budget",
+    )
+    p.add_argument(
+        "--clock-mhz", type=float, default=100.0, help="clock for --target-fps and frames/s figures"
+    )
+    p.add_argument(
         "--axis-bits",
         type=int,
         default=64,
@@ -161,7 +181,6 @@ def _add_sim_args(p: argparse.ArgumentParser) -> None:
         "default: cpp with --all, else cocotb",
     )
     p.add_argument("--build-dir", default=None, help="where to build (default: build/sim/<hash>)")
-    p.add_argument("--clock-mhz", type=float, default=100.0, help="clock for frames/s figures")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -126,21 +126,52 @@ def golden_stage(bundle_path: Path, data: str | None, n: int | None) -> dict[str
 
 
 def resolve_folding(
-    b: bundle_io.Bundle, fold: str | None, target: int | None, axis_bits: int = 64
+    b: bundle_io.Bundle,
+    fold: str | None,
+    target: int | None,
+    axis_bits: int = 64,
+    *,
+    fps: float | None = None,
+    clock_mhz: float = 100.0,
+    lut_budget: int | None = None,
 ) -> list[Any]:
-    from hwqnn.hw.folding import choose_folding, parse_folding
+    """The folding the options ask for: ``--fold``, ``--target-cycles``, ``--target-fps`` or
+    ``--lut-budget`` (at most one), else the default balance."""
+    from hwqnn.hw.folding import (
+        FoldingError,
+        choose_folding,
+        folding_for_budget,
+        folding_for_fps,
+        parse_folding,
+    )
 
-    return parse_folding(fold, b) if fold else choose_folding(b, target, axis_bits)
+    options = {"--fold": fold, "--target-cycles": target, "--target-fps": fps,
+               "--lut-budget": lut_budget}  # fmt: skip
+    given = [name for name, v in options.items() if v is not None]
+    if len(given) > 1:
+        raise FoldingError(f"give one of {' / '.join(given)}, not several")
+    if fold:
+        return parse_folding(fold, b)
+    if fps is not None:
+        return folding_for_fps(b, fps, clock_mhz, axis_bits)
+    if lut_budget is not None:
+        return folding_for_budget(b, lut_budget, axis_bits)
+    return choose_folding(b, target, axis_bits)
 
 
-def rtl_stage(
-    bundle_path: Path, out: Path, fold: str | None, target: int | None, axis_bits: int = 64
-) -> dict[str, Any]:
-    """Bundle -> Verilog + manifest in ``out``."""
+def folding_from_args(b: bundle_io.Bundle, args: argparse.Namespace) -> list[Any]:
+    return resolve_folding(
+        b, args.fold, args.target_cycles, args.axis_bits,
+        fps=args.target_fps, clock_mhz=args.clock_mhz, lut_budget=args.lut_budget,
+    )  # fmt: skip
+
+
+def rtl_stage(bundle_path: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Bundle -> Verilog + manifest in ``out``, folded as ``args`` ask."""
     from hwqnn.hw.emit import generate
 
     b = bundle_io.load(bundle_path)
-    return generate(b, resolve_folding(b, fold, target, axis_bits), out, axis_bits)
+    return generate(b, folding_from_args(b, args), out, args.axis_bits)
 
 
 def sim_stage(bundle_path: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -149,7 +180,7 @@ def sim_stage(bundle_path: Path, args: argparse.Namespace) -> dict[str, Any]:
     from hwqnn.verify_rtl import verify_rtl
 
     b = bundle_io.load(bundle_path)
-    folds = resolve_folding(b, args.fold, args.target_cycles, args.axis_bits)
+    folds = folding_from_args(b, args)
     test = load_dataset(args.data, "test")
     if not args.all:
         test = test.head(args.n)
@@ -226,7 +257,7 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
                             f"torch and golden disagree: {torch_check['first_mismatch']}"
                         )
                 b = bundle_io.load(bundle_path)
-                folds = resolve_folding(b, args.fold, args.target_cycles, args.axis_bits)
+                folds = folding_from_args(b, args)
             elif stage == "verilog":
                 manifest = generate(b, folds, out / "rtl", args.axis_bits)
             elif stage == "simulate":

@@ -1,6 +1,7 @@
 # amaranth: UnusedElaboratable=no
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,12 @@ from hwqnn.hw.folding import (
     FoldingError,
     LayerFold,
     choose_folding,
+    cycle_grid,
+    cycles_per_frame,
+    estimate_luts,
     fold_for_target,
+    folding_for_budget,
+    folding_for_fps,
     parse_folding,
 )
 from hwqnn.hw.network import Top
@@ -97,3 +103,44 @@ def test_axis_bits_set_the_port_and_the_beats(
     assert (ports["s_tdata_bits"], ports["in_chunk"], ports["in_beats"]) == (axis, chunk, beats)
     verilog = (tmp_path / "hwqnn_top.v").read_text()
     assert f"input [{axis - 1}:0] s_axis_tdata;" in verilog
+
+
+def test_folding_for_fps_is_the_balance_at_that_many_cycles() -> None:
+    b = random_bundle(3, 100, (64, 48), 10)
+    folds = folding_for_fps(b, 250_000, 100.0)  # 400 cycles per frame at 100 MHz
+    assert cycles_per_frame(b, folds) <= 400
+    assert folds == choose_folding(b, 400)
+    with pytest.raises(FoldingError, match=r"needs 10 cycles/frame, but a frame is 13 beats of 64"):
+        folding_for_fps(b, 10e6, 100.0)  # 100 codes at 8 per beat: 13 beats
+    with pytest.raises(FoldingError, match="must be positive"):
+        folding_for_fps(b, 0, 100.0)
+
+
+def test_folding_for_budget_is_the_fastest_on_the_grid_that_fits() -> None:
+    b = random_bundle(3, 100, (64, 48), 10)
+    grid = cycle_grid(b)
+    assert grid[0] == 13 and grid[-1] == 64 * 100 and grid == sorted(set(grid))
+    middle = choose_folding(b, grid[len(grid) // 2])
+    budget = math.ceil(estimate_luts(b, middle))
+    folds = folding_for_budget(b, budget)
+    assert estimate_luts(b, folds) <= budget
+    assert cycles_per_frame(b, folds) <= cycles_per_frame(b, middle)
+    for c in grid:  # every faster point on the grid is over the budget
+        f = choose_folding(b, c)
+        if cycles_per_frame(b, f) < cycles_per_frame(b, folds):
+            assert estimate_luts(b, f) > budget
+    with pytest.raises(FoldingError, match=r"most folded design is estimated at [\d,]+ LUTs"):
+        folding_for_budget(b, 10)
+
+
+def test_rtl_goal_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hwqnn import bundle as bundle_io
+    from hwqnn.cli import main
+
+    p = bundle_io.save(random_bundle(3, 100, (64, 48), 10), tmp_path / "b.npz")
+    assert main(["rtl", str(p), "-o", str(tmp_path / "r"), "--target-fps", "500000"]) == 0
+    out = capsys.readouterr().out
+    assert "frames/s at 100 MHz" in out and "xc7 LUTs (model" in out
+    assert main(["rtl", str(p), "-o", str(tmp_path / "r"), "--lut-budget", "9000",
+                 "--target-cycles", "64"]) == 2  # fmt: skip
+    assert "give one of --target-cycles / --lut-budget, not several" in capsys.readouterr().err

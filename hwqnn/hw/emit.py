@@ -14,7 +14,7 @@ from amaranth.back import verilog
 
 from hwqnn import __version__
 from hwqnn.bundle import Bundle, Layer
-from hwqnn.hw.folding import LayerFold
+from hwqnn.hw.folding import LayerFold, estimate_luts
 from hwqnn.hw.mvtu import MVTU
 from hwqnn.hw.network import LayerTop, Top
 
@@ -101,6 +101,7 @@ def generate(
         "arch": bundle.arch(),
         "folding": [str(f) for f in folds],
         "ports": asdict(top.shape),
+        "estimated_luts": round(estimate_luts(bundle, folds, axis_bits)),
         **predict(top),
     }
     _write_if_changed(out / f"{TOP_NAME}.v", text)

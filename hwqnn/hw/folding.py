@@ -9,6 +9,7 @@ slowest layer's ``NF * SF``.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -145,3 +146,81 @@ def choose_folding(
         chunk = f.pe
     validate_folding(bundle, folds)
     return folds
+
+
+TOP_LUTS = 40  # register slices, reset and the collector, about (small nets' hierarchical synth)
+
+
+def input_chunk(bundle: Bundle, axis_bits: int) -> int:
+    """Codes per ``s_axis`` beat (see :mod:`hwqnn.hw.network`)."""
+    first = bundle.layers[0]
+    return max(1, min(axis_bits // first.in_bits, first.in_features))
+
+
+def estimate_luts(bundle: Bundle, folds: list[LayerFold], axis_bits: int = 64) -> float:
+    """The LUT model of :mod:`hwqnn.hw.resources` for a whole design (xc7 LUTs)."""
+    chunk, total = input_chunk(bundle, axis_bits), float(TOP_LUTS)
+    for ly, f in zip(bundle.layers, folds, strict=True):
+        acc_bits = (level_scale(ly.in_bits, ly.w_bits) * ly.in_features).bit_length()
+        rows, cols = ly.out_features, ly.in_features
+        total += layer_luts(
+            rows, cols, f.pe, f.simd, min(chunk, cols), ly.in_bits, ly.w_bits, acc_bits
+        )
+        chunk = f.pe
+    return total
+
+
+def cycles_per_frame(bundle: Bundle, folds: list[LayerFold], axis_bits: int = 64) -> int:
+    """The pipeline's interval: its slowest layer, or the input beats of a frame."""
+    beats = ceil_div(bundle.layers[0].in_features, input_chunk(bundle, axis_bits))
+    return max(beats, *(
+        ceil_div(ly.out_features, f.pe) * ceil_div(ly.in_features, f.simd)
+        for ly, f in zip(bundle.layers, folds, strict=True)
+    ))  # fmt: skip
+
+
+def folding_for_fps(
+    bundle: Bundle, fps: float, clock_mhz: float, axis_bits: int = 64
+) -> list[LayerFold]:
+    """The cheapest balanced folding that reaches ``fps`` frames/s at ``clock_mhz``."""
+    if not (fps > 0 and clock_mhz > 0):
+        raise FoldingError(f"target fps and clock must be positive, not {fps!r} at {clock_mhz!r}")
+    cycles = math.floor(clock_mhz * 1e6 / fps)
+    beats = ceil_div(bundle.layers[0].in_features, input_chunk(bundle, axis_bits))
+    if cycles < beats:
+        raise FoldingError(
+            f"{fps:g} frames/s at {clock_mhz:g} MHz needs {cycles} cycles/frame, but a frame is "
+            f"{beats} beats of {axis_bits} bits: widen --axis-bits or raise the clock"
+        )
+    return choose_folding(bundle, cycles, axis_bits)
+
+
+def cycle_grid(bundle: Bundle, axis_bits: int = 64, steps_per_octave: int = 4) -> list[int]:
+    """Cycles/frame targets from the input's beats per frame (the fastest a design can take
+    frames) to the largest layer's rows x cols (one lane), ``steps_per_octave`` per doubling."""
+    beats = ceil_div(bundle.layers[0].in_features, input_chunk(bundle, axis_bits))
+    slowest = max(beats, *(ly.out_features * ly.in_features for ly in bundle.layers))
+    grid: list[int] = []
+    k = 0
+    while True:
+        c = min(slowest, math.floor(beats * 2 ** (k / steps_per_octave)))
+        if not grid or c > grid[-1]:
+            grid.append(c)
+        if c >= slowest:
+            return grid
+        k += 1
+
+
+def folding_for_budget(bundle: Bundle, lut_budget: int, axis_bits: int = 64) -> list[LayerFold]:
+    """The fastest folding on :func:`cycle_grid` whose estimated LUTs (:func:`estimate_luts`)
+    fit ``lut_budget``."""
+    grid = cycle_grid(bundle, axis_bits)
+    for cycles in grid:
+        folds = choose_folding(bundle, cycles, axis_bits)
+        if estimate_luts(bundle, folds, axis_bits) <= lut_budget:
+            return folds
+    smallest = estimate_luts(bundle, choose_folding(bundle, grid[-1], axis_bits), axis_bits)
+    raise FoldingError(
+        f"the most folded design is estimated at {smallest:,.0f} LUTs, over the budget of "
+        f"{lut_budget:,}"
+    )
