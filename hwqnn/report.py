@@ -194,6 +194,7 @@ def resource_lines(res: dict[str, Any], in_bits: int) -> list[str]:
     if in_bits > 1:
         lines[-1] += (
             f" Their nets take binarized pixels; this one takes {in_bits}-bit pixels, and a "
-            f"{in_bits}-bit first layer costs several times the LUTs per MAC of a binary one."
+            f"first layer of {in_bits}-bit codes costs several times the LUTs per MAC of a "
+            "binary one."
         )
     return lines
