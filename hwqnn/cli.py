@@ -143,7 +143,7 @@ def cmd_dse(args: argparse.Namespace) -> int:
         res = explore(
             Path(args.bundle), Path(args.output), min_cycles=args.min_cycles,
             max_cycles=args.max_cycles, axis_bits=args.axis_bits, target=args.target,
-            clock_mhz=args.clock_mhz, jobs=args.jobs, progress=progress,
+            clock_mhz=args.clock_mhz, jobs=args.jobs, progress=progress, ray_address=args.ray,
         )  # fmt: skip
     finally:
         bar.close()
@@ -314,6 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", choices=("xc7", "ecp5", "ice40"), default="xc7")
     p.add_argument("--clock-mhz", type=float, default=100.0)
     p.add_argument("--jobs", type=int, default=None, help="parallel syntheses (default: cores)")
+    p.add_argument(
+        "--ray",
+        default=None,
+        metavar="ADDRESS",
+        help="run the points as Ray tasks: 'local' (a Ray instance here) or a cluster address "
+        "(needs the ray extra; nodes share the filesystem)",
+    )
 
     p = add("bench", cmd_bench, "benchmarks that print a table")
     p.add_argument("what", choices=("gpu", "golden", "synth"))

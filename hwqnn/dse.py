@@ -7,6 +7,10 @@ generated and synthesized in its own directory by a worker of a local process po
 runs one Yosys); the LUT model's estimate is recorded beside the measured count, so every sweep
 also says how far the model is from synthesis on designs it was not fitted on.
 
+With ``--ray ADDRESS`` the points run as Ray tasks instead (``local``: a Ray instance started
+here with ``--jobs`` CPUs; otherwise an existing cluster, whose nodes need ``hwqnn[synth]`` and
+a filesystem shared at the same paths).
+
 ``OUT/dse.json`` holds the points; ``OUT/dse.md`` the table; ``OUT/pareto.png`` the plot.
 """
 
@@ -22,6 +26,7 @@ from typing import Any
 from hwqnn import bundle as bundle_io
 from hwqnn.atomic import write_bytes, write_json
 from hwqnn.bundle import Bundle
+from hwqnn.errors import HwqnnError
 from hwqnn.hw.folding import (
     FoldingError,
     LayerFold,
@@ -87,6 +92,51 @@ def _run_point(
         "peak_rss_mb": r.peak_rss_mb,
         "dir": out,
     }
+
+
+Call = tuple[str, list[str], int, str, str, float]
+Progress = Callable[[int, int], None] | None
+
+
+def _map_pool(
+    calls: list[Call], jobs: int, progress: Progress, _: str | None
+) -> list[dict[str, Any]]:
+    points = []
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(_run_point, *c) for c in calls]
+        for n, fut in enumerate(as_completed(futures), 1):
+            points.append(fut.result())
+            if progress:
+                progress(n, len(futures))
+    return points
+
+
+def _map_ray(
+    calls: list[Call], jobs: int, progress: Progress, address: str | None
+) -> list[dict[str, Any]]:
+    """The points as Ray tasks of one CPU each. Every node needs ``hwqnn[synth]`` installed and
+    the bundle and output directory at the same paths (a shared filesystem)."""
+    try:
+        import ray
+    except ImportError as e:
+        raise HwqnnError("--ray needs Ray: pip install 'hwqnn[ray]' (or: make setup)") from e
+    opts: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+    if address == "local":
+        ray.init(num_cpus=jobs, **opts)
+    else:
+        ray.init(address=address, **opts)
+    try:
+        task = ray.remote(num_cpus=1)(_run_point)
+        pending = [task.remote(*c) for c in calls]
+        points: list[dict[str, Any]] = []
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            points.extend(ray.get(done))
+            if progress:
+                progress(len(points), len(calls))
+        return points
+    finally:
+        ray.shutdown()
 
 
 def pareto(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -169,8 +219,11 @@ def explore(
     clock_mhz: float = 100.0,
     jobs: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    ray_address: str | None = None,
 ) -> dict[str, Any]:
-    """Sweep, synthesize every point on a process pool of ``jobs`` workers, write the results."""
+    """Sweep, synthesize every point on a process pool of ``jobs`` workers (or as Ray tasks on
+    the cluster at ``ray_address``; ``local`` starts a Ray instance of ``jobs`` CPUs here),
+    write the results."""
     b = bundle_io.load(bundle_path)
     default = cycles_per_frame(b, choose_folding(b, None, axis_bits), axis_bits)
     lo = min_cycles or max(
@@ -180,24 +233,13 @@ def explore(
     foldings = sweep_foldings(b, lo, hi, axis_bits)
     jobs = jobs or max(1, min(len(foldings), os.cpu_count() or 1))
     log.info("%d design points, %d workers", len(foldings), jobs)
-    points: list[dict[str, Any]] = []
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = [
-            pool.submit(
-                _run_point,
-                str(bundle_path.resolve()),
-                [str(f) for f in folds],
-                axis_bits,
-                str((out / f"point{i}").resolve()),
-                target,
-                clock_mhz,
-            )
-            for i, folds in enumerate(foldings)
-        ]
-        for n, fut in enumerate(as_completed(futures), 1):
-            points.append(fut.result())
-            if progress:
-                progress(n, len(futures))
+    calls = [
+        (str(bundle_path.resolve()), [str(f) for f in folds], axis_bits,
+         str((out / f"point{i}").resolve()), target, clock_mhz)
+        for i, folds in enumerate(foldings)
+    ]  # fmt: skip
+    run = _map_ray if ray_address else _map_pool
+    points = run(calls, jobs, progress, ray_address)
     points.sort(key=lambda p: p["cycles_per_frame"])
     front = pareto(points)
     err = model_error(points)

@@ -61,3 +61,18 @@ def test_dse_on_a_process_pool(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "LUT model vs synthesis on these points" in text and text.count("| yes |") == len(
         res["pareto"]
     )
+
+
+@pytest.mark.slow
+def test_dse_on_a_local_ray_instance_matches_the_pool(tmp_path: Path) -> None:
+    p = bundle_io.save(random_bundle(5, 40, (24,), 3), tmp_path / "b.npz")
+    base = ["dse", str(p), "--min-cycles", "24", "--max-cycles", "48", "--jobs", "2"]
+    assert main([*base, "-o", str(tmp_path / "pool")]) == 0
+    assert main([*base, "-o", str(tmp_path / "ray"), "--ray", "local"]) == 0
+    pool, ray = (
+        json.loads((tmp_path / d / "dse.json").read_text())["points"] for d in ("pool", "ray")
+    )
+    assert len(pool) == 2
+    key = ("folding", "cycles_per_frame", "luts", "ffs", "bram", "estimated_luts")
+    assert [[q[k] for k in key] for q in ray] == [[q[k] for k in key] for q in pool]
+    assert all("/ray/point" in q["dir"] for q in ray)  # written by the Ray tasks themselves
