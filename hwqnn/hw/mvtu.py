@@ -25,8 +25,11 @@ Timing
 A frame is ``ceil(cols / in_chunk)`` input beats. The frame buffer
 (:mod:`hwqnn.hw.framebuffer`) is double: while one frame is computed the next one is written, so
 with no back-pressure a new frame starts every ``NF * SF`` cycles (no bubbles). Each neuron
-fold's outputs leave ``2 + tree_latency`` cycles after its last issue. The whole pipeline
-advances on one clock enable, low while an output beat waits for ``o.ready``.
+fold's outputs leave ``3 + tree_latency + 1`` cycles after its last issue: the memories' read
+registers, a register on the slice and weight words read (so no path runs from a RAM's output
+through logic: RAM clock-to-out is the slowest start a path can have), the tree, the
+accumulator, the output register. The whole pipeline advances on one clock enable, low while
+an output beat waits for ``o.ready``.
 
 Counters: ``perf_issues`` (cycles that issued a step: each reads one weight word per PE and
 drives PE * SIMD XNOR lanes) and ``perf_outputs`` (output beats taken), 32 bits, wrapping.
@@ -152,7 +155,7 @@ class MVTU(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a neuron fold's last issue to its output beat being valid."""
-        return 2 + tree_latency(self.simd, self.levels_per_stage) + 1
+        return 3 + tree_latency(self.simd, self.levels_per_stage) + 1
 
     # ---------------------------------------------------------------------------------------
     def _weight_words(self, p: int) -> list[int]:
@@ -218,7 +221,10 @@ class MVTU(wiring.Component):
             with m.Else():
                 m.d.sync += sf.eq(sf + 1)
 
-        chunk_r = fb.data  # the slice issued last cycle, pad codes already 0
+        # the slice issued two cycles ago, registered after the memory (pad codes already 0)
+        chunk_r = Signal.like(fb.data, name="chunk_r")
+        with m.If(ce):
+            m.d.sync += chunk_r.eq(fb.data)
         v1, first1, last1 = Signal(), Signal(), Signal()
         nf1 = Signal.like(nf)
         with m.If(ce):
@@ -245,10 +251,13 @@ class MVTU(wiring.Component):
             m.submodules[f"wmem{p}"] = mem
             rp = mem.read_port(domain="sync")
             m.d.comb += [rp.addr.eq(addr), rp.en.eq(issue)]  # read only when issuing
+            w_r = Signal.like(rp.data, name=f"w_r{p}")  # registered like chunk_r
+            with m.If(ce):
+                m.d.sync += w_r.eq(rp.data)
             leaves = []
             for j in range(self.simd):
                 a = chunk_r[j * ka : (j + 1) * ka]
-                terms = [Mux(rp.data[j * kw + mm], a, ~a).as_unsigned() << mm for mm in range(kw)]
+                terms = [Mux(w_r[j * kw + mm], a, ~a).as_unsigned() << mm for mm in range(kw)]
                 leaf = terms[0]
                 for t in terms[1:]:
                     leaf = leaf + t
@@ -257,9 +266,9 @@ class MVTU(wiring.Component):
             assert lat == t_lat
             sums.append(s)
 
-        # control delayed to match the tree
+        # control delayed to match the data register and the tree
         vd, firstd, lastd, nfd = v1, first1, last1, nf1
-        for d in range(t_lat):
+        for d in range(t_lat + 1):
             nv, nfi, nla = (
                 Signal(name=f"v_d{d}"),
                 Signal(name=f"first_d{d}"),
