@@ -36,7 +36,7 @@ drives PE * SIMD XNOR lanes) and ``perf_outputs`` (output beats taken), 32 bits,
 
 Memory: the frame buffer; one weight memory per PE (``NF * SF`` words of ``SIMD * w_bits`` bits;
 row ``r`` lives in PE ``r % PE`` at neuron fold ``r // PE``); one threshold memory per PE (``NF``
-words, read through a registered port one stage ahead of the compare). Every read port is
+words, read two stages ahead of the compare and registered again). Every read port is
 synchronous, so each memory can map to block RAM or LUT RAM.
 """
 
@@ -277,6 +277,7 @@ class MVTU(wiring.Component):
             nn = Signal.like(nf, name=f"nf_d{d}")
             with m.If(ce):
                 m.d.sync += [nv.eq(vd), nfi.eq(firstd), nla.eq(lastd), nn.eq(nfd)]
+            nf_early = nfd  # the neuron fold one stage ahead of the accumulator
             vd, firstd, lastd, nfd = nv, nfi, nla, nn
 
         # ---- accumulate over SF cycles -------------------------------------------------------
@@ -301,12 +302,15 @@ class MVTU(wiring.Component):
                 words += [0] * (tdepth - len(words))
                 tmem = Memory(shape=unsigned(1 + n_t * t_width), depth=tdepth, init=words)
                 m.submodules[f"tmem{p}"] = tmem
-                tp = tmem.read_port()  # registered: read one stage ahead, so it maps to RAM
-                m.d.comb += [tp.addr.eq(nfd), tp.en.eq(ce)]
-                a_eff = Mux(tp.data[0], self.acc_max - accs[p], accs[p])
-                fires = [
-                    a_eff >= tp.data[1 + i * t_width : 1 + (i + 1) * t_width] for i in range(n_t)
-                ]
+                # read two stages ahead of the compare and registered again, so the compare
+                # starts from flip-flops, not from a RAM's output
+                tp = tmem.read_port()
+                m.d.comb += [tp.addr.eq(nf_early), tp.en.eq(ce)]
+                t_r = Signal.like(tp.data, name=f"t_r{p}")
+                with m.If(ce):
+                    m.d.sync += t_r.eq(tp.data)
+                a_eff = Mux(t_r[0], self.acc_max - accs[p], accs[p])
+                fires = [a_eff >= t_r[1 + i * t_width : 1 + (i + 1) * t_width] for i in range(n_t)]
                 code = fires[0].as_unsigned()
                 for f in fires[1:]:
                     code = code + f.as_unsigned()
