@@ -72,25 +72,31 @@ def _run_point(
     b = bundle_io.load(bundle_path)
     f = parse_folding(",".join(folds), b)
     manifest = generate(b, f, Path(out) / "rtl", axis_bits)
-    r = synthesize(
-        Path(out) / "rtl", Path(out) / "synth", target, clock_mhz=clock_mhz,
-        breakdown=False, progress=False,
-    )  # fmt: skip
     cpf = manifest["pipeline"]["cycles_per_frame"]
-    return {
+    point = {
         "folding": manifest["folding"],
         "cycles_per_frame": cpf,
         "fps": round(clock_mhz * 1e6 / cpf, 1),
+        "estimated_luts": manifest["estimated_luts"],
+        "dir": out,
+    }
+    try:
+        r = synthesize(
+            Path(out) / "rtl", Path(out) / "synth", target, clock_mhz=clock_mhz,
+            breakdown=False, progress=False,
+        )  # fmt: skip
+    except HwqnnError as e:  # one point failing (a tool out of memory) leaves the others
+        return {**point, "error": str(e).splitlines()[0]}
+    return {
+        **point,
         "luts": r.luts,
         "ffs": r.ffs,
         "bram": r.bram,
         "fits": r.fits,
         "fmax_mhz": r.fmax_mhz,
         "mac_per_lut_cycle": r.mac_per_lut_cycle,
-        "estimated_luts": manifest["estimated_luts"],
         "wall_s": r.wall_s,
         "peak_rss_mb": r.peak_rss_mb,
-        "dir": out,
     }
 
 
@@ -140,7 +146,9 @@ def _map_ray(
 
 
 def pareto(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Points no other point beats on both frames/s (higher) and LUTs (lower)."""
+    """Points no other point beats on both frames/s (higher) and LUTs (lower); failed points
+    (with an ``error``) take no part."""
+    points = [p for p in points if "error" not in p]
     front = []
     for p in points:
         dominated = any(
@@ -156,7 +164,9 @@ def pareto(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def model_error(points: Sequence[dict[str, Any]]) -> dict[str, float]:
     """The LUT model against synthesis: mean and worst relative error over the points."""
-    errs: list[float] = [(p["estimated_luts"] - p["luts"]) / p["luts"] for p in points if p["luts"]]
+    errs: list[float] = [
+        (p["estimated_luts"] - p["luts"]) / p["luts"] for p in points if p.get("luts")
+    ]
     if not errs:
         return {"mean_abs": 0.0, "worst": 0.0, "bias": 0.0}
     return {
@@ -200,6 +210,12 @@ def table_md(points: Sequence[dict[str, Any]], front: Sequence[dict[str, Any]]) 
         "|---|---|---|---|---|---|---|---|",
     ]
     for p in sorted(points, key=lambda p: p["cycles_per_frame"]):
+        if "error" in p:
+            lines.append(
+                f"| {','.join(p['folding'])} | {p['cycles_per_frame']:,} | {p['fps']:,.0f} | "
+                f"failed ({p['estimated_luts']:,}) | {p['error']} | | | |"
+            )
+            continue
         lines.append(
             f"| {','.join(p['folding'])} | {p['cycles_per_frame']:,} | {p['fps']:,.0f} | "
             f"{p['luts']:,} ({p['estimated_luts']:,}) | {p['ffs']:,} | {p['bram']} | "
@@ -241,7 +257,10 @@ def explore(
     run = _map_ray if ray_address else _map_pool
     points = run(calls, jobs, progress, ray_address)
     points.sort(key=lambda p: p["cycles_per_frame"])
-    front = pareto(points)
+    done = [p for p in points if "error" not in p]
+    if not done:
+        raise HwqnnError(f"every design point failed; the first: {points[0]['error']}")
+    front = pareto(done)
     err = model_error(points)
     result: dict[str, Any] = {
         "bundle": str(bundle_path),
@@ -253,7 +272,7 @@ def explore(
         "pareto": [p["folding"] for p in front],
         "model_error": err,
     }
-    _plot(points, front, out / "pareto.png", f"{b.arch()}, {target}, {clock_mhz:g} MHz")
+    _plot(done, front, out / "pareto.png", f"{b.arch()}, {target}, {clock_mhz:g} MHz")
     md = (
         f"# Design space: {b.arch()} ({target}, {clock_mhz:g} MHz, s_axis {axis_bits} bits)\n\n"
         + table_md(points, front)

