@@ -250,7 +250,10 @@ class MVTU(wiring.Component):
             )
             m.submodules[f"wmem{p}"] = mem
             rp = mem.read_port(domain="sync")
-            m.d.comb += [rp.addr.eq(addr), rp.en.eq(issue)]  # read only when issuing
+            # enabled by ce, not issue: the address moves only on issue, so this reads the same
+            # word again when not issuing, and issue (which depends on the frame buffer's full
+            # flags) need not reach every weight memory
+            m.d.comb += [rp.addr.eq(addr), rp.en.eq(ce)]
             w_r = Signal.like(rp.data, name=f"w_r{p}")  # registered like chunk_r
             with m.If(ce):
                 m.d.sync += w_r.eq(rp.data)
