@@ -32,9 +32,8 @@ from hwqnn.hw.folding import (
     LayerFold,
     choose_folding,
     cycles_per_frame,
-    input_chunk,
+    input_beats,
 )
-from hwqnn.intmath import ceil_div
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ def sweep_foldings(
     bundle: Bundle, min_cycles: int, max_cycles: int, axis_bits: int = 64
 ) -> list[list[LayerFold]]:
     """Distinct balanced foldings at targets ``min_cycles * 2**k`` up to ``max_cycles``."""
-    beats = ceil_div(bundle.layers[0].in_features, input_chunk(bundle, axis_bits))
+    beats = input_beats(bundle, axis_bits)
     if min_cycles < beats:
         raise FoldingError(
             f"min cycles ({min_cycles}) is below the {beats} beats a frame takes at "
@@ -242,9 +241,7 @@ def explore(
     write the results."""
     b = bundle_io.load(bundle_path)
     default = cycles_per_frame(b, choose_folding(b, None, axis_bits), axis_bits)
-    lo = min_cycles or max(
-        ceil_div(b.layers[0].in_features, input_chunk(b, axis_bits)), default // 4
-    )
+    lo = min_cycles or max(input_beats(b, axis_bits), default // 4)
     hi = max_cycles or default * 4
     foldings = sweep_foldings(b, lo, hi, axis_bits)
     jobs = jobs or max(1, min(len(foldings), os.cpu_count() or 1))

@@ -163,6 +163,11 @@ def input_chunk(bundle: Bundle, axis_bits: int) -> int:
     return max(1, min(axis_bits // first.in_bits, first.in_features))
 
 
+def input_beats(bundle: Bundle, axis_bits: int) -> int:
+    """``s_axis`` beats per frame: the fewest cycles per frame any folding can reach."""
+    return ceil_div(bundle.layers[0].in_features, input_chunk(bundle, axis_bits))
+
+
 def estimate_luts(bundle: Bundle, folds: list[LayerFold], axis_bits: int = 64) -> float:
     """The LUT model of :mod:`hwqnn.hw.resources` for a whole design (xc7 LUTs)."""
     chunk, total = input_chunk(bundle, axis_bits), float(TOP_LUTS + LAYER_LUTS * len(folds))
@@ -178,7 +183,7 @@ def estimate_luts(bundle: Bundle, folds: list[LayerFold], axis_bits: int = 64) -
 
 def cycles_per_frame(bundle: Bundle, folds: list[LayerFold], axis_bits: int = 64) -> int:
     """The pipeline's interval: its slowest layer, or the input beats of a frame."""
-    beats = ceil_div(bundle.layers[0].in_features, input_chunk(bundle, axis_bits))
+    beats = input_beats(bundle, axis_bits)
     return max(beats, *(
         ceil_div(ly.out_features, f.pe) * ceil_div(ly.in_features, f.simd)
         for ly, f in zip(bundle.layers, folds, strict=True)
@@ -192,7 +197,7 @@ def folding_for_fps(
     if not (fps > 0 and clock_mhz > 0):
         raise FoldingError(f"target fps and clock must be positive, not {fps!r} at {clock_mhz!r}")
     cycles = math.floor(clock_mhz * 1e6 / fps)
-    beats = ceil_div(bundle.layers[0].in_features, input_chunk(bundle, axis_bits))
+    beats = input_beats(bundle, axis_bits)
     if cycles < beats:
         raise FoldingError(
             f"{fps:g} frames/s at {clock_mhz:g} MHz needs {cycles} cycles/frame, but a frame is "
@@ -204,7 +209,7 @@ def folding_for_fps(
 def cycle_grid(bundle: Bundle, axis_bits: int = 64, steps_per_octave: int = 4) -> list[int]:
     """Cycles/frame targets from the input's beats per frame (the fastest a design can take
     frames) to the largest layer's rows x cols (one lane), ``steps_per_octave`` per doubling."""
-    beats = ceil_div(bundle.layers[0].in_features, input_chunk(bundle, axis_bits))
+    beats = input_beats(bundle, axis_bits)
     slowest = max(beats, *(ly.out_features * ly.in_features for ly in bundle.layers))
     grid: list[int] = []
     k = 0

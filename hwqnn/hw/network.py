@@ -36,7 +36,7 @@ from amaranth.lib.wiring import In, Out
 
 from hwqnn.bundle import Bundle
 from hwqnn.hw.collector import Collector
-from hwqnn.hw.folding import FoldingError, LayerFold, validate_folding
+from hwqnn.hw.folding import FoldingError, LayerFold, input_chunk, validate_folding
 from hwqnn.hw.mvtu import MVTU
 from hwqnn.hw.skid import RegisterSlice
 from hwqnn.intmath import ceil_div
@@ -139,7 +139,7 @@ class Top(wiring.Component):
     def __init__(self, bundle: Bundle, folds: list[LayerFold], axis_bits: int = 64) -> None:
         in_bits = bundle.layers[0].in_bits
         check_axis_bits(axis_bits, in_bits)
-        self.net = Network(bundle, folds, min(axis_bits // in_bits, bundle.in_features))
+        self.net = Network(bundle, folds, input_chunk(bundle, axis_bits))
         c = self.net.collector
         self.shape = TopShape(
             axis_bits=axis_bits,
