@@ -50,6 +50,24 @@ A threshold of 0 is always met, one of ``C*K + 1`` never (that is how gamma = 0 
 constant). The last layer has no thresholds: its output is the signed integer class score
 ``s = 2*A - C*K`` and the predicted class is the lowest index of the maximum score.
 
+Flat file (the C library's input)
+---------------------------------
+``hwqnn flat BUNDLE -o NET`` (:mod:`hwqnn.flat`) writes the same network for ``sw/`` (C99, no
+zip or JSON parser needed). Little-endian throughout; every array starts 8-byte aligned::
+
+    header, 32 bytes     char magic[8] = "HWQNNFLT"; u32 version = 1; u32 n_layers;
+                         u32 in_features; u32 in_bits (layer 0's); u32 classes; u32 0
+    layer table          n_layers records of 8 x u32: in_features, out_features, in_bits,
+                         w_bits, out_bits, words = ceil(in_features / 64), 0, 0
+    per layer, in order  u64 weights[out][w_bits][words]        (as ``layer{i}.weights``)
+                         hidden layers only: i64 thresholds[out][2**out_bits - 1];
+                         u8 flip[out], zero-padded to a multiple of 8 bytes
+    trailer              u64 FNV-1a-64 of every byte before it
+
+A reader checks the checksum, then every field and the chain between layers (``in_features``
+and ``in_bits`` of layer ``i+1`` are ``out_features`` and ``out_bits`` of layer ``i``), then that
+the file's length is exactly what the table implies, before it allocates anything.
+
 Fields
 ------
 ``meta``                 JSON text (0-d unicode array): schema, version, layers, input, classes.

@@ -1,0 +1,71 @@
+/*
+ * hwqnn.h: bit-exact inference of an hwqnn network on a CPU (C99, libc and POSIX threads).
+ *
+ * The network comes from a flat file that `hwqnn flat BUNDLE -o NET` writes; its layout and the
+ * arithmetic are stated once, in the docstring of hwqnn/bundle.py ("Flat file" and the bit
+ * layout). In short: each layer's accumulator is A = sum_n sum_m 2^(n+m) popcount(XNOR(input
+ * plane n, weight plane m)) over 64-bit words; a hidden layer turns A into a code with integer
+ * thresholds (and a flip bit), the last layer outputs the class score 2A - C*K. Results are
+ * integers and equal the golden model's exactly.
+ *
+ * Every function returns HWQNN_OK (0) or a negative error code; those that take `err` write a
+ * one-line message there naming the file and the field.
+ */
+#ifndef HWQNN_H
+#define HWQNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HWQNN_FLAT_VERSION 1 /* the flat file version this library reads */
+
+enum {
+    HWQNN_OK = 0,
+    HWQNN_EIO = -1,     /* the file cannot be read */
+    HWQNN_EFORMAT = -2, /* the file is not a valid hwqnn flat file */
+    HWQNN_ENOMEM = -3,  /* out of memory */
+    HWQNN_EARG = -4     /* a bad argument (layer index, input code out of range, ...) */
+};
+
+typedef struct hwqnn_net hwqnn_net;
+
+/* Load a flat file. On success *net owns everything it needs; free it with hwqnn_close. */
+int hwqnn_open(const char *path, hwqnn_net **net, char *err, size_t err_len);
+/* The same from memory (`name` is used in messages). The bytes are copied. */
+int hwqnn_open_memory(const void *data, size_t size, const char *name, hwqnn_net **net, char *err,
+                      size_t err_len);
+void hwqnn_close(hwqnn_net *net);
+
+int hwqnn_num_layers(const hwqnn_net *net);
+int hwqnn_in_features(const hwqnn_net *net);
+int hwqnn_in_bits(const hwqnn_net *net); /* input codes lie in 0 .. 2^in_bits - 1 */
+int hwqnn_num_classes(const hwqnn_net *net);
+int hwqnn_out_features(const hwqnn_net *net, int layer);
+
+/* Scores of n images: pixels is uint8 [n][in_features] (the first layer's input codes), scores is
+ * int32 [n][classes]. threads <= 0: one per online CPU; images are split between threads. */
+int hwqnn_infer(const hwqnn_net *net, const uint8_t *pixels, size_t n, int32_t *scores,
+                int threads);
+/* Predicted classes (lowest index of the maximum score) of n images. */
+int hwqnn_classify(const hwqnn_net *net, const uint8_t *pixels, size_t n, int32_t *classes,
+                   int threads);
+
+/* One layer alone, for locating a disagreement: codes is uint8 [n][in], acc is int64 [n][out],
+ * out is int32 [n][out]: the output codes (hidden layer) or the scores (last layer). */
+int hwqnn_forward_layer(const hwqnn_net *net, int layer, const uint8_t *codes, size_t n,
+                        int64_t *acc, int32_t *out);
+
+/* The XNOR-popcount kernel in use: "avx512" (VPOPCNTQ), "avx2" or "portable", chosen at run time
+ * from what the CPU supports. hwqnn_set_isa picks one by name (NULL: the best again); it returns
+ * HWQNN_EARG if the CPU or the compiler lacks it. Not thread-safe against running inference. */
+const char *hwqnn_isa(void);
+int hwqnn_set_isa(const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* HWQNN_H */

@@ -1,0 +1,787 @@
+/*
+ * hwqnn.c: load an hwqnn flat file and run it, bit-exactly, with XNOR-popcount on 64-bit words.
+ *
+ * The file layout and the arithmetic are stated once, in hwqnn/bundle.py. This file holds the
+ * loader (every field checked before anything is allocated from it), the bit-plane packer, one
+ * accumulate kernel per instruction set (portable C, scalar POPCNT, AVX2, AVX-512 VPOPCNTQ; the
+ * best one the CPU has is chosen at run time) and a batch driver over POSIX threads.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "hwqnn.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HWQNN_X86 1
+#include <immintrin.h>
+#else
+#define HWQNN_X86 0
+#endif
+
+#define MAGIC "HWQNNFLT"
+#define HEADER_BYTES 32u
+#define RECORD_BYTES 32u
+#define MAX_LAYERS 256u
+#define MAX_FEATURES (1u << 24)
+
+typedef struct {
+    uint32_t in, out, in_bits, w_bits, out_bits, words, n_t;
+    int64_t acc_max;
+    const uint64_t *w;    /* [out][w_bits][words] */
+    const int64_t *t;     /* [out][n_t] (hidden layers) */
+    const uint8_t *flip;  /* [out] (hidden layers) */
+} layer_t;
+
+struct hwqnn_net {
+    uint32_t n_layers, max_width, max_plane_words;
+    layer_t *layers;
+    uint64_t *blob; /* the whole file, 8-byte aligned: the layers point into it */
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* errors                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+static int fail(char *err, size_t len, int code, const char *fmt, ...) {
+    if (err && len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, len, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* little-endian reads and the checksum                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+static uint32_t rd32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t rd64(const unsigned char *p) {
+    return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
+}
+
+static uint64_t fnv1a64(const unsigned char *p, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static int host_is_little_endian(void) {
+    const uint32_t one = 1;
+    unsigned char b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* loading                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/* a += b, refusing overflow of size_t */
+static int add_size(size_t *a, size_t b) {
+    if (b > SIZE_MAX - *a) return 0;
+    *a += b;
+    return 1;
+}
+
+static int mul_size(size_t *out, size_t a, size_t b) {
+    if (a && b > SIZE_MAX / a) return 0;
+    *out = a * b;
+    return 1;
+}
+
+static int bits_ok(uint32_t k) { return k == 1 || k == 2 || k == 4 || k == 8; }
+
+int hwqnn_open_memory(const void *data, size_t size, const char *name, hwqnn_net **net, char *err,
+                      size_t err_len) {
+    const unsigned char *p = (const unsigned char *)data;
+    if (!net) return fail(err, err_len, HWQNN_EARG, "%s: no place for the result", name);
+    *net = NULL;
+    if (!host_is_little_endian())
+        return fail(err, err_len, HWQNN_EFORMAT, "%s: this library needs a little-endian CPU", name);
+    if (size < HEADER_BYTES + 8 || memcmp(p, MAGIC, 8) != 0)
+        return fail(err, err_len, HWQNN_EFORMAT,
+                    "%s: field 'magic': expected an hwqnn flat file (HWQNNFLT), found %s", name,
+                    size < 8 ? "a file under 8 bytes" : "other bytes");
+    uint32_t version = rd32(p + 8), n_layers = rd32(p + 12);
+    if (version != HWQNN_FLAT_VERSION)
+        return fail(err, err_len, HWQNN_EFORMAT,
+                    "%s: field 'version': this library reads version %d, the file is version %u",
+                    name, HWQNN_FLAT_VERSION, version);
+    if (n_layers < 1 || n_layers > MAX_LAYERS)
+        return fail(err, err_len, HWQNN_EFORMAT,
+                    "%s: field 'n_layers': expected 1..%u, found %u", name, MAX_LAYERS, n_layers);
+    size_t need = HEADER_BYTES + (size_t)n_layers * RECORD_BYTES + 8;
+    if (size < need)
+        return fail(err, err_len, HWQNN_EFORMAT,
+                    "%s: field 'layers': the file ends inside the layer table (%zu bytes)", name,
+                    size);
+    /* checksum before anything else is believed */
+    uint64_t sum = rd64(p + size - 8);
+    if (fnv1a64(p, size - 8) != sum)
+        return fail(err, err_len, HWQNN_EFORMAT,
+                    "%s: field 'checksum': the FNV-1a of the content does not match (corrupt or "
+                    "truncated file)",
+                    name);
+    /* the layer table: every field, the chain between layers, the payload size */
+    size_t payload = 0;
+    uint32_t max_width = rd32(p + 16), max_plane_words = 0;
+    for (uint32_t i = 0; i < n_layers; i++) {
+        const unsigned char *r = p + HEADER_BYTES + (size_t)i * RECORD_BYTES;
+        uint32_t in = rd32(r), out = rd32(r + 4), ka = rd32(r + 8), kw = rd32(r + 12);
+        uint32_t ko = rd32(r + 16), words = rd32(r + 20);
+        int last = i == n_layers - 1;
+        if (in < 1 || in > MAX_FEATURES)
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'layer%u.in_features': expected 1..%u, found %u", name, i,
+                        MAX_FEATURES, in);
+        if (out < 1 || out > MAX_FEATURES)
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'layer%u.out_features': expected 1..%u, found %u", name, i,
+                        MAX_FEATURES, out);
+        if (!bits_ok(ka) || !bits_ok(kw))
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'layer%u.%s': expected 1, 2, 4 or 8, found %u", name, i,
+                        bits_ok(ka) ? "w_bits" : "in_bits", bits_ok(ka) ? kw : ka);
+        if (last ? ko != 0 : !(ko == 1 || ko == 2 || ko == 4))
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'layer%u.out_bits': expected %s, found %u", name, i,
+                        last ? "0 (the last layer outputs scores)" : "1, 2 or 4", ko);
+        if (words != (in + 63) / 64)
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'layer%u.words': expected %u, found %u", name, i,
+                        (in + 63) / 64, words);
+        if (rd32(r + 24) || rd32(r + 28))
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'layer%u.reserved': expected 0", name, i);
+        if (i == 0 && (in != rd32(p + 16) || ka != rd32(p + 20)))
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'in_features/in_bits': the header says %u/%u, layer 0 %u/%u",
+                        name, rd32(p + 16), rd32(p + 20), in, ka);
+        if (i > 0) {
+            const unsigned char *q = r - RECORD_BYTES;
+            if (in != rd32(q + 4) || ka != rd32(q + 16))
+                return fail(err, err_len, HWQNN_EFORMAT,
+                            "%s: field 'layer%u.in_features/in_bits': expected %u/%u from layer "
+                            "%u, found %u/%u",
+                            name, i, rd32(q + 4), rd32(q + 16), i - 1, in, ka);
+        }
+        if (last && out != rd32(p + 24))
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'classes': the header says %u, the last layer %u", name,
+                        rd32(p + 24), out);
+        /* scores 2A - C*K must fit int32 */
+        uint64_t c = (uint64_t)((1u << ka) - 1) * ((1u << kw) - 1);
+        if (c * in > (uint64_t)INT32_MAX / 2)
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'layer%u.in_features': an accumulator of %u x %u-bit x %u-bit "
+                        "does not fit this library's 32-bit scores",
+                        name, i, in, ka, kw);
+        size_t wbytes, tbytes = 0, fbytes = 0;
+        if (!mul_size(&wbytes, (size_t)out * kw, (size_t)words * 8)) goto too_big;
+        if (!last) {
+            if (!mul_size(&tbytes, (size_t)out, ((size_t)1 << ko) - 1)) goto too_big;
+            if (!mul_size(&tbytes, tbytes, 8)) goto too_big;
+            fbytes = ((size_t)out + 7) / 8 * 8;
+        }
+        if (!add_size(&payload, wbytes) || !add_size(&payload, tbytes) ||
+            !add_size(&payload, fbytes))
+            goto too_big;
+        if (out > max_width) max_width = out;
+        if (words * ka > max_plane_words) max_plane_words = words * ka;
+    }
+    if (!add_size(&need, payload)) goto too_big;
+    if (size != need)
+        return fail(err, err_len, HWQNN_EFORMAT,
+                    "%s: field 'payload': the layer table implies %zu bytes, the file has %zu", name,
+                    need, size);
+
+    /* the sizes agree with the file: now allocate */
+    hwqnn_net *n = calloc(1, sizeof *n);
+    if (!n) return fail(err, err_len, HWQNN_ENOMEM, "%s: out of memory", name);
+    n->layers = calloc(n_layers, sizeof *n->layers);
+    n->blob = malloc(size);
+    if (!n->layers || !n->blob) {
+        hwqnn_close(n);
+        return fail(err, err_len, HWQNN_ENOMEM, "%s: out of memory (%zu bytes)", name, size);
+    }
+    memcpy(n->blob, p, size);
+    n->n_layers = n_layers;
+    n->max_width = max_width;
+    n->max_plane_words = max_plane_words;
+    const unsigned char *base = (const unsigned char *)n->blob;
+    size_t off = HEADER_BYTES + (size_t)n_layers * RECORD_BYTES;
+    for (uint32_t i = 0; i < n_layers; i++) {
+        const unsigned char *r = p + HEADER_BYTES + (size_t)i * RECORD_BYTES;
+        layer_t *L = &n->layers[i];
+        L->in = rd32(r);
+        L->out = rd32(r + 4);
+        L->in_bits = rd32(r + 8);
+        L->w_bits = rd32(r + 12);
+        L->out_bits = rd32(r + 16);
+        L->words = rd32(r + 20);
+        L->acc_max = (int64_t)(((1 << L->in_bits) - 1) * ((1 << L->w_bits) - 1)) * L->in;
+        L->w = (const uint64_t *)(base + off);
+        off += (size_t)L->out * L->w_bits * L->words * 8;
+        /* pad bits above in_features are 1 in the weights (the padding rule) */
+        uint32_t pad = L->in % 64;
+        if (pad) {
+            uint64_t high = ~((1ull << pad) - 1);
+            for (size_t row = 0; row < (size_t)L->out * L->w_bits; row++) {
+                if ((L->w[row * L->words + L->words - 1] & high) != high) {
+                    hwqnn_close(n);
+                    return fail(err, err_len, HWQNN_EFORMAT,
+                                "%s: field 'layer%u.weights': expected pad bits above "
+                                "in_features set to 1, found a 0 pad bit (row %zu)",
+                                name, i, row / L->w_bits);
+                }
+            }
+        }
+        if (L->out_bits) {
+            L->n_t = (1u << L->out_bits) - 1;
+            L->t = (const int64_t *)(base + off);
+            off += (size_t)L->out * L->n_t * 8;
+            L->flip = base + off;
+            off += ((size_t)L->out + 7) / 8 * 8;
+            for (size_t o = 0; o < L->out; o++) {
+                const int64_t *t = L->t + o * L->n_t;
+                for (uint32_t k = 0; k < L->n_t; k++) {
+                    if (t[k] < 0 || t[k] > L->acc_max + 1 || (k && t[k] < t[k - 1])) {
+                        hwqnn_close(n);
+                        return fail(err, err_len, HWQNN_EFORMAT,
+                                    "%s: field 'layer%u.thresholds': expected ascending values "
+                                    "in 0..%lld, found %lld (neuron %zu)",
+                                    name, i, (long long)L->acc_max + 1, (long long)t[k], o);
+                    }
+                }
+                if (L->flip[o] > 1) {
+                    hwqnn_close(n);
+                    return fail(err, err_len, HWQNN_EFORMAT,
+                                "%s: field 'layer%u.flip': expected 0 or 1, found %u (neuron %zu)",
+                                name, i, L->flip[o], o);
+                }
+            }
+            for (size_t o = L->out; o < ((size_t)L->out + 7) / 8 * 8; o++) {
+                if (L->flip[o]) {
+                    hwqnn_close(n);
+                    return fail(err, err_len, HWQNN_EFORMAT,
+                                "%s: field 'layer%u.flip': expected zero padding", name, i);
+                }
+            }
+        }
+    }
+    *net = n;
+    return HWQNN_OK;
+
+too_big:
+    return fail(err, err_len, HWQNN_EFORMAT, "%s: field 'layers': sizes overflow", name);
+}
+
+int hwqnn_open(const char *path, hwqnn_net **net, char *err, size_t err_len) {
+    if (net) *net = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return fail(err, err_len, HWQNN_EIO, "%s: cannot open: %s", path, strerror(errno));
+    long size = -1;
+    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
+    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return fail(err, err_len, HWQNN_EIO, "%s: cannot read its size", path);
+    }
+    unsigned char *buf = malloc(size ? (size_t)size : 1);
+    if (!buf) {
+        fclose(f);
+        return fail(err, err_len, HWQNN_ENOMEM, "%s: out of memory (%ld bytes)", path, size);
+    }
+    size_t got = fread(buf, 1, (size_t)size, f);
+    fclose(f);
+    if (got != (size_t)size) {
+        free(buf);
+        return fail(err, err_len, HWQNN_EIO, "%s: short read (%zu of %ld bytes)", path, got, size);
+    }
+    int rc = hwqnn_open_memory(buf, (size_t)size, path, net, err, err_len);
+    free(buf);
+    return rc;
+}
+
+void hwqnn_close(hwqnn_net *net) {
+    if (!net) return;
+    free(net->layers);
+    free(net->blob);
+    free(net);
+}
+
+int hwqnn_num_layers(const hwqnn_net *net) { return (int)net->n_layers; }
+int hwqnn_in_features(const hwqnn_net *net) { return (int)net->layers[0].in; }
+int hwqnn_in_bits(const hwqnn_net *net) { return (int)net->layers[0].in_bits; }
+int hwqnn_num_classes(const hwqnn_net *net) { return (int)net->layers[net->n_layers - 1].out; }
+
+int hwqnn_out_features(const hwqnn_net *net, int layer) {
+    if (layer < 0 || (uint32_t)layer >= net->n_layers) return HWQNN_EARG;
+    return (int)net->layers[layer].out;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* packing codes into bit-planes, word-major: x[k * bits + n] is word k of plane n, whose bit  */
+/* j % 64 is bit n of code 64k + j % 64 (so one 512-bit vector holds all 8 planes of a word)   */
+/* ------------------------------------------------------------------------------------------ */
+
+/* bit i of the result is bit n of byte i of x (a multiply gathers the eight bits, no carries) */
+static uint64_t gather_plane8(uint64_t x, unsigned n) {
+    return (((x >> n) & 0x0101010101010101ull) * 0x0102040810204080ull) >> 56;
+}
+
+static void pack_planes(const uint8_t *codes, uint32_t k, uint32_t bits, uint32_t words,
+                        uint64_t *x) {
+    memset(x, 0, (size_t)bits * words * 8);
+    for (uint32_t j0 = 0; j0 < k; j0 += 8) {
+        uint64_t v = 0;
+        uint32_t m = k - j0 < 8 ? k - j0 : 8;
+        memcpy(&v, codes + j0, m); /* little-endian: byte i is code j0 + i; pad codes are 0 */
+        uint64_t *xw = x + (size_t)(j0 / 64) * bits;
+        uint32_t shift = j0 % 64;
+        for (uint32_t n = 0; n < bits; n++) xw[n] |= gather_plane8(v, n) << shift;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* accumulate kernels: acc[o] = sum_n sum_m 2^(n+m) popcount(XNOR(plane n, weight plane m))    */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef void (*acc_fn)(const layer_t *L, const uint64_t *x, int64_t *acc);
+
+static unsigned popcount_c(uint64_t x) {
+#if defined(__GNUC__) || defined(__clang__)
+    return (unsigned)__builtin_popcountll(x);
+#else
+    x = x - ((x >> 1) & 0x5555555555555555ull);
+    x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+    x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
+    return (unsigned)((x * 0x0101010101010101ull) >> 56);
+#endif
+}
+
+#define SCALAR_KERNEL(NAME, POP)                                                            \
+    static void NAME(const layer_t *L, const uint64_t *x, int64_t *acc) {                   \
+        const uint32_t W = L->words, B = L->in_bits;                                        \
+        for (uint32_t o = 0; o < L->out; o++) {                                             \
+            const uint64_t *wr = L->w + (size_t)o * L->w_bits * W;                          \
+            int64_t a = 0;                                                                  \
+            for (uint32_t m = 0; m < L->w_bits; m++) {                                      \
+                const uint64_t *w = wr + (size_t)m * W;                                     \
+                uint64_t s[8] = {0};                                                        \
+                for (uint32_t k = 0; k < W; k++)                                            \
+                    for (uint32_t n = 0; n < B; n++) s[n] += POP(~(x[k * B + n] ^ w[k]));   \
+                for (uint32_t n = 0; n < B; n++) a += (int64_t)(s[n] << (n + m));           \
+            }                                                                               \
+            acc[o] = a;                                                                     \
+        }                                                                                   \
+    }
+
+SCALAR_KERNEL(acc_portable, popcount_c)
+
+#if HWQNN_X86
+__attribute__((target("popcnt"))) static unsigned popcount_hw(uint64_t x) {
+    return (unsigned)_mm_popcnt_u64(x);
+}
+__attribute__((target("popcnt"))) SCALAR_KERNEL(acc_popcnt, popcount_hw)
+
+/* AVX2 has no popcount instruction: a nibble lookup (VPSHUFB) and byte sums (VPSADBW) */
+__attribute__((target("avx2,popcnt"))) static inline __m256i popcnt256(__m256i v) {
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1,
+                                         2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    __m256i lo = _mm256_and_si256(v, low);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+    __m256i c = _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
+    return _mm256_sad_epu8(c, _mm256_setzero_si256());
+}
+
+/* lanes f..f+3 of the word-major input against their weight words (f a multiple of 4) */
+__attribute__((target("avx2,popcnt"))) static inline __m256i weights256(const uint64_t *w,
+                                                                        uint32_t f,
+                                                                        uint32_t bits) {
+    switch (bits) {
+    case 1: return _mm256_loadu_si256((const __m256i *)(w + f));
+    case 2: return _mm256_set_epi64x((long long)w[f / 2 + 1], (long long)w[f / 2 + 1],
+                                     (long long)w[f / 2], (long long)w[f / 2]);
+    default: return _mm256_set1_epi64x((long long)w[f / bits]);
+    }
+}
+
+__attribute__((target("avx2,popcnt"))) static void acc_avx2(const layer_t *L, const uint64_t *x,
+                                                              int64_t *acc) {
+    const uint32_t W = L->words, B = L->in_bits, T = W * B, T4 = T / 4 * 4;
+    const __m256i ones = _mm256_set1_epi64x(-1);
+    const __m256i sh = _mm256_set_epi64x(3 % B, 2 % B, 1 % B, 0);
+    for (uint32_t o = 0; o < L->out; o++) {
+        const uint64_t *wr = L->w + (size_t)o * L->w_bits * W;
+        int64_t a = 0;
+        for (uint32_t m = 0; m < L->w_bits; m++) {
+            const uint64_t *w = wr + (size_t)m * W;
+            __m256i s = _mm256_setzero_si256(), t = _mm256_setzero_si256();
+            uint32_t f = 0;
+            for (; f < T4; f += 4) {
+                __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(x + f)),
+                                             weights256(w, f, B));
+                __m256i c = popcnt256(_mm256_xor_si256(v, ones));
+                if (B == 8 && (f & 4)) /* planes 4..7 of a word */
+                    t = _mm256_add_epi64(t, c);
+                else
+                    s = _mm256_add_epi64(s, c);
+            }
+            s = _mm256_sllv_epi64(s, sh);
+            t = _mm256_sllv_epi64(t, _mm256_add_epi64(sh, _mm256_set1_epi64x(4)));
+            s = _mm256_add_epi64(s, t);
+            uint64_t r = (uint64_t)_mm256_extract_epi64(s, 0) + (uint64_t)_mm256_extract_epi64(s, 1) +
+                         (uint64_t)_mm256_extract_epi64(s, 2) + (uint64_t)_mm256_extract_epi64(s, 3);
+            for (; f < T; f++) r += (uint64_t)popcount_hw(~(x[f] ^ w[f / B])) << (f % B);
+            a += (int64_t)(r << m);
+        }
+        acc[o] = a;
+    }
+}
+
+/* AVX-512: lane i of a vector is flat word f + i of the word-major input (plane (f+i) % bits of
+ * word (f+i) / bits); the weight word is broadcast or permuted to match, XNOR is one VPTERNLOGQ
+ * and VPOPCNTQ counts. Eight rows at a time share each input load; their eight lane vectors are
+ * shifted by 2^(n+m) and summed into one vector of eight accumulators by a transposing add. */
+__attribute__((target("avx512f,avx512vpopcntdq"))) static inline __m512i sum8(__m512i v[8]) {
+    __m512i t[4], u[2];
+    for (int i = 0; i < 4; i++)
+        t[i] = _mm512_add_epi64(_mm512_unpacklo_epi64(v[2 * i], v[2 * i + 1]),
+                                _mm512_unpackhi_epi64(v[2 * i], v[2 * i + 1]));
+    for (int i = 0; i < 2; i++)
+        u[i] = _mm512_add_epi64(_mm512_shuffle_i64x2(t[2 * i], t[2 * i + 1], 0x88),
+                                _mm512_shuffle_i64x2(t[2 * i], t[2 * i + 1], 0xdd));
+    return _mm512_add_epi64(_mm512_shuffle_i64x2(u[0], u[1], 0x88),
+                            _mm512_shuffle_i64x2(u[0], u[1], 0xdd));
+}
+
+__attribute__((target("avx512f,avx512vpopcntdq"))) static void acc_avx512(const layer_t *L,
+                                                                            const uint64_t *x,
+                                                                            int64_t *acc) {
+    const uint32_t W = L->words, B = L->in_bits, T = W * B, T8 = T / 8 * 8;
+    const size_t stride = (size_t)L->w_bits * W;
+    const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i sh = _mm512_and_si512(lane, _mm512_set1_epi64(B - 1)); /* (i % B) */
+    const __m512i idx = _mm512_srli_epi64(lane, B == 8 ? 3 : B == 4 ? 2 : B == 2 ? 1 : 0);
+    const uint32_t tl = T - T8, tw = (tl + B - 1) / B;
+    const __mmask8 tmask = (__mmask8)((1u << tl) - 1), twmask = (__mmask8)((1u << tw) - 1);
+    const __mmask8 wfull = (__mmask8)((1u << (8 / B)) - 1); /* the words one vector needs */
+    for (uint32_t o0 = 0; o0 < L->out; o0 += 8) {
+        const uint64_t *wr[8];
+        for (uint32_t r = 0; r < 8; r++) /* rows past the end repeat the last; not stored */
+            wr[r] = L->w + (size_t)(o0 + r < L->out ? o0 + r : L->out - 1) * stride;
+        __m512i a[8];
+        for (int r = 0; r < 8; r++) a[r] = _mm512_setzero_si512();
+        for (uint32_t m = 0; m < L->w_bits; m++) {
+            __m512i s[8];
+            for (int r = 0; r < 8; r++) s[r] = _mm512_setzero_si512();
+            const size_t mo = (size_t)m * W;
+            uint32_t f = 0;
+            if (B == 8) {
+                for (; f < T8; f += 8) {
+                    __m512i xv = _mm512_loadu_si512(x + f);
+                    for (int r = 0; r < 8; r++) {
+                        __m512i wv = _mm512_set1_epi64((long long)wr[r][mo + f / 8]);
+                        s[r] = _mm512_add_epi64(
+                            s[r], _mm512_popcnt_epi64(_mm512_ternarylogic_epi64(xv, wv, wv, 0xc3)));
+                    }
+                }
+            } else {
+                for (; f < T8; f += 8) {
+                    __m512i xv = _mm512_loadu_si512(x + f);
+                    for (int r = 0; r < 8; r++) {
+                        __m512i wv = _mm512_maskz_loadu_epi64(wfull, wr[r] + mo + f / B);
+                        if (B > 1) wv = _mm512_permutexvar_epi64(idx, wv);
+                        s[r] = _mm512_add_epi64(
+                            s[r], _mm512_popcnt_epi64(_mm512_ternarylogic_epi64(xv, wv, wv, 0xc3)));
+                    }
+                }
+            }
+            if (tl) {
+                __m512i xv = _mm512_maskz_loadu_epi64(tmask, x + f);
+                for (int r = 0; r < 8; r++) {
+                    __m512i wv = _mm512_maskz_loadu_epi64(twmask, wr[r] + mo + f / B);
+                    if (B > 1) wv = _mm512_permutexvar_epi64(idx, wv);
+                    __m512i v = _mm512_ternarylogic_epi64(xv, wv, wv, 0xc3); /* ~(x ^ w) */
+                    s[r] = _mm512_add_epi64(s[r], _mm512_maskz_popcnt_epi64(tmask, v));
+                }
+            }
+            const __m512i shm = _mm512_add_epi64(sh, _mm512_set1_epi64(m));
+            for (int r = 0; r < 8; r++) a[r] = _mm512_add_epi64(a[r], _mm512_sllv_epi64(s[r], shm));
+        }
+        uint32_t rows = L->out - o0 < 8 ? L->out - o0 : 8;
+        _mm512_mask_storeu_epi64(acc + o0, (__mmask8)((1u << rows) - 1), sum8(a));
+    }
+}
+
+/* All planes of 64 codes at once: VPTESTMB gives bit n of 64 bytes as a 64-bit mask. */
+__attribute__((target("avx512f,avx512bw"))) static void pack_avx512(const uint8_t *codes,
+                                                                      uint32_t k, uint32_t bits,
+                                                                      uint32_t words,
+                                                                      uint64_t *x) {
+    for (uint32_t w = 0; w < words; w++) {
+        uint32_t j0 = w * 64, m = k - j0 < 64 ? k - j0 : 64;
+        __mmask64 lm = m == 64 ? ~(__mmask64)0 : (((__mmask64)1 << m) - 1);
+        __m512i v = _mm512_maskz_loadu_epi8(lm, codes + j0); /* pad codes are 0 */
+        for (uint32_t n = 0; n < bits; n++)
+            x[(size_t)w * bits + n] = _mm512_test_epi8_mask(v, _mm512_set1_epi8((char)(1 << n)));
+    }
+}
+
+/* A 1-bit hidden layer's thresholds, eight neurons a compare, written straight into the next
+ * layer's packed input (one plane). Flip bytes are read eight at a time: the file pads them. */
+__attribute__((target("avx512f"))) static void threshold1_avx512(const layer_t *L,
+                                                                   const int64_t *acc,
+                                                                   uint64_t *x) {
+    const __m512i amax = _mm512_set1_epi64(L->acc_max);
+    memset(x, 0, (size_t)((L->out + 63) / 64) * 8);
+    for (uint32_t o0 = 0; o0 < L->out; o0 += 8) {
+        uint32_t rows = L->out - o0 < 8 ? L->out - o0 : 8;
+        __mmask8 rm = (__mmask8)((1u << rows) - 1);
+        uint64_t fb;
+        memcpy(&fb, L->flip + o0, 8);
+        __mmask8 fm = (__mmask8)gather_plane8(fb, 0);
+        __m512i a = _mm512_maskz_loadu_epi64(rm, acc + o0);
+        a = _mm512_mask_sub_epi64(a, fm, amax, a);
+        __m512i t = _mm512_maskz_loadu_epi64(rm, L->t + o0);
+        x[o0 / 64] |= (uint64_t)_mm512_mask_cmpge_epi64_mask(rm, a, t) << (o0 % 64);
+    }
+}
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* dispatch                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef void (*pack_fn)(const uint8_t *codes, uint32_t k, uint32_t bits, uint32_t words,
+                        uint64_t *x);
+typedef void (*thr1_fn)(const layer_t *L, const int64_t *acc, uint64_t *x);
+
+typedef struct {
+    const char *name;
+    acc_fn acc;
+    pack_fn pack;
+    thr1_fn threshold1; /* NULL: thresholds to codes, then pack */
+} kernel_t;
+
+static const kernel_t K_PORTABLE = {"portable", acc_portable, pack_planes, NULL};
+#if HWQNN_X86
+static const kernel_t K_POPCNT = {"popcnt", acc_popcnt, pack_planes, NULL};
+static const kernel_t K_AVX2 = {"avx2", acc_avx2, pack_planes, NULL};
+static const kernel_t K_AVX512 = {"avx512", acc_avx512, pack_avx512, threshold1_avx512};
+#endif
+static const kernel_t *g_kernel = NULL;
+
+static int pick(const char *name) {
+    const kernel_t *k = NULL;
+#if HWQNN_X86
+    __builtin_cpu_init();
+    int has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512vpopcntdq");
+    int hasp = __builtin_cpu_supports("popcnt");
+    int has2 = __builtin_cpu_supports("avx2") && hasp;
+    if (!name) name = has512 ? "avx512" : has2 ? "avx2" : hasp ? "popcnt" : "portable";
+    if (!strcmp(name, "avx512") && has512) k = &K_AVX512;
+    if (!strcmp(name, "avx2") && has2) k = &K_AVX2;
+    if (!strcmp(name, "popcnt") && hasp) k = &K_POPCNT;
+#else
+    if (!name) name = "portable";
+#endif
+    if (!strcmp(name, "portable")) k = &K_PORTABLE;
+    if (!k) return HWQNN_EARG;
+    g_kernel = k;
+    return HWQNN_OK;
+}
+
+static const kernel_t *kernel(void) {
+    if (!g_kernel) pick(NULL);
+    return g_kernel;
+}
+
+const char *hwqnn_isa(void) { return kernel()->name; }
+
+int hwqnn_set_isa(const char *name) { return pick(name); }
+
+/* ------------------------------------------------------------------------------------------ */
+/* forward                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    uint64_t *planes;
+    int64_t *acc;
+    uint8_t *codes[2];
+} scratch_t;
+
+static int scratch_init(const hwqnn_net *net, scratch_t *s) {
+    size_t width = net->max_width;
+    s->planes = malloc((size_t)net->max_plane_words * 8);
+    s->acc = malloc(width * sizeof *s->acc);
+    s->codes[0] = malloc(width);
+    s->codes[1] = malloc(width);
+    return s->planes && s->acc && s->codes[0] && s->codes[1];
+}
+
+static void scratch_free(scratch_t *s) {
+    free(s->planes);
+    free(s->acc);
+    free(s->codes[0]);
+    free(s->codes[1]);
+}
+
+static int32_t threshold(const layer_t *L, uint32_t o, int64_t a) {
+    const int64_t *t = L->t + (size_t)o * L->n_t;
+    int64_t flipped = L->acc_max - a, sel = -(int64_t)L->flip[o]; /* branch-free: flips are random */
+    a = (a & ~sel) | (flipped & sel);
+    int32_t code = 0;
+    for (uint32_t k = 0; k < L->n_t; k++) code += a >= t[k];
+    return code;
+}
+
+static void layer_run(const layer_t *L, const kernel_t *k, const uint8_t *codes, scratch_t *s) {
+    k->pack(codes, L->in, L->in_bits, L->words, s->planes);
+    k->acc(L, s->planes, s->acc);
+}
+
+static void forward_one(const hwqnn_net *net, const kernel_t *k, const uint8_t *px,
+                        int32_t *scores, scratch_t *s) {
+    const uint8_t *codes = px;
+    int packed = 0; /* the previous layer already wrote this one's packed input */
+    for (uint32_t i = 0; i < net->n_layers; i++) {
+        const layer_t *L = &net->layers[i];
+        if (!packed) k->pack(codes, L->in, L->in_bits, L->words, s->planes);
+        k->acc(L, s->planes, s->acc);
+        packed = 0;
+        if (L->out_bits == 1 && k->threshold1) {
+            k->threshold1(L, s->acc, s->planes);
+            packed = 1;
+        } else if (L->out_bits) {
+            uint8_t *next = s->codes[i & 1];
+            for (uint32_t o = 0; o < L->out; o++) next[o] = (uint8_t)threshold(L, o, s->acc[o]);
+            codes = next;
+        } else {
+            for (uint32_t o = 0; o < L->out; o++)
+                scores[o] = (int32_t)(2 * s->acc[o] - L->acc_max);
+        }
+    }
+}
+
+static int codes_ok(const uint8_t *codes, size_t count, uint32_t bits) {
+    if (bits >= 8) return 1;
+    for (size_t i = 0; i < count; i++)
+        if (codes[i] >> bits) return 0;
+    return 1;
+}
+
+typedef struct {
+    const hwqnn_net *net;
+    const kernel_t *k;
+    const uint8_t *pixels;
+    int32_t *scores;
+    size_t begin, end;
+    int ok;
+} job_t;
+
+static void *worker(void *arg) {
+    job_t *j = (job_t *)arg;
+    scratch_t s;
+    j->ok = scratch_init(j->net, &s);
+    if (j->ok) {
+        size_t in = j->net->layers[0].in, classes = hwqnn_num_classes(j->net);
+        for (size_t i = j->begin; i < j->end; i++)
+            forward_one(j->net, j->k, j->pixels + i * in, j->scores + i * classes, &s);
+    }
+    scratch_free(&s);
+    return NULL;
+}
+
+#define MAX_THREADS 256
+
+int hwqnn_infer(const hwqnn_net *net, const uint8_t *pixels, size_t n, int32_t *scores,
+                int threads) {
+    if (!net || (n && (!pixels || !scores))) return HWQNN_EARG;
+    size_t in = net->layers[0].in;
+    if (!codes_ok(pixels, n * in, net->layers[0].in_bits)) return HWQNN_EARG;
+    if (threads <= 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = c > 0 ? (int)c : 1;
+    }
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    if ((size_t)threads > n) threads = n ? (int)n : 1;
+    const kernel_t *k = kernel();
+    job_t jobs[MAX_THREADS];
+    pthread_t tids[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    for (int t = 0; t < threads; t++) {
+        jobs[t] = (job_t){net, k, pixels, scores, n * t / threads, n * (t + 1) / threads, 0};
+    }
+    for (int t = 1; t < threads; t++) started[t] = pthread_create(&tids[t], NULL, worker, &jobs[t]) == 0;
+    worker(&jobs[0]);
+    for (int t = 1; t < threads; t++) {
+        if (started[t])
+            pthread_join(tids[t], NULL);
+        else
+            worker(&jobs[t]); /* no thread to be had: run its share here */
+    }
+    for (int t = 0; t < threads; t++)
+        if (!jobs[t].ok) return HWQNN_ENOMEM;
+    return HWQNN_OK;
+}
+
+int hwqnn_classify(const hwqnn_net *net, const uint8_t *pixels, size_t n, int32_t *classes,
+                   int threads) {
+    if (!net || (n && !classes)) return HWQNN_EARG;
+    size_t c = (size_t)hwqnn_num_classes(net);
+    int32_t *scores = malloc((n ? n : 1) * c * sizeof *scores);
+    if (!scores) return HWQNN_ENOMEM;
+    int rc = hwqnn_infer(net, pixels, n, scores, threads);
+    for (size_t i = 0; rc == HWQNN_OK && i < n; i++) {
+        const int32_t *s = scores + i * c;
+        int32_t best = 0;
+        for (size_t k = 1; k < c; k++)
+            if (s[k] > s[best]) best = (int32_t)k;
+        classes[i] = best;
+    }
+    free(scores);
+    return rc;
+}
+
+int hwqnn_forward_layer(const hwqnn_net *net, int layer, const uint8_t *codes, size_t n,
+                        int64_t *acc, int32_t *out) {
+    if (!net || layer < 0 || (uint32_t)layer >= net->n_layers) return HWQNN_EARG;
+    if (n && (!codes || !acc || !out)) return HWQNN_EARG;
+    const layer_t *L = &net->layers[layer];
+    if (!codes_ok(codes, n * L->in, L->in_bits)) return HWQNN_EARG;
+    scratch_t s;
+    if (!scratch_init(net, &s)) {
+        scratch_free(&s);
+        return HWQNN_ENOMEM;
+    }
+    const kernel_t *k = kernel();
+    for (size_t i = 0; i < n; i++) {
+        layer_run(L, k, codes + i * L->in, &s);
+        for (uint32_t o = 0; o < L->out; o++) {
+            int64_t a = s.acc[o];
+            acc[i * L->out + o] = a;
+            out[i * L->out + o] =
+                L->out_bits ? threshold(L, o, a) : (int32_t)(2 * a - L->acc_max);
+        }
+    }
+    scratch_free(&s);
+    return HWQNN_OK;
+}
