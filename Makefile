@@ -5,7 +5,7 @@ VENV_OK := .venv/.setup-done
 .PHONY: setup data demo test test-fast lint bench clean
 
 setup: $(VENV_OK)
-$(VENV_OK): pyproject.toml constraints.txt
+$(VENV_OK): pyproject.toml setup.py constraints.txt
 	python3 -m venv .venv && .venv/bin/pip install -q -c constraints.txt -e ".[dev,gpu,synth,ray]" && touch $@
 
 data:

@@ -7,6 +7,9 @@ against the golden model on the whole test set. Without a CUDA GPU nothing is me
 
 ``golden``: the NumPy golden model against a float32 BLAS forward of the same shapes (CPU).
 
+``cpu``: the C library (``sw/``) against torch fp32 (the float twin's layers, eval) and the golden
+model, single thread and all threads, at batch 1, 64 and 1024; then C == golden on the test set.
+
 ``synth``: the reference nets (and a bundle) through ``hwqnn rtl`` and ``hwqnn synth``: the
 figures to compare before and after a change under ``hwqnn/hw/``.
 """
@@ -186,6 +189,119 @@ def golden_cpu(bundle: Bundle | None, quick: bool = False) -> int:
         )
     )
     return 0
+
+
+CPU_BATCHES = (1, 64, 1024)
+# Measured on this project's 2-core machine (shared/reference/hardware-notes.md): XOR+POPCNT
+# loops on one core, binary MACs per second.
+POPCNT_PEAK_GMACS = {"avx512": 830.0, "scalar": 258.0}
+
+
+def binary_macs(b: Bundle) -> int:
+    """Binary (1-bit x 1-bit) MACs per image: each k-bit x m-bit MAC is k*m of them."""
+    return sum(ly.in_bits * ly.w_bits * ly.in_features * ly.out_features for ly in b.layers)
+
+
+def _cpu_point(
+    net: Any, twin: Any, b: Bundle, m: int, threads: int, timed: Callable[..., float]
+) -> dict[str, Any]:
+    """One row of ``bench cpu``: C, torch fp32 and (one thread) golden at batch ``m``."""
+    import torch
+
+    from hwqnn import golden
+    from hwqnn.randnet import random_codes
+
+    x = random_codes(1, m, b.in_features, b.layers[0].in_bits).astype(np.uint8)
+    xt = torch.from_numpy(x)
+    out = np.empty((m, b.num_classes), dtype=np.int32)
+    reps = max(5, min(200, 4096 // m))
+
+    def run_torch() -> None:
+        with torch.inference_mode():
+            twin(xt)
+
+    t_c = timed(lambda: net.scores_into(x, out, threads), reps)
+    t_t = timed(run_torch, reps)
+    t_g = (
+        timed(lambda: golden.scores(b, x, batch=1024), max(1, reps // 10)) if threads == 1 else None
+    )
+    return {"batch": m, "threads": threads, "c_ms": t_c, "torch_fp32_ms": t_t,
+            "golden_ms": t_g, "ratio": t_t / t_c,
+            "binary_gmacs": binary_macs(b) * m / t_c / 1e6}  # fmt: skip
+
+
+def cpu(
+    bundle: Bundle | None,
+    quick: bool = False,
+    json_out: Path | None = None,
+    data: str | None = None,
+) -> int:
+    """The C library vs torch fp32 (same shapes, the float twin's Linear/BatchNorm/ReLU in eval)
+    vs the golden model, in one run; ratios > 1: the C library is faster. Then the C library's
+    agreement with golden on the test set (or on 10,000 random images without a dataset)."""
+    import os
+
+    import torch
+
+    from hwqnn import clib, golden
+    from hwqnn.data import load_dataset
+    from hwqnn.model import Arch, FloatMLP
+    from hwqnn.randnet import random_bundle, random_codes
+
+    b = bundle or random_bundle(0, 784, (512, 512, 512), 10)
+    hidden = tuple(ly.out_features for ly in b.layers[:-1])
+    twin = FloatMLP(b.in_features, b.num_classes, Arch(hidden)).eval()
+    timed = _timer(False)
+    cores = os.cpu_count() or 1
+    old_threads = torch.get_num_threads()
+    rows, records = [], []
+    with clib.CNet(b) as net:
+        isa = clib.isa()
+        for threads in sorted({1, cores}):
+            torch.set_num_threads(threads)
+            for m in CPU_BATCHES[:2] if quick else CPU_BATCHES:
+                rec = _cpu_point(net, twin, b, m, threads, timed)
+                t_g = rec["golden_ms"]
+                rows.append([f"{threads}", f"{m}", f"{rec['c_ms']:.4f}",
+                             f"{rec['torch_fp32_ms']:.4f}", "-" if t_g is None else f"{t_g:.3f}",
+                             f"{rec['ratio']:.1f}x",
+                             "-" if t_g is None else f"{t_g / rec['c_ms']:.0f}x",
+                             f"{rec['binary_gmacs']:.0f}"])  # fmt: skip
+                records.append(rec)
+        per_isa = []
+        x = random_codes(2, 256, b.in_features, b.layers[0].in_bits).astype(np.uint8)
+        out = np.empty((256, b.num_classes), dtype=np.int32)
+        for name in clib.available():
+            clib.set_isa(name)
+            per_isa.append((name, timed(lambda: net.scores_into(x, out, 1), 5)))
+        clib.set_isa(None)
+        try:
+            test = load_dataset(data, "test")
+            images, labels, what = test.images, test.labels, "test images"
+        except (OSError, ValueError):
+            images = random_codes(3, 10_000, b.in_features, b.layers[0].in_bits)
+            labels, what = None, "random images (no dataset)"
+        c_scores = net.scores(images)
+    torch.set_num_threads(old_threads)
+    g_scores = golden.scores(b, images)
+    bad = int((c_scores != g_scores).any(axis=1).sum())
+    print(f"network {b.arch()}; C kernel {isa} on {cores} cores; torch {torch.__version__} fp32")
+    header = ["threads", "batch", "C ms", "torch fp32 ms", "golden ms", "vs torch", "vs golden",
+              "binary GMAC/s"]  # fmt: skip
+    print(_fmt_table(header, rows))
+    base = dict(per_isa)[isa]
+    print("kernels, batch 256, one thread: " + ", ".join(
+        f"{n} {t:.2f} ms ({t / base:.1f}x)" for n, t in per_isa))  # fmt: skip
+    best = max(r["binary_gmacs"] for r in records if r["threads"] == 1)
+    peak = POPCNT_PEAK_GMACS["avx512" if isa == "avx512" else "scalar"]
+    print(f"one thread reaches {best:.0f} G binary MAC/s, {best / peak:.0%} of the {peak:.0f} G "
+          f"XOR+POPCNT loop measured in shared/reference/hardware-notes.md")  # fmt: skip
+    acc = "" if labels is None else f"; accuracy {float((c_scores.argmax(1) == labels).mean()):.4f}"
+    print(f"C == golden: {len(images)} {what}, {bad} mismatches{acc}")
+    if json_out is not None:
+        summary = {"images": len(images), "mismatches": bad, "isa": isa, "arch": b.arch()}
+        write_json(json_out, {"rows": records, "kernels_ms": dict(per_isa), **summary})
+    return 0 if bad == 0 else 1
 
 
 # Reference nets for synthesis before/after a hardware change (random weights: the cost does

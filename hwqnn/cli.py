@@ -323,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = add("bench", cmd_bench, "benchmarks that print a table")
-    p.add_argument("what", choices=("gpu", "golden", "synth"))
+    p.add_argument("what", choices=("gpu", "golden", "synth", "cpu"))
     p.add_argument("--bundle", default=None)
     p.add_argument("--quick", action="store_true", help="fewer batch sizes")
     p.add_argument(
@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("xc7", "ecp5", "ice40"),
         help="synth: target (repeatable; default xc7 and ecp5)",
     )
-    p.add_argument("--json", default=None, help="synth: write the results here")
+    p.add_argument("--json", default=None, help="synth, cpu: write the results here")
     return ap
 
 

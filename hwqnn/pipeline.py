@@ -370,6 +370,9 @@ def bench_stage(args: argparse.Namespace) -> int:
     b = bundle_io.load(Path(args.bundle)) if args.bundle else None
     if args.what == "gpu":
         return bench.gpu(b, args.quick, args.interpret)
+    if args.what == "cpu":
+        json_out = Path(args.json) if args.json else None
+        return bench.cpu(b, args.quick, json_out, getattr(args, "data", None))
     if args.what == "synth":
         targets = args.target or ["xc7", "ecp5"]
         return bench.synth(targets, args.quick, b, json_out=Path(args.json) if args.json else None)
