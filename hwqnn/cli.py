@@ -57,11 +57,32 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from hwqnn.pipeline import verify_torch_stage
+    from hwqnn import bundle as bundle_io
+    from hwqnn.data import load_dataset
+    from hwqnn.pipeline import verify_c_stage, verify_torch_stage
 
-    res = verify_torch_stage(Path(args.bundle), Path(args.checkpoint), args.data, args.n)
+    if args.checkpoint:
+        res = verify_torch_stage(Path(args.bundle), Path(args.checkpoint), args.data, args.n)
+        bad = res["mismatches"] + res["c"]["mismatches"]
+    else:
+        b = bundle_io.load(Path(args.bundle))
+        test = load_dataset(args.data, "test")
+        if args.n is not None:
+            test = test.head(args.n)
+        res = {"c": verify_c_stage(b, test.images, test.labels)}
+        bad = res["c"]["mismatches"]
     print(json.dumps(res, indent=1))
-    return 0 if res["mismatches"] == 0 else 1
+    return 0 if bad == 0 else 1
+
+
+def cmd_flat(args: argparse.Namespace) -> int:
+    from hwqnn import bundle as bundle_io
+    from hwqnn import flat
+
+    b = bundle_io.load(Path(args.bundle))
+    path = flat.write(b, Path(args.output))
+    print(f"wrote {path}: {b.arch()}, {path.stat().st_size:,} bytes (run it with sw/)")
+    return 0
 
 
 def cmd_golden(args: argparse.Namespace) -> int:
@@ -230,11 +251,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="model.pt written by 'hwqnn train'")
     p.add_argument("-o", "--output", required=True, help="bundle path (.npz)")
 
-    p = add("verify", cmd_verify, "compare the torch model with the golden model, integer-exact")
+    p = add(
+        "verify",
+        cmd_verify,
+        "compare the torch model (with --checkpoint) and the C library with the golden model, "
+        "integer-exact",
+    )
     p.add_argument("bundle")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", default=None, help="model.pt: also compare torch")
     p.add_argument("-n", type=int, default=None, help="test images (default: all)")
     _add_data(p)
+
+    p = add("flat", cmd_flat, "write a bundle as the C library's flat file (sw/)")
+    p.add_argument("bundle")
+    p.add_argument("-o", "--output", required=True, help="flat file path, e.g. net.hwq")
 
     p = add("golden", cmd_golden, "run the golden model on the test set and report accuracy")
     p.add_argument("bundle")

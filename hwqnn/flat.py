@@ -98,6 +98,8 @@ def from_bytes(data: bytes, where: str = "<memory>") -> Bundle:
             t = np.frombuffer(data, "<i8", o * n_t, off).astype(np.int64).reshape(o, n_t)
             off += o * n_t * 8
             f = np.frombuffer(data, np.uint8, o, off).copy()
+            if any(data[off + o : off + fpad]):
+                raise bad(f"layer{i}.flip", "zero padding", "a non-zero pad byte")
             off += fpad
         layers.append(Layer(k, o, ka, kw, ko, w, t, f))
     if off != len(data) - 8:

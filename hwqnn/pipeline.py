@@ -12,6 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hwqnn import bundle as bundle_io
 from hwqnn import golden
 from hwqnn.atomic import write_json
@@ -107,6 +109,29 @@ def verify_torch_stage(
         "first_mismatch": None if mm is None else str(mm),
         "accuracy_torch": float((t_scores.argmax(1) == test.labels).mean()),
         "accuracy_golden": float((trace.predictions == test.labels).mean()),
+        "c": verify_c_stage(b, test.images, test.labels),
+    }
+
+
+def verify_c_stage(
+    b: bundle_io.Bundle, images: np.ndarray, labels: np.ndarray | None
+) -> dict[str, Any]:
+    """The C library (``sw/``) vs golden: every layer's outputs compared exactly, each layer fed
+    the C library's own previous output, so a mismatch names its first layer and neuron."""
+    from hwqnn import clib
+
+    trace = golden.run(b, images)
+    assert trace.scores is not None
+    c_layers = clib.trace(b, images)
+    mm = first_mismatch([*trace.codes, trace.scores], c_layers)
+    bad = int((c_layers[-1] != trace.scores).any(axis=1).sum())
+    acc = None if labels is None else float((c_layers[-1].argmax(1) == labels).mean())
+    return {
+        "images": len(images),
+        "mismatches": bad,
+        "first_mismatch": None if mm is None else str(mm),
+        "accuracy_c": acc,
+        "kernel": clib.isa(),
     }
 
 
@@ -228,13 +253,24 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
 
     out = Path(args.out)
     _prepare_run_dir(out)
-    stages = ["train", "export", "torch==golden", "verilog", "simulate", "synth", "ops", "report"]
+    stages = [
+        "train",
+        "export",
+        "torch==golden",
+        "C==golden",
+        "verilog",
+        "simulate",
+        "synth",
+        "ops",
+        "report",
+    ]
     if args.bundle:
         stages = stages[2:]
     timings: dict[str, float] = {}
     bar = tqdm(stages, desc="flow", unit="stage", leave=True)
     train_metrics: dict[str, Any] | None = None
     torch_check: dict[str, Any] | None = None
+    c_check: dict[str, Any] | None = None
     resources: dict[str, Any] | None = None
     try:
         bundle_path = Path(args.bundle) if args.bundle else out / "bundle.npz"
@@ -258,6 +294,12 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
                         )
                 b = bundle_io.load(bundle_path)
                 folds = folding_from_args(b, args)
+            elif stage == "C==golden":
+                c_check = verify_c_stage(b, test.images, test.labels)
+                if c_check["mismatches"]:
+                    raise RuntimeError(
+                        f"the C library and golden disagree: {c_check['first_mismatch']}"
+                    )
             elif stage == "verilog":
                 manifest = generate(b, folds, out / "rtl", args.axis_bits)
             elif stage == "simulate":
@@ -286,7 +328,7 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
                 write_json(out / "ops.json", {k: v for k, v in ops.items() if k != "table_md"})
             elif stage == "report":
                 report = build_report(
-                    b, train_metrics, torch_check, sim, manifest, ops, timings, resources
+                    b, train_metrics, torch_check, sim, manifest, ops, timings, resources, c_check
                 )
                 (out / "report.md").write_text(render_markdown(report))
                 write_json(out / "report.json", report)

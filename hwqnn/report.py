@@ -57,6 +57,7 @@ def build_report(
     ops: dict[str, Any] | None,
     timings: dict[str, float],
     resources: dict[str, Any] | None = None,
+    c_check: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     bits = model_bits(b)
     return {
@@ -66,9 +67,13 @@ def build_report(
             "torch": None if not torch_check else torch_check["accuracy_torch"],
             "golden": sim["accuracy_golden"],
             "rtl": sim["accuracy_rtl"],
+            "c": None if not c_check else c_check["accuracy_c"],
         },
         "torch_vs_golden_mismatches": None if not torch_check else torch_check["mismatches"],
         "torch_vs_golden_images": None if not torch_check else torch_check["images"],
+        "c_vs_golden_mismatches": None if not c_check else c_check["mismatches"],
+        "c_vs_golden_images": None if not c_check else c_check["images"],
+        "c_kernel": None if not c_check else c_check["kernel"],
         "mismatches": sim["mismatches"],
         "first_mismatch": sim["first_mismatch"],
         "images_simulated": sim["images"],
@@ -107,12 +112,19 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"| quantized, torch eval | {_pct(acc['torch'])} |",
         f"| golden model (NumPy, integer) | {_pct(acc['golden'])} |",
         f"| RTL (Verilator, cycle-accurate) | {_pct(acc['rtl'])} |",
+        f"| C library (`sw/`, CPU) | {_pct(acc.get('c'))} |",
         "",
     ]
     if r["torch_vs_golden_mismatches"] is not None:
         lines += [
             f"torch vs golden: {r['torch_vs_golden_mismatches']} of "
             f"{r['torch_vs_golden_images']} images differ in any integer class score.",
+            "",
+        ]
+    if r.get("c_vs_golden_mismatches") is not None:
+        lines += [
+            f"C library ({r['c_kernel']} kernel) vs golden: {r['c_vs_golden_mismatches']} of "
+            f"{r['c_vs_golden_images']} images differ in any integer class score.",
             "",
         ]
     if r["first_mismatch"]:

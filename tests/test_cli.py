@@ -33,7 +33,8 @@ def test_train_export_verify_golden(tmp_path: Path, capsys: pytest.CaptureFixtur
     )
     res = json.loads(capsys.readouterr().out)
     assert res["mismatches"] == 0 and res["images"] == 500
-    assert res["accuracy_torch"] == res["accuracy_golden"]
+    assert res["accuracy_torch"] == res["accuracy_golden"] == res["c"]["accuracy_c"]
+    assert res["c"]["mismatches"] == 0 and res["c"]["images"] == 500
 
 
 def test_missing_bundle_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

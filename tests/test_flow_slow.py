@@ -29,8 +29,9 @@ def test_flow_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     r = json.loads((out / "report.json").read_text())
     assert r["mismatches"] == 0 and r["images_simulated"] == 500
     assert r["torch_vs_golden_mismatches"] == 0
+    assert r["c_vs_golden_mismatches"] == 0 and r["c_vs_golden_images"] == 500
     acc = r["accuracy"]
-    assert acc["torch"] == acc["golden"] == acc["rtl"] and acc["float"] is not None
+    assert acc["torch"] == acc["golden"] == acc["rtl"] == acc["c"] and acc["float"] is not None
     assert r["cycles_per_frame"] == r["cycles_per_frame_predicted"]
     assert r["latency_cycles"] == r["latency_cycles_predicted"]
     assert r["fps_at_clock"] > 0 and all(m["equal"] for m in r["ops"]["measured"])

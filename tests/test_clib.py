@@ -1,0 +1,224 @@
+"""The C library (``sw/``): equal to the golden model on every kernel, strict about its file, and
+its example program built with plain ``make`` from the sources."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import subprocess
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hwqnn import clib, flat, golden
+from hwqnn.bundle import Bundle, BundleError, make_layer
+from hwqnn.cli import main
+from hwqnn.compare import first_mismatch
+from hwqnn.randnet import random_bundle, random_codes
+from tests.conftest import random_bundle as exported_bundle
+
+KERNELS = clib.available()
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request: pytest.FixtureRequest) -> object:
+    clib.set_isa(request.param)
+    yield request.param
+    clib.set_isa(None)
+
+
+def _layers(b: Bundle, images: np.ndarray) -> list[np.ndarray]:
+    t = golden.run(b, images)
+    assert t.scores is not None
+    return [*t.codes, t.scores]
+
+
+NETS = [
+    pytest.param(8, 1, 1, 131, (67, 33), id="in8-w1-a1-odd"),
+    pytest.param(8, 1, 1, 784, (64, 64), id="in8-w1-a1-784"),
+    pytest.param(1, 1, 1, 200, (70,), id="in1-w1-a1"),
+    pytest.param(2, 2, 2, 131, (67, 9), id="in2-w2-a2"),
+    pytest.param(4, 4, 4, 65, (33,), id="in4-w4-a4"),
+    pytest.param(8, 2, 4, 64, (8, 17), id="in8-w2-a4"),
+    pytest.param(1, 4, 2, 5, (1, 63), id="in1-w4-a2-tiny"),
+    pytest.param(4, 1, 1, 63, (), id="in4-single-layer"),
+]
+
+
+@pytest.mark.parametrize(("in_bits", "w_bits", "a_bits", "k", "hidden"), NETS)
+def test_equals_golden_on_every_layer(
+    kernel: object, in_bits: int, w_bits: int, a_bits: int, k: int, hidden: tuple[int, ...]
+) -> None:
+    b = random_bundle(k + in_bits, k, hidden, 7, w_bits=w_bits, a_bits=a_bits, in_bits=in_bits)
+    x = random_codes(2, 41, k, in_bits)
+    expected = _layers(b, x)
+    got = clib.trace(b, x)
+    for e, g in zip(expected, got, strict=True):
+        np.testing.assert_array_equal(g, e)
+    with clib.CNet(b) as net:
+        np.testing.assert_array_equal(net.scores(x), expected[-1])
+        np.testing.assert_array_equal(net.classify(x), expected[-1].argmax(1))
+
+
+def test_exported_nets_with_flips_and_constant_channels(kernel: object) -> None:
+    for seed, hidden, wb, ab in ((0, (33, 20), 1, 1), (1, (40,), 2, 2), (2, (17, 9, 5), 1, 4)):
+        _, b = exported_bundle(seed, 70, hidden, 5, wb, ab)
+        x = random_codes(seed, 64, 70)
+        np.testing.assert_array_equal(clib.trace(b, x)[-1], golden.scores(b, x))
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 37])
+@pytest.mark.parametrize("threads", [1, 2, 3, 0])
+def test_threads_and_batch_sizes(n: int, threads: int) -> None:
+    b = random_bundle(3, 100, (48,), 4)
+    x = random_codes(4, n, 100)
+    with clib.CNet(b) as net:
+        np.testing.assert_array_equal(net.scores(x, threads), golden.scores(b, x).reshape(n, 4))
+
+
+def test_a_mismatch_is_named_by_layer_and_neuron() -> None:
+    b = random_bundle(5, 90, (40, 30), 6)
+    x = random_codes(6, 200, 90)
+    ly = b.layers[1]
+    assert ly.thresholds is not None and ly.flip is not None
+    t = ly.thresholds.copy()
+    neuron = int(np.flatnonzero((t[:, 0] > 0) & (t[:, 0] <= ly.acc_max))[3])
+    t[neuron] = 0  # now always fires
+    changed = make_layer(ly.weight_codes(), ly.in_bits, ly.w_bits, ly.out_bits, t, ly.flip)
+    b2 = Bundle((b.layers[0], changed, b.layers[2]), b.input_shape, b.classes)
+    mm = first_mismatch(_layers(b, x), clib.trace(b2, x))
+    assert mm is not None and (mm.layer, mm.neuron) == (1, neuron)
+
+
+def test_flat_round_trip() -> None:
+    for b in (random_bundle(7, 131, (67, 33), 7, 2, 2), random_bundle(8, 10, (), 3, in_bits=1)):
+        back = flat.from_bytes(flat.to_bytes(b))  # names and info are not in the flat file
+        assert replace(back, classes=b.classes, info=b.info).digest() == b.digest()
+
+
+def _patched(data: bytes, offset: int, fmt: str, value: int) -> bytes:
+    """The flat file with one field changed and the checksum made right again, so the loader
+    must find the field itself."""
+    body = bytearray(data[:-8])
+    struct.pack_into(fmt, body, offset, value)
+    return bytes(body) + struct.pack("<Q", flat.fnv1a64(bytes(body)))
+
+
+def _resum(body: bytes) -> bytes:
+    return body + struct.pack("<Q", flat.fnv1a64(body))
+
+
+REC = 32 + 32  # layer 1's record (after the header and layer 0's record)
+W0 = 32 + 3 * 32  # layer 0's weights
+CORRUPT: list[tuple[str, Callable[[bytes], bytes], str]] = [
+    ("magic", lambda d: b"HWQNNXXX" + d[8:], "magic"),
+    ("version", lambda d: _patched(d, 8, "<I", 2), "version"),
+    ("no-layers", lambda d: _patched(d, 12, "<I", 0), "n_layers"),
+    ("in-bits-3", lambda d: _patched(d, 32 + 8, "<I", 3), "layer0.in_bits"),
+    ("words", lambda d: _patched(d, 32 + 20, "<I", 9), "layer0.words"),
+    ("last-out-bits", lambda d: _patched(d, 32 + 64 + 16, "<I", 1), "layer2.out_bits"),
+    ("chain", lambda d: _patched(d, REC, "<I", 41), "layer1.in_features"),
+    ("reserved", lambda d: _patched(d, REC + 28, "<I", 1), "layer1.reserved"),
+    ("pad-bit", lambda d: _patched(d, W0 + 8, "<Q", 0), "layer0.weights"),
+    ("truncated", lambda d: _resum(d[:-16]), "payload"),
+    ("trailing", lambda d: _resum(d[:-8] + bytes(8)), "payload"),
+    ("bit-flip", lambda d: d[:100] + bytes([d[100] ^ 4]) + d[101:], "checksum"),
+    ("empty", lambda d: b"", "magic"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "field"), [pytest.param(m, f, id=i) for i, m, f in CORRUPT])
+def test_corrupt_flat_file_is_refused_naming_the_field(
+    tmp_path: Path, mutate: Callable[[bytes], bytes], field: str
+) -> None:
+    b = random_bundle(9, 100, (40, 30), 5)  # 100 inputs: 2 words, 36 pad bits
+    path = tmp_path / "net.hwq"
+    path.write_bytes(mutate(flat.to_bytes(b)))
+    with pytest.raises(BundleError, match=rf"net\.hwq: field '{re.escape(field)}"):
+        clib.CNet.from_file(path)
+    with pytest.raises(BundleError, match=r"net\.hwq: field '"):
+        flat.from_bytes(path.read_bytes(), str(path))
+
+
+def test_thresholds_and_flips_are_checked(tmp_path: Path) -> None:
+    b = random_bundle(10, 64, (13,), 3, in_bits=1)  # acc_max 64; 13 flips + 3 pad bytes
+    data = flat.to_bytes(b)
+    t0 = 32 + 2 * 32 + 13 * 8  # layer 0's thresholds, after its weights
+    f0 = t0 + 13 * 8  # its flips
+    cases = [
+        (_patched(data, t0, "<q", -1), "layer0.thresholds"),
+        (_patched(data, t0, "<q", 64 + 2), "layer0.thresholds"),
+        (_patched(data, f0, "B", 2), "layer0.flip"),
+        (_patched(data, f0 + 13, "B", 1), "layer0.flip"),
+    ]
+    for blob, field in cases:
+        path = tmp_path / "t.hwq"
+        path.write_bytes(blob)
+        with pytest.raises(BundleError, match=f"field '{re.escape(field)}'"):
+            clib.CNet.from_file(path)
+        with pytest.raises(BundleError):
+            flat.from_bytes(blob)
+
+
+def test_bad_images_are_refused() -> None:
+    b = random_bundle(11, 20, (8,), 3, in_bits=1)
+    with clib.CNet(b) as net:
+        with pytest.raises(ValueError, match=r"shape \[N, 20\]"):
+            net.scores(np.zeros((2, 21), np.uint8))
+        with pytest.raises(ValueError, match=r"0\.\.1"):
+            net.scores(np.full((2, 20), 2))
+
+
+def _write_idx(path: Path, arr: np.ndarray) -> None:
+    dims = b"".join(struct.pack(">I", d) for d in arr.shape)
+    path.write_bytes(bytes([0, 0, 8, arr.ndim]) + dims + arr.astype(np.uint8).tobytes())
+
+
+@pytest.mark.skipif(shutil.which("make") is None or shutil.which("cc") is None, reason="no cc")
+def test_example_program_built_with_make(tmp_path: Path) -> None:
+    sw = tmp_path / "sw"
+    shutil.copytree(clib.SW_DIR, sw, ignore=shutil.ignore_patterns("*.o", "*.a", "*.so"))
+    res = subprocess.run(["make", "-C", str(sw)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    b = random_bundle(12, 784, (64, 32), 10)
+    images = random_codes(13, 300, 784).reshape(300, 28, 28)
+    expected = golden.scores(b, images.reshape(300, 784)).argmax(1)
+    labels = expected.copy()
+    labels[:30] = (labels[:30] + 1) % 10  # 90 % right
+    net, img, lab = tmp_path / "net.hwq", tmp_path / "img", tmp_path / "lab"
+    assert main(["flat", _saved(b, tmp_path), "-o", str(net)]) == 0
+    _write_idx(img, images)
+    _write_idx(lab, labels)
+    res = subprocess.run(
+        [str(sw / "examples" / "classify"), str(net), str(img), str(lab), "-p", "-t", "2"],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    np.testing.assert_array_equal(np.array(res.stdout.split(), dtype=np.int64), expected)
+    assert "accuracy 0.9000 (270/300)" in res.stderr
+    img.write_bytes(b"\x1f\x8b" + img.read_bytes())
+    cmd = [str(sw / "examples" / "classify"), str(net), str(img)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 2 and "gunzip it first" in res.stderr
+
+
+def _saved(b: Bundle, tmp_path: Path) -> str:
+    from hwqnn import bundle as bundle_io
+
+    return str(bundle_io.save(b, tmp_path / "b.npz"))
+
+
+def test_verify_without_checkpoint_compares_c(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    b = random_bundle(14, 64, (32,), 4)
+    assert main(["verify", _saved(b, tmp_path), "--data", "synthetic"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["c"]["mismatches"] == 0 and res["c"]["images"] == 500
