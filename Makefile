@@ -24,7 +24,7 @@ lint: setup
 	.venv/bin/ruff check hwqnn tests && .venv/bin/ruff format --check hwqnn tests && .venv/bin/mypy hwqnn
 
 bench: setup
-	.venv/bin/hwqnn bench golden && .venv/bin/hwqnn bench gpu && .venv/bin/hwqnn bench synth $(if $(wildcard runs/demo/bundle.npz),--bundle runs/demo/bundle.npz) --json runs/bench/synth.json
+	.venv/bin/hwqnn bench golden && .venv/bin/hwqnn bench cpu $(if $(wildcard runs/demo/bundle.npz),--bundle runs/demo/bundle.npz) --json runs/bench/cpu.json && .venv/bin/hwqnn bench gpu && .venv/bin/hwqnn bench synth $(if $(wildcard runs/demo/bundle.npz),--bundle runs/demo/bundle.npz) --json runs/bench/synth.json
 
 clean:
 	rm -rf runs build sim_build rtl/*/

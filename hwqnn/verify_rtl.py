@@ -112,6 +112,12 @@ def verify_rtl(
             idle_pct=30 if stalls else 0, stall_pct=40 if stalls else 0,
         )  # fmt: skip
         scores, arg = decode_outputs(r["words"], ports)
+        drv = r["driver_results"]
+        if drv is not None and not np.array_equal(drv, np.column_stack([scores, arg])):
+            raise RuntimeError(
+                f"hwqnn_driver.h and the manifest's port layout decode m_axis differently "
+                f"(first frame: {drv[0].tolist()} against {[*scores[0].tolist(), int(arg[0])]})"
+            )
         sim_s, build_s = r["seconds"], r["build_seconds"]
         perf = r.get("perf", [])
         counters = [

@@ -1,5 +1,6 @@
-"""Write the Verilog of a bundle's accelerator and its manifest (deterministic: same bundle and
-folding give the same bytes; a file is rewritten only when its text changed)."""
+"""Write the Verilog of a bundle's accelerator, its manifest and its host driver header
+(deterministic: same bundle and folding give the same bytes; a file is rewritten only when its
+text changed)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from amaranth.back import verilog
 
 from hwqnn import __version__
 from hwqnn.bundle import Bundle, Layer
+from hwqnn.hw import driver
 from hwqnn.hw.folding import LayerFold, estimate_luts
 from hwqnn.hw.mvtu import MVTU
 from hwqnn.hw.network import LayerTop, Top
 
 log = logging.getLogger(__name__)
 TOP_NAME = "hwqnn_top"
+DRIVER_NAME = "hwqnn_driver.h"
 DEFAULT_AXIS_BITS = 64
 
 
@@ -75,7 +78,8 @@ def generate(
     out_dir: str | os.PathLike[str],
     axis_bits: int = DEFAULT_AXIS_BITS,
 ) -> dict[str, Any]:
-    """Write ``hwqnn_top.v`` and ``manifest.json`` into ``out_dir``; return the manifest.
+    """Write ``hwqnn_top.v``, ``hwqnn_driver.h`` (:mod:`hwqnn.hw.driver`) and ``manifest.json``
+    into ``out_dir``; return the manifest.
     ``axis_bits`` is the width of ``s_axis_tdata`` (see :mod:`hwqnn.hw.network`)."""
     out = Path(out_dir)
     try:
@@ -101,10 +105,16 @@ def generate(
         "arch": bundle.arch(),
         "folding": [str(f) for f in folds],
         "ports": asdict(top.shape),
+        "driver": DRIVER_NAME,
         "estimated_luts": round(estimate_luts(bundle, folds, axis_bits)),
         **predict(top),
     }
+    first = bundle.layers[0]
+    title = f"{bundle.arch()}, folding {','.join(str(f) for f in folds)}"
     _write_if_changed(out / f"{TOP_NAME}.v", text)
+    _write_if_changed(
+        out / DRIVER_NAME, driver.render(top.shape, first.in_features, first.in_bits, title)
+    )
     _write_if_changed(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 

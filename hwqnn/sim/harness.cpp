@@ -8,6 +8,12 @@
 //              input beat (uint64)
 // Prints one JSON line: cycles, seconds, outputs, frame_error.
 //
+// With -DHWQNN_DRIVER (a network top; the generated hwqnn_driver.h on the include path) IN.bin
+// holds each frame's input codes (N_FRAMES * HWQNN_IN_FEATURES bytes) and the driver packs them
+// into beats; every output beat is also unpacked by the driver into OUT.bin.scores, int32
+// [outputs][HWQNN_CLASSES + 1] (scores, then the class). So the host driver is exercised, and
+// checked against the golden model, on every simulation.
+//
 // Timing: each cycle, with the clock low, the loop reads s_axis_tready and m_axis_tvalid (both
 // depend on registers only), sets the inputs for the coming rising edge, and so knows exactly
 // which transfers that edge performs. Compile-time: HWQNN_TOP (class), HWQNN_TOP_H (header), IN_BEATS,
@@ -24,6 +30,12 @@
 #define HWQNN_STR2(x) #x
 #define HWQNN_STR(x) HWQNN_STR2(x)
 #include HWQNN_STR(HWQNN_TOP_H)
+#include <string>
+#ifdef HWQNN_DRIVER
+#include "hwqnn_driver.h"
+static_assert(HWQNN_IN_BEATS == IN_BEATS && HWQNN_S_WORDS == S_WORDS && HWQNN_M_WORDS == M_WORDS,
+              "hwqnn_driver.h and this build disagree on the stream format");
+#endif
 
 template <typename T>
 static void set_bus(T& sig, const uint32_t* w) {
@@ -71,10 +83,21 @@ int main(int argc, char** argv) {
     const long n_beats = n_frames * IN_BEATS;
     std::vector<uint32_t> in(static_cast<size_t>(n_beats) * S_WORDS);
     FILE* f = std::fopen(argv[1], "rb");
+#ifdef HWQNN_DRIVER
+    std::vector<uint8_t> codes(static_cast<size_t>(n_frames) * HWQNN_IN_FEATURES);
+    if (!f || std::fread(codes.data(), 1, codes.size(), f) != codes.size()) {
+        std::fprintf(stderr, "cannot read %ld frames of codes from %s\n", n_frames, argv[1]);
+        return 2;
+    }
+    for (long i = 0; i < n_frames; ++i)
+        hwqnn_pack_frame(&codes[static_cast<size_t>(i) * HWQNN_IN_FEATURES],
+                         &in[static_cast<size_t>(i) * IN_BEATS * S_WORDS]);
+#else
     if (!f || std::fread(in.data(), sizeof(uint32_t), in.size(), f) != in.size()) {
         std::fprintf(stderr, "cannot read %ld beats from %s\n", n_beats, argv[1]);
         return 2;
     }
+#endif
     std::fclose(f);
 
     auto ctx = std::make_unique<VerilatedContext>();
@@ -157,6 +180,20 @@ int main(int argc, char** argv) {
     std::fwrite(first_cycles.data(), sizeof(uint64_t), first_cycles.size(), c);
     std::fclose(o);
     std::fclose(c);
+#ifdef HWQNN_DRIVER
+    std::vector<int32_t> res(static_cast<size_t>(got) * (HWQNN_CLASSES + 1));
+    for (long i = 0; i < got; ++i) {
+        int32_t* r = &res[static_cast<size_t>(i) * (HWQNN_CLASSES + 1)];
+        hwqnn_unpack_result(&out[static_cast<size_t>(i) * M_WORDS], r, r + HWQNN_CLASSES);
+    }
+    const std::string res_path = std::string(argv[3]) + ".scores";
+    FILE* rf = std::fopen(res_path.c_str(), "wb");
+    if (!rf || std::fwrite(res.data(), sizeof(int32_t), res.size(), rf) != res.size()) {
+        std::fprintf(stderr, "cannot write %s\n", res_path.c_str());
+        return 2;
+    }
+    std::fclose(rf);
+#endif
     std::printf("{\"cycles\": %llu, \"seconds\": %.6f, \"outputs\": %ld, \"frame_error\": %d, \"perf\": [",
                 static_cast<unsigned long long>(cycle), secs, got, frame_error ? 1 : 0);
 #ifdef PERF_WORDS

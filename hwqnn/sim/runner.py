@@ -253,11 +253,13 @@ def build_harness(
     mdir = build_dir / ("cpp-toggle" if coverage else "cpp")
     exe = mdir / "Vharness"
     stamp = mdir / "source.stamp"
-    key = f"{src.read_text()}\n{HARNESS.read_text()}\n{s_bits},{m_bits}"
+    drv = rtl_dir / manifest["driver"] if "driver" in manifest else None
+    drv_text = drv.read_text() if drv is not None else ""
+    key = f"{src.read_text()}\n{HARNESS.read_text()}\n{drv_text}\n{s_bits},{m_bits}"
     import hashlib
 
     digest = hashlib.sha256(key.encode()).hexdigest()
-    info = {"s_bits": s_bits, "m_bits": m_bits, "in_beats": ports["in_beats"]}
+    info = {"s_bits": s_bits, "m_bits": m_bits, "in_beats": ports["in_beats"], "driver": bool(drv)}
     if exe.is_file() and stamp.is_file() and stamp.read_text() == digest:
         return exe, {**manifest, "harness": info}
     mdir.mkdir(parents=True, exist_ok=True)
@@ -267,6 +269,8 @@ def build_harness(
     )
     if "perf_layers" in ports:
         defines += f" -DPERF_WORDS={2 * ports['perf_layers']}"
+    if drv is not None:  # pack and unpack with the generated host driver
+        defines += f" -DHWQNN_DRIVER -I{drv.parent.resolve()}"
     cmd = [
         "verilator", "--cc", "--exe", "--build", "-j", "2", "-O3",
         "--x-assign", "fast", "--x-initial", "fast", *waiver_args(),
@@ -298,7 +302,8 @@ def run_harness(
 ) -> dict[str, Any]:
     """Stream input codes ``[N, K]`` through the RTL with the C++ harness.
 
-    Returns ``words`` (uint32 ``[N * outs_per_frame, M_WORDS]``), ``out_cycles``,
+    Returns ``words`` (uint32 ``[N * outs_per_frame, M_WORDS]``), ``driver_results`` (for a
+    network top: int64 ``[N, classes + 1]`` unpacked by ``hwqnn_driver.h``), ``out_cycles``,
     ``in_first_cycles``, ``cycles``, ``seconds``, ``build_seconds``, ``frame_error``.
     """
     import time
@@ -308,11 +313,15 @@ def run_harness(
     build_s = time.perf_counter() - t0
     h = manifest["harness"]
     ports = manifest["ports"]
-    beats = pack_beats(codes, ports["in_chunk"], h["in_beats"], in_bits, h["s_bits"])
     n = len(codes)
     with tempfile.TemporaryDirectory(dir=build_dir) as td:
         tdir = Path(td)
-        beats.tofile(tdir / "in.bin")
+        if h["driver"]:  # the driver header packs the codes inside the harness
+            np.ascontiguousarray(codes, dtype=np.uint8).tofile(tdir / "in.bin")
+        else:
+            pack_beats(codes, ports["in_chunk"], h["in_beats"], in_bits, h["s_bits"]).tofile(
+                tdir / "in.bin"
+            )
         cmd = [str(exe), str(tdir / "in.bin"), str(n), str(tdir / "out.bin"), str(tdir / "cyc.bin"),
                str(outs_per_frame)]  # fmt: skip
         if idle_pct or stall_pct:
@@ -326,11 +335,19 @@ def run_harness(
         stats: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
         words = np.fromfile(tdir / "out.bin", dtype="<u4").reshape(-1, _words(h["m_bits"]))
         cyc = np.fromfile(tdir / "cyc.bin", dtype="<u8").astype(np.int64)
+        driver_results = (
+            np.fromfile(tdir / "out.bin.scores", dtype="<i4")
+            .astype(np.int64)
+            .reshape(len(words), -1)
+            if h["driver"]
+            else None
+        )
     n_out = n * outs_per_frame
     return {
         **stats,
         "words": words,
         "out_cycles": cyc[:n_out],
         "in_first_cycles": cyc[n_out:],
+        "driver_results": driver_results,
         "build_seconds": build_s,
     }
