@@ -82,18 +82,17 @@ import hashlib
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hwqnn import atomic
+from hwqnn import atomic, npzread
+from hwqnn.bundle_schema import SCHEMA, SUPPORTED_BITS, VERSION, check, refuse
 
-SCHEMA = "hwqnn.bundle"
-VERSION = 1
 WORD_BITS = 64
-SUPPORTED_BITS = (1, 2, 4, 8)
 
 
 class BundleError(ValueError):
@@ -382,52 +381,55 @@ def save(bundle: Bundle, path: str | os.PathLike[str]) -> Path:
 
 
 def load(path: str | os.PathLike[str]) -> Bundle:
-    """Load and validate a bundle. Raises :class:`BundleError` with the file and field named."""
+    """Load and validate a bundle. Raises :class:`BundleError` with the file and field named.
+
+    ``meta`` is checked against the strict schema (:mod:`hwqnn.bundle_schema`) before any array
+    is read, and every array is read bounded by what ``meta`` implies (:mod:`hwqnn.npzread`): a
+    corrupt or hostile file is refused without allocating more than a valid one would."""
     path = Path(path)
     where = str(path)
     if not path.is_file():
         raise BundleError(f"{where}: no such bundle file")
+    fail = refuse(where, BundleError)
     try:
-        with path.open("rb") as f, np.load(f, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
-        raise BundleError(f"{where}: not a readable bundle (truncated or corrupt .npz: {e})") from e
-    if "meta" not in arrays:
-        raise BundleError(f"{where}: field 'meta': expected JSON text, found nothing")
-    try:
-        meta = json.loads(str(arrays["meta"]))
-    except json.JSONDecodeError as e:
-        raise BundleError(f"{where}: field 'meta': expected JSON text, found {e}") from e
-    _expect(isinstance(meta, dict), where, "meta", "a JSON object", type(meta).__name__)
-    _expect(meta.get("schema") == SCHEMA, where, "meta.schema", repr(SCHEMA), meta.get("schema"))
-    _expect(meta.get("version") == VERSION, where, "meta.version", VERSION, meta.get("version"))
-    try:
-        layers = []
-        for i, lm in enumerate(meta["layers"]):
-            for key in ("in_features", "out_features", "in_bits", "w_bits", "out_bits"):
-                _expect(key in lm, where, f"meta.layers[{i}].{key}", "an integer", "nothing")
-            fields = {k: arrays.get(f"layer{i}.{k}") for k in ("weights", "thresholds", "flip")}
-            _expect(
-                fields["weights"] is not None, where, f"layer{i}.weights", "an array", "nothing"
-            )
-            layer = Layer(
-                in_features=int(lm["in_features"]),
-                out_features=int(lm["out_features"]),
-                in_bits=int(lm["in_bits"]),
-                w_bits=int(lm["w_bits"]),
-                out_bits=int(lm["out_bits"]),
-                weights=fields["weights"],  # type: ignore[arg-type]
-                thresholds=fields["thresholds"],
-                flip=fields["flip"],
-            )
-            layers.append(layer)
-        bundle = Bundle(
-            layers=tuple(layers),
-            input_shape=tuple(int(v) for v in meta["input"]["shape"]),
-            classes=tuple(str(c) for c in meta["classes"]),
-            info=dict(meta.get("info", {})),
+        size = path.stat().st_size
+        with zipfile.ZipFile(path) as zf:
+            infos = npzread.check_members(zf, size, fail)
+            spec = check(npzread.read_meta(zf, infos, fail), fail)
+            expected = spec.arrays()
+            for name in infos:
+                if name != "meta" and name not in expected:
+                    fail(name, "no such array for this meta", "a member")
+            arrays = {}
+            for name, (dtype, shape) in expected.items():
+                if name not in infos:
+                    fail(name, f"an array of shape {shape}", "nothing")
+                nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if infos[name].file_size > nbytes + npzread.MAX_HEADER_BYTES + 16:
+                    fail(name, f"about {nbytes} bytes", f"{infos[name].file_size} declared")
+                arrays[name] = npzread.read_array(zf, infos[name], name, dtype, shape, fail, nbytes)
+    except BundleError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
+            NotImplementedError, RuntimeError, OverflowError, RecursionError, MemoryError,
+            zlib.error) as e:  # fmt: skip
+        raise BundleError(
+            f"{where}: not a readable bundle (truncated or corrupt .npz: {type(e).__name__}: "
+            f"{str(e)[:120]})"
+        ) from e
+    layers = tuple(
+        Layer(
+            in_features=ly.in_features,
+            out_features=ly.out_features,
+            in_bits=ly.in_bits,
+            w_bits=ly.w_bits,
+            out_bits=ly.out_bits,
+            weights=arrays[f"layer{i}.weights"],
+            thresholds=arrays.get(f"layer{i}.thresholds"),
+            flip=arrays.get(f"layer{i}.flip"),
         )
-    except (KeyError, TypeError) as e:
-        raise BundleError(f"{where}: field 'meta': missing or malformed entry {e}") from e
+        for i, ly in enumerate(spec.layers)
+    )
+    bundle = Bundle(layers, spec.input_shape, spec.classes, dict(spec.info))
     validate(bundle, where)
     return bundle

@@ -382,11 +382,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.fn(args))
     except USER_ERRORS as e:
-        print(f"hwqnn: error: {e}", file=sys.stderr)
+        lines = str(e).splitlines() or [type(e).__name__]
+        if args.verbose:
+            logging.getLogger("hwqnn").exception("bad input")
+        more = " (rerun with -v for the details)" if len(lines) > 1 and not args.verbose else ""
+        print(f"hwqnn: error: {lines[0]}{more}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hwqnn: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug, not bad input: still one line unless -v asks for more
+        if args.verbose:
+            raise
+        msg = str(e).splitlines()[0][:300] if str(e) else ""
+        print(
+            f"hwqnn: internal error: {type(e).__name__}: {msg} (rerun with -v for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,32 +62,53 @@ class Split:
         return Split(self.images[:n], self.labels[:n], self.shape, self.classes)
 
 
+MAX_IDX_BYTES = 1 << 31  # what read_idx will allocate for one file's data (MNIST train: 47 MB)
+
+
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an IDX file (raw or gzip-compressed) into an array of its declared type and shape."""
+    """Read an IDX file (raw or gzip-compressed) into an array of its declared type and shape.
+
+    The header is read first and the data then read only up to the size it declares (and at most
+    :data:`MAX_IDX_BYTES`), so a lying header or a gzip bomb is refused, not inflated."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            gz = f.read(2) == b"\x1f\x8b"
+            f.seek(0)
+            stream: Any = gzip.GzipFile(fileobj=f) if gz else f
+            try:
+                head = stream.read(4)
+                if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
+                    raise DataError(f"{path}: not an IDX file (bad magic number {head.hex()})")
+                dtype = np.dtype(_IDX_DTYPES[head[2]])
+                ndim = head[3]
+                if not 1 <= ndim <= 4:
+                    raise DataError(f"{path}: IDX header: expected 1..4 dimensions, found {ndim}")
+                raw_dims = stream.read(4 * ndim)
+                if len(raw_dims) < 4 * ndim:
+                    raise DataError(f"{path}: IDX header: truncated dimensions")
+                dims = tuple(
+                    int.from_bytes(raw_dims[4 * i : 4 * i + 4], "big") for i in range(ndim)
+                )
+                expected = int(np.prod(dims, dtype=object)) * dtype.itemsize
+                if expected > MAX_IDX_BYTES:
+                    raise DataError(
+                        f"{path}: IDX header declares {dims} ({expected} bytes), more than "
+                        f"{MAX_IDX_BYTES} bytes"
+                    )
+                data = stream.read(expected + 1)
+            except (OSError, EOFError, zlib.error) as e:
+                raise DataError(f"{path}: corrupt gzip data ({e})") from e
+    except DataError:
+        raise
     except OSError as e:
         raise DataError(f"{path}: cannot read IDX file ({e.strerror})") from e
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
-            raise DataError(f"{path}: corrupt gzip data ({e})") from e
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4].hex()})")
-    dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(dims)) * dtype.itemsize
-    if len(raw) != expected:
+    if len(data) != expected:
         raise DataError(
-            f"{path}: IDX size mismatch: header says {dims} ({expected} bytes), file has {len(raw)}"
+            f"{path}: IDX size mismatch: header says {dims} ({expected} bytes of data), "
+            f"file has {'more' if len(data) > expected else len(data)}"
         )
-    return (
-        np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
-    )
+    return np.frombuffer(data, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
 
 def _find(data_dir: Path, stem: str) -> Path:
@@ -120,8 +143,12 @@ def load_idx_split(
         raise DataError(
             f"{img_path}: expected uint8 images [N, H, W], found {images.dtype} {images.shape}"
         )
-    if labels.ndim != 1 or len(labels) != len(images):
-        raise DataError(f"{lbl_path}: expected {len(images)} labels, found shape {labels.shape}")
+    if len(images) == 0:
+        raise DataError(f"{img_path}: expected images, found none")
+    if labels.ndim != 1 or len(labels) != len(images) or labels.dtype != np.uint8:
+        raise DataError(
+            f"{lbl_path}: expected {len(images)} uint8 labels, found {labels.dtype} {labels.shape}"
+        )
     n_classes = int(labels.max()) + 1
     if classes is None:
         is_fashion = "fashion" in str(data_dir).lower()

@@ -28,6 +28,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from hwqnn.atomic import write_bytes
 from hwqnn.bundle import Bundle
 from hwqnn.hw.folding import LayerFold
 
@@ -227,7 +228,7 @@ def bar_chart(ops: list[LayerOps], en: dict[str, Any], path: str | os.PathLike[s
     ax.legend()
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=120)
+    write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=120))  # atomic
     plt.close(fig)
     return path
 

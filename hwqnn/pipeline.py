@@ -16,7 +16,7 @@ import numpy as np
 
 from hwqnn import bundle as bundle_io
 from hwqnn import golden
-from hwqnn.atomic import write_json
+from hwqnn.atomic import write_bytes, write_json
 from hwqnn.compare import first_mismatch
 from hwqnn.data import load_dataset
 
@@ -330,7 +330,8 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
                 report = build_report(
                     b, train_metrics, torch_check, sim, manifest, ops, timings, resources, c_check
                 )
-                (out / "report.md").write_text(render_markdown(report))
+                text = render_markdown(report)
+                write_bytes(out / "report.md", lambda f: f.write(text.encode()))  # noqa: B023
                 write_json(out / "report.json", report)
             timings[stage] = round(time.perf_counter() - t0, 1)
         bar.close()

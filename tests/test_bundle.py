@@ -86,7 +86,11 @@ def test_wrong_version(tmp_path: Path, small_bundle: B.Bundle) -> None:
     meta = small_bundle.meta()
     meta["version"] = 99
     _rewrite(p, tmp_path / "v.npz", meta=np.array(json.dumps(meta)))
-    with pytest.raises(B.BundleError, match=r"v\.npz: field 'meta.version': expected 1, found 99"):
+    with pytest.raises(
+        B.BundleError,
+        match=r"v\.npz: field 'meta\.version': expected a version this reader supports \(1\), "
+        r"found version 99: the file is newer",
+    ):
         B.load(tmp_path / "v.npz")
 
 
@@ -126,7 +130,8 @@ def test_missing_field(tmp_path: Path, small_bundle: B.Bundle) -> None:
         arrays = {k: z[k] for k in z.files if k != "layer0.flip"}
     np.savez(tmp_path / "m.npz", **arrays)
     with pytest.raises(
-        B.BundleError, match=r"field 'layer0.flip': expected an array, found nothing"
+        B.BundleError,
+        match=r"field 'layer0\.flip': expected an array of shape \(33,\), found nothing",
     ):
         B.load(tmp_path / "m.npz")
 

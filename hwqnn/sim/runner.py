@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -262,6 +263,9 @@ def build_harness(
     info = {"s_bits": s_bits, "m_bits": m_bits, "in_beats": ports["in_beats"], "driver": bool(drv)}
     if exe.is_file() and stamp.is_file() and stamp.read_text() == digest:
         return exe, {**manifest, "harness": info}
+    # a build interrupted (or killed) half way may have left objects newer than their sources:
+    # start clean whenever the stamp does not match
+    shutil.rmtree(mdir, ignore_errors=True)
     mdir.mkdir(parents=True, exist_ok=True)
     defines = (
         f"-DHWQNN_TOP=V{top} -DHWQNN_TOP_H=V{top}.h -DIN_BEATS={ports['in_beats']} "
