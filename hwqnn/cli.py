@@ -58,17 +58,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from hwqnn import bundle as bundle_io
-    from hwqnn.data import load_dataset
-    from hwqnn.pipeline import verify_c_stage, verify_torch_stage
+    from hwqnn.pipeline import test_set, verify_c_stage, verify_torch_stage
 
     if args.checkpoint:
         res = verify_torch_stage(Path(args.bundle), Path(args.checkpoint), args.data, args.n)
         bad = res["mismatches"] + res["c"]["mismatches"]
     else:
         b = bundle_io.load(Path(args.bundle))
-        test = load_dataset(args.data, "test")
-        if args.n is not None:
-            test = test.head(args.n)
+        test = test_set(b, args.bundle, args.data, args.n)
         res = {"c": verify_c_stage(b, test.images, test.labels)}
         bad = res["c"]["mismatches"]
     print(json.dumps(res, indent=1))

@@ -71,7 +71,7 @@ def _header(f: IO[bytes], field: str, fail: Fail) -> tuple[tuple[int, ...], bool
         if version == (2, 0):
             return fmt.read_array_header_2_0(f, max_header_size=MAX_HEADER_BYTES)  # type: ignore[no-any-return]
     except (ValueError, SyntaxError, EOFError, TypeError) as e:
-        fail(field, "an .npy array header", f"{e}".splitlines()[0][:120])
+        fail(field, "an .npy array header", (str(e).splitlines() or [type(e).__name__])[0][:120])
     fail(field, ".npy format 1.0 or 2.0", f"version {version}")
 
 

@@ -18,7 +18,7 @@ from hwqnn import bundle as bundle_io
 from hwqnn import golden
 from hwqnn.atomic import write_bytes, write_json
 from hwqnn.compare import first_mismatch
-from hwqnn.data import load_dataset
+from hwqnn.data import Split, load_dataset
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,20 @@ def export_stage(checkpoint: Path, output: Path) -> bundle_io.Bundle:
     return b
 
 
+def test_set(
+    b: bundle_io.Bundle, where: Path | str, data: str | None, n: int | None = None
+) -> Split:
+    """The test split for bundle ``b`` (at ``where``), the first ``n`` images if given, checked to
+    have the bundle's input size: a mismatch names the bundle, the field and the dataset."""
+    test = load_dataset(data, "test")
+    if test.images.shape[1] != b.in_features:
+        raise ValueError(
+            f"{where}: field 'meta.input.shape': the network takes {b.in_features} inputs, the "
+            f"dataset {data or 'fashion-mnist'} has {test.images.shape[1]} per image"
+        )
+    return test.head(n) if n is not None else test
+
+
 def verify_torch_stage(
     bundle_path: Path, checkpoint: Path, data: str | None, n: int | None
 ) -> dict[str, Any]:
@@ -93,9 +107,7 @@ def verify_torch_stage(
     model, _ = load_checkpoint(checkpoint)
     if not isinstance(model, QuantMLP):
         raise ValueError(f"{checkpoint}: not a quantized model")
-    test = load_dataset(data, "test")
-    if n is not None:
-        test = test.head(n)
+    test = test_set(b, bundle_path, data, n)
     x = torch.from_numpy(test.images)
     t_scores = model.scores(x).numpy()
     trace = golden.run(b, test.images)
@@ -138,9 +150,7 @@ def verify_c_stage(
 def golden_stage(bundle_path: Path, data: str | None, n: int | None) -> dict[str, Any]:
     """Accuracy of the golden model on the test set."""
     b = bundle_io.load(bundle_path)
-    test = load_dataset(data, "test")
-    if n is not None:
-        test = test.head(n)
+    test = test_set(b, bundle_path, data, n)
     t0 = time.perf_counter()
     pred = golden.scores(b, test.images).argmax(1)
     return {
@@ -206,7 +216,7 @@ def sim_stage(bundle_path: Path, args: argparse.Namespace) -> dict[str, Any]:
 
     b = bundle_io.load(bundle_path)
     folds = folding_from_args(b, args)
-    test = load_dataset(args.data, "test")
+    test = test_set(b, bundle_path, args.data)
     if not args.all:
         test = test.head(args.n)
     engine = args.engine or ("cpp" if args.all else "cocotb")
@@ -293,6 +303,7 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
                             f"torch and golden disagree: {torch_check['first_mismatch']}"
                         )
                 b = bundle_io.load(bundle_path)
+                test = test_set(b, bundle_path, args.data)
                 folds = folding_from_args(b, args)
             elif stage == "C==golden":
                 c_check = verify_c_stage(b, test.images, test.labels)
