@@ -94,6 +94,11 @@ def _int(v: object, fld: str, fail: Fail, allowed: tuple[int, ...] | range) -> i
     return v
 
 
+def _child(fld: str, key: str) -> str:
+    """``fld.key``, or ``fld['key']`` (escaped) for a key that is not a plain name."""
+    return f"{fld}.{key}" if key.isidentifier() else f"{fld}[{key!r}]"
+
+
 def _keys(obj: object, fld: str, keys: set[str], fail: Fail, optional: set[str]) -> dict[str, Any]:
     if not isinstance(obj, dict):
         fail(fld, "a JSON object", type(obj).__name__)
@@ -105,7 +110,7 @@ def _keys(obj: object, fld: str, keys: set[str], fail: Fail, optional: set[str])
         )
     missing = sorted(keys - optional - set(obj))
     if missing:
-        fail(f"{fld}.{missing[0]}", "a value", "nothing")
+        fail(_child(fld, missing[0]), "a value", "nothing")
     return obj
 
 
@@ -115,7 +120,7 @@ def check(meta: object, fail: Fail) -> Spec:
         fail("meta", "a JSON object", type(meta).__name__)
     assert isinstance(meta, dict)
     if meta.get("schema") != SCHEMA:  # a foreign file: say so before anything else
-        fail("meta.schema", repr(SCHEMA), f"{meta.get('schema')}"[:60])
+        fail("meta.schema", repr(SCHEMA), f"{meta.get('schema')!r}"[:60])
     version = meta.get("version")
     if type(version) is not int:
         fail("meta.version", "an integer", f"{version!r}"[:60])
@@ -181,6 +186,9 @@ def refuse(where: str, error: type[Exception]) -> Fail:
     """A ``fail`` that raises ``error(f"{where}: field '{fld}': expected ..., found ...")``."""
 
     def fail(fld: str, expected: str, found: object) -> NoReturn:
-        raise error(f"{where}: field '{fld}': expected {expected}, found {found}")
+        msg = f"{where}: field '{fld}': expected {expected}, found {found}"
+        raise error(
+            msg.replace("\r", "\\r").replace("\n", "\\n")
+        )  # one line, whatever the file says
 
     return fail

@@ -46,6 +46,10 @@ class Arch:
         return "mlp:" + "-".join(str(h) for h in self.hidden)
 
 
+MAX_HIDDEN = 64  # hidden layers in an --arch (a bundle holds at most 256 layers)
+MAX_WIDTH = 1 << 20  # neurons in one hidden layer
+
+
 def parse_arch(spec: str, w_bits: int = 1, a_bits: int = 1) -> Arch:
     """Parse ``mlp:256x3`` (three hidden layers of 256) or ``mlp:256-128-64``."""
     m = re.fullmatch(r"mlp:(\d+)x(\d+)", spec) or re.fullmatch(r"mlp:(\d+(?:-\d+)*)", spec)
@@ -54,11 +58,16 @@ def parse_arch(spec: str, w_bits: int = 1, a_bits: int = 1) -> Arch:
             f"architecture must look like 'mlp:256x3' or 'mlp:256-128-64', not {spec!r}"
         )
     if "x" in spec:
-        hidden = (int(m.group(1)),) * int(m.group(2))
+        count = int(m.group(2))
+        if not 1 <= count <= MAX_HIDDEN:
+            raise ValueError(f"the layer count in {spec!r} must be in 1..{MAX_HIDDEN}")
+        hidden = (int(m.group(1)),) * count
     else:
         hidden = tuple(int(v) for v in m.group(1).split("-"))
-    if any(h <= 0 for h in hidden):
-        raise ValueError(f"layer widths must be positive in {spec!r}")
+        if len(hidden) > MAX_HIDDEN:
+            raise ValueError(f"{spec!r} has more than {MAX_HIDDEN} hidden layers")
+    if any(not 1 <= h <= MAX_WIDTH for h in hidden):
+        raise ValueError(f"layer widths must be in 1..{MAX_WIDTH} in {spec!r}")
     for name, b in (("weight", w_bits), ("activation", a_bits)):
         if b not in (1, 2, 4):
             raise ValueError(f"{name} bits must be 1, 2 or 4, not {b!r}")

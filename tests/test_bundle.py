@@ -98,7 +98,7 @@ def test_foreign_schema(tmp_path: Path, small_bundle: B.Bundle) -> None:
     p = B.save(small_bundle, tmp_path / "b.npz")
     _rewrite(p, tmp_path / "f.npz", meta=np.array(json.dumps({"schema": "other"})))
     with pytest.raises(
-        B.BundleError, match=r"field 'meta.schema': expected 'hwqnn.bundle', found other"
+        B.BundleError, match=r"field 'meta\.schema': expected 'hwqnn\.bundle', found 'other'"
     ):
         B.load(tmp_path / "f.npz")
 
