@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import math
 import os
 import struct
 import tempfile
@@ -324,3 +325,33 @@ def test_arch_parser(text: str, w: int, a: int) -> None:
         STATS["refused:arch"] += 1
         return
     assert arch.hidden and all(h > 0 for h in arch.hidden) and {w, a} <= {1, 2, 4}
+
+
+@FUZZ
+@given(
+    target=st.one_of(st.none(), st.integers(-5, 10**7)),
+    fps=st.one_of(st.none(), st.floats(-1e3, 1e12), st.sampled_from([math.nan, math.inf])),
+    clock=st.one_of(st.floats(-10, 1e4), st.sampled_from([math.nan, math.inf, 0.0])),
+    budget=st.one_of(st.none(), st.integers(-5, 10**7)),
+    axis=st.integers(-8, 2048),
+)
+def test_folding_goal_flags(
+    target: int | None, fps: float | None, clock: float, budget: int | None, axis: int
+) -> None:
+    """``--target-cycles``, ``--target-fps``/``--clock-mhz``, ``--lut-budget``, ``--axis-bits``:
+    a folding that meets the goal, or one line saying which flag is wrong."""
+    from hwqnn.hw.folding import validate_folding
+    from hwqnn.hw.network import check_axis_bits
+    from hwqnn.pipeline import resolve_folding
+
+    STATS["parse:goal-flags"] += 1
+    try:
+        check_axis_bits(axis, VALID.layers[0].in_bits)
+        folds = resolve_folding(
+            VALID, None, target, axis, fps=fps, clock_mhz=clock, lut_budget=budget
+        )
+    except ValueError as e:
+        assert "\n" not in str(e) and str(e), str(e)
+        STATS["refused:goal-flags"] += 1
+        return
+    validate_folding(VALID, folds)  # whatever the goal, a folding that fits the net
