@@ -355,3 +355,55 @@ def test_folding_goal_flags(
         STATS["refused:goal-flags"] += 1
         return
     validate_folding(VALID, folds)  # whatever the goal, a folding that fits the net
+
+
+# ---- the C library's flat file -----------------------------------------------------------------
+
+FLAT = None
+
+
+def _flat() -> bytes:
+    global FLAT
+    if FLAT is None:
+        from hwqnn import flat
+
+        FLAT = flat.to_bytes(VALID)
+    return FLAT
+
+
+@FUZZ
+@given(
+    patches=st.lists(
+        st.tuples(st.integers(0, 32 + 3 * 32 + 64), st.integers(0, 2**32 - 1)), max_size=3
+    ),
+    cut=st.one_of(st.none(), st.integers(0, 4000)),
+)
+def test_flat_file_readers_agree(patches: list[tuple[int, int]], cut: int | None) -> None:
+    """The C loader and the Python reader of the flat file (checksum made right, so the field
+    checks are what is tested) refuse the same files, and run an accepted one identically."""
+    from hwqnn import clib, flat, golden
+    from hwqnn.randnet import random_codes
+
+    body = bytearray(_flat()[:-8])
+    for off, v in patches:
+        struct.pack_into("<I", body, off - off % 4, v)
+    if cut is not None:
+        del body[cut:]
+    data = bytes(body) + struct.pack("<Q", flat.fnv1a64(bytes(body)))
+    STATS["load:flat"] += 1
+    with tempfile.TemporaryDirectory() as td:
+        p = Path(td) / "net.hwq"
+        p.write_bytes(data)
+        try:
+            net = clib.CNet.from_file(p)
+        except B.BundleError as e:
+            assert str(e).startswith(f"{p}: field '") and "\n" not in str(e), str(e)
+            with pytest.raises(B.BundleError):
+                flat.from_bytes(data, str(p))
+            STATS["refused:flat"] += 1
+            return
+    STATS["accepted:flat"] += 1
+    b = flat.from_bytes(data)  # the Python reader accepts it too, and they compute the same
+    x = random_codes(5, 9, b.in_features, b.layers[0].in_bits)
+    with net:
+        assert (net.scores(x) == golden.scores(b, x)).all()
