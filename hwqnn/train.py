@@ -10,7 +10,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 import time
+import warnings
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from tqdm import tqdm
 
 from hwqnn.atomic import write_bytes
 from hwqnn.data import Split
-from hwqnn.model import Arch, QuantMLP, build
+from hwqnn.model import MAX_HIDDEN, MAX_WIDTH, Arch, QuantMLP, build
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +135,25 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        arch = Arch(
-            tuple(payload["arch"]["hidden"]), payload["arch"]["w_bits"], payload["arch"]["a_bits"]
-        )
+        with warnings.catch_warnings():  # torch warns about foreign pickles; we refuse them
+            warnings.simplefilter("ignore", UserWarning)
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        hidden = tuple(payload["arch"]["hidden"])
         meta = payload["meta"]
+        sizes = [*hidden, meta["in_features"], len(meta["classes"])]
+        if len(hidden) > MAX_HIDDEN or not all(
+            type(v) is int and 1 <= v <= MAX_WIDTH for v in sizes
+        ):
+            raise ValueError(
+                f"{path}: field 'arch.hidden': expected 0..{MAX_HIDDEN} layers of 1..{MAX_WIDTH} "
+                "neurons (and such input and class counts)"
+            )
+        arch = Arch(hidden, payload["arch"]["w_bits"], payload["arch"]["a_bits"])
         model = build(payload["kind"], meta["in_features"], len(meta["classes"]), arch)
         model.load_state_dict(payload["state"])
-    except (KeyError, RuntimeError, TypeError, EOFError) as e:
-        raise ValueError(f"{path}: not a hwqnn checkpoint ({e})") from e
+    except (KeyError, RuntimeError, TypeError, EOFError, AttributeError, IndexError,
+            pickle.UnpicklingError, zipfile.BadZipFile) as e:  # fmt: skip
+        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise ValueError(f"{path}: not a hwqnn checkpoint ({first})") from e
     model.eval()
     return model, meta

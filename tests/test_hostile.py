@@ -265,3 +265,21 @@ def test_a_valid_bundle_still_loads_stored_and_deflated(tmp_path: Path) -> None:
     assert B.load(plain).digest() == b.digest()
     np.savez_compressed(tmp_path / "c.npz", **b.arrays())  # other writers compress
     assert B.load(tmp_path / "c.npz").digest() == b.digest()
+
+
+def test_hostile_checkpoints_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x80\x04not a checkpoint" * 10)
+    huge = tmp_path / "huge.pt"
+    arch = {"hidden": [10**9], "w_bits": 1, "a_bits": 1}
+    meta = {"in_features": 64, "classes": ["a", "b"]}
+    torch.save({"arch": arch, "meta": meta, "kind": "quant", "state": {}}, huge)
+    for ckpt, what in ((garbage, "not a hwqnn checkpoint"), (huge, "field 'arch.hidden'")):
+        assert main(["export", str(ckpt), "-o", str(tmp_path / "b.npz")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"hwqnn: error: {ckpt}: ") and what in err and err.count("\n") == 1
+        assert not (tmp_path / "b.npz").exists()
