@@ -20,7 +20,8 @@ def _add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
         default=None,
-        help="directory of IDX files (default: /usr/share/datasets/fashion-mnist) or 'synthetic'",
+        help="directory of IDX files (default: /usr/share/datasets/fashion-mnist), of CIFAR-10's "
+        "binary batches (data_batch_*.bin, test_batch.bin), or 'synthetic'",
     )
 
 

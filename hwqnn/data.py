@@ -1,7 +1,9 @@
-"""Datasets, offline: IDX files (Fashion-MNIST, MNIST, KMNIST; gzip or raw) and a synthetic set.
+"""Datasets, offline: IDX files (Fashion-MNIST, MNIST, KMNIST; gzip or raw), CIFAR-10's binary
+batches, and a synthetic set.
 
-Images come out as ``uint8[N, H*W]`` (the first layer's 8-bit codes) and labels as ``int64[N]``.
-Nothing is ever downloaded.
+Images come out as ``uint8[N, C*H*W]`` (the first layer's 8-bit codes; ``C`` = 1 for IDX, the
+three colour planes one after the other for CIFAR-10, as its files store them) and labels as
+``int64[N]``. Nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class Split:
 
     images: np.ndarray
     labels: np.ndarray
-    shape: tuple[int, int]
+    shape: tuple[int, ...]  # (H, W), or (C, H, W) for colour
     classes: tuple[str, ...]
 
     def __len__(self) -> int:
@@ -157,6 +159,69 @@ def load_idx_split(
     return Split(images.reshape(len(images), h * w), labels.astype(np.int64), (h, w), classes)
 
 
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                 "truck")  # fmt: skip
+CIFAR_RECORD = 1 + 3 * 32 * 32  # a label byte, then 1024 red, 1024 green, 1024 blue pixels
+CIFAR_MAX_RECORDS = 60_000  # per file (the standard files hold 10,000)
+_CIFAR_FILES = {
+    "train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
+    "test": ("test_batch.bin",),
+}
+
+
+def is_cifar10_dir(data_dir: str | os.PathLike[str]) -> bool:
+    """Whether ``data_dir`` holds CIFAR-10's binary batches (``test_batch.bin``)."""
+    return (Path(data_dir) / "test_batch.bin").is_file()
+
+
+def read_cifar10_batch(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+    """One binary batch: images ``uint8[N, 3072]`` (R, G, B planes of 32x32, row-major) and
+    labels ``int64[N]``. The size must be a whole number of 3,073-byte records."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size == 0 or size % CIFAR_RECORD or size // CIFAR_RECORD > CIFAR_MAX_RECORDS:
+            raise DataError(
+                f"{path}: expected 1..{CIFAR_MAX_RECORDS} CIFAR-10 records of {CIFAR_RECORD} "
+                f"bytes, found {size} bytes"
+            )
+        raw = np.fromfile(path, dtype=np.uint8).reshape(-1, CIFAR_RECORD)
+    except DataError:
+        raise
+    except OSError as e:
+        raise DataError(f"{path}: cannot read CIFAR-10 batch ({e.strerror})") from e
+    labels = raw[:, 0].astype(np.int64)
+    if labels.max() >= len(CIFAR_CLASSES):
+        bad = int(np.flatnonzero(labels >= len(CIFAR_CLASSES))[0])
+        raise DataError(f"{path}: record {bad}: expected a label in 0..9, found {labels[bad]}")
+    return np.ascontiguousarray(raw[:, 1:]), labels
+
+
+def load_cifar10_split(data_dir: str | os.PathLike[str], split: str = "train") -> Split:
+    """The ``train`` (``data_batch_1..5.bin``) or ``test`` (``test_batch.bin``) split of CIFAR-10
+    in its binary format; class names from ``batches.meta.txt`` when it is there."""
+    data_dir = Path(data_dir)
+    if split not in _CIFAR_FILES:
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    parts = []
+    for name in _CIFAR_FILES[split]:
+        if not (data_dir / name).is_file():
+            raise DataError(f"dataset file {data_dir / name} not found (CIFAR-10 binary version)")
+        parts.append(read_cifar10_batch(data_dir / name))
+    classes: tuple[str, ...] = CIFAR_CLASSES
+    meta = data_dir / "batches.meta.txt"
+    if meta.is_file():
+        names = tuple(n.strip() for n in meta.read_text(errors="replace").splitlines() if n.strip())
+        if len(names) != len(CIFAR_CLASSES):
+            raise DataError(
+                f"{meta}: expected {len(CIFAR_CLASSES)} class names, found {len(names)}"
+            )
+        classes = names
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    return Split(images, labels, (3, 32, 32), classes)
+
+
 def synthetic(n: int, seed: int = 0, shape: tuple[int, int] = (8, 8), classes: int = 4) -> Split:
     """A small learnable dataset: noisy class prototypes as 8-bit images. Deterministic in ``seed``.
 
@@ -174,7 +239,10 @@ def synthetic(n: int, seed: int = 0, shape: tuple[int, int] = (8, 8), classes: i
 
 
 def load_dataset(data: str | os.PathLike[str] | None, split: str) -> Split:
-    """``data`` is a directory of IDX files, ``"synthetic"``, or None for Fashion-MNIST."""
+    """``data`` is a directory of IDX files or of CIFAR-10's binary batches, ``"synthetic"``, or
+    None for Fashion-MNIST."""
     if data == "synthetic":
         return synthetic(2000 if split == "train" else 500, seed=0 if split == "train" else 1)
+    if data is not None and is_cifar10_dir(data):
+        return load_cifar10_split(data, split)
     return load_idx_split(DEFAULT_DATA_DIR if data is None else data, split)

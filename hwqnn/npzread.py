@@ -70,7 +70,8 @@ def _header(f: IO[bytes], field: str, fail: Fail) -> tuple[tuple[int, ...], bool
             return fmt.read_array_header_1_0(f, max_header_size=MAX_HEADER_BYTES)  # type: ignore[no-any-return]
         if version == (2, 0):
             return fmt.read_array_header_2_0(f, max_header_size=MAX_HEADER_BYTES)  # type: ignore[no-any-return]
-    except (ValueError, SyntaxError, EOFError, TypeError) as e:
+    except Exception as e:  # numpy's header parser raises many kinds on hostile bytes
+        # (ValueError, SyntaxError, tokenize.TokenError, ...): all mean "not an .npy header"
         fail(field, "an .npy array header", (str(e).splitlines() or [type(e).__name__])[0][:120])
     fail(field, ".npy format 1.0 or 2.0", f"version {version}")
 
