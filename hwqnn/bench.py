@@ -86,7 +86,7 @@ def gpu(bundle: Bundle | None, quick: bool = False, interpret: bool = False) -> 
     rng = np.random.default_rng(0)
     shapes: list[tuple[str, int, int, int]] = []
     if bundle is not None:
-        for i, ly in enumerate(bundle.layers):
+        for i, ly in enumerate(bundle.dense("the benchmark")):
             shapes.append((f"layer{i}", ly.out_features, ly.in_features, ly.in_bits))
     shapes.append(("paper-8192", *PAPER_SHAPE, 1))
     batches: tuple[int, ...] = (1, 64, 4096) if quick else BATCHES
@@ -155,7 +155,7 @@ def golden_cpu(bundle: Bundle | None, quick: bool = False) -> int:
     rows = []
     ws = [
         np.random.default_rng(0).standard_normal((ly.out_features, ly.in_features), np.float32)
-        for ly in b.layers
+        for ly in b.dense("the benchmark")
     ]
     for m in batches:
         x = random_codes(1, m, b.in_features).astype(np.uint8)
@@ -171,7 +171,7 @@ def golden_cpu(bundle: Bundle | None, quick: bool = False) -> int:
             for w in ws:
                 h = np.maximum(h @ w.T, 0)
         t_f = (time.perf_counter() - t0) / reps
-        macs = sum(ly.in_features * ly.out_features for ly in b.layers) * m
+        macs = sum(ly.in_features * ly.out_features for ly in b.dense("the benchmark")) * m
         rows.append([f"{m}", f"{t_g * 1e3:.2f}", f"{t_f * 1e3:.2f}", f"{t_f / t_g:.2f}x",
                      f"{macs / t_g / 1e9:.1f}", f"{macs / t_f / 1e9:.1f}"])  # fmt: skip
     print(f"network {b.arch()}; golden: np.bitwise_count on packed words (truth, not speed)")
@@ -199,7 +199,9 @@ POPCNT_PEAK_GMACS = {"avx512": 830.0, "scalar": 258.0}
 
 def binary_macs(b: Bundle) -> int:
     """Binary (1-bit x 1-bit) MACs per image: each k-bit x m-bit MAC is k*m of them."""
-    return sum(ly.in_bits * ly.w_bits * ly.in_features * ly.out_features for ly in b.layers)
+    return sum(
+        ly.in_bits * ly.w_bits * ly.in_features * ly.out_features for ly in b.dense("the benchmark")
+    )
 
 
 def _cpu_point(
@@ -211,7 +213,7 @@ def _cpu_point(
     from hwqnn import golden
     from hwqnn.randnet import random_codes
 
-    x = random_codes(1, m, b.in_features, b.layers[0].in_bits).astype(np.uint8)
+    x = random_codes(1, m, b.in_features, b.dense("the benchmark")[0].in_bits).astype(np.uint8)
     xt = torch.from_numpy(x)
     out = np.empty((m, b.num_classes), dtype=np.int32)
     reps = max(5, min(200, 4096 // m))
@@ -249,7 +251,7 @@ def cpu(
     from hwqnn.randnet import random_bundle, random_codes
 
     b = bundle or random_bundle(0, 784, (512, 512, 512), 10)
-    hidden = tuple(ly.out_features for ly in b.layers[:-1])
+    hidden = tuple(ly.out_features for ly in b.dense("the benchmark")[:-1])
     twin = FloatMLP(b.in_features, b.num_classes, Arch(hidden)).eval()
     timed = _timer(False)
     cores = os.cpu_count() or 1
@@ -269,7 +271,9 @@ def cpu(
                              f"{rec['binary_gmacs']:.0f}"])  # fmt: skip
                 records.append(rec)
         per_isa = []
-        x = random_codes(2, 256, b.in_features, b.layers[0].in_bits).astype(np.uint8)
+        x = random_codes(2, 256, b.in_features, b.dense("the benchmark")[0].in_bits).astype(
+            np.uint8
+        )
         out = np.empty((256, b.num_classes), dtype=np.int32)
         for name in clib.available():
             clib.set_isa(name)
@@ -279,7 +283,7 @@ def cpu(
             test = load_dataset(data, "test")
             images, labels, what = test.images, test.labels, "test images"
         except (OSError, ValueError):
-            images = random_codes(3, 10_000, b.in_features, b.layers[0].in_bits)
+            images = random_codes(3, 10_000, b.in_features, b.dense("the benchmark")[0].in_bits)
             labels, what = None, "random images (no dataset)"
         c_scores = net.scores(images)
     torch.set_num_threads(old_threads)

@@ -84,83 +84,54 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from hwqnn import atomic, npzread
-from hwqnn.bundle_schema import SCHEMA, SUPPORTED_BITS, VERSION, check, refuse
+from hwqnn.bundle_schema import SCHEMA, check, refuse
+from hwqnn.layers import KINDS, NetLayer, check_chain, size
+from hwqnn.layers.dense import Layer
+from hwqnn.packing import (
+    WORD_BITS,
+    code_to_level,
+    level_scale,
+    pack_bits,
+    pack_codes,
+    to_planes,
+    unpack_bits,
+    unpack_codes,
+    words_for,
+)
 
-WORD_BITS = 64
+__all__ = [
+    "WORD_BITS",
+    "Bundle",
+    "BundleError",
+    "Layer",
+    "NetLayer",
+    "UnsupportedKindError",
+    "code_to_level",
+    "level_scale",
+    "load",
+    "make_layer",
+    "pack_bits",
+    "pack_codes",
+    "save",
+    "to_planes",
+    "unpack_bits",
+    "unpack_codes",
+    "validate",
+    "words_for",
+]
 
 
 class BundleError(ValueError):
     """A bundle file is missing, corrupt, foreign or inconsistent. The message names the field."""
 
 
-# --------------------------------------------------------------------------------------------
-# Packing
-# --------------------------------------------------------------------------------------------
-
-
-def words_for(k: int) -> int:
-    """Number of 64-bit words that hold ``k`` bits."""
-    return -(-k // WORD_BITS)
-
-
-def code_to_level(code: np.ndarray, bits: int) -> np.ndarray:
-    """The odd integer level ``2*c - (2**bits - 1)`` that a code stands for."""
-    return 2 * code.astype(np.int64) - (2**bits - 1)
-
-
-def level_scale(in_bits: int, w_bits: int) -> int:
-    """``C = (2**in_bits - 1) * (2**w_bits - 1)``: the largest leaf value of one input element."""
-    return (2**in_bits - 1) * (2**w_bits - 1)
-
-
-def to_planes(codes: np.ndarray, bits: int) -> np.ndarray:
-    """Split ``codes[..., K]`` into bit-planes ``[..., bits, K]`` of 0/1 (plane n = bit n)."""
-    c = np.asarray(codes)
-    if c.size and (c.min() < 0 or c.max() >= 2**bits):
-        raise ValueError(f"codes must lie in 0..{2**bits - 1} for {bits}-bit values")
-    c = c.astype(np.uint16)
-    shifts = np.arange(bits, dtype=np.uint16).reshape((bits, 1))
-    return ((c[..., None, :] >> shifts) & 1).astype(np.uint8)
-
-
-def pack_bits(bits: np.ndarray, pad: int) -> np.ndarray:
-    """Pack 0/1 ``bits[..., K]`` into ``uint64[..., ceil(K/64)]``, padding with ``pad`` (0 or 1)."""
-    b = np.asarray(bits, dtype=np.uint8)
-    k = b.shape[-1]
-    padded_k = words_for(k) * WORD_BITS
-    if padded_k != k:
-        fill = np.full((*b.shape[:-1], padded_k - k), pad, dtype=np.uint8)
-        b = np.concatenate([b, fill], axis=-1)
-    packed = np.packbits(b, axis=-1, bitorder="little")
-    return np.ascontiguousarray(packed).view("<u8").astype(np.uint64, copy=False)
-
-
-def unpack_bits(words: np.ndarray, k: int) -> np.ndarray:
-    """Inverse of :func:`pack_bits`: ``uint64[..., W]`` -> 0/1 ``uint8[..., k]``."""
-    w = np.ascontiguousarray(np.asarray(words, dtype="<u8"))
-    as_bytes = w.view(np.uint8)
-    return np.unpackbits(as_bytes, axis=-1, bitorder="little")[..., :k]
-
-
-def pack_codes(codes: np.ndarray, bits: int, pad: int) -> np.ndarray:
-    """``codes[..., K]`` -> packed planes ``uint64[..., bits, words]``.
-
-    ``pad`` is 1 for weights, 0 for inputs (see the padding rule).
-    """
-    return pack_bits(to_planes(codes, bits), pad)
-
-
-def unpack_codes(words: np.ndarray, k: int) -> np.ndarray:
-    """Inverse of :func:`pack_codes`: packed planes ``[..., bits, words]`` -> codes ``[..., k]``."""
-    planes = unpack_bits(words, k).astype(np.int64)
-    bits = planes.shape[-2]
-    weights = (1 << np.arange(bits, dtype=np.int64)).reshape((bits, 1))
-    return (planes * weights).sum(axis=-2)
+class UnsupportedKindError(ValueError):
+    """A valid bundle holds a layer kind that this consumer does not run (yet)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,76 +140,50 @@ def unpack_codes(words: np.ndarray, k: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Layer:
-    """One dense layer of a bundle. ``out_bits == 0`` marks the last layer (integer scores)."""
-
-    in_features: int
-    out_features: int
-    in_bits: int
-    w_bits: int
-    out_bits: int
-    weights: np.ndarray  # uint64 [out, w_bits, words]
-    thresholds: np.ndarray | None = None  # int64 [out, 2**out_bits - 1]
-    flip: np.ndarray | None = None  # uint8 [out]
-
-    @property
-    def is_last(self) -> bool:
-        return self.out_bits == 0
-
-    @property
-    def scale(self) -> int:
-        """``C``: the largest leaf value; the accumulator lies in ``0 .. C * in_features``."""
-        return level_scale(self.in_bits, self.w_bits)
-
-    @property
-    def acc_max(self) -> int:
-        return self.scale * self.in_features
-
-    def weight_codes(self) -> np.ndarray:
-        """Unpacked weight codes ``int64[out, in]``."""
-        return unpack_codes(self.weights, self.in_features)
-
-    def meta(self) -> dict[str, Any]:
-        return {
-            "kind": "dense",
-            "in_features": self.in_features,
-            "out_features": self.out_features,
-            "in_bits": self.in_bits,
-            "w_bits": self.w_bits,
-            "out_bits": self.out_bits,
-        }
-
-
-@dataclass(frozen=True)
 class Bundle:
     """A trained network as packed bits and integer thresholds. See the module docstring."""
 
-    layers: tuple[Layer, ...]
+    layers: tuple[NetLayer, ...]
     input_shape: tuple[int, ...]
     classes: tuple[str, ...]
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def in_features(self) -> int:
-        return self.layers[0].in_features
+        """Inputs per image (the flattened size of layer 0's input)."""
+        return self.layers[0].in_size
 
     @property
     def num_classes(self) -> int:
-        return self.layers[-1].out_features
+        return self.layers[-1].out_size
+
+    @property
+    def version(self) -> int:
+        """The oldest bundle version that holds every kind used (old readers keep reading
+        the nets they can run)."""
+        return max(KINDS[ly.kind].since for ly in self.layers)
+
+    def dense(self, consumer: str) -> tuple[Layer, ...]:
+        """The layers, for a consumer that runs dense layers only; any other kind is refused
+        with one line naming the layer, the kind and the consumer."""
+        for i, ly in enumerate(self.layers):
+            if not isinstance(ly, Layer):
+                raise UnsupportedKindError(
+                    f"layer {i} is a {ly.kind!r} layer: {consumer} runs dense layers only"
+                )
+        return cast(tuple[Layer, ...], self.layers)
 
     def arch(self) -> str:
-        """A one-line description, e.g. ``784(8b)-256(1b)-256(1b)-10``."""
+        """A one-line description, e.g. ``784(8b)-256(1b)-256(1b)-10 w1``."""
         parts = [f"{self.in_features}({self.layers[0].in_bits}b)"]
-        for layer in self.layers:
-            parts.append(
-                f"{layer.out_features}" + (f"({layer.out_bits}b)" if not layer.is_last else "")
-            )
-        return "-".join(parts) + f" w{self.layers[1 if len(self.layers) > 1 else 0].w_bits}"
+        parts += [layer.label() for layer in self.layers]
+        w_bits = [w for ly in self.layers if (w := getattr(ly, "w_bits", None)) is not None]
+        return "-".join(parts) + f" w{w_bits[1 if len(w_bits) > 1 else 0]}"
 
     def meta(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
-            "version": VERSION,
+            "version": self.version,
             "input": {"shape": list(self.input_shape), "bits": self.layers[0].in_bits},
             "classes": list(self.classes),
             "layers": [layer.meta() for layer in self.layers],
@@ -256,11 +201,7 @@ class Bundle:
     def arrays(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {"meta": np.array(json.dumps(self.meta(), sort_keys=True))}
         for i, layer in enumerate(self.layers):
-            out[f"layer{i}.weights"] = layer.weights
-            if not layer.is_last:
-                assert layer.thresholds is not None and layer.flip is not None
-                out[f"layer{i}.thresholds"] = layer.thresholds
-                out[f"layer{i}.flip"] = layer.flip
+            out.update(layer.arrays(i))
         return out
 
 
@@ -284,7 +225,7 @@ def make_layer(
         thresholds=None if thresholds is None else np.asarray(thresholds, dtype=np.int64),
         flip=None if flip is None else np.asarray(flip, dtype=np.uint8),
     )
-    _check_layer(layer, i=-1, where="<memory>")
+    layer.check(-1, refuse("<memory>", BundleError))
     return layer
 
 
@@ -293,82 +234,25 @@ def make_layer(
 # --------------------------------------------------------------------------------------------
 
 
-def _expect(cond: bool, where: str, fld: str, expected: object, found: object) -> None:
-    if not cond:
-        raise BundleError(f"{where}: field '{fld}': expected {expected}, found {found}")
-
-
-def _check_array(
-    arr: np.ndarray, where: str, fld: str, dtype: np.dtype | type, shape: tuple[int, ...]
-) -> None:
-    _expect(arr.dtype == np.dtype(dtype), where, fld, f"dtype {np.dtype(dtype)}", arr.dtype)
-    _expect(arr.shape == shape, where, fld, f"shape {shape}", arr.shape)
-
-
-def _check_layer(layer: Layer, i: int, where: str) -> None:
-    p = f"layer{i}"
-    for name in ("in_bits", "w_bits"):
-        v = getattr(layer, name)
-        _expect(v in SUPPORTED_BITS, where, f"{p}.{name}", f"one of {SUPPORTED_BITS}", v)
-    _expect(layer.out_bits in (0, 1, 2, 4), where, f"{p}.out_bits", "0, 1, 2 or 4", layer.out_bits)
-    _expect(layer.in_features > 0, where, f"{p}.in_features", "> 0", layer.in_features)
-    _expect(layer.out_features > 0, where, f"{p}.out_features", "> 0", layer.out_features)
-    shape = (layer.out_features, layer.w_bits, words_for(layer.in_features))
-    _check_array(layer.weights, where, f"{p}.weights", np.uint64, shape)
-    # pad bits above in_features must be 1 (see the padding rule)
-    pad = layer.in_features % WORD_BITS
-    if pad:
-        high = np.uint64(((1 << 64) - 1) ^ ((1 << pad) - 1))
-        ok = bool(np.all((layer.weights[..., -1] & high) == high))
-        _expect(ok, where, f"{p}.weights", "pad bits above in_features set to 1", "a 0 pad bit")
-    if layer.is_last:
-        return
-    _expect(layer.thresholds is not None, where, f"{p}.thresholds", "an array", "nothing")
-    _expect(layer.flip is not None, where, f"{p}.flip", "an array", "nothing")
-    assert layer.thresholds is not None and layer.flip is not None
-    n_t = 2**layer.out_bits - 1
-    _check_array(layer.thresholds, where, f"{p}.thresholds", np.int64, (layer.out_features, n_t))
-    _check_array(layer.flip, where, f"{p}.flip", np.uint8, (layer.out_features,))
-    t = layer.thresholds
-    in_range = bool(t.size == 0 or (t.min() >= 0 and t.max() <= layer.acc_max + 1))
-    _expect(in_range, where, f"{p}.thresholds", f"values in 0..{layer.acc_max + 1}", "outside")
-    ascending = bool(np.all(np.diff(t, axis=1) >= 0))
-    _expect(ascending, where, f"{p}.thresholds", "ascending per row", "a descending pair")
-    _expect(bool(np.all(layer.flip <= 1)), where, f"{p}.flip", "0 or 1", "other values")
-
-
 def validate(bundle: Bundle, where: str = "<memory>") -> None:
     """Check every field against the schema; raise :class:`BundleError` naming the field."""
-    _expect(len(bundle.layers) >= 1, where, "meta.layers", "at least one layer", 0)
+    fail = refuse(where, BundleError)
+    if not bundle.layers:
+        fail("meta.layers", "at least one layer", 0)
     for i, layer in enumerate(bundle.layers):
-        _check_layer(layer, i, where)
+        if KINDS.get(layer.kind) is None:
+            fail(f"layer{i}.kind", f"one of {', '.join(KINDS)}", repr(layer.kind))
+        layer.check(i, fail)
         last = i == len(bundle.layers) - 1
-        _expect(layer.is_last == last, where, f"layer{i}.out_bits", "0 only on the last", layer)
+        if layer.is_last != last:
+            fail(f"layer{i}.out_bits", "0 only on the last", layer.out_bits)
         if i:
-            prev = bundle.layers[i - 1]
-            _expect(
-                layer.in_features == prev.out_features,
-                where,
-                f"layer{i}.in_features",
-                f"{prev.out_features} (layer{i - 1}.out_features)",
-                layer.in_features,
-            )
-            _expect(
-                layer.in_bits == prev.out_bits,
-                where,
-                f"layer{i}.in_bits",
-                f"{prev.out_bits} (layer{i - 1}.out_bits)",
-                layer.in_bits,
-            )
-    n_in = int(np.prod(bundle.input_shape))
-    _expect(n_in == bundle.in_features, where, "meta.input.shape", bundle.in_features, n_in)
-    _expect(
-        len(bundle.classes) == bundle.num_classes,
-        where,
-        "meta.classes",
-        f"{bundle.num_classes} names",
-        len(bundle.classes),
-    )
+            check_chain(bundle.layers[i - 1], layer, f"layer{i}", fail)
+    n_in = size(bundle.input_shape)
+    if n_in != bundle.in_features:
+        fail("meta.input.shape", f"{bundle.in_features} inputs", n_in)
+    if len(bundle.classes) != bundle.num_classes:
+        fail("meta.classes", f"{bundle.num_classes} names", len(bundle.classes))
 
 
 def save(bundle: Bundle, path: str | os.PathLike[str]) -> Path:
@@ -415,19 +299,7 @@ def load(path: str | os.PathLike[str]) -> Bundle:
             f"{where}: not a readable bundle (truncated or corrupt .npz: {type(e).__name__}: "
             f"{str(e)[:120]})"
         ) from e
-    layers = tuple(
-        Layer(
-            in_features=ly.in_features,
-            out_features=ly.out_features,
-            in_bits=ly.in_bits,
-            w_bits=ly.w_bits,
-            out_bits=ly.out_bits,
-            weights=arrays[f"layer{i}.weights"],
-            thresholds=arrays.get(f"layer{i}.thresholds"),
-            flip=arrays.get(f"layer{i}.flip"),
-        )
-        for i, ly in enumerate(spec.layers)
-    )
+    layers = tuple(ly.build(i, arrays) for i, ly in enumerate(spec.layers))
     bundle = Bundle(layers, spec.input_shape, spec.classes, dict(spec.info))
     validate(bundle, where)
     return bundle

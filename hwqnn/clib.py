@@ -232,7 +232,7 @@ def trace(bundle: Bundle, images: np.ndarray) -> list[np.ndarray]:
     outs: list[np.ndarray] = []
     with CNet(bundle) as net:
         x = np.asarray(images)
-        for i, ly in enumerate(bundle.layers):
+        for i, ly in enumerate(bundle.dense("the C library")):
             _, x = net.forward_layer(i, x, ly.in_features, ly.in_bits)
             outs.append(x)
     return outs

@@ -34,7 +34,7 @@ def fnv1a64(data: bytes) -> int:
 def to_bytes(bundle: Bundle) -> bytes:
     """The flat file's bytes for ``bundle`` (validated first)."""
     validate(bundle)
-    layers = bundle.layers
+    layers = bundle.dense("the C library")
     first = layers[0]
     parts = [
         _HEADER.pack(MAGIC, VERSION, len(layers), first.in_features, first.in_bits,

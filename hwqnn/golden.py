@@ -11,16 +11,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hwqnn.bundle import Bundle, Layer, pack_codes
-from hwqnn.fold import apply_thresholds
+from hwqnn.bundle import Bundle, Layer, NetLayer
 
 
 @dataclass
 class Trace:
-    """Per-layer intermediates of a batch: ``accs[i]`` int64 ``[N, out_i]``, ``codes[i]`` the
-    output codes of hidden layer ``i``; ``scores`` int64 ``[N, classes]``."""
+    """Per-layer intermediates of a batch: ``accs[i]`` int64 ``[N, out_i]`` (``None`` for a kind
+    without weights), ``codes[i]`` the output codes of hidden layer ``i``; ``scores`` int64
+    ``[N, classes]``."""
 
-    accs: list[np.ndarray] = field(default_factory=list)
+    accs: list[np.ndarray | None] = field(default_factory=list)
     codes: list[np.ndarray] = field(default_factory=list)
     scores: np.ndarray | None = None
 
@@ -31,47 +31,42 @@ class Trace:
 
 
 def accumulate(layer: Layer, codes: np.ndarray) -> np.ndarray:
-    """Accumulators ``A`` int64 ``[N, out]`` of input codes ``[N, in]`` (XNOR-popcount sums)."""
-    if codes.ndim != 2 or codes.shape[1] != layer.in_features:
-        raise ValueError(f"input must have shape [N, {layer.in_features}], not {codes.shape}")
-    a = pack_codes(codes, layer.in_bits, pad=0)  # [N, ka, W]
-    w = layer.weights  # [O, kw, W]
-    acc = np.zeros((codes.shape[0], layer.out_features), dtype=np.int64)
-    for n in range(layer.in_bits):
-        for m in range(layer.w_bits):
-            xnor = ~(a[:, n, None, :] ^ w[None, :, m, :])
-            pop = np.bitwise_count(xnor).sum(axis=-1, dtype=np.int64)
-            acc += pop << (n + m)
-    return acc
+    """Accumulators ``A`` int64 ``[N, out]`` of a dense layer's input codes ``[N, in]``."""
+    return layer.accumulate(codes)
 
 
-def layer_forward(layer: Layer, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(acc, out)``: out is the next layer's codes, or the integer scores for the last layer."""
-    acc = accumulate(layer, codes)
-    if layer.is_last:
-        return acc, 2 * acc - layer.acc_max
-    assert layer.thresholds is not None and layer.flip is not None
-    return acc, apply_thresholds(acc, layer.thresholds, layer.flip, layer.acc_max)
+def layer_forward(layer: NetLayer, codes: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """``(acc, out)`` of any layer kind: ``out`` is the next layer's codes (or the last layer's
+    integer scores); ``acc`` the accumulators, ``None`` for a kind without weights."""
+    return layer.forward(codes)
 
 
 def run(bundle: Bundle, images: np.ndarray, batch: int = 256) -> Trace:
-    """Run 8-bit images ``[N, in_features]`` through the bundle, keeping every intermediate."""
+    """Run input codes ``[N, in_features]`` through the bundle, keeping every intermediate."""
     images = np.asarray(images)
     if images.ndim != 2 or images.shape[1] != bundle.in_features:
         raise ValueError(f"images must have shape [N, {bundle.in_features}], not {images.shape}")
     n_layers = len(bundle.layers)
-    parts: list[list[np.ndarray]] = [[] for _ in range(2 * n_layers)]
+    accs: list[list[np.ndarray]] = [[] for _ in range(n_layers)]
+    outs: list[list[np.ndarray]] = [[] for _ in range(n_layers)]
     for start in range(0, len(images), batch):
         x = images[start : start + batch].astype(np.int64)
         for i, layer in enumerate(bundle.layers):
-            acc, x = layer_forward(layer, x)
-            parts[2 * i].append(acc)
-            parts[2 * i + 1].append(x)
-    cat = [np.concatenate(p) if p else np.zeros((0, 0), np.int64) for p in parts]
+            acc, x = layer.forward(x)
+            if acc is not None:
+                accs[i].append(acc)
+            outs[i].append(x)
+
+    def cat(parts: list[np.ndarray], width: int) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros((0, width), np.int64)
+
+    out_cat = [cat(o, ly.out_size) for o, ly in zip(outs, bundle.layers, strict=True)]
     return Trace(
-        accs=cat[0::2],
-        codes=cat[1 : 2 * n_layers - 1 : 2],
-        scores=cat[-1],
+        accs=[
+            cat(a, ly.out_size) if a else None for a, ly in zip(accs, bundle.layers, strict=True)
+        ],
+        codes=out_cat[:-1],
+        scores=out_cat[-1],
     )
 
 

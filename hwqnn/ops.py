@@ -78,7 +78,7 @@ class LayerOps:
 
 def layer_ops(bundle: Bundle, folds: list[LayerFold]) -> list[LayerOps]:
     out = []
-    for ly, f in zip(bundle.layers, folds, strict=True):
+    for ly, f in zip(bundle.dense("the op counter"), folds, strict=True):
         nf, sf = f.nf(ly.out_features), f.sf(ly.in_features)
         issues = nf * sf
         leaf_bits = ly.in_bits + ly.w_bits - 1 if ly.w_bits > 1 else ly.in_bits
@@ -113,7 +113,7 @@ def energy(ops: list[LayerOps], bundle: Bundle) -> dict[str, Any]:
     weight_bytes = sum(o.weight_bits_read for o in ops) / 8
     mem_bit, mem_what = memory_pj_per_bit(weight_bytes, t)
     layers = []
-    for o, ly in zip(ops, bundle.layers, strict=True):
+    for o, ly in zip(ops, bundle.dense("the op counter"), strict=True):
         compute = o.xnor_bits * bit + o.add_bits * bit + o.compare_bits * bit
         # the input buffer is small (two frames of codes): charged at its own size's cost
         buf_bit, _ = memory_pj_per_bit(2 * o.cols * ly.in_bits / 8, t)

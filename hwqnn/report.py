@@ -9,15 +9,15 @@ from hwqnn.bundle import Bundle
 
 def model_bits(b: Bundle) -> dict[str, int]:
     """Deployed bits (weights, thresholds, flips) against float32 weights + BatchNorm."""
-    weights = sum(ly.in_features * ly.out_features * ly.w_bits for ly in b.layers)
+    weights = sum(ly.in_features * ly.out_features * ly.w_bits for ly in b.dense("the report"))
     thr = sum(
         ly.out_features * ((2**ly.out_bits - 1) * (ly.acc_max + 1).bit_length() + 1)
-        for ly in b.layers
+        for ly in b.dense("the report")
         if not ly.is_last
     )
     f32 = sum(
         32 * (ly.in_features * ly.out_features + (0 if ly.is_last else 4 * ly.out_features))
-        for ly in b.layers
+        for ly in b.dense("the report")
     )
     return {
         "weight_bits": weights,

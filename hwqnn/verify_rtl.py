@@ -56,7 +56,12 @@ def localize(
     x = image[None, :].astype(np.int64)
     chunk = folds[0].simd
     for li, (layer, glayer, fold) in enumerate(
-        zip(rtl_bundle.layers, gold.layers, folds, strict=True)
+        zip(
+            rtl_bundle.dense("the hardware generator"),
+            gold.dense("the hardware generator"),
+            folds,
+            strict=True,
+        )
     ):
         _, expected = golden.layer_forward(glayer, x)
         ldir = build / f"localize-layer{li}"

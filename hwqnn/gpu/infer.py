@@ -98,7 +98,7 @@ def triton_cdiv(a: int, b: int) -> int:
 
 def to_device(bundle: Bundle, device: torch.device | None = None) -> list[DeviceLayer]:
     dev = device or default_device()
-    return [DeviceLayer.from_layer(ly, dev) for ly in bundle.layers]
+    return [DeviceLayer.from_layer(ly, dev) for ly in bundle.dense("the GPU kernel")]
 
 
 def infer(

@@ -109,7 +109,7 @@ def generate(
         "estimated_luts": round(estimate_luts(bundle, folds, axis_bits)),
         **predict(top),
     }
-    first = bundle.layers[0]
+    first = bundle.dense("the hardware generator")[0]
     title = f"{bundle.arch()}, folding {','.join(str(f) for f in folds)}"
     _write_if_changed(out / f"{TOP_NAME}.v", text)
     _write_if_changed(

@@ -17,6 +17,8 @@ from hwqnn.bundle import Bundle, level_scale
 from hwqnn.hw.resources import layer_luts
 from hwqnn.intmath import ceil_div
 
+HW = "the hardware generator"
+
 
 class FoldingError(ValueError):
     """A folding that does not fit the network; the message names the layer."""
@@ -45,11 +47,10 @@ MAX_LANES = 1 << 16
 
 def validate_folding(bundle: Bundle, folds: list[LayerFold]) -> None:
     """Raise :class:`FoldingError` naming the layer if a PE or SIMD does not fit."""
-    if len(folds) != len(bundle.layers):
-        raise FoldingError(
-            f"folding names {len(folds)} layer(s), the bundle has {len(bundle.layers)}"
-        )
-    for i, (f, layer) in enumerate(zip(folds, bundle.layers, strict=True)):
+    layers = bundle.dense(HW)
+    if len(folds) != len(layers):
+        raise FoldingError(f"folding names {len(folds)} layer(s), the bundle has {len(layers)}")
+    for i, (f, layer) in enumerate(zip(folds, layers, strict=True)):
         if not 1 <= f.pe <= layer.out_features:
             raise FoldingError(
                 f"layer {i}: PE must be in 1..{layer.out_features} (its outputs), not {f.pe}"
@@ -131,14 +132,15 @@ def choose_folding(
     in_bits`` codes per beat, every later layer its producer's PE."""
     if target_cycles is None:
         target_cycles = min(
-            1024, max(ly.out_features * ly.in_features for ly in bundle.layers) // 16
+            1024,
+            max(ly.out_features * ly.in_features for ly in bundle.dense(HW)) // 16,
         )
         target_cycles = max(target_cycles, 1)
     if target_cycles < 1:
         raise FoldingError(f"target cycles per frame must be >= 1, not {target_cycles}")
     folds: list[LayerFold] = []
-    chunk = max(1, axis_bits // bundle.layers[0].in_bits)
-    for ly in bundle.layers:
+    chunk = max(1, axis_bits // bundle.dense(HW)[0].in_bits)
+    for ly in bundle.dense(HW):
         f = fold_for_target(
             ly.out_features, ly.in_features, target_cycles, chunk, ly.in_bits, ly.w_bits
         )
@@ -159,19 +161,19 @@ LAYER_LUTS = 220
 
 def input_chunk(bundle: Bundle, axis_bits: int) -> int:
     """Codes per ``s_axis`` beat (see :mod:`hwqnn.hw.network`)."""
-    first = bundle.layers[0]
+    first = bundle.dense(HW)[0]
     return max(1, min(axis_bits // first.in_bits, first.in_features))
 
 
 def input_beats(bundle: Bundle, axis_bits: int) -> int:
     """``s_axis`` beats per frame: the fewest cycles per frame any folding can reach."""
-    return ceil_div(bundle.layers[0].in_features, input_chunk(bundle, axis_bits))
+    return ceil_div(bundle.dense(HW)[0].in_features, input_chunk(bundle, axis_bits))
 
 
 def estimate_luts(bundle: Bundle, folds: list[LayerFold], axis_bits: int = 64) -> float:
     """The LUT model of :mod:`hwqnn.hw.resources` for a whole design (xc7 LUTs)."""
     chunk, total = input_chunk(bundle, axis_bits), float(TOP_LUTS + LAYER_LUTS * len(folds))
-    for ly, f in zip(bundle.layers, folds, strict=True):
+    for ly, f in zip(bundle.dense(HW), folds, strict=True):
         acc_bits = (level_scale(ly.in_bits, ly.w_bits) * ly.in_features).bit_length()
         rows, cols = ly.out_features, ly.in_features
         total += layer_luts(
@@ -186,7 +188,7 @@ def cycles_per_frame(bundle: Bundle, folds: list[LayerFold], axis_bits: int = 64
     beats = input_beats(bundle, axis_bits)
     return max(beats, *(
         ceil_div(ly.out_features, f.pe) * ceil_div(ly.in_features, f.simd)
-        for ly, f in zip(bundle.layers, folds, strict=True)
+        for ly, f in zip(bundle.dense(HW), folds, strict=True)
     ))  # fmt: skip
 
 
@@ -210,7 +212,7 @@ def cycle_grid(bundle: Bundle, axis_bits: int = 64, steps_per_octave: int = 4) -
     """Cycles/frame targets from the input's beats per frame (the fastest a design can take
     frames) to the largest layer's rows x cols (one lane), ``steps_per_octave`` per doubling."""
     beats = input_beats(bundle, axis_bits)
-    slowest = max(beats, *(ly.out_features * ly.in_features for ly in bundle.layers))
+    slowest = max(beats, *(ly.out_features * ly.in_features for ly in bundle.dense(HW)))
     grid: list[int] = []
     k = 0
     while True:

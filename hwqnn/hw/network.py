@@ -95,13 +95,13 @@ class Network(wiring.Component):
 
     def __init__(self, bundle: Bundle, folds: list[LayerFold], in_chunk: int) -> None:
         validate_folding(bundle, folds)
-        first = bundle.layers[0]
+        first = bundle.dense("the hardware generator")[0]
         if not 1 <= in_chunk <= first.in_features:
             raise ValueError(f"in_chunk must be in 1..{first.in_features}, not {in_chunk!r}")
         self.in_chunk = in_chunk
         self.units: list[MVTU] = []
         producer = self.in_chunk
-        for layer, f in zip(bundle.layers, folds, strict=True):
+        for layer, f in zip(bundle.dense("the hardware generator"), folds, strict=True):
             unit = MVTU.from_layer(layer, f.pe, f.simd, min(producer, layer.in_features))
             self.units.append(unit)
             producer = f.pe
@@ -137,7 +137,7 @@ class Top(wiring.Component):
     """The Verilog top: AXI-Stream-style names, ``aclk``/``aresetn`` (see module docstring)."""
 
     def __init__(self, bundle: Bundle, folds: list[LayerFold], axis_bits: int = 64) -> None:
-        in_bits = bundle.layers[0].in_bits
+        in_bits = bundle.dense("the hardware generator")[0].in_bits
         check_axis_bits(axis_bits, in_bits)
         self.net = Network(bundle, folds, input_chunk(bundle, axis_bits))
         c = self.net.collector

@@ -1,0 +1,107 @@
+"""Layer kinds: the one place where the bundle, the golden model and every consumer dispatch on a
+layer's ``meta`` ``"kind"``.
+
+A kind is two classes. Its *header* is the checked ``meta`` entry, read before any array, that
+knows its arrays' dtypes and shapes (so the loader reads them bounded) and builds the layer. The
+*layer* holds the arrays and computes its golden forward pass on codes. Both share the shape
+protocol below; :data:`KINDS` maps the ``"kind"`` string to the header class, and an unknown kind
+is refused with one line naming the field.
+
+Activations between layers are code vectors ``[N, size]``; an image-shaped activation
+``(height, width, channels)`` is flattened channel-fastest (HWC), as FINN streams it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from hwqnn.layers._meta import Fail
+from hwqnn.layers.dense import ArraySpecs, DenseHeader, Layer
+
+
+class Shaped(Protocol):
+    """What the chain between consecutive layers is checked on."""
+
+    @property
+    def in_shape(self) -> tuple[int, ...]: ...
+    @property
+    def out_shape(self) -> tuple[int, ...]: ...
+    @property
+    def in_bits(self) -> int: ...
+    @property
+    def out_bits(self) -> int: ...
+
+
+class Header(Shaped, Protocol):
+    """A layer's ``meta`` entry, checked."""
+
+    @property
+    def kind(self) -> str: ...
+    def arrays(self, i: int) -> ArraySpecs: ...
+    def build(self, i: int, arrays: dict[str, np.ndarray]) -> NetLayer: ...
+
+
+class HeaderType(Protocol):
+    since: ClassVar[int]  # the bundle version that introduced the kind
+
+    def parse(self, lm: object, p: str, fail: Fail, last: bool) -> Header: ...
+
+
+class NetLayer(Shaped, Protocol):
+    """A layer with its arrays: what :class:`hwqnn.bundle.Bundle` holds."""
+
+    kind: ClassVar[str]
+
+    @property
+    def is_last(self) -> bool: ...
+    @property
+    def in_size(self) -> int: ...
+    @property
+    def out_size(self) -> int: ...
+    def label(self) -> str: ...
+    def meta(self) -> dict[str, Any]: ...
+    def arrays(self, i: int) -> dict[str, np.ndarray]: ...
+    def check(self, i: int, fail: Fail) -> None: ...
+    def forward(self, codes: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]: ...
+
+
+KINDS: dict[str, Any] = {"dense": DenseHeader}
+
+
+def size(shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape, dtype=object))
+
+
+def parse_header(lm: object, p: str, fail: Fail, last: bool, version: int) -> Header:
+    """The header of ``meta.layers[i]`` (``p`` names it), dispatched on its ``kind``."""
+    if not isinstance(lm, dict):
+        fail(p, "a JSON object", type(lm).__name__)
+    if "kind" not in lm:
+        fail(f"{p}.kind", "a value", "nothing")
+    kind = lm["kind"]
+    if not isinstance(kind, str) or kind not in KINDS:
+        fail(f"{p}.kind", f"one of {', '.join(KINDS)}", f"{kind!r}"[:60])
+    cls = KINDS[kind]
+    if cls.since > version:
+        fail(f"{p}.kind", f"a kind of bundle version {version}", f"{kind!r} (version {cls.since})")
+    header: Header = cls.parse(lm, p, fail, last)
+    return header
+
+
+def check_chain(prev: Shaped, ly: Shaped, p: str, fail: Fail) -> None:
+    """``ly`` takes what ``prev`` gives: the same bits, and the same image shape (or size)."""
+    if len(prev.out_shape) == len(ly.in_shape) == 3:
+        if prev.out_shape != ly.in_shape:
+            fail(f"{p}.in_shape", f"{list(prev.out_shape)} (the previous out_shape)",
+                 list(ly.in_shape))  # fmt: skip
+    elif size(prev.out_shape) != size(ly.in_shape):
+        size_field = "in_features" if len(ly.in_shape) == 1 else "in_shape"
+        fail(f"{p}.{size_field}", f"{size(prev.out_shape)} (the previous out_features)",
+             size(ly.in_shape))  # fmt: skip
+    if ly.in_bits != prev.out_bits:
+        fail(f"{p}.in_bits", f"{prev.out_bits} (the previous out_bits)", ly.in_bits)
+
+
+__all__ = ["KINDS", "Header", "Layer", "NetLayer", "check_chain", "parse_header", "size"]

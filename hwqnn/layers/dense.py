@@ -1,0 +1,234 @@
+"""The dense layer (kind ``"dense"``): a matrix-vector product folded into thresholds.
+
+It is also the arithmetic every weighted kind reuses: a convolution is this matrix applied at
+each window position (:mod:`hwqnn.layers.conv`). The bit layout is in :mod:`hwqnn.bundle`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from hwqnn.fold import apply_thresholds
+from hwqnn.layers._meta import Fail, int_field, keys
+from hwqnn.packing import WORD_BITS, level_scale, pack_codes, unpack_codes, words_for
+
+SUPPORTED_BITS = (1, 2, 4, 8)  # input and weight bits
+OUT_BITS = (1, 2, 4)  # hidden activations; 0 marks the last layer (integer scores)
+MAX_FEATURES = 1 << 24
+ArraySpecs = dict[str, tuple[np.dtype, tuple[int, ...]]]
+
+
+def matrix_arrays(i: int, rows: int, cols: int, w_bits: int, out_bits: int) -> ArraySpecs:
+    """The members of a weighted layer: name -> (dtype, shape)."""
+    out: ArraySpecs = {f"layer{i}.weights": (np.dtype("<u8"), (rows, w_bits, words_for(cols)))}
+    if out_bits:
+        out[f"layer{i}.thresholds"] = (np.dtype("<i8"), (rows, 2**out_bits - 1))
+        out[f"layer{i}.flip"] = (np.dtype("u1"), (rows,))
+    return out
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A dense layer: ``out_features`` rows over ``in_features`` inputs. ``out_bits == 0`` marks
+    the last layer (integer scores). Also the matrix part of a convolution."""
+
+    kind: ClassVar[str] = "dense"
+
+    in_features: int
+    out_features: int
+    in_bits: int
+    w_bits: int
+    out_bits: int
+    weights: np.ndarray  # uint64 [out, w_bits, words]
+    thresholds: np.ndarray | None = None  # int64 [out, 2**out_bits - 1]
+    flip: np.ndarray | None = None  # uint8 [out]
+
+    @property
+    def is_last(self) -> bool:
+        return self.out_bits == 0
+
+    @property
+    def scale(self) -> int:
+        """``C``: the largest leaf value; the accumulator lies in ``0 .. C * in_features``."""
+        return level_scale(self.in_bits, self.w_bits)
+
+    @property
+    def acc_max(self) -> int:
+        return self.scale * self.in_features
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        return (self.in_features,)
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return (self.out_features,)
+
+    @property
+    def in_size(self) -> int:
+        return self.in_features
+
+    @property
+    def out_size(self) -> int:
+        return self.out_features
+
+    def label(self) -> str:
+        """This layer in :meth:`hwqnn.bundle.Bundle.arch`: ``256(1b)``, or ``10`` (scores)."""
+        return f"{self.out_features}" + ("" if self.is_last else f"({self.out_bits}b)")
+
+    def weight_codes(self) -> np.ndarray:
+        """Unpacked weight codes ``int64[out, in]``."""
+        return unpack_codes(self.weights, self.in_features)
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "in_bits": self.in_bits,
+            "w_bits": self.w_bits,
+            "out_bits": self.out_bits,
+        }
+
+    def arrays(self, i: int) -> dict[str, np.ndarray]:
+        out = {f"layer{i}.weights": self.weights}
+        if not self.is_last:
+            assert self.thresholds is not None and self.flip is not None
+            out[f"layer{i}.thresholds"] = self.thresholds
+            out[f"layer{i}.flip"] = self.flip
+        return out
+
+    def accumulate(self, codes: np.ndarray) -> np.ndarray:
+        """Accumulators ``A`` int64 ``[N, out]`` of input codes ``[N, in]`` (XNOR-popcounts)."""
+        if codes.ndim != 2 or codes.shape[1] != self.in_features:
+            raise ValueError(f"input must have shape [N, {self.in_features}], not {codes.shape}")
+        a = pack_codes(codes, self.in_bits, pad=0)  # [N, ka, W]
+        w = self.weights  # [O, kw, W]
+        acc = np.zeros((codes.shape[0], self.out_features), dtype=np.int64)
+        for n in range(self.in_bits):
+            for m in range(self.w_bits):
+                xnor = ~(a[:, n, None, :] ^ w[None, :, m, :])
+                pop = np.bitwise_count(xnor).sum(axis=-1, dtype=np.int64)
+                acc += pop << (n + m)
+        return acc
+
+    def activate(self, acc: np.ndarray) -> np.ndarray:
+        """Output codes (hidden) or integer scores ``2*A - C*K`` (last) of accumulators."""
+        if self.is_last:
+            return 2 * acc - self.acc_max
+        assert self.thresholds is not None and self.flip is not None
+        return apply_thresholds(acc, self.thresholds, self.flip, self.acc_max)
+
+    def forward(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(acc, out)`` of input codes ``[N, in_size]``: the golden model of this layer."""
+        acc = self.accumulate(codes)
+        return acc, self.activate(acc)
+
+    def check(self, i: int, fail: Fail) -> None:
+        """Check the arrays against the fields (see the bundle docstring); ``fail`` names one."""
+        check_matrix(self, f"layer{i}", fail)
+
+
+def _check_array(
+    arr: np.ndarray, fld: str, dtype: np.dtype | type, shape: tuple[int, ...], fail: Fail
+) -> None:
+    if arr.dtype != np.dtype(dtype):
+        fail(fld, f"dtype {np.dtype(dtype)}", arr.dtype)
+    if arr.shape != shape:
+        fail(fld, f"shape {shape}", arr.shape)
+
+
+def check_matrix(layer: Layer, p: str, fail: Fail) -> None:
+    """Field and array checks of a weighted layer's matrix part, named under ``p``."""
+    for name in ("in_bits", "w_bits"):
+        v = getattr(layer, name)
+        if v not in SUPPORTED_BITS:
+            fail(f"{p}.{name}", f"one of {SUPPORTED_BITS}", v)
+    if layer.out_bits not in (0, *OUT_BITS):
+        fail(f"{p}.out_bits", "0, 1, 2 or 4", layer.out_bits)
+    if layer.in_features <= 0:
+        fail(f"{p}.in_features", "> 0", layer.in_features)
+    if layer.out_features <= 0:
+        fail(f"{p}.out_features", "> 0", layer.out_features)
+    shape = (layer.out_features, layer.w_bits, words_for(layer.in_features))
+    _check_array(layer.weights, f"{p}.weights", np.uint64, shape, fail)
+    # pad bits above in_features must be 1 (see the padding rule)
+    pad = layer.in_features % WORD_BITS
+    if pad:
+        high = np.uint64(((1 << 64) - 1) ^ ((1 << pad) - 1))
+        if not bool(np.all((layer.weights[..., -1] & high) == high)):
+            fail(f"{p}.weights", "pad bits above in_features set to 1", "a 0 pad bit")
+    if layer.is_last:
+        return
+    if layer.thresholds is None:
+        fail(f"{p}.thresholds", "an array", "nothing")
+    if layer.flip is None:
+        fail(f"{p}.flip", "an array", "nothing")
+    assert layer.thresholds is not None and layer.flip is not None
+    n_t = 2**layer.out_bits - 1
+    _check_array(layer.thresholds, f"{p}.thresholds", np.int64, (layer.out_features, n_t), fail)
+    _check_array(layer.flip, f"{p}.flip", np.uint8, (layer.out_features,), fail)
+    t = layer.thresholds
+    if not (t.size == 0 or (t.min() >= 0 and t.max() <= layer.acc_max + 1)):
+        fail(f"{p}.thresholds", f"values in 0..{layer.acc_max + 1}", "outside")
+    if not bool(np.all(np.diff(t, axis=1) >= 0)):
+        fail(f"{p}.thresholds", "ascending per row", "a descending pair")
+    if not bool(np.all(layer.flip <= 1)):
+        fail(f"{p}.flip", "0 or 1", "other values")
+
+
+@dataclass(frozen=True)
+class DenseHeader:
+    """A dense layer's ``meta`` entry, checked; knows its arrays' dtypes and shapes."""
+
+    in_features: int
+    out_features: int
+    in_bits: int
+    w_bits: int
+    out_bits: int
+
+    since: ClassVar[int] = 1  # the bundle version that introduced the kind
+    KEYS: ClassVar[set[str]] = {"kind", "in_features", "out_features", "in_bits", "w_bits",
+                                "out_bits"}  # fmt: skip
+
+    @classmethod
+    def parse(cls, lm: object, p: str, fail: Fail, last: bool) -> DenseHeader:
+        m = keys(lm, p, cls.KEYS, fail, optional=set())
+        features = range(1, MAX_FEATURES + 1)
+        return cls(
+            in_features=int_field(m["in_features"], f"{p}.in_features", fail, features),
+            out_features=int_field(m["out_features"], f"{p}.out_features", fail, features),
+            in_bits=int_field(m["in_bits"], f"{p}.in_bits", fail, SUPPORTED_BITS),
+            w_bits=int_field(m["w_bits"], f"{p}.w_bits", fail, SUPPORTED_BITS),
+            out_bits=int_field(m["out_bits"], f"{p}.out_bits", fail, (0,) if last else OUT_BITS),
+        )
+
+    @property
+    def kind(self) -> str:
+        return Layer.kind
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        return (self.in_features,)
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return (self.out_features,)
+
+    def arrays(self, i: int) -> ArraySpecs:
+        return matrix_arrays(i, self.out_features, self.in_features, self.w_bits, self.out_bits)
+
+    def build(self, i: int, arrays: dict[str, np.ndarray]) -> Layer:
+        return Layer(
+            in_features=self.in_features,
+            out_features=self.out_features,
+            in_bits=self.in_bits,
+            w_bits=self.w_bits,
+            out_bits=self.out_bits,
+            weights=arrays[f"layer{i}.weights"],
+            thresholds=arrays.get(f"layer{i}.thresholds"),
+            flip=arrays.get(f"layer{i}.flip"),
+        )
