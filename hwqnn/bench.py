@@ -247,12 +247,12 @@ def cpu(
 
     from hwqnn import clib, golden
     from hwqnn.data import load_dataset
-    from hwqnn.model import Arch, FloatMLP
+    from hwqnn.model import Arch, FloatNet
     from hwqnn.randnet import random_bundle, random_codes
 
     b = bundle or random_bundle(0, 784, (512, 512, 512), 10)
     hidden = tuple(ly.out_features for ly in b.dense("the benchmark")[:-1])
-    twin = FloatMLP(b.in_features, b.num_classes, Arch(hidden)).eval()
+    twin = FloatNet(b.in_features, b.num_classes, Arch(hidden)).eval()
     timed = _timer(False)
     cores = os.cpu_count() or 1
     old_threads = torch.get_num_threads()

@@ -90,7 +90,7 @@ import numpy as np
 
 from hwqnn import atomic, npzread
 from hwqnn.bundle_schema import SCHEMA, check, refuse
-from hwqnn.layers import KINDS, NetLayer, check_chain, size
+from hwqnn.layers import KINDS, NetLayer, check_chain, input_fits, size
 from hwqnn.layers.dense import Layer
 from hwqnn.packing import (
     WORD_BITS,
@@ -248,9 +248,10 @@ def validate(bundle: Bundle, where: str = "<memory>") -> None:
             fail(f"layer{i}.out_bits", "0 only on the last", layer.out_bits)
         if i:
             check_chain(bundle.layers[i - 1], layer, f"layer{i}", fail)
-    n_in = size(bundle.input_shape)
-    if n_in != bundle.in_features:
-        fail("meta.input.shape", f"{bundle.in_features} inputs", n_in)
+    if not input_fits(bundle.input_shape, bundle.layers[0]):
+        want = bundle.layers[0].in_shape
+        fail("meta.input.shape", f"{size(want)} inputs as layer 0 reads them ({list(want)})",
+             list(bundle.input_shape))  # fmt: skip
     if len(bundle.classes) != bundle.num_classes:
         fail("meta.classes", f"{bundle.num_classes} names", len(bundle.classes))
 

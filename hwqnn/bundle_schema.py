@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from hwqnn.layers import KINDS, Header, check_chain, parse_header, size
+from hwqnn.layers import KINDS, Header, check_chain, input_fits, parse_header, size
 from hwqnn.layers._meta import Fail, int_field, keys, refuse
 from hwqnn.layers.dense import MAX_FEATURES, SUPPORTED_BITS
 
 SCHEMA = "hwqnn.bundle"
-VERSION = 1
+VERSION = 2  # 2 added the conv2d and maxpool2d kinds; dense-only nets are still written as 1
 MAX_LAYERS = 256
 TOP_KEYS = {"schema", "version", "input", "classes", "layers", "info"}
 
@@ -72,7 +72,7 @@ def check(meta: object, fail: Fail) -> Spec:
     if version > VERSION:
         fail(
             "meta.version",
-            f"a version this reader supports ({VERSION})",
+            f"a version this reader supports (1..{VERSION})",
             f"version {version}: the file is newer than this hwqnn",
         )
     if version < 1:
@@ -94,8 +94,10 @@ def check(meta: object, fail: Fail) -> Spec:
         fail("meta.input.shape", "a list of 1..4 integers", f"{shape!r}"[:60])
     features = range(1, MAX_FEATURES + 1)
     dims = tuple(int_field(d, "meta.input.shape", fail, features) for d in shape)
-    if size(dims) != size(layers[0].in_shape):
-        fail("meta.input.shape", f"{size(layers[0].in_shape)} inputs (layer 0)", list(dims))
+    if not input_fits(dims, layers[0]):
+        want = layers[0].in_shape
+        fail("meta.input.shape", f"{size(want)} inputs as layer 0 reads them ({list(want)})",
+             list(dims))  # fmt: skip
     bits = int_field(inp["bits"], "meta.input.bits", fail, SUPPORTED_BITS)
     if bits != layers[0].in_bits:
         fail("meta.input.bits", f"{layers[0].in_bits} (layer 0's in_bits)", bits)

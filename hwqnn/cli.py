@@ -26,7 +26,11 @@ def _add_data(p: argparse.ArgumentParser) -> None:
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", default="mlp:512x3", help="e.g. mlp:256x3 or mlp:256-128-64")
+    p.add_argument(
+        "--arch",
+        default="mlp:512x3",
+        help="e.g. mlp:256x3, mlp:256-128-64, cnv (the default ConvNet) or cnv:32c3-mp2-64c3-fc128",
+    )
     p.add_argument("--w-bits", type=int, default=1, choices=(1, 2, 4), help="weight bits")
     p.add_argument("--a-bits", type=int, default=1, choices=(1, 2, 4), help="activation bits")
     p.add_argument("--epochs", type=int, default=6)
@@ -63,7 +67,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     if args.checkpoint:
         res = verify_torch_stage(Path(args.bundle), Path(args.checkpoint), args.data, args.n)
-        bad = res["mismatches"] + res["c"]["mismatches"]
+        bad = res["mismatches"] + res["c"].get("mismatches", 0)
     else:
         b = bundle_io.load(Path(args.bundle))
         test = test_set(b, args.bundle, args.data, args.n)

@@ -16,7 +16,8 @@ import torch
 
 from hwqnn.bundle import Bundle, Layer, make_layer
 from hwqnn.fold import CodeFn, FoldError, fold_thresholds
-from hwqnn.model import QuantDense, QuantMLP
+from hwqnn.layers import Conv2d, MaxPool2d, NetLayer
+from hwqnn.model import QuantConv2d, QuantDense, QuantNet, QuantPool
 
 log = logging.getLogger(__name__)
 FLOAT32_EXACT = 2**24  # integers up to this are exact in float32
@@ -40,7 +41,7 @@ def _layer_codes_fn(layer: QuantDense) -> CodeFn:
 
 
 def export_layer(layer: QuantDense, index: int) -> Layer:
-    """Fold and pack one layer of a :class:`QuantMLP` (in eval mode)."""
+    """Fold and pack the matrix of one dense or conv layer (in eval mode)."""
     name = f"layer {index}"
     acc_max = int(layer.scale) * layer.in_features
     if acc_max >= FLOAT32_EXACT:
@@ -60,17 +61,31 @@ def export_layer(layer: QuantDense, index: int) -> Layer:
     return make_layer(codes, layer.in_bits, layer.w_bits, layer.out_bits, thresholds, flip)
 
 
+def export_conv(layer: QuantConv2d, index: int) -> Conv2d:
+    return Conv2d(layer.window, export_layer(layer, index))
+
+
+def export_pool(layer: QuantPool, index: int) -> MaxPool2d:
+    return MaxPool2d(layer.window, layer.out_bits)
+
+
+EXPORTERS: dict[type, Any] = {QuantDense: export_layer, QuantConv2d: export_conv,
+                              QuantPool: export_pool}  # fmt: skip
+
+
 def export_model(
-    model: QuantMLP,
+    model: QuantNet,
     input_shape: tuple[int, ...],
     classes: tuple[str, ...],
     info: dict[str, Any] | None = None,
 ) -> Bundle:
-    """Bundle of a trained :class:`QuantMLP`."""
-    if not isinstance(model, QuantMLP):
+    """Bundle of a trained :class:`QuantNet` (each torch layer type has its exporter)."""
+    if not isinstance(model, QuantNet):
         raise ExportError(f"only quantized models export to a bundle, not {type(model).__name__}")
     model.eval()
-    layers = tuple(export_layer(layer, i) for i, layer in enumerate(model.dense))
+    layers: tuple[NetLayer, ...] = tuple(
+        EXPORTERS[type(layer)](layer, i) for i, layer in enumerate(model.layers)
+    )
     return Bundle(
         layers=layers, input_shape=tuple(input_shape), classes=tuple(classes), info=info or {}
     )

@@ -1,4 +1,5 @@
-"""The quantized MLP (and its float twin) in PyTorch, built from a short spec like ``mlp:256x3``.
+"""The quantized net (and its float twin) in PyTorch, built from a spec like ``mlp:256x3`` or
+``cnv`` (:mod:`hwqnn.arch`).
 
 Layer ``i`` of the quantized net computes, with integer levels (see :mod:`hwqnn.bundle`)::
 
@@ -7,7 +8,10 @@ Layer ``i`` of the quantized net computes, with integer levels (see :mod:`hwqnn.
     y = (z - mean) / sqrt(var + eps) * gamma + beta     # BatchNorm, eval: separate float32 ops
     q_out = quantize_level(y, k_out)
 
-The first layer takes 8-bit pixels ``x`` as the levels ``2*x - 255``. The last layer returns the
+A convolution computes the same ``s`` at every window position (PyTorch's NCHW inside; codes
+leave a layer flattened HWC, as in the bundle), with its input padded by the lowest level
+(code 0). Max-pooling acts on the quantized levels. The first layer takes 8-bit pixels ``x`` as
+the levels ``2*x - 255``. The last layer returns the
 integer class scores ``s``; training feeds ``s * exp(log_scale) / C`` to the loss (a positive
 scalar, so the argmax is that of the integer scores).
 
@@ -21,57 +25,31 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
-from dataclasses import dataclass
 from typing import cast
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from hwqnn.arch import MAX_HIDDEN, MAX_WIDTH, Arch, Conv, Pool, image_shape, parse_arch
+from hwqnn.layers.conv import Window
 from hwqnn.quant import quantize_code, quantize_level
 
 INPUT_BITS = 8
 
-
-@dataclass(frozen=True)
-class Arch:
-    """Hidden layer widths plus bit widths: weights, activations (0 = float twin)."""
-
-    hidden: tuple[int, ...]
-    w_bits: int = 1
-    a_bits: int = 1
-
-    @property
-    def spec(self) -> str:
-        return "mlp:" + "-".join(str(h) for h in self.hidden)
+__all__ = ["INPUT_BITS", "MAX_HIDDEN", "MAX_WIDTH", "Arch", "FloatNet", "QuantConv2d",
+           "QuantDense", "QuantNet", "QuantPool", "build", "parse_arch"]  # fmt: skip
 
 
-MAX_HIDDEN = 64  # hidden layers in an --arch (a bundle holds at most 256 layers)
-MAX_WIDTH = 1 << 20  # neurons in one hidden layer
-
-
-def parse_arch(spec: str, w_bits: int = 1, a_bits: int = 1) -> Arch:
-    """Parse ``mlp:256x3`` (three hidden layers of 256) or ``mlp:256-128-64``."""
-    m = re.fullmatch(r"mlp:(\d+)x(\d+)", spec) or re.fullmatch(r"mlp:(\d+(?:-\d+)*)", spec)
-    if not m:
-        raise ValueError(
-            f"architecture must look like 'mlp:256x3' or 'mlp:256-128-64', not {spec!r}"
-        )
-    if "x" in spec:
-        count = int(m.group(2))
-        if not 1 <= count <= MAX_HIDDEN:
-            raise ValueError(f"the layer count in {spec!r} must be in 1..{MAX_HIDDEN}")
-        hidden = (int(m.group(1)),) * count
-    else:
-        hidden = tuple(int(v) for v in m.group(1).split("-"))
-        if len(hidden) > MAX_HIDDEN:
-            raise ValueError(f"{spec!r} has more than {MAX_HIDDEN} hidden layers")
-    if any(not 1 <= h <= MAX_WIDTH for h in hidden):
-        raise ValueError(f"layer widths must be in 1..{MAX_WIDTH} in {spec!r}")
-    for name, b in (("weight", w_bits), ("activation", a_bits)):
-        if b not in (1, 2, 4):
-            raise ValueError(f"{name} bits must be 1, 2 or 4, not {b!r}")
-    return Arch(hidden, w_bits, a_bits)
+def _bn_eval(z: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm, dim: int) -> torch.Tensor:
+    """Eval-mode BatchNorm as separate elementwise ops (each correctly rounded), channels on
+    ``dim``; the same ops whatever the shape, so export's fold reproduces them exactly."""
+    assert bn.running_mean is not None and bn.running_var is not None
+    shape = [1] * (z.dim() - dim)
+    shape[0] = -1
+    mean, var = bn.running_mean.view(shape), bn.running_var.view(shape)
+    std = torch.sqrt(var + bn.eps)
+    return (z - mean) / std * bn.weight.view(shape) + bn.bias.view(shape)
 
 
 class QuantDense(nn.Module):
@@ -84,7 +62,7 @@ class QuantDense(nn.Module):
         self.weight = nn.Parameter(torch.empty(out_f, in_f).uniform_(-1.0, 1.0))
         self.scale = float((2**in_bits - 1) * (2**w_bits - 1))
         if out_bits:
-            self.bn: nn.BatchNorm1d | None = nn.BatchNorm1d(out_f)
+            self.bn: nn.modules.batchnorm._BatchNorm | None = nn.BatchNorm1d(out_f)
         else:
             self.bn = None
             self.log_scale = nn.Parameter(torch.tensor(-0.5 * math.log(in_f)))
@@ -97,7 +75,7 @@ class QuantDense(nn.Module):
         return quantize_level(self.weight, self.w_bits)
 
     def weight_code(self) -> torch.Tensor:
-        """Integer weight codes (0..2**w_bits-1) exactly as the forward pass uses them."""
+        """Integer weight codes ``[out, in]`` exactly as the forward pass uses them."""
         return quantize_code(self.weight.detach(), self.w_bits).to(torch.int64)
 
     def activate(self, s: torch.Tensor) -> torch.Tensor:
@@ -105,17 +83,18 @@ class QuantDense(nn.Module):
         if self.bn is None:
             return s * (torch.exp(self.log_scale) / self.scale)
         z = s / self.scale
-        if self.training:
-            y = self.bn(z)
-        else:
-            bn = self.bn
-            assert bn.running_mean is not None and bn.running_var is not None
-            std = torch.sqrt(bn.running_var + bn.eps)
-            y = (z - bn.running_mean) / std * bn.weight + bn.bias
+        y = self.bn(z) if self.training else _bn_eval(z, self.bn, 1)
         return quantize_level(y, self.out_bits)
 
+    def dot(self, q_in: torch.Tensor) -> torch.Tensor:
+        """The integer dot products ``s`` of input levels ``[N, in]`` (or NCHW, read as HWC: the
+        order of the bundle's columns)."""
+        if q_in.dim() == 4:
+            q_in = q_in.permute(0, 2, 3, 1)
+        return q_in.flatten(1) @ self.weight_level().t()
+
     def forward(self, q_in: torch.Tensor) -> torch.Tensor:
-        return self.activate(q_in @ self.weight_level().t())
+        return self.activate(self.dot(q_in))
 
     def clip_(self) -> None:
         """Clip the latent real weights to [-1, 1] (after each optimizer step)."""
@@ -123,31 +102,109 @@ class QuantDense(nn.Module):
             self.weight.clamp_(-1.0, 1.0)
 
 
-class QuantMLP(nn.Module):
-    """8-bit pixels in, integer class scores out; hidden layers quantized to ``a_bits``."""
+class QuantConv2d(QuantDense):
+    """A quantized convolution over NCHW levels; the input is padded with the lowest level."""
 
-    def __init__(self, in_features: int, classes: int, arch: Arch) -> None:
+    def __init__(self, window: Window, out_ch: int, in_bits: int, w_bits: int, out_bits: int):
+        nn.Module.__init__(self)
+        self.window = window
+        self.in_features, self.out_features = window.fan_in, out_ch
+        self.in_bits, self.w_bits, self.out_bits = in_bits, w_bits, out_bits
+        k = window.kernel
+        self.weight = nn.Parameter(torch.empty(out_ch, window.channels, k, k).uniform_(-1.0, 1.0))
+        self.scale = float((2**in_bits - 1) * (2**w_bits - 1))
+        self.bn = nn.BatchNorm2d(out_ch)
+
+    def weight_code(self) -> torch.Tensor:
+        """Weight codes ``[out, kernel*kernel*channels]`` in im2col (ky, kx, c) order."""
+        w = quantize_code(self.weight.detach(), self.w_bits).to(torch.int64)
+        return w.permute(0, 2, 3, 1).reshape(self.out_features, -1)
+
+    def dot(self, q_in: torch.Tensor) -> torch.Tensor:
+        p = self.window.pad
+        if p:
+            q_in = F.pad(q_in, (p, p, p, p), value=-float(2**self.in_bits - 1))
+        return F.conv2d(q_in, self.weight_level(), stride=self.window.stride)
+
+
+class QuantPool(nn.Module):
+    """Max-pooling of NCHW levels (exact: quantization is monotone)."""
+
+    bn = None
+    is_last = False
+
+    def __init__(self, window: Window, bits: int) -> None:
         super().__init__()
-        self.arch = arch
+        self.window, self.out_bits = window, bits
+
+    def forward(self, q_in: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(q_in, self.window.kernel, self.window.stride)
+
+    def clip_(self) -> None:
+        pass
+
+
+class QuantNet(nn.Module):
+    """8-bit pixels in, integer class scores out; hidden layers quantized to ``a_bits``.
+
+    Images come flattened ``[N, H*W*C]`` (HWC); a conv front needs ``image = (H, W, C)``."""
+
+    def __init__(
+        self,
+        in_features: int,
+        classes: int,
+        arch: Arch,
+        image: tuple[int, int, int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.arch, self.image = arch, image
+        layers: list[nn.Module] = []
+        in_bits, a = INPUT_BITS, arch.a_bits
+        if arch.features:
+            if image is None or image[0] * image[1] * image[2] != in_features:
+                raise ValueError(f"{arch.spec}: needs the input image shape, not {image}")
+            for f, win in zip(arch.features, arch.windows(image), strict=True):
+                if isinstance(f, Conv):
+                    layers.append(QuantConv2d(win, f.out, in_bits, arch.w_bits, a))
+                    in_bits = a
+                else:
+                    layers.append(QuantPool(win, in_bits))
+            last = arch.windows(image)[-1]
+            f = arch.features[-1]
+            out_c = f.out if isinstance(f, Conv) else last.channels
+            in_features = last.out_h * last.out_w * out_c
         widths = [in_features, *arch.hidden, classes]
-        layers = []
         for i in range(len(widths) - 1):
-            in_bits = INPUT_BITS if i == 0 else arch.a_bits
-            out_bits = 0 if i == len(widths) - 2 else arch.a_bits
+            out_bits = 0 if i == len(widths) - 2 else a
             layers.append(QuantDense(widths[i], widths[i + 1], in_bits, arch.w_bits, out_bits))
+            in_bits = a
         self.layers = nn.ModuleList(layers)
 
     @property
     def dense(self) -> list[QuantDense]:
-        """The layers, typed (``nn.ModuleList`` hands out plain ``Module``)."""
-        return [cast(QuantDense, m) for m in self.layers]
+        """The dense layers, typed (``nn.ModuleList`` hands out plain ``Module``)."""
+        return [cast(QuantDense, m) for m in self.layers if type(m) is QuantDense]
+
+    def _levels(self, x: torch.Tensor) -> torch.Tensor:
+        q = 2.0 * x.to(torch.float32) - 255.0
+        if self.image is not None and self.arch.features:
+            h, w, c = self.image
+            q = q.reshape(-1, h, w, c).permute(0, 3, 1, 2)
+        return q
+
+    def _hidden(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The levels after each hidden layer (NCHW for image-shaped ones)."""
+        q, out = self._levels(x), []
+        for layer in self.layers[:-1]:
+            q = layer(q)
+            out.append(q)
+        return out
 
     def _run(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        q = 2.0 * x.to(torch.float32) - 255.0
-        for layer in self.dense[:-1]:
-            q = layer(q)
-        last = self.dense[-1]
-        s = q @ last.weight_level().t()
+        hidden = self._hidden(x)
+        q = hidden[-1] if hidden else self._levels(x)
+        last = cast(QuantDense, self.layers[-1])
+        s = last.dot(q)
         return s, last.activate(s)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -161,43 +218,72 @@ class QuantMLP(nn.Module):
 
     @torch.no_grad()
     def codes(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Per hidden layer output codes (int64), for locating a disagreement."""
-        q = 2.0 * x.to(torch.float32) - 255.0
+        """Per hidden layer output codes (int64, flattened HWC), for locating a disagreement."""
         out = []
-        for layer in self.dense[:-1]:
-            q = layer(q)
-            out.append(((q + float(2**layer.out_bits - 1)) / 2.0).to(torch.int64))
+        for layer, q in zip(self.layers[:-1], self._hidden(x), strict=False):
+            n = float(2 ** cast(QuantDense, layer).out_bits - 1)
+            c = ((q + n) / 2.0).to(torch.int64)
+            out.append(c.permute(0, 2, 3, 1).flatten(1) if c.dim() == 4 else c)
         return out
 
     def clip_(self) -> None:
-        for layer in self.dense:
-            layer.clip_()
+        for layer in self.layers:
+            cast(QuantDense, layer).clip_()
 
 
-class FloatMLP(nn.Module):
+class FloatNet(nn.Module):
     """The float twin: same topology, float weights, BatchNorm and ReLU, float logits."""
 
-    def __init__(self, in_features: int, classes: int, arch: Arch) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        classes: int,
+        arch: Arch,
+        image: tuple[int, int, int] | None = None,
+    ) -> None:
         super().__init__()
-        self.arch = arch
-        widths = [in_features, *arch.hidden]
+        self.arch, self.image = arch, image
         mods: list[nn.Module] = []
+        if arch.features:
+            if image is None:
+                raise ValueError(f"{arch.spec}: needs the input image shape")
+            for f, win in zip(arch.features, arch.windows(image), strict=True):
+                if isinstance(f, Conv):
+                    conv = nn.Conv2d(win.channels, f.out, f.kernel, f.stride, f.pad, bias=False)
+                    mods += [conv, nn.BatchNorm2d(f.out), nn.ReLU()]
+                else:
+                    assert isinstance(f, Pool)
+                    mods.append(nn.MaxPool2d(f.kernel, f.stride))
+            mods.append(nn.Flatten())
+            last = arch.windows(image)[-1]
+            f = arch.features[-1]
+            in_features = (
+                last.out_h * last.out_w * (f.out if isinstance(f, Conv) else last.channels)
+            )
+        widths = [in_features, *arch.hidden]
         for a, b in itertools.pairwise(widths):
             mods += [nn.Linear(a, b, bias=False), nn.BatchNorm1d(b), nn.ReLU()]
         mods.append(nn.Linear(widths[-1], classes))
         self.net = nn.Sequential(*mods)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.to(torch.float32) / 127.5 - 1.0)
+        x = x.to(torch.float32) / 127.5 - 1.0
+        if self.image is not None and self.arch.features:
+            h, w, c = self.image
+            x = x.reshape(-1, h, w, c).permute(0, 3, 1, 2)
+        return cast(torch.Tensor, self.net(x))
 
     def clip_(self) -> None:
         pass
 
 
-def build(kind: str, in_features: int, classes: int, arch: Arch) -> nn.Module:
-    """``kind`` is ``"quant"`` or ``"float"``."""
+def build(
+    kind: str, in_features: int, classes: int, arch: Arch, input_shape: tuple[int, ...] = ()
+) -> nn.Module:
+    """``kind`` is ``"quant"`` or ``"float"``; a conv ``arch`` needs the data's ``input_shape``."""
+    image = image_shape(input_shape) if arch.features else None
     if kind == "quant":
-        return QuantMLP(in_features, classes, arch)
+        return QuantNet(in_features, classes, arch, image)
     if kind == "float":
-        return FloatMLP(in_features, classes, arch)
+        return FloatNet(in_features, classes, arch, image)
     raise ValueError(f"model kind must be 'quant' or 'float', not {kind!r}")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from hwqnn.bundle import Bundle, level_scale, make_layer
+from hwqnn.arch import Arch, Conv
+from hwqnn.bundle import Bundle, NetLayer, level_scale, make_layer
+from hwqnn.layers import Conv2d, MaxPool2d
 
 
 def random_layer_params(
@@ -51,6 +53,35 @@ def random_bundle(
         input_shape=(in_features,),
         classes=tuple(f"c{i}" for i in range(classes)),
         info={"random_seed": seed},
+    )
+
+
+def random_net(
+    seed: int, arch: Arch, image: tuple[int, int, int], classes: int, in_bits: int = 8
+) -> Bundle:
+    """A random network of any architecture (conv front included) over ``image`` (H, W, C)."""
+    rng = np.random.default_rng(seed)
+    layers: list[NetLayer] = []
+    kin, a = in_bits, arch.a_bits
+    for f, win in zip(arch.features, arch.windows(image), strict=True):
+        if isinstance(f, Conv):
+            w, t, fl = random_layer_params(rng, f.out, win.fan_in, kin, arch.w_bits, a)
+            layers.append(Conv2d(win, make_layer(w, kin, arch.w_bits, a, t, fl)))
+            kin = a
+        else:
+            layers.append(MaxPool2d(win, kin))
+    width = layers[-1].out_size if layers else image[0] * image[1] * image[2]
+    widths = [width, *arch.hidden, classes]
+    for i in range(len(widths) - 1):
+        kout = 0 if i == len(widths) - 2 else a
+        w, t, fl = random_layer_params(rng, widths[i + 1], widths[i], kin, arch.w_bits, kout)
+        layers.append(make_layer(w, kin, arch.w_bits, kout, t, fl))
+        kin = a
+    return Bundle(
+        layers=tuple(layers),
+        input_shape=image,
+        classes=tuple(f"c{i}" for i in range(classes)),
+        info={"random_seed": seed, "arch": arch.spec},
     )
 
 

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from hwqnn.atomic import write_bytes
 from hwqnn.data import Split
-from hwqnn.model import MAX_HIDDEN, MAX_WIDTH, Arch, QuantMLP, build
+from hwqnn.model import MAX_HIDDEN, MAX_WIDTH, Arch, QuantNet, build, parse_arch
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def predict(model: nn.Module, images: np.ndarray, batch: int = 2000) -> np.ndarr
     preds = []
     for i in range(0, len(images), batch):
         x = torch.from_numpy(images[i : i + batch])
-        out = model.scores(x) if isinstance(model, QuantMLP) else model(x)
+        out = model.scores(x) if isinstance(model, QuantNet) else model(x)
         preds.append(out.argmax(dim=1).numpy())
     return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
 
@@ -125,7 +125,13 @@ def save_checkpoint(
     model: nn.Module, arch: Arch, kind: str, meta: dict[str, Any], path: str | os.PathLike[str]
 ) -> None:
     """Write ``{state, arch, kind, meta}`` atomically."""
-    payload = {"state": model.state_dict(), "arch": asdict(arch), "kind": kind, "meta": meta}
+    a = {
+        "spec": arch.spec,
+        "hidden": list(arch.hidden),
+        "w_bits": arch.w_bits,
+        "a_bits": arch.a_bits,
+    }
+    payload = {"state": model.state_dict(), "arch": a, "kind": kind, "meta": meta}
     write_bytes(path, lambda f: torch.save(payload, f))
 
 
@@ -138,18 +144,28 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, 
         with warnings.catch_warnings():  # torch warns about foreign pickles; we refuse them
             warnings.simplefilter("ignore", UserWarning)
             payload = torch.load(path, map_location="cpu", weights_only=True)
-        hidden = tuple(payload["arch"]["hidden"])
         meta = payload["meta"]
-        sizes = [*hidden, meta["in_features"], len(meta["classes"])]
-        if len(hidden) > MAX_HIDDEN or not all(
+        a = payload["arch"]
+        if "spec" in a:  # a spec string is parsed (and bounded) like --arch
+            try:
+                arch = parse_arch(a["spec"], a["w_bits"], a["a_bits"])
+            except ValueError as e:
+                raise ValueError(f"{path}: field 'arch.spec': {e}") from e
+        else:
+            arch = Arch(tuple(a["hidden"]), a["w_bits"], a["a_bits"])
+        sizes = [*arch.hidden, meta["in_features"], len(meta["classes"])]
+        if len(arch.hidden) > MAX_HIDDEN or not all(
             type(v) is int and 1 <= v <= MAX_WIDTH for v in sizes
         ):
             raise ValueError(
                 f"{path}: field 'arch.hidden': expected 0..{MAX_HIDDEN} layers of 1..{MAX_WIDTH} "
                 "neurons (and such input and class counts)"
             )
-        arch = Arch(hidden, payload["arch"]["w_bits"], payload["arch"]["a_bits"])
-        model = build(payload["kind"], meta["in_features"], len(meta["classes"]), arch)
+        shape = tuple(meta.get("input_shape", ()))
+        try:
+            model = build(payload["kind"], meta["in_features"], len(meta["classes"]), arch, shape)
+        except ValueError as e:
+            raise ValueError(f"{path}: field 'arch': {e}") from e
         model.load_state_dict(payload["state"])
     except (KeyError, RuntimeError, TypeError, EOFError, AttributeError, IndexError,
             pickle.UnpicklingError, zipfile.BadZipFile) as e:  # fmt: skip

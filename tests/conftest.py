@@ -8,7 +8,7 @@ import torch
 
 from hwqnn.bundle import Bundle
 from hwqnn.export import export_model
-from hwqnn.model import QuantMLP, parse_arch
+from hwqnn.model import QuantNet, parse_arch
 
 
 def random_quant_mlp(
@@ -18,12 +18,12 @@ def random_quant_mlp(
     classes: int,
     w_bits: int = 1,
     a_bits: int = 1,
-) -> QuantMLP:
-    """A QuantMLP with random latent weights and random BatchNorm statistics, including
+) -> QuantNet:
+    """A QuantNet with random latent weights and random BatchNorm statistics, including
     negative and zero gammas (so flips and constant channels occur)."""
     torch.manual_seed(seed)
     spec = "mlp:" + "-".join(str(h) for h in hidden)
-    model = QuantMLP(in_features, classes, parse_arch(spec, w_bits, a_bits))
+    model = QuantNet(in_features, classes, parse_arch(spec, w_bits, a_bits))
     gen = torch.Generator().manual_seed(seed)
     for layer in model.layers:
         if layer.bn is None:
@@ -46,7 +46,7 @@ def random_bundle(
     classes: int,
     w_bits: int = 1,
     a_bits: int = 1,
-) -> tuple[QuantMLP, Bundle]:
+) -> tuple[QuantNet, Bundle]:
     model = random_quant_mlp(seed, in_features, hidden, classes, w_bits, a_bits)
     shape = (in_features,)
     return model, export_model(model, shape, tuple(f"c{i}" for i in range(classes)))

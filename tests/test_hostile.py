@@ -125,14 +125,14 @@ CASES = [
     ),
     ("version-1.0", _meta("version", 1.0), "field 'meta.version': expected an integer, found 1.0"),
     (
-        "version-2",
-        _meta("version", 2),
-        "field 'meta.version': expected a version this reader supports (1), found version 2",
+        "version-3",
+        _meta("version", 3),
+        "field 'meta.version': expected a version this reader supports (1..2), found version 3",
     ),
     (
         "kind-conv",
         _meta("layers.1.kind", "conv"),
-        "field 'meta.layers[1].kind': expected one of dense, found 'conv'",
+        "field 'meta.layers[1].kind': expected one of dense, conv2d, maxpool2d, found 'conv'",
     ),
     (
         "kind-missing",

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from hwqnn.layers._meta import Fail
+from hwqnn.layers.conv import Conv2d, ConvHeader, MaxPool2d, PoolHeader, Window
 from hwqnn.layers.dense import ArraySpecs, DenseHeader, Layer
 
 
@@ -67,7 +68,7 @@ class NetLayer(Shaped, Protocol):
     def forward(self, codes: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]: ...
 
 
-KINDS: dict[str, Any] = {"dense": DenseHeader}
+KINDS: dict[str, Any] = {"dense": DenseHeader, "conv2d": ConvHeader, "maxpool2d": PoolHeader}
 
 
 def size(shape: tuple[int, ...]) -> int:
@@ -90,6 +91,18 @@ def parse_header(lm: object, p: str, fail: Fail, last: bool, version: int) -> He
     return header
 
 
+def input_fits(input_shape: tuple[int, ...], first: Shaped) -> bool:
+    """The bundle's input shape suits layer 0: the same size and, for an image-shaped layer, the
+    same ``[height, width, channels]`` (or ``[height, width]`` with one channel): a channel-major
+    ``[C, H, W]`` of the same size is not the HWC image the layer reads."""
+    if size(input_shape) != size(first.in_shape):
+        return False
+    if len(first.in_shape) == 3:
+        h, w, c = first.in_shape
+        return tuple(input_shape) in ((h, w, c),) + (((h, w),) if c == 1 else ())
+    return True
+
+
 def check_chain(prev: Shaped, ly: Shaped, p: str, fail: Fail) -> None:
     """``ly`` takes what ``prev`` gives: the same bits, and the same image shape (or size)."""
     if len(prev.out_shape) == len(ly.in_shape) == 3:
@@ -104,4 +117,15 @@ def check_chain(prev: Shaped, ly: Shaped, p: str, fail: Fail) -> None:
         fail(f"{p}.in_bits", f"{prev.out_bits} (the previous out_bits)", ly.in_bits)
 
 
-__all__ = ["KINDS", "Header", "Layer", "NetLayer", "check_chain", "parse_header", "size"]
+__all__ = [
+    "KINDS",
+    "Conv2d",
+    "Header",
+    "Layer",
+    "MaxPool2d",
+    "NetLayer",
+    "Window",
+    "check_chain",
+    "parse_header",
+    "size",
+]

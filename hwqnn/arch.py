@@ -1,0 +1,170 @@
+"""Network architectures as short specs, shared by training (torch) and random nets (NumPy).
+
+* ``mlp:256x3`` or ``mlp:256-128-64``: dense hidden layers, then the classifier.
+* ``cnv:TOKEN-TOKEN-...``: a convolutional front, then dense layers and the classifier. Tokens:
+  ``64c3`` (a 3x3 convolution to 64 channels, stride 1, no padding), ``64c3s2p1`` (stride 2,
+  padding 1), ``mp2`` (2x2 max-pooling, stride 2), ``mp3s2`` (3x3, stride 2), ``fc256`` (a dense
+  layer of 256). Convolutions and pooling come before the first ``fc``.
+* ``cnv``: the default ConvNet for 28x28 images, :data:`CNV_DEFAULT`.
+
+Every hidden layer is followed by BatchNorm and the activation quantizer; pooling acts on the
+quantized codes (see :mod:`hwqnn.layers.conv`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from hwqnn.layers.conv import MAX_KERNEL, MAX_STRIDE, Window
+
+MAX_HIDDEN = 64  # hidden layers in an --arch (a bundle holds at most 256 layers)
+MAX_WIDTH = 1 << 20  # neurons (or channels) in one hidden layer
+CNV_DEFAULT = "cnv:64c3-64c3-mp2-128c3-128c3-mp2-fc256"
+
+
+@dataclass(frozen=True)
+class Conv:
+    out: int
+    kernel: int
+    stride: int = 1
+    pad: int = 0
+
+    @property
+    def token(self) -> str:
+        geo = (f"s{self.stride}" if self.stride != 1 else "") + (f"p{self.pad}" if self.pad else "")
+        return f"{self.out}c{self.kernel}{geo}"
+
+
+@dataclass(frozen=True)
+class Pool:
+    kernel: int
+    stride: int
+
+    @property
+    def token(self) -> str:
+        return f"mp{self.kernel}" + (f"s{self.stride}" if self.stride != self.kernel else "")
+
+
+Feature = Conv | Pool
+
+
+@dataclass(frozen=True)
+class Arch:
+    """Dense hidden widths after an optional convolutional front, plus bit widths."""
+
+    hidden: tuple[int, ...]
+    w_bits: int = 1
+    a_bits: int = 1
+    features: tuple[Feature, ...] = ()
+
+    @property
+    def spec(self) -> str:
+        if not self.features:
+            return "mlp:" + "-".join(str(h) for h in self.hidden)
+        return "cnv:" + "-".join([f.token for f in self.features] + [f"fc{h}" for h in self.hidden])
+
+    def windows(self, in_shape: tuple[int, int, int]) -> list[Window]:
+        """The window of each feature layer, from the input image ``(height, width, channels)``;
+        raises ``ValueError`` if a window does not fit its input."""
+        out = []
+        h, w, c = in_shape
+        for i, f in enumerate(self.features):
+            pad = f.pad if isinstance(f, Conv) else 0
+            win = Window(h, w, c, f.kernel, f.stride, pad)
+            if h + 2 * pad < f.kernel or w + 2 * pad < f.kernel:
+                raise ValueError(
+                    f"{self.spec}: layer {i} ({f.token}) needs at least {f.kernel}x{f.kernel} "
+                    f"inputs, it gets {h}x{w}"
+                )
+            out.append(win)
+            h, w, c = win.out_h, win.out_w, (f.out if isinstance(f, Conv) else c)
+        return out
+
+
+def image_shape(input_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """``(height, width, channels)`` of a dataset's image shape ``(H, W)``; channel-major data
+    (CIFAR's stored ``(C, H, W)``) is refused, as convolutions read HWC codes."""
+    if len(input_shape) == 2:
+        return (input_shape[0], input_shape[1], 1)
+    if len(input_shape) == 3 and input_shape[0] not in (1,):
+        raise ValueError(
+            f"images of shape {list(input_shape)} are stored channel-major; the conv layers read "
+            "height x width x channels (use an mlp: architecture for this dataset)"
+        )
+    if len(input_shape) == 3:
+        return (input_shape[1], input_shape[2], 1)
+    raise ValueError(f"a conv net needs image-shaped input, not shape {list(input_shape)}")
+
+
+def _bits(w_bits: int, a_bits: int) -> None:
+    for name, b in (("weight", w_bits), ("activation", a_bits)):
+        if b not in (1, 2, 4):
+            raise ValueError(f"{name} bits must be 1, 2 or 4, not {b!r}")
+
+
+def _feature(tok: str, spec: str) -> Feature:
+    m = re.fullmatch(r"(\d+)c(\d+)(?:s(\d+))?(?:p(\d+))?", tok)
+    if m:
+        out, k = int(m.group(1)), int(m.group(2))
+        s, p = int(m.group(3) or 1), int(m.group(4) or 0)
+        if not 1 <= out <= MAX_WIDTH:
+            raise ValueError(f"channels must be in 1..{MAX_WIDTH} in {spec!r} ({tok})")
+        if not (1 <= k <= MAX_KERNEL and 1 <= s <= MAX_STRIDE and 0 <= p < k):
+            raise ValueError(
+                f"{tok!r} in {spec!r}: kernel 1..{MAX_KERNEL}, stride 1..{MAX_STRIDE}, padding "
+                "below the kernel"
+            )
+        return Conv(out, k, s, p)
+    m = re.fullmatch(r"mp(\d+)(?:s(\d+))?", tok)
+    if m:
+        k = int(m.group(1))
+        s = int(m.group(2) or k)
+        if not (1 <= k <= MAX_KERNEL and 1 <= s <= MAX_STRIDE):
+            raise ValueError(f"{tok!r} in {spec!r}: kernel 1..{MAX_KERNEL}, stride 1..{MAX_STRIDE}")
+        return Pool(k, s)
+    raise ValueError(f"{tok!r} in {spec!r} is not a layer: use e.g. 64c3, 64c3s2p1, mp2 or fc256")
+
+
+def parse_arch(spec: str, w_bits: int = 1, a_bits: int = 1) -> Arch:
+    """Parse an architecture spec (see the module docstring)."""
+    _bits(w_bits, a_bits)
+    if spec == "cnv":
+        spec = CNV_DEFAULT
+    if spec.startswith("cnv:"):
+        toks = spec[4:].split("-")
+        if not 1 <= len(toks) <= MAX_HIDDEN:
+            raise ValueError(f"{spec!r} must have 1..{MAX_HIDDEN} layers")
+        features: list[Feature] = []
+        hidden: list[int] = []
+        for tok in toks:
+            m = re.fullmatch(r"fc(\d+)", tok)
+            if m:
+                if not 1 <= int(m.group(1)) <= MAX_WIDTH:
+                    raise ValueError(f"layer widths must be in 1..{MAX_WIDTH} in {spec!r}")
+                hidden.append(int(m.group(1)))
+            elif hidden:
+                raise ValueError(f"{tok!r} in {spec!r}: convolutions and pooling come before fc")
+            else:
+                features.append(_feature(tok, spec))
+        if not any(isinstance(f, Conv) for f in features):
+            raise ValueError(f"{spec!r} has no convolution (write mlp:... for a dense net)")
+        return Arch(tuple(hidden), w_bits, a_bits, tuple(features))
+    m = re.fullmatch(r"mlp:(\d+)x(\d+)", spec) or re.fullmatch(r"mlp:(\d+(?:-\d+)*)", spec)
+    if not m:
+        raise ValueError(
+            f"architecture must look like 'mlp:256x3', 'mlp:256-128-64', 'cnv' or "
+            f"'cnv:64c3-mp2-fc256', not {spec!r}"[:200]
+        )
+    if "x" in spec:
+        count = int(m.group(2))
+        if not 1 <= count <= MAX_HIDDEN:
+            raise ValueError(f"the layer count in {spec!r} must be in 1..{MAX_HIDDEN}")
+        hidden_t = (int(m.group(1)),) * count
+    else:
+        hidden_t = tuple(int(v) for v in m.group(1).split("-"))
+        if len(hidden_t) > MAX_HIDDEN:
+            raise ValueError(f"{spec!r} has more than {MAX_HIDDEN} hidden layers")
+    if any(not 1 <= h <= MAX_WIDTH for h in hidden_t):
+        raise ValueError(f"layer widths must be in 1..{MAX_WIDTH} in {spec!r}")
+    return Arch(hidden_t, w_bits, a_bits)
