@@ -1,7 +1,8 @@
 """The bundle: the one contract between hwqnn's stages, and the one statement of its bit layout.
 
 A bundle is a NumPy ``.npz`` file (loadable with ``np.load(path, allow_pickle=False)``) that
-holds a trained quantized MLP as packed bits and integer thresholds. Every consumer (golden
+holds a trained quantized network (dense, convolution and max-pool layers, see
+:mod:`hwqnn.layers`) as packed bits and integer thresholds. Every consumer (golden
 model, Verilog generator, GPU kernels, op counter) reads only this file.
 
 Values and codes
@@ -30,6 +31,18 @@ Packing order
 -------------
 Input index ``j`` of a plane is bit ``j % 64`` (LSB first) of 64-bit word ``j // 64``. Words are
 ``uint64``. A row of fan-in ``K`` takes ``ceil(K / 64)`` words per plane.
+
+Images and convolutions (version 2)
+-----------------------------------
+An image-shaped activation ``(height, width, channels)`` is the code vector in HWC order: index
+``(y * width + x) * channels + c``. A ``conv2d`` layer's weights are a dense matrix of
+``out_channels`` rows over ``kernel * kernel * in_channels`` columns in im2col order: column
+``(ky * kernel + kx) * in_channels + c`` meets input pixel ``(y*stride + ky - padding,
+x*stride + kx - padding)``, channel ``c``. Positions outside the image read code 0 (the lowest
+level: -1 for 1-bit codes, pixel 0 for 8-bit input), a real input of the dot product, unlike the
+pad bits below. Output pixel ``(y, x)`` then follows the dense rules with that column vector. A
+``maxpool2d`` layer (no arrays, no padding) gives the largest code of each window per channel.
+A dense layer after them reads the flattened HWC vector.
 
 Padding
 -------

@@ -289,19 +289,12 @@ def _ops(b: B.Bundle, p: Path) -> object:
     return layer_ops(b, [])
 
 
-def _gpu(b: B.Bundle, p: Path) -> object:
-    from hwqnn.gpu.infer import to_device
-
-    return to_device(b)
-
-
 @pytest.mark.parametrize(
     ("consumer", "call"),
     [
         pytest.param("the C library", _flat, id="flat"),
         pytest.param("the hardware generator", _rtl, id="rtl"),
         pytest.param("the op counter", _ops, id="ops"),
-        pytest.param("the GPU kernel", _gpu, id="gpu"),
     ],
 )
 def test_dense_only_consumers_refuse_a_conv_net_in_one_line(

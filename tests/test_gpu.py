@@ -7,9 +7,17 @@ import pytest
 import torch
 
 from hwqnn import golden
+from hwqnn.arch import parse_arch
 from hwqnn.bundle import pack_codes as np_pack_codes
-from hwqnn.gpu.infer import DeviceLayer, default_device, infer, layer_gemm, pack_codes
-from hwqnn.randnet import random_bundle, random_codes
+from hwqnn.gpu.infer import (
+    DeviceLayer,
+    default_device,
+    infer,
+    layer_gemm,
+    pack_codes,
+    to_device_layer,
+)
+from hwqnn.randnet import random_bundle, random_codes, random_net
 
 # (fan-in, hidden, classes, w_bits, a_bits, M): K not a multiple of 32/64, N and M not multiples
 # of the 32x32 block, the 8-bit first layer, 2- and 4-bit weights/activations
@@ -74,3 +82,28 @@ def test_gpu_bench_runs_in_the_interpreter(capsys: pytest.CaptureFixture[str]) -
     assert gpu(random_bundle(0, 30, (12,), 3), interpret=True) == 0
     out = capsys.readouterr().out
     assert "CPU interpreter" in out and "paper-8192" in out and "layer1" in out
+
+
+CONV_NETS = [
+    pytest.param("cnv:6c3p1-mp2-5c3s2-fc9", (9, 11, 1), 1, 1, id="p1-mp2-s2"),
+    pytest.param("cnv:5c5p2-mp3s2-7c1", (10, 9, 2), 2, 2, id="k5-k1-w2a2"),
+    pytest.param("cnv:4c3-3c3", (7, 7, 3), 1, 4, id="a4-no-pool"),
+]
+
+
+@pytest.mark.parametrize(("spec", "image", "wb", "ab"), CONV_NETS)
+def test_conv_network_equals_golden(
+    spec: str, image: tuple[int, int, int], wb: int, ab: int
+) -> None:
+    """Convolutions through the same XNOR GEMM on device-side im2col rows, and max-pooling,
+    bit-exact with the golden model on every hidden code and score."""
+    b = random_net(len(spec), parse_arch(spec, wb, ab), image, 4)
+    x = random_codes(7, 13, image[0] * image[1] * image[2])
+    np.testing.assert_array_equal(infer(b, x, batch=8), golden.scores(b, x))
+    dev = default_device()
+    xt = torch.from_numpy(x).to(dev)
+    for ly in b.layers:
+        _, expected = golden.layer_forward(ly, x)
+        xt = to_device_layer(ly, dev).forward(xt)
+        np.testing.assert_array_equal(xt.cpu().numpy(), expected)
+        x = expected

@@ -1,4 +1,9 @@
-"""Whole-network batch inference from a bundle with the Triton kernels (see ``kernels.py``)."""
+"""Whole-network batch inference from a bundle with the Triton kernels (see ``kernels.py``).
+
+Dense layers are one XNOR-popcount GEMM each. A convolution is the same GEMM on its im2col
+matrix (``[images * positions, kernel*kernel*channels]``, gathered on the device in the bundle's
+(ky, kx, c) order, code 0 outside the image); max-pooling is an integer max on the device.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,9 @@ import numpy as np
 import torch
 
 import hwqnn.gpu  # noqa: F401  (sets TRITON_INTERPRET on machines without CUDA)
-from hwqnn.bundle import Bundle, Layer
+from hwqnn.bundle import Bundle, Layer, NetLayer
 from hwqnn.gpu.kernels import naive_gemm_kernel, xnor_gemm_kernel
+from hwqnn.layers import Conv2d, MaxPool2d, Window
 
 
 def interpreted() -> bool:
@@ -46,6 +52,56 @@ class DeviceLayer:
             torch.from_numpy(np.ascontiguousarray(thr)).to(device),
             torch.from_numpy(flip).to(device),
         )
+
+    def forward(self, x: torch.Tensor, naive: bool = False) -> torch.Tensor:
+        """Codes ``[M, in]`` -> codes (or scores) ``[M, out]``."""
+        kw = self.weights.shape[2]
+        return layer_gemm(pack_codes(x, self.layer.in_bits, kw), self, naive=naive)
+
+
+def windows(x: torch.Tensor, win: Window) -> torch.Tensor:
+    """Codes ``[M, H*W*C]`` (HWC) -> ``[M, positions, k, k, C]`` windows, code 0 outside."""
+    img = x.reshape(-1, win.height, win.width, win.channels)
+    if win.pad:
+        p = win.pad
+        img = torch.nn.functional.pad(img, (0, 0, p, p, p, p))
+    k, s = win.kernel, win.stride
+    v = img.unfold(1, k, s).unfold(2, k, s)  # [M, out_h, out_w, C, ky, kx]
+    return v.permute(0, 1, 2, 4, 5, 3).reshape(len(img), win.positions, k, k, win.channels)
+
+
+@dataclass
+class DeviceConv:
+    """A convolution: its matrix as a :class:`DeviceLayer`, run on the im2col rows."""
+
+    window: Window
+    matrix: DeviceLayer
+
+    def forward(self, x: torch.Tensor, naive: bool = False) -> torch.Tensor:
+        cols = windows(x, self.window).reshape(-1, self.window.fan_in)
+        return self.matrix.forward(cols, naive).reshape(len(x), -1)
+
+
+@dataclass
+class DevicePool:
+    window: Window
+
+    def forward(self, x: torch.Tensor, naive: bool = False) -> torch.Tensor:
+        return windows(x, self.window).amax(dim=(2, 3)).reshape(len(x), -1)
+
+
+DeviceOp = DeviceLayer | DeviceConv | DevicePool
+
+
+def to_device_layer(ly: NetLayer, device: torch.device) -> DeviceOp:
+    """The device form of a bundle layer, dispatched on its kind."""
+    if isinstance(ly, Layer):
+        return DeviceLayer.from_layer(ly, device)
+    if isinstance(ly, Conv2d):
+        return DeviceConv(ly.window, DeviceLayer.from_layer(ly.matrix, device))
+    if isinstance(ly, MaxPool2d):
+        return DevicePool(ly.window)
+    raise ValueError(f"the GPU path has no {ly.kind!r} layers")
 
 
 def pack_codes(codes: torch.Tensor, bits: int, kw32: int) -> torch.Tensor:
@@ -96,9 +152,9 @@ def triton_cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def to_device(bundle: Bundle, device: torch.device | None = None) -> list[DeviceLayer]:
+def to_device(bundle: Bundle, device: torch.device | None = None) -> list[DeviceOp]:
     dev = device or default_device()
-    return [DeviceLayer.from_layer(ly, dev) for ly in bundle.dense("the GPU kernel")]
+    return [to_device_layer(ly, dev) for ly in bundle.layers]
 
 
 def infer(
@@ -106,18 +162,20 @@ def infer(
     images: np.ndarray,
     batch: int = 4096,
     naive: bool = False,
-    layers: list[DeviceLayer] | None = None,
+    layers: list[DeviceOp] | None = None,
 ) -> np.ndarray:
     """Integer class scores int64 ``[N, classes]`` of 8-bit images, computed on the device."""
     images = np.asarray(images)
     if images.ndim != 2 or images.shape[1] != bundle.in_features:
         raise ValueError(f"images must have shape [N, {bundle.in_features}], not {images.shape}")
     dls = layers or to_device(bundle)
-    dev = dls[0].weights.device
+    last = dls[-1]
+    assert isinstance(last, DeviceLayer)
+    dev = last.weights.device
     outs = []
     for s in range(0, len(images), batch):
         x = torch.from_numpy(images[s : s + batch].astype(np.int64)).to(dev)
         for dl in dls:
-            x = layer_gemm(pack_codes(x, dl.layer.in_bits, dl.weights.shape[2]), dl, naive=naive)
+            x = dl.forward(x, naive)
         outs.append(x.to(torch.int64).cpu().numpy())
     return np.concatenate(outs) if outs else np.zeros((0, bundle.num_classes), np.int64)
