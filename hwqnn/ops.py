@@ -1,6 +1,9 @@
 """Power-oriented operation counts and an energy estimate per inference, per layer.
 
-Counts follow the hardware as generated (one MVTU per layer, folded by PE x SIMD), per frame:
+Counts follow the hardware as generated (:mod:`hwqnn.hw.plan`: one MVTU per dense layer, a
+sliding window and an MVTU per convolution, run once per window position, a sliding window and a
+max-reduce per max-pool), per frame; a convolution's counts are its matrix's times its
+``vectors`` (window positions):
 
 * ``xnor_bits``: useful XNOR bit operations, ``rows * cols * in_bits * w_bits``;
 * ``lane_cycles``: XNOR lanes driven, ``PE * SIMD * NF * SF`` (pad lanes included);
@@ -8,7 +11,8 @@ Counts follow the hardware as generated (one MVTU per layer, folded by PE x SIMD
   ``perf_issues`` counter);
 * ``adds``: adder-tree additions (``SIMD - 1`` per PE per issue, widths as built) plus one
   accumulate per PE per issue; ``add_bits`` weights each by its width;
-* ``compares``: threshold compares, ``PE * NF * (2**k - 1)``, of the accumulator's width;
+* ``compares``: threshold compares, ``PE * NF * (2**k - 1)``, of the accumulator's width; a
+  max-pool's code compares, ``positions * channels * (k*k - 1)``, of the code's width;
 * ``weight_bits_read``: ``PE * SIMD * w_bits`` per issue; ``act_bits_read``: ``SIMD * in_bits``
   per issue from the input buffer.
 
@@ -30,7 +34,7 @@ from typing import Any
 
 from hwqnn.atomic import write_bytes
 from hwqnn.bundle import Bundle
-from hwqnn.hw.folding import LayerFold
+from hwqnn.hw.plan import LayerFold, plan
 
 
 def energy_table() -> dict[str, Any]:
@@ -60,6 +64,9 @@ def _tree_add_bits(simd: int, leaf_bits: int) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class LayerOps:
+    layer: int
+    kind: str
+    vectors: int
     rows: int
     cols: int
     pe: int
@@ -76,31 +83,48 @@ class LayerOps:
     macs: int
 
 
-def layer_ops(bundle: Bundle, folds: list[LayerFold]) -> list[LayerOps]:
+def layer_ops(bundle: Bundle, folds: list[LayerFold], axis_bits: int = 64) -> list[LayerOps]:
     out = []
-    for ly, f in zip(bundle.dense("the op counter"), folds, strict=True):
-        nf, sf = f.nf(ly.out_features), f.sf(ly.in_features)
-        issues = nf * sf
+    for st in plan(bundle, folds, axis_bits):
+        ly = st.matrix
+        if ly is None:  # max-pool: code compares only
+            assert st.window is not None
+            w = st.window
+            cmp = w.positions * w.channels * (w.kernel**2 - 1)
+            out.append(
+                LayerOps(
+                    layer=st.index, kind=st.kind, vectors=w.positions, rows=0, cols=0, pe=0,
+                    simd=0, xnor_bits=0, lane_cycles=0, issue_cycles=0, adds=0, add_bits=0,
+                    compares=cmp, compare_bits=cmp * st.in_bits, weight_bits_read=0,
+                    act_bits_read=w.positions * w.kernel**2 * w.channels * st.in_bits, macs=0,
+                )
+            )  # fmt: skip
+            continue
+        v, nf, sf = st.vectors, st.nf, st.sf
+        issues = nf * sf * v
         leaf_bits = ly.in_bits + ly.w_bits - 1 if ly.w_bits > 1 else ly.in_bits
-        t_adds, t_bits = _tree_add_bits(f.simd, leaf_bits)
+        t_adds, t_bits = _tree_add_bits(st.simd, leaf_bits)
         acc_bits = max(1, ly.acc_max.bit_length())
         n_thr = 0 if ly.is_last else 2**ly.out_bits - 1
         out.append(
             LayerOps(
+                layer=st.index,
+                kind=st.kind,
+                vectors=v,
                 rows=ly.out_features,
                 cols=ly.in_features,
-                pe=f.pe,
-                simd=f.simd,
-                xnor_bits=ly.out_features * ly.in_features * ly.in_bits * ly.w_bits,
-                lane_cycles=f.pe * f.simd * issues,
+                pe=st.pe,
+                simd=st.simd,
+                xnor_bits=v * ly.out_features * ly.in_features * ly.in_bits * ly.w_bits,
+                lane_cycles=st.pe * st.simd * issues,
                 issue_cycles=issues,
-                adds=f.pe * issues * (t_adds + 1),
-                add_bits=f.pe * issues * (t_bits + acc_bits),
-                compares=f.pe * nf * n_thr,
-                compare_bits=f.pe * nf * n_thr * acc_bits,
-                weight_bits_read=f.pe * f.simd * ly.w_bits * issues,
-                act_bits_read=f.simd * ly.in_bits * issues,
-                macs=ly.out_features * ly.in_features,
+                adds=st.pe * issues * (t_adds + 1),
+                add_bits=st.pe * issues * (t_bits + acc_bits),
+                compares=st.pe * nf * n_thr * v,
+                compare_bits=st.pe * nf * n_thr * v * acc_bits,
+                weight_bits_read=st.pe * st.simd * ly.w_bits * issues,
+                act_bits_read=st.simd * ly.in_bits * issues,
+                macs=v * ly.out_features * ly.in_features,
             )
         )
     return out
@@ -113,12 +137,13 @@ def energy(ops: list[LayerOps], bundle: Bundle) -> dict[str, Any]:
     weight_bytes = sum(o.weight_bits_read for o in ops) / 8
     mem_bit, mem_what = memory_pj_per_bit(weight_bytes, t)
     layers = []
-    for o, ly in zip(ops, bundle.dense("the op counter"), strict=True):
+    for o, ly in zip(ops, bundle.layers, strict=True):
         compute = o.xnor_bits * bit + o.add_bits * bit + o.compare_bits * bit
         # the input buffer is small (two frames of codes): charged at its own size's cost
-        buf_bit, _ = memory_pj_per_bit(2 * o.cols * ly.in_bits / 8, t)
+        buf_codes = 2 * (ly.in_size if o.kind != "dense" else o.cols)  # windows hold images
+        buf_bit, _ = memory_pj_per_bit(buf_codes * ly.in_bits / 8, t)
         memory = o.weight_bits_read * mem_bit + o.act_bits_read * buf_bit
-        bn = 0 if ly.is_last else o.rows
+        bn = 0 if ly.is_last else o.rows * o.vectors
         twins = {}
         for name, w_bits, mult, add in (
             ("float32", 32, e["fp32_mult"], e["fp32_add"]),
@@ -127,10 +152,10 @@ def energy(ops: list[LayerOps], bundle: Bundle) -> dict[str, Any]:
         ):
             tw_bytes = sum(x.macs for x in ops) * w_bits / 8
             tw_mem_bit, _ = memory_pj_per_bit(tw_bytes, t)
-            tw_buf_bit, _ = memory_pj_per_bit(2 * o.cols * w_bits / 8, t)
-            c = o.macs * (mult + add) + bn * (mult + 2 * add)
+            tw_buf_bit, _ = memory_pj_per_bit(buf_codes * w_bits / 8, t)
+            c = o.macs * (mult + add) + bn * (mult + 2 * add) + o.compares * add * (not o.rows)
             # each weight read once; each input read once per output neuron (as a PE = 1 unit)
-            m = o.macs * w_bits * tw_mem_bit + o.macs * w_bits * tw_buf_bit
+            m = o.macs * w_bits * tw_mem_bit + (o.macs or o.compares) * w_bits * tw_buf_bit
             twins[name] = {"compute_pj": c, "memory_pj": m, "total_pj": c + m}
         layers.append(
             {
@@ -161,9 +186,10 @@ def table_markdown(ops: list[LayerOps], en: dict[str, Any]) -> str:
         "binary pJ | float32 pJ | fp16 pJ | int8 pJ |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for i, (o, e) in enumerate(zip(ops, en["layers"], strict=True)):
+    for o, e in zip(ops, en["layers"], strict=True):
+        name = f"{o.layer}" if o.kind == "dense" else f"{o.layer} ({o.kind})"
         rows.append(
-            f"| {i} | {o.xnor_bits:,} | {o.lane_cycles:,} | {o.adds:,} | {o.compares:,} | "
+            f"| {name} | {o.xnor_bits:,} | {o.lane_cycles:,} | {o.adds:,} | {o.compares:,} | "
             f"{o.weight_bits_read:,} | {e['binary']['total_pj']:,.0f} | "
             f"{e['float32']['total_pj']:,.0f} | {e['fp16']['total_pj']:,.0f} | "
             f"{e['int8']['total_pj']:,.0f} |"
@@ -191,10 +217,11 @@ def measured_vs_analytic(
 ) -> list[dict[str, Any]]:
     """Per layer: issue cycles and weight words counted by the design vs the analytic counts."""
     out = []
-    for i, (o, c) in enumerate(zip(ops, counters, strict=True)):
+    weighted = [o for o in ops if o.rows]  # the design counts per MVTU
+    for o, c in zip(weighted, counters, strict=True):
         out.append(
             {
-                "layer": i,
+                "layer": o.layer,
                 "issue_cycles_measured": c["issues"],
                 "issue_cycles_analytic": o.issue_cycles * frames,
                 "lane_cycles_measured": c["issues"] * o.pe * o.simd,
@@ -222,7 +249,8 @@ def bar_chart(ops: list[LayerOps], en: dict[str, Any], path: str | os.PathLike[s
         vals = [ly[k]["total_pj"] / 1e3 for ly in en["layers"]]
         ax.bar(x + (j - 1.5) * 0.2, vals, 0.2, label=k)
     ax.set_yscale("log")
-    ax.set_xticks(x, [f"layer {i}\n{o.rows}x{o.cols}" for i, o in enumerate(ops)])
+    ax.set_xticks(x, [f"layer {o.layer}\n{o.rows}x{o.cols}" if o.rows else f"layer {o.layer}\npool"
+                      for o in ops])  # fmt: skip
     ax.set_ylabel("energy per inference (nJ, log)")
     ax.set_title("Energy per layer (Horowitz 45 nm)")
     ax.legend()

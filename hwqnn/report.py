@@ -5,19 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from hwqnn.bundle import Bundle
+from hwqnn.layers import matrix_of
 
 
 def model_bits(b: Bundle) -> dict[str, int]:
     """Deployed bits (weights, thresholds, flips) against float32 weights + BatchNorm."""
-    weights = sum(ly.in_features * ly.out_features * ly.w_bits for ly in b.dense("the report"))
+    mats = [m for ly in b.layers if (m := matrix_of(ly)) is not None]
+    weights = sum(ly.in_features * ly.out_features * ly.w_bits for ly in mats)
     thr = sum(
         ly.out_features * ((2**ly.out_bits - 1) * (ly.acc_max + 1).bit_length() + 1)
-        for ly in b.dense("the report")
+        for ly in mats
         if not ly.is_last
     )
     f32 = sum(
         32 * (ly.in_features * ly.out_features + (0 if ly.is_last else 4 * ly.out_features))
-        for ly in b.dense("the report")
+        for ly in mats
     )
     return {
         "weight_bits": weights,
@@ -67,13 +69,14 @@ def build_report(
             "torch": None if not torch_check else torch_check["accuracy_torch"],
             "golden": sim["accuracy_golden"],
             "rtl": sim["accuracy_rtl"],
-            "c": None if not c_check else c_check["accuracy_c"],
+            "c": None if not c_check else c_check.get("accuracy_c"),
         },
         "torch_vs_golden_mismatches": None if not torch_check else torch_check["mismatches"],
         "torch_vs_golden_images": None if not torch_check else torch_check["images"],
-        "c_vs_golden_mismatches": None if not c_check else c_check["mismatches"],
-        "c_vs_golden_images": None if not c_check else c_check["images"],
-        "c_kernel": None if not c_check else c_check["kernel"],
+        "c_vs_golden_mismatches": None if not c_check else c_check.get("mismatches"),
+        "c_vs_golden_images": None if not c_check else c_check.get("images"),
+        "c_kernel": None if not c_check else c_check.get("kernel"),
+        "c_skipped": None if not c_check else c_check.get("skipped"),
         "mismatches": sim["mismatches"],
         "first_mismatch": sim["first_mismatch"],
         "images_simulated": sim["images"],
@@ -127,6 +130,8 @@ def render_markdown(r: dict[str, Any]) -> str:
             f"{r['c_vs_golden_images']} images differ in any integer class score.",
             "",
         ]
+    if r.get("c_skipped"):
+        lines += [f"C library: not run ({r['c_skipped']}).", ""]
     if r["first_mismatch"]:
         lines += [f"First RTL mismatch: `{r['first_mismatch']}`", ""]
     lines += [
@@ -137,9 +142,16 @@ def render_markdown(r: dict[str, Any]) -> str:
     ]
     for i, ly in enumerate(r["layers"]):
         out_b = ly["out_bits"] or "score"
+        kind = ly.get("kind", "dense")
+        name = f"{i}" if kind == "dense" else f"{i} ({kind})"
+        shape = f"{ly['rows']} x {ly['cols']}" if ly["rows"] else "-"
+        if kind != "dense":
+            w = ly["window"]
+            shape += f", {w['kernel']}x{w['kernel']}/{w['stride']} over {w['in_shape']}"
+        fold = f"{ly['pe']} x {ly['simd']}" if ly["pe"] else "-"
         lines.append(
-            f"| {i} | {ly['rows']} x {ly['cols']} | {ly['in_bits']}/{ly['w_bits']}/{out_b} | "
-            f"{ly['pe']} x {ly['simd']} | {ly['cycles_per_frame']} |"
+            f"| {name} | {shape} | {ly['in_bits']}/{ly['w_bits'] or '-'}/{out_b} | "
+            f"{fold} | {ly['cycles_per_frame']} |"
         )
     mb = r["model_bits"]
     lines += [
@@ -147,8 +159,12 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"- cycles/frame: measured {r['cycles_per_frame']}, "
         f"predicted {r['cycles_per_frame_predicted']}",
         f"- latency: measured {r['latency_cycles']} cycles, "
-        f"predicted {r['latency_cycles_predicted']} "
-        f"({r['latency_us_at_clock']} us at {r['clock_mhz']:g} MHz)",
+        + (
+            f"predicted {r['latency_cycles_predicted']} "
+            f"({r['latency_us_at_clock']} us at {r['clock_mhz']:g} MHz)"
+            if r["latency_cycles_predicted"] is not None
+            else "not predicted (window units wait for whole images)"
+        ),
         f"- throughput at {r['clock_mhz']:g} MHz: {r['fps_at_clock']:,.0f} frames/s",
         f"- model size: {mb['total_bits']:,} bits deployed ({mb['weight_bits']:,} weight bits) vs "
         f"{mb['float32_bits']:,} for float32: {r['compression_vs_float32']}x smaller",

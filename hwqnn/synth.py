@@ -413,7 +413,7 @@ def _per_layer(
     groups: dict[str, dict[str, int]] = {}
     for name, entry in stat["modules"].items():
         name = name.lstrip("\\")
-        m = re.match(rf"{re.escape(top)}\.net\.layer(\d+)(\.|$)", name)
+        m = re.match(rf"{re.escape(top)}\.net\.layer(\d+)(_window|_reduce)?(\.|$)", name)
         key = f"layer{m.group(1)}" if m else "other"
         acc = groups.setdefault(key, {})
         for t, n in _cells(entry).items():
@@ -486,7 +486,9 @@ def _manifest(rtl_dir: Path) -> dict[str, Any]:
 def macs_per_frame(manifest: Mapping[str, Any]) -> int:
     """Multiply-accumulates of one frame (rows x cols summed over layers), as the FINN papers
     count them: one per weight, whatever its bit widths."""
-    return sum(int(ly["rows"]) * int(ly["cols"]) for ly in manifest["layers"])
+    return sum(
+        int(ly["rows"]) * int(ly["cols"]) * int(ly.get("vectors", 1)) for ly in manifest["layers"]
+    )
 
 
 def synthesize(

@@ -18,7 +18,7 @@ import numpy as np
 from hwqnn import golden
 from hwqnn.bundle import Bundle
 from hwqnn.hw.emit import generate_layer
-from hwqnn.hw.folding import LayerFold
+from hwqnn.hw.folding import LayerFold, stages
 from hwqnn.sim.runner import run_cocotb, run_harness, unpack_fields
 
 log = logging.getLogger(__name__)
@@ -52,24 +52,26 @@ def _timing(
 def localize(
     rtl_bundle: Bundle, gold: Bundle, folds: list[LayerFold], image: np.ndarray, build: Path
 ) -> dict[str, Any]:
-    """Run each layer's unit alone on golden inputs for one image; name the first that differs."""
+    """Run each weighted layer's MVTU alone on golden inputs for one image (a convolution's on
+    its im2col rows, one per window position); name the first that differs. Max-pool layers have
+    no unit bench: their output is taken from golden."""
     x = image[None, :].astype(np.int64)
-    chunk = folds[0].simd
-    for li, (layer, glayer, fold) in enumerate(
-        zip(
-            rtl_bundle.dense("the hardware generator"),
-            gold.dense("the hardware generator"),
-            folds,
-            strict=True,
-        )
-    ):
+    rtl_stages = stages(rtl_bundle, folds)
+    for st, glayer in zip(rtl_stages, gold.layers, strict=True):
         _, expected = golden.layer_forward(glayer, x)
+        layer = st.matrix
+        if layer is None:
+            x = expected
+            continue
+        li = st.index
+        rows = x if st.window is None else st.window.patches(x)[0]
+        chunk = st.window.channels if st.window is not None else st.in_chunk
         ldir = build / f"localize-layer{li}"
-        man = generate_layer(layer, fold, min(chunk, layer.in_features), ldir / "rtl")
+        man = generate_layer(layer, LayerFold(st.pe, st.simd), chunk, ldir / "rtl")
         p = man["ports"]
-        r = run_harness(ldir / "rtl", ldir, x, p["nf"], in_bits=layer.in_bits)
-        got = unpack_fields(r["words"], p["out_width"], p["pe"], p["signed"]).reshape(1, -1)
-        got = got[:, : layer.out_features]
+        r = run_harness(ldir / "rtl", ldir, rows, p["nf"], in_bits=layer.in_bits)
+        got = unpack_fields(r["words"], p["out_width"], p["pe"], p["signed"])
+        got = got.reshape(len(rows), -1)[:, : layer.out_features].reshape(1, -1)
         diff = np.flatnonzero(got[0] != expected[0])
         if diff.size:
             n = int(diff[0])
@@ -81,7 +83,6 @@ def localize(
                 "what": "score" if layer.is_last else "code",
             }
         x = expected
-        chunk = fold.pe
     return {"layer": None, "note": "every layer alone agrees; the fault is in the joins"}
 
 
@@ -164,7 +165,8 @@ def verify_rtl(
         **_timing(np.asarray(r["out_cycles"]), np.asarray(r["in_first_cycles"]), predicted),
     }
     res["fps_at_clock"] = round(clock_mhz * 1e6 / predicted["cycles_per_frame"], 1)
-    res["latency_us_at_clock"] = round(predicted["latency_cycles"] / clock_mhz, 3)
+    lat = predicted["latency_cycles"] if predicted["latency_cycles"] is not None else None
+    res["latency_us_at_clock"] = None if lat is None else round(lat / clock_mhz, 3)
     if bad.size:
         img = int(bad[0])
         k = (

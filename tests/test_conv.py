@@ -22,10 +22,8 @@ from hwqnn.cli import main
 from hwqnn.compare import first_mismatch
 from hwqnn.export import export_model
 from hwqnn.fold import apply_thresholds
-from hwqnn.hw.folding import choose_folding
 from hwqnn.layers import Conv2d, MaxPool2d, Window
 from hwqnn.model import QuantNet, build
-from hwqnn.ops import layer_ops
 from hwqnn.quant import quantize_code
 from hwqnn.randnet import random_codes, random_net
 
@@ -281,20 +279,10 @@ def _flat(b: B.Bundle, p: Path) -> object:
     return flat.write(b, p / "n.hwq")
 
 
-def _rtl(b: B.Bundle, p: Path) -> object:
-    return choose_folding(b)
-
-
-def _ops(b: B.Bundle, p: Path) -> object:
-    return layer_ops(b, [])
-
-
 @pytest.mark.parametrize(
     ("consumer", "call"),
     [
         pytest.param("the C library", _flat, id="flat"),
-        pytest.param("the hardware generator", _rtl, id="rtl"),
-        pytest.param("the op counter", _ops, id="ops"),
     ],
 )
 def test_dense_only_consumers_refuse_a_conv_net_in_one_line(
@@ -335,8 +323,8 @@ def test_conv_net_trains_exports_and_verifies_on_the_cli(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """train -> export -> verify (torch == golden on every test image) for a small ConvNet; the
-    C comparison says it was skipped rather than passing; the hardware stages refuse in one line
-    and the flow refuses before it trains."""
+    C comparison says it was skipped rather than passing, and the C library's writer refuses the
+    net in one line."""
     run = tmp_path / "run"
     spec = "cnv:6c3p1-mp2-5c3-fc12"
     args = ["train", "--data", "synthetic", "--arch", spec, "--epochs", "3", "--float-twin"]
@@ -355,13 +343,7 @@ def test_conv_net_trains_exports_and_verifies_on_the_cli(
     assert res["c"] == {
         "skipped": "layer 0 is a 'conv2d' layer: the C library runs dense layers only"
     }
-    assert main(["rtl", str(bundle), "-o", str(tmp_path / "rtl")]) == 2
+    assert main(["flat", str(bundle), "-o", str(tmp_path / "net.hwq")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.endswith(
-        "layer 0 is a 'conv2d' layer: the hardware generator runs dense layers only"
-    )
-    assert "\n" not in err and not (tmp_path / "rtl").exists()
-    flow = ["flow", "--data", "synthetic", "--arch", spec, "--out", str(tmp_path / "flow")]
-    assert main(flow) == 2
-    assert "the flow's RTL stage runs dense layers only" in capsys.readouterr().err
-    assert not (tmp_path / "flow" / "train").exists()
+    assert err.endswith("layer 0 is a 'conv2d' layer: the C library runs dense layers only")
+    assert "\n" not in err and not (tmp_path / "net.hwq").exists()

@@ -28,35 +28,41 @@ DEFAULT_AXIS_BITS = 64
 
 def predict(top: Top) -> dict[str, Any]:
     """Cycles per frame per layer and for the pipeline, and the latency of one frame: cycles
-    from the first input beat's handshake to ``m_axis_tvalid``, with an empty pipeline."""
-    units = top.net.units
-    layers = [
-        {
-            "pe": u.pe,
-            "simd": u.simd,
-            "nf": u.nf,
-            "sf": u.sf,
-            "cycles_per_frame": u.cycles_per_frame,
-            "latency": u.latency,
-            "in_bits": u.in_bits,
-            "w_bits": u.w_bits,
-            "out_bits": u.out_bits,
-            "rows": u.rows,
-            "cols": u.cols,
-            "weight_bits": u.pe * max(2, u.nf * u.sf) * u.simd * u.w_bits,
-        }
-        for u in units
-    ]
-    in_beats = units[0].beats
-    ii = max(in_beats, *(u.cycles_per_frame for u in units))
-    slices = 2  # the register slices behind s_axis and in front of m_axis
-    argmax = top.net.collector.latency - 1  # the collector's comparison stages
-    latency = in_beats + slices + argmax + sum(u.cycles_per_frame + u.latency for u in units)
+    from the first input beat's handshake to ``m_axis_tvalid``, with an empty pipeline (predicted
+    for dense pipelines; ``None`` when a window unit, which waits for whole images, is in it)."""
+    stages = top.net.stages
+    mvtus = iter(top.net.units)
+    layers = []
+    for st in stages:
+        entry: dict[str, Any] = {"kind": st.kind, "cycles_per_frame": st.cycles,
+                                 "in_bits": st.in_bits, "out_bits": st.out_bits}  # fmt: skip
+        if st.matrix is not None:
+            u = next(mvtus)
+            entry.update(
+                pe=u.pe, simd=u.simd, nf=u.nf, sf=u.sf, latency=u.latency, w_bits=u.w_bits,
+                rows=u.rows, cols=u.cols, vectors=st.vectors,
+                weight_bits=u.pe * max(2, u.nf * u.sf) * u.simd * u.w_bits,
+            )  # fmt: skip
+        else:
+            entry.update(pe=0, simd=0, rows=0, cols=0, vectors=0, w_bits=0, weight_bits=0)
+        if st.window is not None:
+            w = st.window
+            entry["window"] = {"in_shape": list(w.in_shape), "kernel": w.kernel,
+                               "stride": w.stride, "padding": w.pad}  # fmt: skip
+        layers.append(entry)
+    in_beats = stages[0].in_beats
+    ii = max(in_beats, *(st.cycles for st in stages))
+    latency: int | None = None
+    if all(st.window is None for st in stages):
+        units = top.net.units
+        slices = 2  # the register slices behind s_axis and in front of m_axis
+        argmax = top.net.collector.latency - 1  # the collector's comparison stages
+        latency = in_beats + slices + argmax + sum(u.cycles_per_frame + u.latency for u in units)
     return {
         "layers": layers,
         "pipeline": {
             "cycles_per_frame": ii,
-            "slowest_layer": max(range(len(units)), key=lambda i: units[i].cycles_per_frame),
+            "slowest_layer": max(range(len(stages)), key=lambda i: stages[i].cycles),
             "latency_cycles": latency,
             "input_beats_per_frame": in_beats,
         },
@@ -109,11 +115,11 @@ def generate(
         "estimated_luts": round(estimate_luts(bundle, folds, axis_bits)),
         **predict(top),
     }
-    first = bundle.dense("the hardware generator")[0]
+    first = bundle.layers[0]
     title = f"{bundle.arch()}, folding {','.join(str(f) for f in folds)}"
     _write_if_changed(out / f"{TOP_NAME}.v", text)
     _write_if_changed(
-        out / DRIVER_NAME, driver.render(top.shape, first.in_features, first.in_bits, title)
+        out / DRIVER_NAME, driver.render(top.shape, first.in_size, first.in_bits, title)
     )
     _write_if_changed(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest

@@ -11,56 +11,27 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 
 from hwqnn.bundle import Bundle, level_scale
+from hwqnn.hw.plan import FoldingError, LayerFold, Stage, first_chunk, plan, weighted
 from hwqnn.hw.resources import layer_luts
 from hwqnn.intmath import ceil_div
-
-HW = "the hardware generator"
-
-
-class FoldingError(ValueError):
-    """A folding that does not fit the network; the message names the layer."""
-
-
-@dataclass(frozen=True)
-class LayerFold:
-    pe: int
-    simd: int
-
-    def nf(self, rows: int) -> int:
-        return ceil_div(rows, self.pe)
-
-    def sf(self, cols: int) -> int:
-        return ceil_div(cols, self.simd)
-
-    def cycles(self, rows: int, cols: int) -> int:
-        return self.nf(rows) * self.sf(cols)
-
-    def __str__(self) -> str:
-        return f"{self.pe}x{self.simd}"
-
 
 MAX_LANES = 1 << 16
 
 
-def validate_folding(bundle: Bundle, folds: list[LayerFold]) -> None:
+def validate_folding(bundle: Bundle, folds: list[LayerFold], axis_bits: int = 64) -> None:
     """Raise :class:`FoldingError` naming the layer if a PE or SIMD does not fit."""
-    layers = bundle.dense(HW)
-    if len(folds) != len(layers):
-        raise FoldingError(f"folding names {len(folds)} layer(s), the bundle has {len(layers)}")
-    for i, (f, layer) in enumerate(zip(folds, layers, strict=True)):
-        if not 1 <= f.pe <= layer.out_features:
-            raise FoldingError(
-                f"layer {i}: PE must be in 1..{layer.out_features} (its outputs), not {f.pe}"
-            )
-        if not 1 <= f.simd <= layer.in_features:
-            raise FoldingError(
-                f"layer {i}: SIMD must be in 1..{layer.in_features} (its fan-in), not {f.simd}"
-            )
+    for (i, _, _), f in zip(weighted(bundle), folds, strict=False):
         if f.pe * f.simd > MAX_LANES:
             raise FoldingError(f"layer {i}: PE*SIMD = {f.pe * f.simd} exceeds {MAX_LANES} lanes")
+    plan(bundle, folds, axis_bits)
+
+
+def stages(bundle: Bundle, folds: list[LayerFold], axis_bits: int = 64) -> list[Stage]:
+    """The validated hardware plan (:mod:`hwqnn.hw.plan`)."""
+    validate_folding(bundle, folds, axis_bits)
+    return plan(bundle, folds, axis_bits)
 
 
 def parse_folding(text: str, bundle: Bundle) -> list[LayerFold]:
@@ -79,13 +50,16 @@ def parse_folding(text: str, bundle: Bundle) -> list[LayerFold]:
 LANE_SLACK = 1.25  # the chooser may spend this many times the fewest lanes to save LUTs elsewhere
 
 
-def _candidates(rows: int, cols: int, target: int, in_chunk: int) -> list[LayerFold]:
+def _candidates(
+    rows: int, cols: int, target: int, in_chunk: int, pe_divides: bool = False
+) -> list[LayerFold]:
     """Foldings that meet ``target``: for each neuron fold, the narrowest SIMD that does, the
     same SF with the fewest codes, and the nearest widths that divide or are multiples of the
-    producer's beat (``in_chunk`` codes), which need no width-conversion multiplexers."""
+    producer's beat (``in_chunk`` codes), which need no width-conversion multiplexers. With
+    ``pe_divides`` (a convolution: its pixels leave as whole beats) only PEs dividing ``rows``."""
     out: set[LayerFold] = set()
     for nf in sorted({ceil_div(rows, pe) for pe in range(1, rows + 1)}):
-        if nf > target:
+        if nf > target or (pe_divides and rows % nf):
             continue
         pe = ceil_div(rows, nf)
         simd_min = ceil_div(cols, target // nf)
@@ -107,12 +81,13 @@ def fold_for_target(
     in_chunk: int = 1,
     in_bits: int = 1,
     w_bits: int = 1,
+    pe_divides: bool = False,
 ) -> LayerFold:
     """A folding that finishes a layer in at most ``target`` cycles per frame: among those with
     at most ``LANE_SLACK`` times the fewest lanes (PE*SIMD), the one the LUT model of
     :mod:`hwqnn.hw.resources` rates cheapest (its frame buffer fed ``in_chunk`` codes per beat);
     among equals, the fewest lanes, then the fewest PEs."""
-    cands = _candidates(rows, cols, target, in_chunk)
+    cands = _candidates(rows, cols, target, in_chunk, pe_divides)
     assert cands  # pe = rows, simd = cols always meets target >= 1
     fewest = min(f.pe * f.simd for f in cands)
     acc_bits = (level_scale(in_bits, w_bits) * cols).bit_length()
@@ -127,26 +102,33 @@ def fold_for_target(
 def choose_folding(
     bundle: Bundle, target_cycles: int | None = None, axis_bits: int = 64
 ) -> list[LayerFold]:
-    """Balance every layer to ``target_cycles`` per frame (default: a budget that keeps
+    """Balance every weighted layer to ``target_cycles`` per frame (default: a budget that keeps
     simulation quick: 1024 cycles, or fewer for small nets). Layer 0 is fed ``axis_bits //
-    in_bits`` codes per beat, every later layer its producer's PE."""
+    in_bits`` codes per beat, every later layer its producer's beat; a convolution's budget is
+    shared by its window positions."""
+    w_layers = weighted(bundle)
     if target_cycles is None:
-        target_cycles = min(
-            1024,
-            max(ly.out_features * ly.in_features for ly in bundle.dense(HW)) // 16,
-        )
-        target_cycles = max(target_cycles, 1)
+        work = max(m.out_features * m.in_features * (w.positions if w else 1)
+                   for _, m, w in w_layers)  # fmt: skip
+        target_cycles = max(1, min(1024, work // 16))
     if target_cycles < 1:
         raise FoldingError(f"target cycles per frame must be >= 1, not {target_cycles}")
     folds: list[LayerFold] = []
-    chunk = max(1, axis_bits // bundle.dense(HW)[0].in_bits)
-    for ly in bundle.dense(HW):
+    chunk = first_chunk(bundle, axis_bits)
+    for i, ly in enumerate(bundle.layers):
+        w_layer = [(m, w) for j, m, w in w_layers if j == i]
+        if not w_layer:  # pooling: its output beats are whole pixels
+            chunk = ly.out_shape[-1]
+            continue
+        m, w = w_layer[0]
+        per_vector = max(1, target_cycles // w.positions) if w else target_cycles
         f = fold_for_target(
-            ly.out_features, ly.in_features, target_cycles, chunk, ly.in_bits, ly.w_bits
-        )
+            m.out_features, m.in_features, per_vector, w.channels if w else chunk,
+            m.in_bits, m.w_bits, pe_divides=w is not None,
+        )  # fmt: skip
         folds.append(f)
         chunk = f.pe
-    validate_folding(bundle, folds)
+    validate_folding(bundle, folds, axis_bits)
     return folds
 
 
@@ -161,35 +143,35 @@ LAYER_LUTS = 220
 
 def input_chunk(bundle: Bundle, axis_bits: int) -> int:
     """Codes per ``s_axis`` beat (see :mod:`hwqnn.hw.network`)."""
-    first = bundle.dense(HW)[0]
-    return max(1, min(axis_bits // first.in_bits, first.in_features))
+    return first_chunk(bundle, axis_bits)
 
 
 def input_beats(bundle: Bundle, axis_bits: int) -> int:
     """``s_axis`` beats per frame: the fewest cycles per frame any folding can reach."""
-    return ceil_div(bundle.dense(HW)[0].in_features, input_chunk(bundle, axis_bits))
+    return ceil_div(bundle.in_features, input_chunk(bundle, axis_bits))
 
 
 def estimate_luts(bundle: Bundle, folds: list[LayerFold], axis_bits: int = 64) -> float:
-    """The LUT model of :mod:`hwqnn.hw.resources` for a whole design (xc7 LUTs)."""
-    chunk, total = input_chunk(bundle, axis_bits), float(TOP_LUTS + LAYER_LUTS * len(folds))
-    for ly, f in zip(bundle.dense(HW), folds, strict=True):
-        acc_bits = (level_scale(ly.in_bits, ly.w_bits) * ly.in_features).bit_length()
-        rows, cols = ly.out_features, ly.in_features
+    """The LUT model of :mod:`hwqnn.hw.resources` for a whole design (xc7 LUTs; window units
+    are not modelled yet)."""
+    total = float(TOP_LUTS + LAYER_LUTS * len(folds))
+    for st in plan(bundle, folds, axis_bits):
+        m = st.matrix
+        if m is None:
+            continue
+        acc_bits = (level_scale(m.in_bits, m.w_bits) * m.in_features).bit_length()
+        chunk = st.window.channels if st.window else st.in_chunk
         total += layer_luts(
-            rows, cols, f.pe, f.simd, min(chunk, cols), ly.in_bits, ly.w_bits, acc_bits
-        )
-        chunk = f.pe
+            m.out_features, m.in_features, st.pe, st.simd, min(chunk, m.in_features),
+            m.in_bits, m.w_bits, acc_bits,
+        )  # fmt: skip
     return total
 
 
 def cycles_per_frame(bundle: Bundle, folds: list[LayerFold], axis_bits: int = 64) -> int:
     """The pipeline's interval: its slowest layer, or the input beats of a frame."""
     beats = input_beats(bundle, axis_bits)
-    return max(beats, *(
-        ceil_div(ly.out_features, f.pe) * ceil_div(ly.in_features, f.simd)
-        for ly, f in zip(bundle.dense(HW), folds, strict=True)
-    ))  # fmt: skip
+    return max(beats, *(st.cycles for st in plan(bundle, folds, axis_bits)))
 
 
 def folding_for_fps(
@@ -212,7 +194,8 @@ def cycle_grid(bundle: Bundle, axis_bits: int = 64, steps_per_octave: int = 4) -
     """Cycles/frame targets from the input's beats per frame (the fastest a design can take
     frames) to the largest layer's rows x cols (one lane), ``steps_per_octave`` per doubling."""
     beats = input_beats(bundle, axis_bits)
-    slowest = max(beats, *(ly.out_features * ly.in_features for ly in bundle.dense(HW)))
+    slowest = max(beats, *(m.out_features * m.in_features * (w.positions if w else 1)
+                           for _, m, w in weighted(bundle)))  # fmt: skip
     grid: list[int] = []
     k = 0
     while True:

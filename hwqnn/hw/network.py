@@ -36,9 +36,10 @@ from amaranth.lib.wiring import In, Out
 
 from hwqnn.bundle import Bundle
 from hwqnn.hw.collector import Collector
-from hwqnn.hw.folding import FoldingError, LayerFold, input_chunk, validate_folding
+from hwqnn.hw.folding import FoldingError, LayerFold, input_chunk, stages
 from hwqnn.hw.mvtu import MVTU
 from hwqnn.hw.skid import RegisterSlice
+from hwqnn.hw.window import MaxReduce, SlidingWindow
 from hwqnn.intmath import ceil_div
 
 AXIS_BITS_RANGE = (8, 1024)
@@ -91,21 +92,36 @@ def _synchronized_reset(m: Module, aclk: Signal, aresetn: Signal) -> Signal:
 
 class Network(wiring.Component):
     """All layers chained; ``i`` takes beats of ``in_chunk`` input codes, ``o`` gives scores +
-    argmax."""
+    argmax. Each bundle layer becomes the units of its kind (:mod:`hwqnn.hw.plan`): an MVTU, a
+    sliding window in front of it for a convolution, or a sliding window and a max-reduce for
+    max-pooling; ``mvtus`` are the weighted layers' units, in order."""
 
-    def __init__(self, bundle: Bundle, folds: list[LayerFold], in_chunk: int) -> None:
-        validate_folding(bundle, folds)
-        first = bundle.dense("the hardware generator")[0]
-        if not 1 <= in_chunk <= first.in_features:
-            raise ValueError(f"in_chunk must be in 1..{first.in_features}, not {in_chunk!r}")
+    def __init__(
+        self, bundle: Bundle, folds: list[LayerFold], in_chunk: int, axis_bits: int = 64
+    ) -> None:
+        self.stages = stages(bundle, folds, axis_bits)
+        first = self.stages[0]
+        if in_chunk != first.in_chunk:
+            raise ValueError(f"in_chunk must be {first.in_chunk} for this net, not {in_chunk!r}")
         self.in_chunk = in_chunk
-        self.units: list[MVTU] = []
-        producer = self.in_chunk
-        for layer, f in zip(bundle.dense("the hardware generator"), folds, strict=True):
-            unit = MVTU.from_layer(layer, f.pe, f.simd, min(producer, layer.in_features))
-            self.units.append(unit)
-            producer = f.pe
-        last = self.units[-1]
+        self.chain: list[wiring.Component] = []
+        self.mvtus: list[MVTU] = []
+        for st in self.stages:
+            if st.window is not None:
+                sw = SlidingWindow(window=st.window, bits=st.in_bits, in_chunk=st.in_chunk)
+                self.chain.append(sw)
+            if st.matrix is not None:
+                chunk = st.window.channels if st.window is not None else st.in_chunk
+                unit = MVTU.from_layer(st.matrix, st.pe, st.simd, chunk)
+                self.chain.append(unit)
+                self.mvtus.append(unit)
+            else:
+                assert st.window is not None
+                w = st.window
+                self.chain.append(
+                    MaxReduce(channels=w.channels, bits=st.in_bits, group=w.kernel**2)
+                )
+        last = self.mvtus[-1]
         self.collector = Collector(
             pe=last.pe, nf=last.nf, classes=bundle.num_classes, score_width=last.out_width
         )
@@ -116,19 +132,35 @@ class Network(wiring.Component):
             }
         )
 
+    def named_units(self) -> list[tuple[str, wiring.Component]]:
+        """Submodule names: ``layer{i}`` for layer ``i``'s MVTU, ``layer{i}_window`` and
+        ``layer{i}_reduce`` for its window and max-reduce units (synthesis groups by them)."""
+        names = []
+        units = iter(self.chain)
+        for st in self.stages:
+            if st.window is not None:
+                names.append(f"layer{st.index}_window")
+            names.append(f"layer{st.index}" if st.matrix is not None else f"layer{st.index}_reduce")
+        return list(zip(names, units, strict=False))
+
+    @property
+    def units(self) -> list[MVTU]:
+        """The MVTUs (one per weighted layer), as the perf counters and the manifest list them."""
+        return self.mvtus
+
     @property
     def cycles_per_frame(self) -> int:
-        return max(u.cycles_per_frame for u in self.units)
+        return max(st.cycles for st in self.stages)
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        for n, u in enumerate(self.units):
-            m.submodules[f"layer{n}"] = u
+        for name, u in self.named_units():
+            m.submodules[name] = u
         m.submodules.collector = self.collector
-        wiring.connect(m, wiring.flipped(self.i), self.units[0].i)
-        for a, b in itertools.pairwise(self.units):
-            wiring.connect(m, a.o, b.i)  # a's PE outputs are b's input chunk (pad codes are 0)
-        wiring.connect(m, self.units[-1].o, self.collector.i)
+        wiring.connect(m, wiring.flipped(self.i), self.chain[0].i)
+        for a, b in itertools.pairwise(self.chain):
+            wiring.connect(m, a.o, b.i)  # a's output beat is b's input chunk (pad codes are 0)
+        wiring.connect(m, self.chain[-1].o, self.collector.i)
         wiring.connect(m, self.collector.o, wiring.flipped(self.o))
         return m
 
@@ -137,14 +169,14 @@ class Top(wiring.Component):
     """The Verilog top: AXI-Stream-style names, ``aclk``/``aresetn`` (see module docstring)."""
 
     def __init__(self, bundle: Bundle, folds: list[LayerFold], axis_bits: int = 64) -> None:
-        in_bits = bundle.dense("the hardware generator")[0].in_bits
+        in_bits = bundle.layers[0].in_bits
         check_axis_bits(axis_bits, in_bits)
-        self.net = Network(bundle, folds, input_chunk(bundle, axis_bits))
+        self.net = Network(bundle, folds, input_chunk(bundle, axis_bits), axis_bits)
         c = self.net.collector
         self.shape = TopShape(
             axis_bits=axis_bits,
             in_chunk=self.net.in_chunk,
-            in_beats=self.net.units[0].beats,
+            in_beats=self.net.stages[0].in_beats,
             s_tdata_bits=axis_bits,
             classes=c.classes,
             score_width=c.score_width,

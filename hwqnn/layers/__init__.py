@@ -91,6 +91,21 @@ def parse_header(lm: object, p: str, fail: Fail, last: bool, version: int) -> He
     return header
 
 
+def matrix_of(layer: NetLayer) -> Layer | None:
+    """The matrix a layer's MVTU multiplies by, or ``None`` for a kind without weights."""
+    if isinstance(layer, Layer):
+        return layer
+    if isinstance(layer, Conv2d):
+        return layer.matrix
+    return None
+
+
+def window_of(layer: NetLayer) -> Window | None:
+    if isinstance(layer, Conv2d | MaxPool2d):
+        return layer.window
+    return None
+
+
 def input_fits(input_shape: tuple[int, ...], first: Shaped) -> bool:
     """The bundle's input shape suits layer 0: the same size and, for an image-shaped layer, the
     same ``[height, width, channels]`` (or ``[height, width]`` with one channel): a channel-major

@@ -43,10 +43,14 @@ def per_layer(cov: dict[str, dict[str, int]], layers: int, cycles: int) -> list[
     for i in range(layers):
         key = f".net.layer{i}"
         t = sum(
-            v["toggles"] for h, v in cov.items() if key in h and h.split(key, 1)[1][:1] in ("", ".")
+            v["toggles"]
+            for h, v in cov.items()
+            if key in h and h.split(key, 1)[1][:1] in ("", ".", "_")
         )
         b = sum(
-            v["bits"] for h, v in cov.items() if key in h and h.split(key, 1)[1][:1] in ("", ".")
+            v["bits"]
+            for h, v in cov.items()
+            if key in h and h.split(key, 1)[1][:1] in ("", ".", "_")
         )
         res.append(
             {
