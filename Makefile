@@ -2,7 +2,7 @@
 PY ?= .venv/bin/python
 VENV_OK := .venv/.setup-done
 
-.PHONY: setup data demo test test-fast lint bench clean
+.PHONY: setup data demo demo-cnv test test-fast lint bench clean
 
 setup: $(VENV_OK)
 $(VENV_OK): pyproject.toml setup.py constraints.txt
@@ -13,6 +13,9 @@ data:
 
 demo: setup data
 	.venv/bin/hwqnn flow --out runs/demo
+
+demo-cnv: setup data
+	.venv/bin/hwqnn flow --arch cnv --epochs 24 --float-epochs 8 --out runs/cnv
 
 test: setup data
 	$(PY) -m pytest -q -m "not slow" && $(PY) -m pytest -q -m slow

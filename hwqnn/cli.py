@@ -40,6 +40,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--lr-end", type=float, default=3e-4, help="final learning rate")
     p.add_argument("--float-lr", type=float, default=1e-3, help="float twin's initial rate")
+    p.add_argument(
+        "--float-epochs", type=int, default=None, help="float twin's epochs (default: --epochs)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--float-twin", action="store_true", help="also train the float twin")
     _add_data(p)

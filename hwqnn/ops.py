@@ -134,7 +134,8 @@ def energy(ops: list[LayerOps], bundle: Bundle) -> dict[str, Any]:
     """Energy per inference (pJ) of the binary design and of float32 / fp16 / int8 twins."""
     t = energy_table()
     e, bit = t["ops_pj"], t["derived"]["bit_add_pj"]
-    weight_bytes = sum(o.weight_bits_read for o in ops) / 8
+    # the weights' size (a convolution reads its weights once per window position)
+    weight_bytes = sum(o.weight_bits_read // max(1, o.vectors) for o in ops if o.rows) / 8
     mem_bit, mem_what = memory_pj_per_bit(weight_bytes, t)
     layers = []
     for o, ly in zip(ops, bundle.layers, strict=True):

@@ -56,7 +56,8 @@ def train_stage(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     if getattr(args, "float_twin", False):
         torch.manual_seed(args.seed)
         twin = build("float", train.images.shape[1], len(train.classes), arch, train.shape)
-        fcfg = replace(cfg, lr=args.float_lr, lr_end=args.float_lr / 100)
+        f_epochs = getattr(args, "float_epochs", None) or cfg.epochs
+        fcfg = replace(cfg, lr=args.float_lr, lr_end=args.float_lr / 100, epochs=f_epochs)
         fres = fit(twin, train, test, fcfg, desc=f"train {arch.spec} float twin")
         save_checkpoint(twin, arch, "float", meta, out / "float.pt")
         metrics["float_acc"] = fres["test_acc"]

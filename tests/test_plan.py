@@ -4,6 +4,7 @@ foldings that fit (no simulation: the slow tier holds these against Verilator)."
 from __future__ import annotations
 
 import pytest
+from amaranth.hdl import Fragment
 
 from hwqnn.arch import parse_arch
 from hwqnn.hw.folding import FoldingError, choose_folding, cycles_per_frame, parse_folding, stages
@@ -53,3 +54,4 @@ def test_first_beat_never_splits_a_pixel() -> None:
     assert stages(b, choose_folding(b, 100, 24), 24)[0].in_chunk == 3
     top = Top(b, choose_folding(b, 100, 24), 24)
     assert top.shape.in_chunk == 3 and top.shape.in_beats == 6 * 6 * 2
+    Fragment.get(top, None)  # elaborates: the 3-code beat meets the window unit's input

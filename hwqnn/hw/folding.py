@@ -16,6 +16,7 @@ from hwqnn.bundle import Bundle, level_scale
 from hwqnn.hw.plan import FoldingError, LayerFold, Stage, first_chunk, plan, weighted
 from hwqnn.hw.resources import layer_luts
 from hwqnn.intmath import ceil_div
+from hwqnn.layers import window_of
 
 MAX_LANES = 1 << 16
 
@@ -110,7 +111,7 @@ def choose_folding(
     if target_cycles is None:
         work = max(m.out_features * m.in_features * (w.positions if w else 1)
                    for _, m, w in w_layers)  # fmt: skip
-        target_cycles = max(1, min(1024, work // 16))
+        target_cycles = max(1, min(1024, work // 16), window_floor(bundle))
     if target_cycles < 1:
         raise FoldingError(f"target cycles per frame must be >= 1, not {target_cycles}")
     folds: list[LayerFold] = []
@@ -139,6 +140,13 @@ TOP_LUTS = 40  # register slices, reset and the collector, about (small nets' hi
 # residuals -101..+113 LUTs). Held out, the demo shape 784(8b)-512x3-10 at 256..4096
 # cycles/frame: -2.5 % to -18 % (was -6 % to -41 % without it).
 LAYER_LUTS = 220
+
+
+def window_floor(bundle: Bundle) -> int:
+    """The fewest cycles per frame the window units allow (they give one pixel a cycle), 0 for
+    a net without them: the default folding balances the MVTUs to it rather than below it."""
+    return max((w.positions * w.kernel**2 for ly in bundle.layers if (w := window_of(ly))),
+               default=0)  # fmt: skip
 
 
 def input_chunk(bundle: Bundle, axis_bits: int) -> int:
