@@ -82,6 +82,14 @@ class Arch:
         return out
 
 
+def features_out(arch: Arch, image: tuple[int, int, int]) -> tuple[int, int, int]:
+    """``(height, width, channels)`` after the convolutional front (``image`` without one)."""
+    if not arch.features:
+        return image
+    last, f = arch.windows(image)[-1], arch.features[-1]
+    return (last.out_h, last.out_w, f.out if isinstance(f, Conv) else last.channels)
+
+
 def image_shape(input_shape: tuple[int, ...]) -> tuple[int, int, int]:
     """``(height, width, channels)`` of a dataset's image shape ``(H, W)``; channel-major data
     (CIFAR's stored ``(C, H, W)``) is refused, as convolutions read HWC codes."""

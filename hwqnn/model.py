@@ -31,7 +31,16 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from hwqnn.arch import MAX_HIDDEN, MAX_WIDTH, Arch, Conv, Pool, image_shape, parse_arch
+from hwqnn.arch import (
+    MAX_HIDDEN,
+    MAX_WIDTH,
+    Arch,
+    Conv,
+    Pool,
+    features_out,
+    image_shape,
+    parse_arch,
+)
 from hwqnn.layers.conv import Window
 from hwqnn.quant import quantize_code, quantize_level
 
@@ -169,10 +178,8 @@ class QuantNet(nn.Module):
                     in_bits = a
                 else:
                     layers.append(QuantPool(win, in_bits))
-            last = arch.windows(image)[-1]
-            f = arch.features[-1]
-            out_c = f.out if isinstance(f, Conv) else last.channels
-            in_features = last.out_h * last.out_w * out_c
+            h, w, c = features_out(arch, image)
+            in_features = h * w * c
         widths = [in_features, *arch.hidden, classes]
         for i in range(len(widths) - 1):
             out_bits = 0 if i == len(widths) - 2 else a
@@ -255,11 +262,8 @@ class FloatNet(nn.Module):
                     assert isinstance(f, Pool)
                     mods.append(nn.MaxPool2d(f.kernel, f.stride))
             mods.append(nn.Flatten())
-            last = arch.windows(image)[-1]
-            f = arch.features[-1]
-            in_features = (
-                last.out_h * last.out_w * (f.out if isinstance(f, Conv) else last.channels)
-            )
+            h, w, c = features_out(arch, image)
+            in_features = h * w * c
         widths = [in_features, *arch.hidden]
         for a, b in itertools.pairwise(widths):
             mods += [nn.Linear(a, b, bias=False), nn.BatchNorm1d(b), nn.ReLU()]

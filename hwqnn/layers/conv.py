@@ -106,6 +106,24 @@ def _in_shape(v: object, fld: str, fail: Fail) -> tuple[int, int, int]:
     return h, w, c
 
 
+def _window(m: dict[str, Any], p: str, fail: Fail, kind: str, last: bool) -> Window:
+    """The checked window of a ``conv2d`` or ``maxpool2d`` entry (pooling has no padding)."""
+    h, w, c = _in_shape(m["in_shape"], f"{p}.in_shape", fail)
+    pad = int_field(m["padding"], f"{p}.padding", fail, range(MAX_KERNEL)) if "padding" in m else 0
+    window = Window(
+        h,
+        w,
+        c,
+        kernel=int_field(m["kernel"], f"{p}.kernel", fail, range(1, MAX_KERNEL + 1)),
+        stride=int_field(m["stride"], f"{p}.stride", fail, range(1, MAX_STRIDE + 1)),
+        pad=pad,
+    )
+    window.check(p, fail)
+    if last:
+        fail(f"{p}.kind", "a dense last layer (integer scores)", repr(kind))
+    return window
+
+
 @dataclass(frozen=True)
 class Conv2d:
     """A convolution: ``matrix`` (a :class:`Layer` of ``out_channels`` rows over the window's
@@ -217,18 +235,7 @@ class ConvHeader:
     @classmethod
     def parse(cls, lm: object, p: str, fail: Fail, last: bool) -> ConvHeader:
         m = keys(lm, p, cls.KEYS, fail, optional=set())
-        h, w, c = _in_shape(m["in_shape"], f"{p}.in_shape", fail)
-        window = Window(
-            h,
-            w,
-            c,
-            kernel=int_field(m["kernel"], f"{p}.kernel", fail, range(1, MAX_KERNEL + 1)),
-            stride=int_field(m["stride"], f"{p}.stride", fail, range(1, MAX_STRIDE + 1)),
-            pad=int_field(m["padding"], f"{p}.padding", fail, range(MAX_KERNEL)),
-        )
-        window.check(p, fail)
-        if last:
-            fail(f"{p}.kind", "a dense last layer (integer scores)", "'conv2d'")
+        window = _window(m, p, fail, "conv2d", last)
         features = range(1, MAX_FEATURES + 1)
         out = int_field(m["out_channels"], f"{p}.out_channels", fail, features)
         if window.positions * out > MAX_FEATURES:
@@ -355,17 +362,7 @@ class PoolHeader:
     @classmethod
     def parse(cls, lm: object, p: str, fail: Fail, last: bool) -> PoolHeader:
         m = keys(lm, p, cls.KEYS, fail, optional=set())
-        h, w, c = _in_shape(m["in_shape"], f"{p}.in_shape", fail)
-        window = Window(
-            h,
-            w,
-            c,
-            kernel=int_field(m["kernel"], f"{p}.kernel", fail, range(1, MAX_KERNEL + 1)),
-            stride=int_field(m["stride"], f"{p}.stride", fail, range(1, MAX_STRIDE + 1)),
-        )
-        window.check(p, fail)
-        if last:
-            fail(f"{p}.kind", "a dense last layer (integer scores)", "'maxpool2d'")
+        window = _window(m, p, fail, "maxpool2d", last)
         return cls(window, int_field(m["bits"], f"{p}.bits", fail, OUT_BITS))
 
     @property
