@@ -41,8 +41,10 @@ def layer_forward(layer: NetLayer, codes: np.ndarray) -> tuple[np.ndarray | None
     return layer.forward(codes)
 
 
-def run(bundle: Bundle, images: np.ndarray, batch: int = 256) -> Trace:
-    """Run input codes ``[N, in_features]`` through the bundle, keeping every intermediate."""
+def run(bundle: Bundle, images: np.ndarray, batch: int = 256, keep: bool = True) -> Trace:
+    """Run input codes ``[N, in_features]`` through the bundle, keeping every intermediate
+    (``keep=False``: the scores only; a ConvNet's intermediates of a whole test set run to
+    gigabytes)."""
     images = np.asarray(images)
     if images.ndim != 2 or images.shape[1] != bundle.in_features:
         raise ValueError(f"images must have shape [N, {bundle.in_features}], not {images.shape}")
@@ -53,9 +55,10 @@ def run(bundle: Bundle, images: np.ndarray, batch: int = 256) -> Trace:
         x = images[start : start + batch].astype(np.int64)
         for i, layer in enumerate(bundle.layers):
             acc, x = layer.forward(x)
-            if acc is not None:
-                accs[i].append(acc)
-            outs[i].append(x)
+            if keep or i == n_layers - 1:
+                if acc is not None:
+                    accs[i].append(acc)
+                outs[i].append(x)
 
     def cat(parts: list[np.ndarray], width: int) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros((0, width), np.int64)
@@ -72,6 +75,6 @@ def run(bundle: Bundle, images: np.ndarray, batch: int = 256) -> Trace:
 
 def scores(bundle: Bundle, images: np.ndarray, batch: int = 256) -> np.ndarray:
     """Integer class scores int64 ``[N, classes]``."""
-    out = run(bundle, images, batch).scores
+    out = run(bundle, images, batch, keep=False).scores
     assert out is not None
     return out

@@ -151,7 +151,7 @@ def energy(ops: list[LayerOps], bundle: Bundle) -> dict[str, Any]:
             ("fp16", 16, e["fp16_mult"], e["fp16_add"]),
             ("int8", 8, e["int8_mult"], e["int32_add"]),
         ):
-            tw_bytes = sum(x.macs for x in ops) * w_bits / 8
+            tw_bytes = sum(x.macs // max(1, x.vectors) for x in ops) * w_bits / 8  # the weights
             tw_mem_bit, _ = memory_pj_per_bit(tw_bytes, t)
             tw_buf_bit, _ = memory_pj_per_bit(buf_codes * w_bits / 8, t)
             c = o.macs * (mult + add) + bn * (mult + 2 * add) + o.compares * add * (not o.rows)

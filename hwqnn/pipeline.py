@@ -21,6 +21,7 @@ from hwqnn.compare import first_mismatch
 from hwqnn.data import Split, load_dataset
 
 log = logging.getLogger(__name__)
+VERIFY_BATCH = 500  # images compared at a time, every layer kept (a ConvNet's are large)
 
 
 def train_stage(args: argparse.Namespace, out: Path) -> dict[str, Any]:
@@ -109,19 +110,27 @@ def verify_torch_stage(
     if not isinstance(model, QuantNet):
         raise ValueError(f"{checkpoint}: not a quantized model")
     test = test_set(b, bundle_path, data, n)
-    x = torch.from_numpy(test.images)
-    t_scores = model.scores(x).numpy()
-    trace = golden.run(b, test.images)
-    assert trace.scores is not None
-    t_layers = [c.numpy() for c in model.codes(x)] + [t_scores]
-    mm = first_mismatch([*trace.codes, trace.scores], t_layers)
-    bad = int((t_scores != trace.scores).any(axis=1).sum())
+    bad, mm, t_right, g_right = 0, None, 0, 0
+    for start in range(0, len(test), VERIFY_BATCH):  # bounded memory for ConvNets
+        imgs = test.images[start : start + VERIFY_BATCH]
+        labels = test.labels[start : start + VERIFY_BATCH]
+        x = torch.from_numpy(imgs)
+        t_scores = model.scores(x).numpy()
+        trace = golden.run(b, imgs)
+        assert trace.scores is not None
+        if mm is None:
+            t_layers = [c.numpy() for c in model.codes(x)] + [t_scores]
+            found = first_mismatch([*trace.codes, trace.scores], t_layers)
+            mm = None if found is None else replace(found, image=found.image + start)
+        bad += int((t_scores != trace.scores).any(axis=1).sum())
+        t_right += int((t_scores.argmax(1) == labels).sum())
+        g_right += int((trace.predictions == labels).sum())
     return {
         "images": len(test),
         "mismatches": bad,
         "first_mismatch": None if mm is None else str(mm),
-        "accuracy_torch": float((t_scores.argmax(1) == test.labels).mean()),
-        "accuracy_golden": float((trace.predictions == test.labels).mean()),
+        "accuracy_torch": t_right / max(1, len(test)),
+        "accuracy_golden": g_right / max(1, len(test)),
         "c": _c_or_skipped(b, test.images, test.labels),
     }
 
@@ -144,6 +153,7 @@ def verify_c_stage(
     the C library's own previous output, so a mismatch names its first layer and neuron."""
     from hwqnn import clib
 
+    b.dense("the C library")  # before any work: a net it does not run is refused at once
     trace = golden.run(b, images)
     assert trace.scores is not None
     c_layers = clib.trace(b, images)
