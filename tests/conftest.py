@@ -24,6 +24,13 @@ def random_quant_mlp(
     torch.manual_seed(seed)
     spec = "mlp:" + "-".join(str(h) for h in hidden)
     model = QuantNet(in_features, classes, parse_arch(spec, w_bits, a_bits))
+    randomize_batchnorm(model, seed)
+    return model
+
+
+def randomize_batchnorm(model: QuantNet, seed: int) -> None:
+    """Random BatchNorm parameters and statistics in every layer that has one, including
+    negative gammas (flipped channels) and zero gammas (constant channels); then eval mode."""
     gen = torch.Generator().manual_seed(seed)
     for layer in model.layers:
         if layer.bn is None:
@@ -36,7 +43,6 @@ def random_quant_mlp(
         layer.bn.running_mean.data = torch.randn(n, generator=gen) * 0.3
         layer.bn.running_var.data = torch.rand(n, generator=gen) * 0.5 + 0.01
     model.eval()
-    return model
 
 
 def random_bundle(

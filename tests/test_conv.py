@@ -26,6 +26,7 @@ from hwqnn.layers import Conv2d, MaxPool2d, Window
 from hwqnn.model import QuantNet, build
 from hwqnn.quant import quantize_code
 from hwqnn.randnet import random_codes, random_net
+from tests.conftest import randomize_batchnorm
 
 
 @dataclass(frozen=True)
@@ -140,18 +141,7 @@ def random_quant_net(seed: int, spec: str, image: tuple[int, int], classes: int,
     torch.manual_seed(seed)
     model = build("quant", image[0] * image[1], classes, parse_arch(spec, w_bits, a_bits), image)
     assert isinstance(model, QuantNet)
-    gen = torch.Generator().manual_seed(seed)
-    for layer in model.layers:
-        if layer.bn is None:
-            continue
-        n = layer.out_features
-        gamma = torch.randn(n, generator=gen)
-        gamma[torch.rand(n, generator=gen) < 0.1] = 0.0  # constant channels
-        layer.bn.weight.data = gamma  # negative gammas: flipped channels
-        layer.bn.bias.data = torch.randn(n, generator=gen) * 0.5
-        layer.bn.running_mean.data = torch.randn(n, generator=gen) * 0.3
-        layer.bn.running_var.data = torch.rand(n, generator=gen) * 0.5 + 0.01
-    model.eval()
+    randomize_batchnorm(model, seed)
     return model
 
 
