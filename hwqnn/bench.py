@@ -317,6 +317,12 @@ SYNTH_NETS: tuple[tuple[str, int, tuple[int, ...], int, int, str | None], ...] =
     # BNN-PYNQ's LFC-W1A1 shape, binarized input pixels as there: like for like with its point
     ("lfc", 784, (1024, 1024, 1024), 10, 1, None),
 )
+# ConvNets: (name, --arch spec, image (H, W, C), classes, folding or None). "cnv" is the default
+# ConvNet's shape on 28x28 images (hwqnn.arch.CNV_DEFAULT).
+SYNTH_CONV_NETS: tuple[tuple[str, str, tuple[int, int, int], int, str | None], ...] = (
+    ("cnv-small", "cnv:8c3-mp2-16c3-fc32", (12, 12, 1), 4, None),
+    ("cnv", "cnv", (28, 28, 1), 10, None),
+)
 
 
 def synth(
@@ -325,17 +331,32 @@ def synth(
     bundle: Bundle | None = None,
     out: Path = Path("runs/bench/synth"),
     json_out: Path | None = None,
+    only: Sequence[str] | None = None,
 ) -> int:
-    """Synthesize the reference nets (``quick``: the small one only) and ``bundle`` if given,
-    for each target; print LUTs, FFs, block RAM, Fmax and MACs per LUT per cycle."""
+    """Synthesize the reference nets (``quick``: the small MLP and the small ConvNet only) and
+    ``bundle`` if given, for each target; print LUTs, FFs, block RAM, Fmax and MACs per LUT per
+    cycle."""
+    from hwqnn.arch import parse_arch
     from hwqnn.hw.emit import generate
     from hwqnn.hw.folding import choose_folding, parse_folding
-    from hwqnn.randnet import random_bundle
+    from hwqnn.randnet import random_bundle, random_net
     from hwqnn.synth import synthesize
 
+    known = [n[0] for n in SYNTH_NETS] + [n[0] for n in SYNTH_CONV_NETS]
+    if only is not None and not set(only) <= set(known):
+        raise ValueError(f"unknown reference net in {','.join(only)}: known are {known}")
+    dense = SYNTH_NETS[: 1 if quick else None]
+    conv = SYNTH_CONV_NETS[: 1 if quick else None]
+    if only is not None:
+        dense = tuple(n for n in SYNTH_NETS if n[0] in only)
+        conv = tuple(n for n in SYNTH_CONV_NETS if n[0] in only)
     nets: list[tuple[str, Bundle, str | None]] = [
         (name, random_bundle(1, k, hidden, classes, in_bits=in_bits), fold)
-        for name, k, hidden, classes, in_bits, fold in SYNTH_NETS[: 1 if quick else None]
+        for name, k, hidden, classes, in_bits, fold in dense
+    ]
+    nets += [
+        (name, random_net(1, parse_arch(spec, 1, 1), image, classes), fold)
+        for name, spec, image, classes, fold in conv
     ]
     if bundle is not None:
         nets.append(("bundle", bundle, None))

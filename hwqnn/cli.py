@@ -373,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="synth: target (repeatable; default xc7 and ecp5)",
     )
     p.add_argument("--json", default=None, help="synth, cpu: write the results here")
+    p.add_argument(
+        "--nets", default=None, help="synth: reference nets by name, comma-separated (e.g. cnv)"
+    )
     return ap
 
 

@@ -451,5 +451,7 @@ def bench_stage(args: argparse.Namespace) -> int:
         return bench.cpu(b, args.quick, json_out, getattr(args, "data", None))
     if args.what == "synth":
         targets = args.target or ["xc7", "ecp5"]
-        return bench.synth(targets, args.quick, b, json_out=Path(args.json) if args.json else None)
+        nets = tuple(args.nets.split(",")) if getattr(args, "nets", None) else None
+        return bench.synth(targets, args.quick, b, json_out=Path(args.json) if args.json else None,
+                           only=nets)  # fmt: skip
     return bench.golden_cpu(b, args.quick)

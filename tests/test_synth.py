@@ -126,12 +126,22 @@ def test_bench_synth_quick_table_and_records(
     monkeypatch.chdir(tmp_path)  # the bench writes under runs/bench/synth
     assert main(["bench", "synth", "--quick", "--target", "xc7", "--json", "s.json"]) == 0
     rows = json.loads((tmp_path / "s.json").read_text())["rows"]
-    assert [(r["net"], r["target"], r["folding"]) for r in rows] == [
-        ("small", "xc7", ["1x8", "1x16", "1x1"])
-    ]
+    assert [(r["net"], r["target"]) for r in rows] == [("small", "xc7"), ("cnv-small", "xc7")]
+    assert rows[0]["folding"] == ["1x8", "1x16", "1x1"]
     assert rows[0]["luts"] > 0 and rows[0]["macs_per_frame"] == 64 * 128 + 128 * 128 + 128 * 4
+    # cnv:8c3-mp2-16c3-fc32 on 12x12: 10x10 windows of 9, pool to 5x5, 3x3 windows of 72
+    assert rows[1]["luts"] > 0 and rows[1]["macs_per_frame"] == (
+        100 * 8 * 9 + 9 * 16 * 72 + 144 * 32 + 32 * 4
+    )
     out = capsys.readouterr().out
     assert "| MAC/LUT/cycle |" in out and f"{rows[0]['luts']:,}" in out
+
+
+def test_bench_synth_refuses_an_unknown_net_by_name() -> None:
+    from hwqnn.bench import synth
+
+    with pytest.raises(ValueError, match=r"unknown reference net in cnv,nope: known are"):
+        synth(["xc7"], only=["cnv", "nope"])
 
 
 def test_report_resources_section() -> None:
