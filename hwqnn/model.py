@@ -87,13 +87,17 @@ class QuantDense(nn.Module):
         """Integer weight codes ``[out, in]`` exactly as the forward pass uses them."""
         return quantize_code(self.weight.detach(), self.w_bits).to(torch.int64)
 
+    def preact(self, s: torch.Tensor) -> torch.Tensor:
+        """The real values a hidden layer's quantizer reads: BatchNorm of ``s / C``."""
+        assert self.bn is not None, "the last layer has no quantizer"
+        z = s / self.scale if self.scale != 1.0 else s  # s / 1.0 is s: skip the pass
+        return self.bn(z) if self.training else _bn_eval(z, self.bn, 1)
+
     def activate(self, s: torch.Tensor) -> torch.Tensor:
         """Integer dot products ``s`` -> output levels (hidden) or logits (last layer)."""
         if self.bn is None:
             return s * (torch.exp(self.log_scale) / self.scale)
-        z = s / self.scale
-        y = self.bn(z) if self.training else _bn_eval(z, self.bn, 1)
-        return quantize_level(y, self.out_bits)
+        return quantize_level(self.preact(s), self.out_bits)
 
     def dot(self, q_in: torch.Tensor) -> torch.Tensor:
         """The integer dot products ``s`` of input levels ``[N, in]`` (or NCHW, read as HWC: the
@@ -137,7 +141,8 @@ class QuantConv2d(QuantDense):
 
 
 class QuantPool(nn.Module):
-    """Max-pooling of NCHW levels (exact: quantization is monotone)."""
+    """Max-pooling of NCHW levels (exact: quantization is monotone); in a net it pools the real
+    values the previous quantizer reads (see :meth:`QuantNet._hidden`)."""
 
     bn = None
     is_last = False
@@ -200,10 +205,28 @@ class QuantNet(nn.Module):
         return q
 
     def _hidden(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The levels after each hidden layer (NCHW for image-shaped ones)."""
+        """The levels after each hidden layer (NCHW for image-shaped ones).
+
+        A max-pool after a layer with a quantizer pools the real values that quantizer reads,
+        and quantizes after. The levels are the same as pooling the levels (a quantizer is
+        monotone, so it commutes with max: the bundle's max-pool on codes), but training's
+        gradient reaches the window's largest value rather than one of its many tied levels
+        (why BinaryNet pools before BatchNorm and sign, and XNOR-Net pools right after the
+        convolution: Courbariaux, Hubara et al. 2016; Rastegari et al. 2016, sec. 3.2)."""
         q, out = self._levels(x), []
+        pre: torch.Tensor | None = None  # the real values the last quantizer read, pooled along
+        bits = 0
         for layer in self.layers[:-1]:
-            q = layer(q)
+            if isinstance(layer, QuantPool):
+                if pre is None:  # pooling the pixels: nothing was quantized yet
+                    q = layer(q)
+                else:
+                    pre = layer(pre)
+                    q = quantize_level(pre, bits)
+            else:
+                dense = cast(QuantDense, layer)
+                pre, bits = dense.preact(dense.dot(q)), dense.out_bits
+                q = quantize_level(pre, bits)
             out.append(q)
         return out
 

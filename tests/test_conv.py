@@ -145,6 +145,22 @@ def random_quant_net(seed: int, spec: str, image: tuple[int, int], classes: int,
     return model
 
 
+@pytest.mark.parametrize("train", [False, True])
+def test_pooling_the_preactivation_gives_the_levels_of_pooling_levels(train: bool) -> None:
+    """Training pools the real values a quantizer reads and quantizes after; the levels must
+    be those of quantizing first and pooling the levels (what the bundle and hardware do), in
+    eval mode and with BatchNorm's batch statistics alike, flipped channels included."""
+    model = random_quant_net(7, "cnv:6c3p1-mp2-mp2s1-5c3-mp3s2-fc9", (17, 15), 4, 1, 2)
+    model.train(train)
+    x = torch.from_numpy(random_codes(3, 64, 17 * 15))
+    got = model._hidden(x)
+    q = model._levels(x)
+    for layer, level in zip(model.layers[:-1], got, strict=False):
+        q = layer(q)  # a conv quantizes; a pool takes the max of levels
+        assert torch.equal(level, q)
+    assert len(got[-1].detach().unique()) > 1
+
+
 NETS = [
     pytest.param("cnv:8c3-mp2-fc16", (12, 12), 1, 1, id="c3-mp2-fc"),
     pytest.param("cnv:7c3p1-mp2-5c3s2-fc9", (11, 9), 1, 1, id="p1-s2-odd"),
