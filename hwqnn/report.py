@@ -163,7 +163,7 @@ def render_markdown(r: dict[str, Any]) -> str:
             f"predicted {r['latency_cycles_predicted']} "
             f"({r['latency_us_at_clock']} us at {r['clock_mhz']:g} MHz)"
             if r["latency_cycles_predicted"] is not None
-            else "not predicted (window units wait for whole images)"
+            else "not predicted for nets with window units (measured)"
         ),
         f"- throughput at {r['clock_mhz']:g} MHz: {r['fps_at_clock']:,.0f} frames/s",
         f"- model size: {mb['total_bits']:,} bits deployed ({mb['weight_bits']:,} weight bits) vs "

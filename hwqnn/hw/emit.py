@@ -29,7 +29,7 @@ DEFAULT_AXIS_BITS = 64
 def predict(top: Top) -> dict[str, Any]:
     """Cycles per frame per layer and for the pipeline, and the latency of one frame: cycles
     from the first input beat's handshake to ``m_axis_tvalid``, with an empty pipeline (predicted
-    for dense pipelines; ``None`` when a window unit, which waits for whole images, is in it)."""
+    for dense pipelines; ``None`` when a window unit is in it: not modelled)."""
     stages = top.net.stages
     mvtus = iter(top.net.units)
     layers = []

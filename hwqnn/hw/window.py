@@ -7,7 +7,7 @@ the (ky, kx, c) order are :class:`hwqnn.layers.Window`'s, stated in :mod:`hwqnn.
 Data flow::
 
     i (stream, `in_chunk` codes per beat; `channels / in_chunk` beats per pixel, raster order)
-        ─► pixel memory (two images, one pixel of `channels` codes per word, RAM)
+        ─► line buffer (`rows` image rows, one pixel of `channels` codes per word, RAM)
         ─► o (stream, one pixel of `channels` codes per beat; `kernel**2` beats per window,
              (ky, kx) order, windows in raster order; positions outside the image read code 0)
 
@@ -18,18 +18,33 @@ bits                code width
 in_chunk            codes per input beat; divides ``channels`` (the producer's PE, or the top's
                     input width)
 
+Line buffer
+-----------
+Rows are numbered without end across images (image ``f``'s row ``y`` is ``f * height + y``) and
+row ``r`` lives in slot ``r mod rows``. The writer fills a row's slot once every row below the
+reader's current window row top (``F``) is free: ``r - F < rows``. The reader starts a window row
+once the rows it reads are complete; when it finishes one it frees the rows above the next top,
+and after an image's last window row it frees the whole image. With
+
+    rows = kernel + stride + max(0, height - out_h * stride)
+
+a writer that keeps up (the unit's input is never the bottleneck) always holds the rows the
+reader needs next: ``kernel`` rows being read, ``stride`` rows filled for the next window row,
+and at an image's end its unread bottom rows plus the next image's first ``kernel - pad`` rows.
+So the cycles per frame are those of whole-image double buffering, with memory that grows with
+the image's width, not its area.
+
 Timing
 ------
-The memory holds two images: while one is read the next is written, so with no back-pressure
-the reader gives a beat every cycle, ``positions * kernel**2`` cycles per image, and the writer
-takes a beat every cycle, ``height * width * channels / in_chunk`` per image; the unit's cycles
-per frame are the larger of the two. Reading an image starts the cycle after its last beat is
-written; the first window's first beat leaves two cycles later (address, then the memory's
-read register, which is the output register). A frame's buffer is freed by the cycle that
-reads its last pixel.
+With no back-pressure the reader gives a beat every cycle once its rows are in, ``positions *
+kernel**2`` cycles per image, and the writer takes a beat every cycle, ``height * width *
+channels / in_chunk`` per image; the unit's cycles per frame are the larger of the two. A window
+row's reads start the cycle after its last row's last beat is written; the first beat leaves two
+cycles later (address, then the memory's read register, which is the output register). Rows are
+freed by the cycle that reads the last pixel of a window row.
 
-Memory: ``2 * height * width`` words of ``channels * bits`` bits, one synchronous read port: it
-maps to block RAM or LUT RAM and grows with the image, not with its square.
+Memory: ``rows * width`` words of ``channels * bits`` bits, one synchronous read port: it maps to
+block RAM or LUT RAM.
 """
 
 from __future__ import annotations
@@ -40,6 +55,12 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hwqnn.layers import Window
+
+
+def line_rows(window: Window) -> int:
+    """Rows in a sliding window's line buffer (see the module docstring)."""
+    w = window
+    return w.kernel + w.stride + max(0, w.height - w.out_h * w.stride)
 
 
 class SlidingWindow(wiring.Component):
@@ -55,6 +76,7 @@ class SlidingWindow(wiring.Component):
         self.window, self.bits, self.in_chunk = window, bits, in_chunk
         self.beats_per_pixel = window.channels // in_chunk
         self.pixels = window.height * window.width
+        self.rows = line_rows(window)
         super().__init__(
             {
                 "i": In(stream.Signature(unsigned(in_chunk * bits))),
@@ -78,71 +100,88 @@ class SlidingWindow(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        win, n = self.window, self.pixels
+        win, rows = self.window, self.rows
+        k, s, p, width = win.kernel, win.stride, win.pad, win.width
         pix_bits = win.channels * self.bits
-        m.submodules.mem = mem = Memory(shape=unsigned(pix_bits), depth=2 * n, init=[])
+        m.submodules.mem = mem = Memory(shape=unsigned(pix_bits), depth=rows * width, init=[])
         wr = mem.write_port()
         rd = mem.read_port()
-        full = Signal(2)  # image b is complete and not yet read out
-        set_full = Signal(2)
-        clear_full = Signal(2)
-        m.d.sync += full.eq((full | set_full) & ~clear_full)
+        # Row numbers without end, kept modulo 2**nbits: every difference compared below lies
+        # in -(height + kernel + 1) .. rows + 1, well inside half the range.
+        nbits = (2 * (win.height + k + rows + 2)).bit_length() + 1
+        written = Signal(nbits)  # rows complete = the row being written
+        freed = Signal(nbits)  # rows below this one may be overwritten (the reader's top row)
+        need = Signal(nbits)  # the last row the reader's current window row reads
 
-        # ---- write side: gather a pixel, write it, count pixels, swap banks per image
-        w_bank = Signal()
-        w_pix = Signal(range(max(2, n)))
+        # ---- write side: gather a pixel, write it into its row's slot, count rows
+        w_slot = Signal(range(max(2, rows)))
+        w_x = Signal(range(max(2, width)))
         w_lane = Signal(range(max(2, self.beats_per_pixel)))
         gather = Signal(pix_bits)
         chunk_bits = self.in_chunk * self.bits
         last_lane = w_lane == self.beats_per_pixel - 1
-        m.d.comb += self.i.ready.eq(~full.bit_select(w_bank, 1))
+        ahead = Signal(nbits)
+        m.d.comb += ahead.eq(written - freed)  # negative while an image's unread bottom rows
+        m.d.comb += self.i.ready.eq(ahead[-1] | (ahead < rows))  # come in after it was freed
         if self.beats_per_pixel == 1:
             word = self.i.payload
         else:  # beats shift in from the top: the first beat ends at the low bits
             word = Cat(gather[chunk_bits:], self.i.payload)
-        m.d.comb += [wr.addr.eq(Cat(w_pix, w_bank) if n & (n - 1) == 0 else w_bank * n + w_pix),
-                     wr.data.eq(word)]  # fmt: skip
+        m.d.comb += [wr.addr.eq(w_slot * width + w_x), wr.data.eq(word)]
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += gather.eq(word)
             m.d.sync += w_lane.eq(Mux(last_lane, 0, w_lane + 1))
             with m.If(last_lane):
                 m.d.comb += wr.en.eq(1)
-                m.d.sync += w_pix.eq(Mux(w_pix == n - 1, 0, w_pix + 1))
-                with m.If(w_pix == n - 1):
-                    m.d.comb += set_full.bit_select(w_bank, 1).eq(1)
-                    m.d.sync += w_bank.eq(~w_bank)
+                m.d.sync += w_x.eq(Mux(w_x == width - 1, 0, w_x + 1))
+                with m.If(w_x == width - 1):  # the row is complete (readable next cycle)
+                    m.d.sync += [written.eq(written + 1),
+                                 w_slot.eq(Mux(w_slot == rows - 1, 0, w_slot + 1))]  # fmt: skip
 
         # ---- read side: (oy, ox, ky, kx) counters -> address -> memory read register = output
-        r_bank = Signal()
-        k, s, p = win.kernel, win.stride, win.pad
         oy = Signal(range(max(2, win.out_h)))
         ox = Signal(range(max(2, win.out_w)))
         ky = Signal(range(max(2, k)))
         kx = Signal(range(max(2, k)))
         y = Signal(range(-p, win.height + k + 1))  # oy*s - p + ky, kept by additions
-        x0 = Signal(range(-p, win.width + k + 1), init=-p)  # ox*s - p: the window's left column
-        x = Signal(range(-p, win.width + k + 1))  # x0 + kx
+        x0 = Signal(range(-p, width + k + 1), init=-p)  # ox*s - p: the window's left column
+        x = Signal(range(-p, width + k + 1))  # x0 + kx
         m.d.comb += x.eq(x0 + kx)
         y0 = Signal(range(-p, win.height + k + 1), init=-p)  # oy*s - p: its top row
         m.d.comb += y.eq(y0 + ky)
+        base = Signal(nbits)  # the image's row 0
+        base_slot = Signal(range(max(2, rows)))  # base mod rows
+        top_slot = Signal(range(max(2, rows)), init=-p % rows)  # (base + y0) mod rows
+        row_slot = Signal(range(max(2, 2 * rows)))
+        m.d.comb += row_slot.eq(top_slot + ky)
+        slot = Mux(row_slot >= rows, row_slot - rows, row_slot)
+        bottom = Signal(range(-p, win.height + k + 1))  # min(y0 + k - 1, height - 1)
+        m.d.comb += [
+            bottom.eq(Mux(y0 + (k - 1) > win.height - 1, win.height - 1, y0 + (k - 1))),
+            need.eq(base + bottom),
+            freed.eq(base + (Mux(y0 < 0, 0, y0) if p else y0)),  # y0 < 0 only with padding
+        ]
+        missing = Signal(nbits)  # need - written, as nbits-bit two's complement
+        m.d.comb += missing.eq(need - written)
+        rows_in = missing[-1]  # need < written: every row the window row reads is complete
         checks = []  # only the bounds a window can cross (no constant compares in the Verilog)
         if p:
             checks += [y >= 0, x >= 0]
         if (win.out_h - 1) * s - p + k - 1 >= win.height:
             checks.append(y < win.height)
-        if (win.out_w - 1) * s - p + k - 1 >= win.width:
-            checks.append(x < win.width)
+        if (win.out_w - 1) * s - p + k - 1 >= width:
+            checks.append(x < width)
         inside = Const(1, 1)
         for c in checks:
             inside = inside & c
         advance = ~self.o.valid | self.o.ready  # the output register may take a new pixel
         issue = Signal()
-        m.d.comb += issue.eq(full.bit_select(r_bank, 1) & advance)
+        m.d.comb += issue.eq(rows_in & advance)
         out_valid = Signal()
         oob = Signal()  # the output pixel lies outside the image: code 0
         m.d.comb += [
             rd.en.eq(advance),
-            rd.addr.eq(r_bank * n + Mux(inside, y * win.width + x, 0)),
+            rd.addr.eq(Mux(inside, slot * width + x, 0)),
             self.o.valid.eq(out_valid),
             self.o.payload.eq(Mux(oob, Const(0, pix_bits), rd.data)),
         ]
@@ -150,6 +189,8 @@ class SlidingWindow(wiring.Component):
             m.d.sync += [out_valid.eq(issue), oob.eq(~inside)]
         last_kx, last_ky = kx == k - 1, ky == k - 1
         last_ox, last_oy = ox == win.out_w - 1, oy == win.out_h - 1
+        next_top = top_slot + (s % rows)
+        next_base = base_slot + (win.height % rows)
         with m.If(issue):
             m.d.sync += kx.eq(Mux(last_kx, 0, kx + 1))
             with m.If(last_kx):
@@ -157,12 +198,18 @@ class SlidingWindow(wiring.Component):
                 with m.If(last_ky):
                     m.d.sync += [ox.eq(Mux(last_ox, 0, ox + 1)),
                                  x0.eq(Mux(last_ox, -p, x0 + s))]  # fmt: skip
-                    with m.If(last_ox):
-                        m.d.sync += [oy.eq(Mux(last_oy, 0, oy + 1)),
-                                     y0.eq(Mux(last_oy, -p, y0 + s))]  # fmt: skip
-                        with m.If(last_oy):  # the image's last pixel is read this cycle
-                            m.d.comb += clear_full.bit_select(r_bank, 1).eq(1)
-                            m.d.sync += r_bank.eq(~r_bank)
+                    with m.If(last_ox):  # the window row's last pixel is read this cycle
+                        m.d.sync += oy.eq(Mux(last_oy, 0, oy + 1))
+                        with m.If(last_oy):  # and the image's: free it all, on to the next
+                            nb = Mux(next_base >= rows, next_base - rows, next_base)
+                            nt = nb + ((-p) % rows)
+                            m.d.sync += [y0.eq(-p), base.eq(base + win.height),
+                                         base_slot.eq(nb),
+                                         top_slot.eq(Mux(nt >= rows, nt - rows, nt))]  # fmt: skip
+                        with m.Else():
+                            m.d.sync += [y0.eq(y0 + s),
+                                         top_slot.eq(Mux(next_top >= rows, next_top - rows,
+                                                         next_top))]  # fmt: skip
         return m
 
 
