@@ -91,17 +91,12 @@ def features_out(arch: Arch, image: tuple[int, int, int]) -> tuple[int, int, int
 
 
 def image_shape(input_shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """``(height, width, channels)`` of a dataset's image shape ``(H, W)``; channel-major data
-    (CIFAR's stored ``(C, H, W)``) is refused, as convolutions read HWC codes."""
+    """``(height, width, channels)`` of an image shape ``(H, W)`` or ``(H, W, C)`` (HWC, what
+    convolutions read: channel-major data is reordered first, :meth:`hwqnn.data.Split.hwc`)."""
     if len(input_shape) == 2:
         return (input_shape[0], input_shape[1], 1)
-    if len(input_shape) == 3 and input_shape[0] not in (1,):
-        raise ValueError(
-            f"images of shape {list(input_shape)} are stored channel-major; the conv layers read "
-            "height x width x channels (use an mlp: architecture for this dataset)"
-        )
     if len(input_shape) == 3:
-        return (input_shape[1], input_shape[2], 1)
+        return (input_shape[0], input_shape[1], input_shape[2])
     raise ValueError(f"a conv net needs image-shaped input, not shape {list(input_shape)}")
 
 

@@ -54,14 +54,24 @@ class Split:
 
     images: np.ndarray
     labels: np.ndarray
-    shape: tuple[int, ...]  # (H, W), or (C, H, W) for colour
+    shape: tuple[int, ...]  # (H, W); (C, H, W) if channel_major, else (H, W, C)
     classes: tuple[str, ...]
+    channel_major: bool = False  # images flattened C, H, W (CIFAR-10's stored order)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def head(self, n: int) -> Split:
-        return Split(self.images[:n], self.labels[:n], self.shape, self.classes)
+        return Split(self.images[:n], self.labels[:n], self.shape, self.classes, self.channel_major)
+
+    def hwc(self) -> Split:
+        """The images flattened height, width, channels (channel fastest: what convolutions and
+        a conv bundle's input read), shape ``(H, W, C)``; the split itself if already so."""
+        if not self.channel_major:
+            return self
+        c, h, w = self.shape
+        img = self.images.reshape(len(self), c, h, w).transpose(0, 2, 3, 1).reshape(len(self), -1)
+        return Split(np.ascontiguousarray(img), self.labels, (h, w, c), self.classes)
 
 
 MAX_IDX_BYTES = 1 << 31  # what read_idx will allocate for one file's data (MNIST train: 47 MB)
@@ -219,7 +229,7 @@ def load_cifar10_split(data_dir: str | os.PathLike[str], split: str = "train") -
         classes = names
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
-    return Split(images, labels, (3, 32, 32), classes)
+    return Split(images, labels, (3, 32, 32), classes, channel_major=True)
 
 
 def synthetic(n: int, seed: int = 0, shape: tuple[int, int] = (8, 8), classes: int = 4) -> Split:

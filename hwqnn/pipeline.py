@@ -33,6 +33,8 @@ def train_stage(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
     arch = parse_arch(args.arch, args.w_bits, args.a_bits)
     train, test = load_dataset(args.data, "train"), load_dataset(args.data, "test")
+    if arch.features:  # convolutions read HWC images (CIFAR-10 is stored channel-major)
+        train, test = train.hwc(), test.hwc()
     out.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig(
         epochs=args.epochs,
@@ -88,6 +90,8 @@ def test_set(
     """The test split for bundle ``b`` (at ``where``), the first ``n`` images if given, checked to
     have the bundle's input size: a mismatch names the bundle, the field and the dataset."""
     test = load_dataset(data, "test")
+    if test.channel_major and tuple(b.input_shape) == (*test.shape[1:], test.shape[0]):  # HWC
+        test = test.hwc()
     if test.images.shape[1] != b.in_features:
         raise ValueError(
             f"{where}: field 'meta.input.shape': the network takes {b.in_features} inputs, the "

@@ -49,6 +49,19 @@ def test_reads_batches_as_stored(tmp_path: Path) -> None:
     assert load_dataset(str(tmp_path), "test").classes[9] == "k9"
 
 
+def test_hwc_reorders_every_pixel(tmp_path: Path) -> None:
+    """``Split.hwc`` puts pixel (c, y, x) of the stored planes at HWC index (y*W + x)*C + c."""
+    written = _dataset(tmp_path)
+    s = load_dataset(str(tmp_path), "test")
+    h = s.hwc()
+    assert (s.channel_major, h.channel_major, h.shape) == (True, False, (32, 32, 3))
+    img = written["test"][0][1]  # [N, C, H, W] as written
+    for n, c, y, x in [(0, 0, 0, 0), (1, 2, 31, 0), (8, 1, 5, 30), (4, 2, 31, 31)]:
+        assert h.images[n, (y * 32 + x) * 3 + c] == img[n, c, y, x]
+    assert sorted(h.images[3]) == sorted(s.images[3]) and h.hwc() is h
+    assert h.head(2).shape == (32, 32, 3) and s.head(2).channel_major
+
+
 @pytest.mark.parametrize(
     ("break_it", "message"),
     [
@@ -111,3 +124,32 @@ def test_cli_trains_and_verifies_on_cifar(
     assert res["images"] == 30 and res["mismatches"] == 0 and res["c"]["mismatches"] == 0
     meta = json.loads(str(np.load(run / "b.npz")["meta"]))
     assert meta["input"]["shape"] == [3, 32, 32]
+
+
+def test_cli_trains_a_convnet_on_cifar_and_verifies_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ConvNet reads CIFAR-10 as HWC: training reorders the planes, the bundle's input is
+    [32, 32, 3], and verify reorders the test split the same way: torch == golden == GPU."""
+    from hwqnn.bundle import load
+    from hwqnn.pipeline import test_set
+
+    (tmp_path / "c").mkdir()
+    written = _dataset(tmp_path / "c", (12, 12, 12, 12, 12), 20)
+    run, data = tmp_path / "run", str(tmp_path / "c")
+    args = ["train", "--data", data, "--arch", "cnv:4c3s2-mp2-fc8", "--epochs", "1"]
+    assert main([*args, "--out", str(run)]) == 0
+    assert main(["export", str(run / "model.pt"), "-o", str(run / "b.npz")]) == 0
+    meta = json.loads(str(np.load(run / "b.npz")["meta"]))
+    assert meta["input"]["shape"] == [32, 32, 3]
+    capsys.readouterr()
+    assert (
+        main(["verify", str(run / "b.npz"), "--checkpoint", str(run / "model.pt"), "--data", data])
+        == 0
+    )
+    res = json.loads(capsys.readouterr().out)
+    assert res["images"] == 20 and res["mismatches"] == 0
+    # what every stage feeds this bundle: the stored planes, reordered to HWC
+    planes = written["test"][0][1]  # [N, C, H, W]
+    fed = test_set(load(run / "b.npz"), run / "b.npz", data).images
+    np.testing.assert_array_equal(fed, planes.transpose(0, 2, 3, 1).reshape(20, -1))
