@@ -41,6 +41,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr-end", type=float, default=3e-4, help="final learning rate")
     p.add_argument("--float-lr", type=float, default=1e-3, help="float twin's initial rate")
     p.add_argument(
+        "--no-calibrate",
+        action="store_true",
+        help="keep training's running BatchNorm averages (default: exact train-set statistics)",
+    )
+    p.add_argument(
         "--float-epochs", type=int, default=None, help="float twin's epochs (default: --epochs)"
     )
     p.add_argument("--seed", type=int, default=0)

@@ -42,6 +42,7 @@ def train_stage(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         lr=args.lr,
         lr_end=args.lr_end,
         seed=args.seed,
+        calibrate=not getattr(args, "no_calibrate", False),
     )
     meta = {
         "in_features": train.images.shape[1],

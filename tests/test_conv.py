@@ -161,6 +161,32 @@ def test_pooling_the_preactivation_gives_the_levels_of_pooling_levels(train: boo
     assert len(got[-1].detach().unique()) > 1
 
 
+@pytest.mark.parametrize("spec", ["cnv:6c3p1-mp2-5c3-fc9", "mlp:12-7"])
+def test_calibration_sets_the_exact_statistics_of_each_layer_input(spec: str) -> None:
+    """After calibration each BatchNorm holds the mean and (unbiased) variance of its input
+    ``s / C`` over the images, with every layer before it in eval mode, calibrated."""
+    from hwqnn.train import calibrate_batchnorm
+
+    model = random_quant_net(5, spec, (9, 8), 4, 1, 1)
+    x = random_codes(8, 300, 9 * 8)
+    calibrate_batchnorm(model, x, batch=64)  # batches that do not divide the images
+    xt = torch.from_numpy(x)
+    with torch.no_grad():
+        inputs = [model._levels(xt), *model._hidden(xt)]
+    checked = 0
+    for layer, q in zip(model.layers, inputs, strict=False):
+        if layer.bn is None:
+            continue
+        z = (layer.dot(q) / layer.scale).detach().double().numpy()
+        z = np.moveaxis(z, 1, -1).reshape(-1, z.shape[1])  # [samples, channels]
+        np.testing.assert_allclose(layer.bn.running_mean.numpy(), z.mean(0), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(layer.bn.running_var.numpy(), z.var(0, ddof=1), rtol=1e-5)
+        checked += 1
+    assert checked == len(model.layers) - 1 - sum(
+        type(m).__name__ == "QuantPool" for m in model.layers
+    )
+
+
 NETS = [
     pytest.param("cnv:8c3-mp2-fc16", (12, 12), 1, 1, id="c3-mp2-fc"),
     pytest.param("cnv:7c3p1-mp2-5c3s2-fc9", (11, 9), 1, 1, id="p1-s2-odd"),
