@@ -15,7 +15,7 @@ demo: setup data
 	.venv/bin/hwqnn flow --out runs/demo
 
 demo-cnv: setup data
-	.venv/bin/hwqnn flow --arch cnv --epochs 24 --lr 0.03 --float-epochs 8 --out runs/cnv
+	.venv/bin/hwqnn flow --arch cnv --out runs/cnv
 
 test: setup data
 	$(PY) -m pytest -q -m "not slow" && $(PY) -m pytest -q -m slow

@@ -33,20 +33,29 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--w-bits", type=int, default=1, choices=(1, 2, 4), help="weight bits")
     p.add_argument("--a-bits", type=int, default=1, choices=(1, 2, 4), help="activation bits")
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument(
+        "--epochs", type=int, default=None, help="default: 6 for an mlp:, 20 for a cnv: net"
+    )
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument(
-        "--lr", type=float, default=0.1, help="initial learning rate (Adam, latent weights)"
+        "--lr",
+        type=float,
+        default=None,
+        help="initial learning rate (Adam, latent weights; default: 0.1 mlp:, 0.03 cnv:)",
     )
     p.add_argument("--lr-end", type=float, default=3e-4, help="final learning rate")
     p.add_argument("--float-lr", type=float, default=1e-3, help="float twin's initial rate")
     p.add_argument(
-        "--no-calibrate",
+        "--calibrate",
         action="store_true",
-        help="keep training's running BatchNorm averages (default: exact train-set statistics)",
+        help="after training, set BatchNorm's statistics to the exact train-set ones (default: "
+        "training's running averages)",
     )
     p.add_argument(
-        "--float-epochs", type=int, default=None, help="float twin's epochs (default: --epochs)"
+        "--float-epochs",
+        type=int,
+        default=None,
+        help="float twin's epochs (default: --epochs if given, else 6)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--float-twin", action="store_true", help="also train the float twin")

@@ -29,20 +29,21 @@ def train_stage(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     import torch
 
     from hwqnn.model import build, parse_arch
-    from hwqnn.train import TrainConfig, fit, save_checkpoint
+    from hwqnn.train import TrainConfig, fit, recipe_for, save_checkpoint
 
     arch = parse_arch(args.arch, args.w_bits, args.a_bits)
     train, test = load_dataset(args.data, "train"), load_dataset(args.data, "test")
     if arch.features:  # convolutions read HWC images (CIFAR-10 is stored channel-major)
         train, test = train.hwc(), test.hwc()
     out.mkdir(parents=True, exist_ok=True)
+    recipe = recipe_for(arch)
     cfg = TrainConfig(
-        epochs=args.epochs,
+        epochs=recipe.epochs if args.epochs is None else args.epochs,
         batch_size=args.batch_size,
-        lr=args.lr,
+        lr=recipe.lr if args.lr is None else args.lr,
         lr_end=args.lr_end,
         seed=args.seed,
-        calibrate=not getattr(args, "no_calibrate", False),
+        calibrate=getattr(args, "calibrate", False),
     )
     meta = {
         "in_features": train.images.shape[1],
@@ -60,7 +61,8 @@ def train_stage(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     if getattr(args, "float_twin", False):
         torch.manual_seed(args.seed)
         twin = build("float", train.images.shape[1], len(train.classes), arch, train.shape)
-        f_epochs = getattr(args, "float_epochs", None) or cfg.epochs
+        given = (getattr(args, "float_epochs", None), args.epochs, recipe.float_epochs)
+        f_epochs = next(e for e in given if e is not None)
         fcfg = replace(cfg, lr=args.float_lr, lr_end=args.float_lr / 100, epochs=f_epochs)
         fres = fit(twin, train, test, fcfg, desc=f"train {arch.spec} float twin")
         save_checkpoint(twin, arch, "float", meta, out / "float.pt")

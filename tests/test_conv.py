@@ -360,9 +360,11 @@ def test_conv_net_trains_exports_and_verifies_on_the_cli(
     run = tmp_path / "run"
     spec = "cnv:6c3p1-mp2-5c3-fc12"
     args = ["train", "--data", "synthetic", "--arch", spec, "--epochs", "3", "--float-twin"]
-    assert main([*args, "--out", str(run)]) == 0
+    assert main([*args, "--calibrate", "--out", str(run)]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["quant_acc"] > 0.5 and metrics["float_acc"] > 0.5  # 4 classes, clean data
+    assert 0.0 < metrics["quant"]["test_acc_uncalibrated"] <= 1.0  # calibrated, then verified
+    assert "test_acc_uncalibrated" not in metrics["float"]
     bundle = run / "b.npz"
     assert main(["export", str(run / "model.pt"), "-o", str(bundle)]) == 0
     assert B.load(bundle).arch().startswith("64(8b)-6c3p1(1b)-mp2-5c3(1b)-12(1b)-4")
