@@ -49,7 +49,7 @@ block RAM or LUT RAM.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -61,6 +61,11 @@ def line_rows(window: Window) -> int:
     """Rows in a sliding window's line buffer (see the module docstring)."""
     w = window
     return w.kernel + w.stride + max(0, w.height - w.out_h * w.stride)
+
+
+def _wrap(v: Value, rows: int) -> Value:
+    """``v mod rows`` for ``0 <= v < 2 * rows``: a slot number after adding less than ``rows``."""
+    return Mux(v >= rows, v - rows, v)
 
 
 class SlidingWindow(wiring.Component):
@@ -154,7 +159,7 @@ class SlidingWindow(wiring.Component):
         top_slot = Signal(range(max(2, rows)), init=-p % rows)  # (base + y0) mod rows
         row_slot = Signal(range(max(2, 2 * rows)))
         m.d.comb += row_slot.eq(top_slot + ky)
-        slot = Mux(row_slot >= rows, row_slot - rows, row_slot)
+        slot = _wrap(row_slot, rows)
         bottom = Signal(range(-p, win.height + k + 1))  # min(y0 + k - 1, height - 1)
         m.d.comb += [
             bottom.eq(Mux(y0 + (k - 1) > win.height - 1, win.height - 1, y0 + (k - 1))),
@@ -201,15 +206,12 @@ class SlidingWindow(wiring.Component):
                     with m.If(last_ox):  # the window row's last pixel is read this cycle
                         m.d.sync += oy.eq(Mux(last_oy, 0, oy + 1))
                         with m.If(last_oy):  # and the image's: free it all, on to the next
-                            nb = Mux(next_base >= rows, next_base - rows, next_base)
-                            nt = nb + ((-p) % rows)
+                            nb = _wrap(next_base, rows)
                             m.d.sync += [y0.eq(-p), base.eq(base + win.height),
                                          base_slot.eq(nb),
-                                         top_slot.eq(Mux(nt >= rows, nt - rows, nt))]  # fmt: skip
+                                         top_slot.eq(_wrap(nb + ((-p) % rows), rows))]  # fmt: skip
                         with m.Else():
-                            m.d.sync += [y0.eq(y0 + s),
-                                         top_slot.eq(Mux(next_top >= rows, next_top - rows,
-                                                         next_top))]  # fmt: skip
+                            m.d.sync += [y0.eq(y0 + s), top_slot.eq(_wrap(next_top, rows))]
         return m
 
 
