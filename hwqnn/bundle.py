@@ -17,6 +17,16 @@ the odd integer *level* ``q = 2*c - (2**k - 1)``:
   ``2*x - 255``. This is the BNN paper's bit-plane scheme made exact: bit-plane ``n`` of ``x``
   read as a ±1 vector, weighted by ``2**n``, sums to ``2*x - 255``.
 
+Input quantization
+------------------
+Raw input values (8-bit pixels) become layer 0's codes as ``meta.input`` says, in every
+implementation (the RTL in its stream front end). Without ``"quant"`` (every version-1 and -2
+bundle) a raw value is its own code. With ``"quant": "thresholds"`` (version 3) the array
+``input.thresholds`` int64 ``[channels, 2**bits - 1]`` (ascending, values in ``0 ..
+2**raw_bits``) gives element ``g`` (HWC order) the code ``sum_i [raw >= T[g % channels, i]]``,
+like a hidden layer's thresholds; ``channels`` is 1 or the input's ``C``. A 1-bit code with
+threshold 128 is the binarized input of FINN's LFC (:mod:`hwqnn.layers.inputq`).
+
 Each bit ``n`` of a code is a ±1 *bit-plane*: ``q = sum_n 2**n * (2*c_n - 1)``. So the dot product
 of a ``ka``-bit input with ``kw``-bit weights over fan-in ``K`` is, with ``C = (2**ka-1)(2**kw-1)``,
 
@@ -68,8 +78,12 @@ Flat file (the C library's input)
 ``hwqnn flat BUNDLE -o NET`` (:mod:`hwqnn.flat`) writes the same network for ``sw/`` (C99, no
 zip or JSON parser needed). Little-endian throughout; every array starts 8-byte aligned::
 
-    header, 32 bytes     char magic[8] = "HWQNNFLT"; u32 version = 1; u32 n_layers;
+    header, 32 bytes     char magic[8] = "HWQNNFLT"; u32 version (1, or 2 with an input record);
+                         u32 n_layers;
                          u32 in_features; u32 in_bits (layer 0's); u32 classes; u32 0
+    input record         version 2 only (a bundle with input quantization): u32 raw_bits;
+                         u32 channels; u32 levels = 2**in_bits - 1; u32 0; then
+                         i64 thresholds[channels][levels]
     layer table          n_layers records of 8 x u32: in_features, out_features, in_bits,
                          w_bits, out_bits, words = ceil(in_features / 64), 0, 0
     per layer, in order  u64 weights[out][w_bits][words]        (as ``layer{i}.weights``)
@@ -84,6 +98,7 @@ the file's length is exactly what the table implies, before it allocates anythin
 Fields
 ------
 ``meta``                 JSON text (0-d unicode array): schema, version, layers, input, classes.
+``input.thresholds``     int64 ``[channels, 2**bits - 1]`` (``meta.input.quant`` only).
 ``layer{i}.weights``     uint64 ``[out, kw, words]``: weight plane ``m`` of row ``o``.
 ``layer{i}.thresholds``  int64 ``[out, 2**k_out - 1]`` (hidden layers only).
 ``layer{i}.flip``        uint8 ``[out]`` of 0/1 (hidden layers only).
@@ -105,6 +120,7 @@ from hwqnn import atomic, npzread
 from hwqnn.bundle_schema import SCHEMA, check, refuse
 from hwqnn.layers import KINDS, NetLayer, check_chain, input_fits, size
 from hwqnn.layers.dense import Layer
+from hwqnn.layers.inputq import InputQuant, image_channels
 from hwqnn.packing import (
     WORD_BITS,
     code_to_level,
@@ -121,6 +137,7 @@ __all__ = [
     "WORD_BITS",
     "Bundle",
     "BundleError",
+    "InputQuant",
     "Layer",
     "NetLayer",
     "UnsupportedKindError",
@@ -160,6 +177,26 @@ class Bundle:
     input_shape: tuple[int, ...]
     classes: tuple[str, ...]
     info: dict[str, Any] = field(default_factory=dict)
+    input_quant: InputQuant | None = None  # None: the identity on layer 0's in_bits
+
+    def __post_init__(self) -> None:
+        if self.input_quant is None and self.layers:
+            object.__setattr__(self, "input_quant", InputQuant.identity(self.layers[0].in_bits))
+
+    @property
+    def quant(self) -> InputQuant:
+        """How raw input values become layer 0's codes (:mod:`hwqnn.layers.inputq`)."""
+        assert self.input_quant is not None
+        return self.input_quant
+
+    @property
+    def raw_bits(self) -> int:
+        """Bits of a raw input value (what the stream, the GPU and the C library take in)."""
+        return self.quant.raw_bits
+
+    def quantize_input(self, raw: np.ndarray) -> np.ndarray:
+        """Layer 0's codes int64 ``[N, in_features]`` of raw inputs ``[N, in_features]``."""
+        return self.quant.apply(raw)
 
     @property
     def in_features(self) -> int:
@@ -174,7 +211,10 @@ class Bundle:
     def version(self) -> int:
         """The oldest bundle version that holds every kind used (old readers keep reading
         the nets they can run)."""
-        return max(KINDS[ly.kind].since for ly in self.layers)
+        return max(
+            max(KINDS[ly.kind].since for ly in self.layers),
+            1 if self.quant.is_identity else InputQuant.since,
+        )
 
     def dense(self, consumer: str) -> tuple[Layer, ...]:
         """The layers, for a consumer that runs dense layers only; any other kind is refused
@@ -188,7 +228,7 @@ class Bundle:
 
     def arch(self) -> str:
         """A one-line description, e.g. ``784(8b)-256(1b)-256(1b)-10 w1``."""
-        parts = [f"{self.in_features}({self.layers[0].in_bits}b)"]
+        parts = [f"{self.in_features}({self.quant.label()})"]
         parts += [layer.label() for layer in self.layers]
         w_bits = [w for ly in self.layers if (w := getattr(ly, "w_bits", None)) is not None]
         return "-".join(parts) + f" w{w_bits[1 if len(w_bits) > 1 else 0]}"
@@ -197,7 +237,11 @@ class Bundle:
         return {
             "schema": SCHEMA,
             "version": self.version,
-            "input": {"shape": list(self.input_shape), "bits": self.layers[0].in_bits},
+            "input": {
+                "shape": list(self.input_shape),
+                "bits": self.layers[0].in_bits,
+                **self.quant.meta(),
+            },
             "classes": list(self.classes),
             "layers": [layer.meta() for layer in self.layers],
             "info": self.info,
@@ -213,6 +257,7 @@ class Bundle:
 
     def arrays(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {"meta": np.array(json.dumps(self.meta(), sort_keys=True))}
+        out.update(self.quant.arrays())
         for i, layer in enumerate(self.layers):
             out.update(layer.arrays(i))
         return out
@@ -267,6 +312,10 @@ def validate(bundle: Bundle, where: str = "<memory>") -> None:
              list(bundle.input_shape))  # fmt: skip
     if len(bundle.classes) != bundle.num_classes:
         fail("meta.classes", f"{bundle.num_classes} names", len(bundle.classes))
+    if bundle.quant.bits != bundle.layers[0].in_bits:
+        fail("meta.input.bits", f"{bundle.layers[0].in_bits} (layer 0's in_bits)",
+             bundle.quant.bits)  # fmt: skip
+    bundle.quant.check(image_channels(bundle.input_shape), fail)
 
 
 def save(bundle: Bundle, path: str | os.PathLike[str]) -> Path:
@@ -314,6 +363,7 @@ def load(path: str | os.PathLike[str]) -> Bundle:
             f"{str(e)[:120]})"
         ) from e
     layers = tuple(ly.build(i, arrays) for i, ly in enumerate(spec.layers))
-    bundle = Bundle(layers, spec.input_shape, spec.classes, dict(spec.info))
+    quant = spec.input_quant.build(arrays)
+    bundle = Bundle(layers, spec.input_shape, spec.classes, dict(spec.info), quant)
     validate(bundle, where)
     return bundle

@@ -1,11 +1,15 @@
 """The bundle's ``meta``, checked strictly before any array is read.
 
-The schema (version 1; version 2 adds layer kinds, see :mod:`hwqnn.layers`)::
+The schema (version 1; version 2 adds layer kinds, see :mod:`hwqnn.layers`; version 3 input
+quantization, see :mod:`hwqnn.layers.inputq`)::
 
     {"schema": "hwqnn.bundle",            exactly this string
      "version": 1,                        an integer; a newer one is refused by name
      "input": {"shape": [d, ...],         1..4 positive integers whose product is layer 0's
-               "bits": b},                input size; b is layer 0's in_bits
+               "bits": b,                 input size; b is layer 0's in_bits
+               "quant": "thresholds",     optional (version 3; absent: raw values are codes):
+               "raw_bits": r,             1..8, the raw value's width, and "channels": 1 or the
+               "channels": c},            input's C; array input.thresholds (hwqnn.layers.inputq)
      "classes": ["name", ...],            one string per output of the last layer
      "layers": [{"kind": "dense",         a kind from hwqnn.layers.KINDS; each kind checks
                  "in_features": k, "out_features": n,      its own keys (dense shown here)
@@ -30,9 +34,11 @@ import numpy as np
 from hwqnn.layers import KINDS, Header, check_chain, input_fits, parse_header, size
 from hwqnn.layers._meta import Fail, int_field, keys, refuse
 from hwqnn.layers.dense import MAX_FEATURES, SUPPORTED_BITS
+from hwqnn.layers.inputq import InputHeader, image_channels
 
 SCHEMA = "hwqnn.bundle"
-VERSION = 2  # 2 added the conv2d and maxpool2d kinds; dense-only nets are still written as 1
+VERSION = 3  # 2 added the conv2d and maxpool2d kinds, 3 input quantization by thresholds; a
+# bundle is written with the oldest version that holds what it uses
 MAX_LAYERS = 256
 TOP_KEYS = {"schema", "version", "input", "classes", "layers", "info"}
 
@@ -45,9 +51,10 @@ class Spec:
     input_shape: tuple[int, ...]
     classes: tuple[str, ...]
     info: dict[str, Any]
+    input_quant: InputHeader
 
     def arrays(self) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
-        out: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
+        out: dict[str, tuple[np.dtype, tuple[int, ...]]] = dict(self.input_quant.arrays())
         for i, ly in enumerate(self.layers):
             out.update(ly.arrays(i))
         return out
@@ -88,7 +95,7 @@ def check(meta: object, fail: Fail) -> Spec:
         if layers:
             check_chain(layers[-1], ly, p, fail)
         layers.append(ly)
-    inp = keys(m["input"], "meta.input", {"shape", "bits"}, fail, optional=set())
+    inp = keys(m["input"], "meta.input", InputHeader.KEYS, fail, optional=InputHeader.OPTIONAL)
     shape = inp["shape"]
     if not isinstance(shape, list) or not 1 <= len(shape) <= 4:
         fail("meta.input.shape", "a list of 1..4 integers", f"{shape!r}"[:60])
@@ -101,6 +108,7 @@ def check(meta: object, fail: Fail) -> Spec:
     bits = int_field(inp["bits"], "meta.input.bits", fail, SUPPORTED_BITS)
     if bits != layers[0].in_bits:
         fail("meta.input.bits", f"{layers[0].in_bits} (layer 0's in_bits)", bits)
+    quant = InputHeader.parse(inp, bits, image_channels(dims), version, fail)
     classes = m["classes"]
     n_cls = size(layers[-1].out_shape)
     if not isinstance(classes, list) or len(classes) != n_cls:
@@ -110,4 +118,4 @@ def check(meta: object, fail: Fail) -> Spec:
     info = m.get("info", {})
     if not isinstance(info, dict):
         fail("meta.info", "a JSON object", type(info).__name__)
-    return Spec(tuple(layers), dims, tuple(classes), info)
+    return Spec(tuple(layers), dims, tuple(classes), info, quant)

@@ -87,6 +87,7 @@ def library() -> ctypes.CDLL:
         "hwqnn_num_layers": ([P], Int),
         "hwqnn_in_features": ([P], Int),
         "hwqnn_in_bits": ([P], Int),
+        "hwqnn_raw_bits": ([P], Int),
         "hwqnn_num_classes": ([P], Int),
         "hwqnn_out_features": ([P, Int], Int),
         "hwqnn_infer": ([P, P, S, P, Int], Int),
@@ -152,6 +153,7 @@ class CNet:
         self._h = handle.value
         self.in_features = int(self._lib.hwqnn_in_features(self._h))
         self.in_bits = int(self._lib.hwqnn_in_bits(self._h))
+        self.raw_bits = int(self._lib.hwqnn_raw_bits(self._h))
         self.num_classes = int(self._lib.hwqnn_num_classes(self._h))
         self.num_layers = int(self._lib.hwqnn_num_layers(self._h))
 
@@ -182,13 +184,13 @@ class CNet:
         if x.ndim != 2 or x.shape[1] != width:
             raise ValueError(f"input must have shape [N, {width}], not {x.shape}")
         if x.size and (x.min() < 0 or x.max() >= 2**bits):
-            raise ValueError(f"input codes must lie in 0..{2**bits - 1}")
+            raise ValueError(f"input values must lie in 0..{2**bits - 1}")
         return np.ascontiguousarray(x, dtype=np.uint8)
 
     def scores(self, images: np.ndarray, threads: int = 0) -> np.ndarray:
-        """Integer class scores int64 ``[N, classes]`` of 8-bit images ``[N, in_features]``;
-        ``threads`` 0: one per CPU."""
-        x = self._images(images, self.in_features, self.in_bits)
+        """Integer class scores int64 ``[N, classes]`` of raw images ``[N, in_features]`` (8-bit
+        pixels; the net's input quantization applied); ``threads`` 0: one per CPU."""
+        x = self._images(images, self.in_features, self.raw_bits)
         out = np.empty((x.shape[0], self.num_classes), dtype=np.int32)
         rc = self._lib.hwqnn_infer(self._handle(), _ptr(x), x.shape[0], _ptr(out), threads)
         if rc != 0:
@@ -202,7 +204,7 @@ class CNet:
 
     def classify(self, images: np.ndarray, threads: int = 0) -> np.ndarray:
         """Predicted classes int64 ``[N]`` (lowest index of the maximum score)."""
-        x = self._images(images, self.in_features, self.in_bits)
+        x = self._images(images, self.in_features, self.raw_bits)
         out = np.empty(x.shape[0], dtype=np.int32)
         rc = self._lib.hwqnn_classify(self._handle(), _ptr(x), x.shape[0], _ptr(out), threads)
         if rc != 0:

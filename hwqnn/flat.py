@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from hwqnn import atomic
-from hwqnn.bundle import Bundle, BundleError, Layer, validate, words_for
+from hwqnn.bundle import Bundle, BundleError, InputQuant, Layer, validate, words_for
 
 MAGIC = b"HWQNNFLT"
-VERSION = 1
+VERSION = 2  # 2 adds the input record (input quantization); identity-input nets are written as 1
 _HEADER = struct.Struct("<8s6I")
+_INPUT = struct.Struct("<4I")
 _RECORD = struct.Struct("<8I")
 _FNV_OFFSET, _FNV_PRIME = 0xCBF29CE484222325, 0x100000001B3
 
@@ -36,10 +37,14 @@ def to_bytes(bundle: Bundle) -> bytes:
     validate(bundle)
     layers = bundle.dense("the C library")
     first = layers[0]
+    q = bundle.quant
     parts = [
-        _HEADER.pack(MAGIC, VERSION, len(layers), first.in_features, first.in_bits,
-                     bundle.num_classes, 0)
+        _HEADER.pack(MAGIC, 1 if q.is_identity else 2, len(layers), first.in_features,
+                     first.in_bits, bundle.num_classes, 0)
     ]  # fmt: skip
+    if q.thresholds is not None:
+        parts.append(_INPUT.pack(q.raw_bits, q.channels, q.levels, 0))
+        parts.append(np.ascontiguousarray(q.thresholds, dtype="<i8").tobytes())
     for ly in layers:
         parts.append(
             _RECORD.pack(ly.in_features, ly.out_features, ly.in_bits, ly.w_bits, ly.out_bits,
@@ -73,15 +78,27 @@ def from_bytes(data: bytes, where: str = "<memory>") -> Bundle:
     if len(data) < _HEADER.size + 8 or data[:8] != MAGIC:
         raise bad("magic", "an hwqnn flat file (HWQNNFLT)", "other bytes")
     _, version, n_layers, in_f, in_bits, classes, _ = _HEADER.unpack_from(data)
-    if version != VERSION:
-        raise bad("version", VERSION, version)
+    if version not in (1, 2):
+        raise bad("version", f"1..{VERSION}", version)
     (checksum,) = struct.unpack_from("<Q", data, len(data) - 8)
     if fnv1a64(data[:-8]) != checksum:
         raise bad("checksum", "the FNV-1a of the content", "another value")
-    if not 1 <= n_layers <= 256 or len(data) < _HEADER.size + n_layers * _RECORD.size + 8:
+    table, quant = _HEADER.size, None
+    if version == 2:
+        if len(data) < _HEADER.size + _INPUT.size + 8:
+            raise bad("input", "a complete input record", f"{len(data)} bytes")
+        raw_bits, channels, levels, r0 = _INPUT.unpack_from(data, _HEADER.size)
+        if not 1 <= channels <= in_f or levels != 2**in_bits - 1 or r0:
+            raise bad("input.channels/levels", f"1..{in_f}/{2**in_bits - 1}", (channels, levels))
+        table += _INPUT.size + channels * levels * 8
+        if len(data) < table + 8:
+            raise bad("input.thresholds", "the bytes the input record implies", len(data))
+        tq = np.frombuffer(data, "<i8", channels * levels, _HEADER.size + _INPUT.size)
+        quant = InputQuant(raw_bits, in_bits, tq.astype(np.int64).reshape(channels, levels))
+    if not 1 <= n_layers <= 256 or len(data) < table + n_layers * _RECORD.size + 8:
         raise bad("n_layers", "1..256 and a complete layer table", n_layers)
-    records = [_RECORD.unpack_from(data, _HEADER.size + i * _RECORD.size) for i in range(n_layers)]
-    off = _HEADER.size + n_layers * _RECORD.size
+    records = [_RECORD.unpack_from(data, table + i * _RECORD.size) for i in range(n_layers)]
+    off = table + n_layers * _RECORD.size
     layers: list[Layer] = []
     for i, (k, o, ka, kw, ko, words, r0, r1) in enumerate(records):
         if words != words_for(k) or r0 or r1:
@@ -104,9 +121,12 @@ def from_bytes(data: bytes, where: str = "<memory>") -> Bundle:
         layers.append(Layer(k, o, ka, kw, ko, w, t, f))
     if off != len(data) - 8:
         raise bad("payload", f"{off + 8} bytes", f"{len(data)} bytes")
-    table = (layers[0].in_features, layers[0].in_bits, layers[-1].out_features)
-    if (in_f, in_bits, classes) != table:
+    in_out = (layers[0].in_features, layers[0].in_bits, layers[-1].out_features)
+    if (in_f, in_bits, classes) != in_out:
         raise bad("in_features/in_bits/classes", "the layer table's", (in_f, in_bits, classes))
-    b = Bundle(tuple(layers), (in_f,), tuple(f"c{i}" for i in range(classes)))
+    # the flat file keeps no image shape: per-channel input thresholds get a [1, W, C] stand-in
+    ch = quant.channels if quant is not None else 1
+    shape: tuple[int, ...] = (in_f,) if ch == 1 or in_f % ch else (1, in_f // ch, ch)
+    b = Bundle(tuple(layers), shape, tuple(f"c{i}" for i in range(classes)), {}, quant)
     validate(b, where)
     return b

@@ -42,9 +42,9 @@ def layer_forward(layer: NetLayer, codes: np.ndarray) -> tuple[np.ndarray | None
 
 
 def run(bundle: Bundle, images: np.ndarray, batch: int = 256, keep: bool = True) -> Trace:
-    """Run input codes ``[N, in_features]`` through the bundle, keeping every intermediate
-    (``keep=False``: the scores only; a ConvNet's intermediates of a whole test set run to
-    gigabytes)."""
+    """Run raw inputs ``[N, in_features]`` (pixels) through the bundle's input quantization and
+    its layers, keeping every intermediate (``keep=False``: the scores only; a ConvNet's
+    intermediates of a whole test set run to gigabytes)."""
     images = np.asarray(images)
     if images.ndim != 2 or images.shape[1] != bundle.in_features:
         raise ValueError(f"images must have shape [N, {bundle.in_features}], not {images.shape}")
@@ -52,7 +52,7 @@ def run(bundle: Bundle, images: np.ndarray, batch: int = 256, keep: bool = True)
     accs: list[list[np.ndarray]] = [[] for _ in range(n_layers)]
     outs: list[list[np.ndarray]] = [[] for _ in range(n_layers)]
     for start in range(0, len(images), batch):
-        x = images[start : start + batch].astype(np.int64)
+        x = bundle.quantize_input(images[start : start + batch])
         for i, layer in enumerate(bundle.layers):
             acc, x = layer.forward(x)
             if keep or i == n_layers - 1:

@@ -6,10 +6,12 @@ of channels is flipped and a share is constant (thresholds 0 or ``acc_max + 1``)
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from hwqnn.arch import Arch, Conv
-from hwqnn.bundle import Bundle, NetLayer, level_scale, make_layer
+from hwqnn.bundle import Bundle, InputQuant, NetLayer, level_scale, make_layer, validate
 from hwqnn.layers import Conv2d, MaxPool2d
 
 
@@ -88,3 +90,17 @@ def random_net(
 def random_codes(seed: int, n: int, k: int, bits: int = 8) -> np.ndarray:
     """Random input codes ``int64[n, k]`` in ``0 .. 2**bits - 1``."""
     return np.random.default_rng(seed).integers(0, 2**bits, size=(n, k))
+
+
+def with_input_thresholds(
+    bundle: Bundle, seed: int, channels: int = 1, raw_bits: int = 8
+) -> Bundle:
+    """``bundle`` (whose layer 0 takes ``b``-bit codes) taking raw values of ``raw_bits`` through
+    random ascending input thresholds (``channels``: 1 or the input's C)."""
+    rng = np.random.default_rng(seed)
+    bits = bundle.layers[0].in_bits
+    t = np.sort(rng.integers(0, 2**raw_bits + 1, size=(channels, 2**bits - 1)), axis=1)
+    quant = InputQuant(raw_bits, bits, t.astype(np.int64))
+    out = replace(bundle, input_quant=quant)
+    validate(out)
+    return out

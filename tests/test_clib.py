@@ -18,7 +18,7 @@ from hwqnn import clib, flat, golden
 from hwqnn.bundle import Bundle, BundleError, make_layer
 from hwqnn.cli import main
 from hwqnn.compare import first_mismatch
-from hwqnn.randnet import random_bundle, random_codes
+from hwqnn.randnet import random_bundle, random_codes, with_input_thresholds
 from tests.conftest import random_bundle as exported_bundle
 
 KERNELS = clib.available()
@@ -116,7 +116,7 @@ REC = 32 + 32  # layer 1's record (after the header and layer 0's record)
 W0 = 32 + 3 * 32  # layer 0's weights
 CORRUPT: list[tuple[str, Callable[[bytes], bytes], str]] = [
     ("magic", lambda d: b"HWQNNXXX" + d[8:], "magic"),
-    ("version", lambda d: _patched(d, 8, "<I", 2), "version"),
+    ("version", lambda d: _patched(d, 8, "<I", 3), "version"),
     ("no-layers", lambda d: _patched(d, 12, "<I", 0), "n_layers"),
     ("in-bits-3", lambda d: _patched(d, 32 + 8, "<I", 3), "layer0.in_bits"),
     ("words", lambda d: _patched(d, 32 + 20, "<I", 9), "layer0.words"),
@@ -162,6 +162,55 @@ def test_thresholds_and_flips_are_checked(tmp_path: Path) -> None:
             clib.CNet.from_file(path)
         with pytest.raises(BundleError):
             flat.from_bytes(blob)
+
+
+def _quantized(seed: int, channels: int, in_bits: int = 2) -> Bundle:
+    b = random_bundle(seed, 4 * 5 * 3, (19,), 4, in_bits=in_bits)
+    if channels > 1:
+        b = replace(b, input_shape=(4, 5, 3))
+    return with_input_thresholds(b, seed, channels)
+
+
+@pytest.mark.parametrize(("channels", "in_bits"), [(1, 1), (3, 2), (3, 4)])
+def test_quantized_input_equals_golden(kernel: object, channels: int, in_bits: int) -> None:
+    """Raw pixels through the flat file's input thresholds (version 2) == golden, every score;
+    the flat file round-trips to the same bundle."""
+    b = _quantized(20 + channels, channels, in_bits)
+    x = random_codes(3, 33, b.in_features)
+    with clib.CNet(b) as net:
+        assert net.raw_bits == 8 and net.in_bits == in_bits
+        np.testing.assert_array_equal(net.scores(x), golden.scores(b, x))
+    back = flat.from_bytes(flat.to_bytes(b))
+    np.testing.assert_array_equal(golden.scores(back, x), golden.scores(b, x))
+    assert back.quant.thresholds is not None and b.quant.thresholds is not None
+    np.testing.assert_array_equal(back.quant.thresholds, b.quant.thresholds)
+
+
+INPUT_REC = 32  # a version-2 file's input record: raw_bits, channels, levels, 0; then thresholds
+QUANT_CORRUPT = [
+    ("raw-bits-9", lambda d: _patched(d, INPUT_REC, "<I", 9), "input.raw_bits"),
+    ("channels-0", lambda d: _patched(d, INPUT_REC + 4, "<I", 0), "input.channels"),
+    ("channels-huge", lambda d: _patched(d, INPUT_REC + 4, "<I", 1 << 30), "input.channels"),
+    ("levels", lambda d: _patched(d, INPUT_REC + 8, "<I", 2), "input.levels"),
+    ("descending", lambda d: _patched(d, INPUT_REC + 16 + 8, "<q", -1), "input.thresholds"),
+    ("above-raw", lambda d: _patched(d, INPUT_REC + 16, "<q", 257), "input.thresholds"),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"), [pytest.param(m, f, id=i) for i, m, f in QUANT_CORRUPT]
+)
+def test_corrupt_input_record_is_refused_naming_the_field(
+    tmp_path: Path, mutate: Callable[[bytes], bytes], field: str
+) -> None:
+    data = flat.to_bytes(_quantized(5, 3))
+    assert struct.unpack_from("<I", data, 8)[0] == 2
+    path = tmp_path / "q.hwq"
+    path.write_bytes(mutate(data))
+    with pytest.raises(BundleError, match=rf"q\.hwq: field '{re.escape(field)}"):
+        clib.CNet.from_file(path)
+    with pytest.raises(BundleError, match=r"q\.hwq: field '"):
+        flat.from_bytes(path.read_bytes(), str(path))
 
 
 def test_bad_images_are_refused() -> None:

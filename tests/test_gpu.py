@@ -17,7 +17,7 @@ from hwqnn.gpu.infer import (
     pack_codes,
     to_device_layer,
 )
-from hwqnn.randnet import random_bundle, random_codes, random_net
+from hwqnn.randnet import random_bundle, random_codes, random_net, with_input_thresholds
 
 # (fan-in, hidden, classes, w_bits, a_bits, M): K not a multiple of 32/64, N and M not multiples
 # of the 32x32 block, the 8-bit first layer, 2- and 4-bit weights/activations
@@ -107,3 +107,16 @@ def test_conv_network_equals_golden(
         xt = to_device_layer(ly, dev).forward(xt)
         np.testing.assert_array_equal(xt.cpu().numpy(), expected)
         x = expected
+
+
+@pytest.mark.parametrize(("in_bits", "channels"), [(1, 1), (2, 3), (4, 1)])
+def test_quantized_input_equals_golden(in_bits: int, channels: int) -> None:
+    """Raw pixels through the bundle's input thresholds on the device, then a conv net and a
+    dense net: every score equal to the golden model's (which quantizes by the definition)."""
+    conv = random_net(11, parse_arch("cnv:3c3-mp2-fc6", 1, 2), (6, 5, 3), 4, in_bits=in_bits)
+    dense = random_bundle(12, 45, (20,), 3, in_bits=in_bits)
+    for b, ch in ((conv, channels), (dense, 1)):
+        q = with_input_thresholds(b, in_bits + ch, ch)
+        x = random_codes(13, 21, q.in_features)
+        np.testing.assert_array_equal(infer(q, x, batch=8), golden.scores(q, x))
+        assert not np.array_equal(golden.scores(q, x), golden.scores(b, x % 2**in_bits))

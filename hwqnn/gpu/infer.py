@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 import hwqnn.gpu  # noqa: F401  (sets TRITON_INTERPRET on machines without CUDA)
-from hwqnn.bundle import Bundle, Layer, NetLayer
+from hwqnn.bundle import Bundle, InputQuant, Layer, NetLayer
 from hwqnn.gpu.kernels import naive_gemm_kernel, xnor_gemm_kernel
 from hwqnn.layers import Conv2d, MaxPool2d, Window
 
@@ -152,6 +152,23 @@ def triton_cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+class InputQuantizer:
+    """The bundle's input quantization on the device: ``code = sum_i [raw >= T[g % C, i]]``
+    (:mod:`hwqnn.layers.inputq`); the identity passes raw values through."""
+
+    def __init__(self, quant: InputQuant, device: torch.device) -> None:
+        t = quant.thresholds
+        self.table = None if t is None else torch.from_numpy(t).to(device)
+
+    def __call__(self, raw: torch.Tensor) -> torch.Tensor:
+        if self.table is None:
+            return raw
+        c, k = self.table.shape[0], raw.shape[1]
+        rows = self.table.repeat(-(-k // c), 1)[:k].contiguous()  # [K, levels]: element g's row
+        # the count of ascending thresholds <= raw, per element
+        return torch.searchsorted(rows, raw.T.contiguous(), right=True).T
+
+
 def to_device(bundle: Bundle, device: torch.device | None = None) -> list[DeviceOp]:
     dev = device or default_device()
     return [to_device_layer(ly, dev) for ly in bundle.layers]
@@ -164,17 +181,22 @@ def infer(
     naive: bool = False,
     layers: list[DeviceOp] | None = None,
 ) -> np.ndarray:
-    """Integer class scores int64 ``[N, classes]`` of 8-bit images, computed on the device."""
+    """Integer class scores int64 ``[N, classes]`` of raw images (8-bit pixels), computed on the
+    device, the bundle's input quantization included."""
     images = np.asarray(images)
     if images.ndim != 2 or images.shape[1] != bundle.in_features:
         raise ValueError(f"images must have shape [N, {bundle.in_features}], not {images.shape}")
+    top = 2**bundle.raw_bits - 1
+    if images.size and (int(images.min()) < 0 or int(images.max()) > top):
+        raise ValueError(f"input values must be in 0..{top} ({bundle.raw_bits}-bit raw input)")
     dls = layers or to_device(bundle)
     last = dls[-1]
     assert isinstance(last, DeviceLayer)
     dev = last.weights.device
+    quantize = InputQuantizer(bundle.quant, dev)
     outs = []
     for s in range(0, len(images), batch):
-        x = torch.from_numpy(images[s : s + batch].astype(np.int64)).to(dev)
+        x = quantize(torch.from_numpy(images[s : s + batch].astype(np.int64)).to(dev))
         for dl in dls:
             x = dl.forward(x, naive)
         outs.append(x.to(torch.int64).cpu().numpy())

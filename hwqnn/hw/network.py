@@ -169,6 +169,8 @@ class Top(wiring.Component):
     """The Verilog top: AXI-Stream-style names, ``aclk``/``aresetn`` (see module docstring)."""
 
     def __init__(self, bundle: Bundle, folds: list[LayerFold], axis_bits: int = 64) -> None:
+        if not bundle.quant.is_identity:
+            raise FoldingError("input quantization by thresholds is not in the RTL yet")
         in_bits = bundle.layers[0].in_bits
         check_axis_bits(axis_bits, in_bits)
         self.net = Network(bundle, folds, input_chunk(bundle, axis_bits), axis_bits)

@@ -21,7 +21,7 @@
 extern "C" {
 #endif
 
-#define HWQNN_FLAT_VERSION 1 /* the flat file version this library reads */
+#define HWQNN_FLAT_VERSION 2 /* the newest flat file version this library reads (1 and 2) */
 
 enum {
     HWQNN_OK = 0,
@@ -42,19 +42,23 @@ void hwqnn_close(hwqnn_net *net);
 
 int hwqnn_num_layers(const hwqnn_net *net);
 int hwqnn_in_features(const hwqnn_net *net);
-int hwqnn_in_bits(const hwqnn_net *net); /* input codes lie in 0 .. 2^in_bits - 1 */
+int hwqnn_in_bits(const hwqnn_net *net);  /* layer 0's codes lie in 0 .. 2^in_bits - 1 */
+int hwqnn_raw_bits(const hwqnn_net *net); /* raw inputs (pixels) lie in 0 .. 2^raw_bits - 1 */
 int hwqnn_num_classes(const hwqnn_net *net);
 int hwqnn_out_features(const hwqnn_net *net, int layer);
 
-/* Scores of n images: pixels is uint8 [n][in_features] (the first layer's input codes), scores is
- * int32 [n][classes]. threads <= 0: one per online CPU; images are split between threads. */
+/* Scores of n images: pixels is uint8 [n][in_features], raw inputs that the net's input
+ * quantization turns into layer 0's codes (the identity for most nets: pixels are the codes);
+ * scores is int32 [n][classes]. threads <= 0: one per online CPU; images are split between
+ * threads. */
 int hwqnn_infer(const hwqnn_net *net, const uint8_t *pixels, size_t n, int32_t *scores,
                 int threads);
 /* Predicted classes (lowest index of the maximum score) of n images. */
 int hwqnn_classify(const hwqnn_net *net, const uint8_t *pixels, size_t n, int32_t *classes,
                    int threads);
 
-/* One layer alone, for locating a disagreement: codes is uint8 [n][in], acc is int64 [n][out],
+/* One layer alone, for locating a disagreement: codes is uint8 [n][in] (layer 0: its codes, after
+ * the input quantization), acc is int64 [n][out],
  * out is int32 [n][out]: the output codes (hidden layer) or the scores (last layer). */
 int hwqnn_forward_layer(const hwqnn_net *net, int layer, const uint8_t *codes, size_t n,
                         int64_t *acc, int32_t *out);

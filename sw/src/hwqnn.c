@@ -27,6 +27,7 @@
 
 #define MAGIC "HWQNNFLT"
 #define HEADER_BYTES 32u
+#define INPUT_BYTES 16u /* version 2: the input record after the header */
 #define RECORD_BYTES 32u
 #define MAX_LAYERS 256u
 #define MAX_FEATURES (1u << 24)
@@ -41,6 +42,8 @@ typedef struct {
 
 struct hwqnn_net {
     uint32_t n_layers, max_width, max_plane_words;
+    uint32_t raw_bits, in_channels, in_levels; /* input quantization; in_channels 0: identity */
+    const int64_t *in_t;                       /* [in_channels][in_levels], ascending */
     layer_t *layers;
     uint64_t *blob; /* the whole file, 8-byte aligned: the layers point into it */
 };
@@ -118,14 +121,38 @@ int hwqnn_open_memory(const void *data, size_t size, const char *name, hwqnn_net
                     "%s: field 'magic': expected an hwqnn flat file (HWQNNFLT), found %s", name,
                     size < 8 ? "a file under 8 bytes" : "other bytes");
     uint32_t version = rd32(p + 8), n_layers = rd32(p + 12);
-    if (version != HWQNN_FLAT_VERSION)
+    if (version < 1 || version > HWQNN_FLAT_VERSION)
         return fail(err, err_len, HWQNN_EFORMAT,
-                    "%s: field 'version': this library reads version %d, the file is version %u",
+                    "%s: field 'version': this library reads versions 1..%d, the file is version %u",
                     name, HWQNN_FLAT_VERSION, version);
     if (n_layers < 1 || n_layers > MAX_LAYERS)
         return fail(err, err_len, HWQNN_EFORMAT,
                     "%s: field 'n_layers': expected 1..%u, found %u", name, MAX_LAYERS, n_layers);
-    size_t need = HEADER_BYTES + (size_t)n_layers * RECORD_BYTES + 8;
+    /* version 2: the input record (raw_bits, channels, levels, 0) and its thresholds */
+    uint32_t in_bits0 = rd32(p + 20), raw_bits = in_bits0, in_channels = 0, in_levels = 0;
+    size_t table = HEADER_BYTES;
+    if (version >= 2) {
+        if (size < HEADER_BYTES + INPUT_BYTES + 8)
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'input': the file ends inside the input record", name);
+        const unsigned char *q = p + HEADER_BYTES;
+        raw_bits = rd32(q);
+        in_channels = rd32(q + 4);
+        in_levels = rd32(q + 8);
+        if (raw_bits < 1 || raw_bits > 8)
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'input.raw_bits': expected 1..8, found %u", name, raw_bits);
+        if (!bits_ok(in_bits0) || in_levels != (1u << in_bits0) - 1)
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'input.levels': expected 2^in_bits - 1, found %u", name,
+                        in_levels);
+        if (in_channels < 1 || in_channels > rd32(p + 16) || rd32(q + 12))
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'input.channels': expected 1..in_features, found %u", name,
+                        in_channels);
+        table = HEADER_BYTES + INPUT_BYTES + (size_t)in_channels * in_levels * 8;
+    }
+    size_t need = table + (size_t)n_layers * RECORD_BYTES + 8;
     if (size < need)
         return fail(err, err_len, HWQNN_EFORMAT,
                     "%s: field 'layers': the file ends inside the layer table (%zu bytes)", name,
@@ -141,7 +168,7 @@ int hwqnn_open_memory(const void *data, size_t size, const char *name, hwqnn_net
     size_t payload = 0;
     uint32_t max_width = rd32(p + 16), max_plane_words = 0;
     for (uint32_t i = 0; i < n_layers; i++) {
-        const unsigned char *r = p + HEADER_BYTES + (size_t)i * RECORD_BYTES;
+        const unsigned char *r = p + table + (size_t)i * RECORD_BYTES;
         uint32_t in = rd32(r), out = rd32(r + 4), ka = rd32(r + 8), kw = rd32(r + 12);
         uint32_t ko = rd32(r + 16), words = rd32(r + 20);
         int last = i == n_layers - 1;
@@ -224,9 +251,25 @@ int hwqnn_open_memory(const void *data, size_t size, const char *name, hwqnn_net
     n->max_width = max_width;
     n->max_plane_words = max_plane_words;
     const unsigned char *base = (const unsigned char *)n->blob;
-    size_t off = HEADER_BYTES + (size_t)n_layers * RECORD_BYTES;
+    n->raw_bits = raw_bits;
+    n->in_channels = in_channels;
+    n->in_levels = in_levels;
+    if (in_channels) {
+        n->in_t = (const int64_t *)(base + HEADER_BYTES + INPUT_BYTES);
+        for (size_t k = 0; k < (size_t)in_channels * in_levels; k++) {
+            int64_t t = n->in_t[k];
+            if (t < 0 || t > (1 << raw_bits) || (k % in_levels && t < n->in_t[k - 1])) {
+                hwqnn_close(n);
+                return fail(err, err_len, HWQNN_EFORMAT,
+                            "%s: field 'input.thresholds': expected ascending values in 0..%d, "
+                            "found %lld (channel %zu)",
+                            name, 1 << raw_bits, (long long)t, k / in_levels);
+            }
+        }
+    }
+    size_t off = table + (size_t)n_layers * RECORD_BYTES;
     for (uint32_t i = 0; i < n_layers; i++) {
-        const unsigned char *r = p + HEADER_BYTES + (size_t)i * RECORD_BYTES;
+        const unsigned char *r = p + table + (size_t)i * RECORD_BYTES;
         layer_t *L = &n->layers[i];
         L->in = rd32(r);
         L->out = rd32(r + 4);
@@ -327,6 +370,7 @@ void hwqnn_close(hwqnn_net *net) {
 int hwqnn_num_layers(const hwqnn_net *net) { return (int)net->n_layers; }
 int hwqnn_in_features(const hwqnn_net *net) { return (int)net->layers[0].in; }
 int hwqnn_in_bits(const hwqnn_net *net) { return (int)net->layers[0].in_bits; }
+int hwqnn_raw_bits(const hwqnn_net *net) { return (int)net->raw_bits; }
 int hwqnn_num_classes(const hwqnn_net *net) { return (int)net->layers[net->n_layers - 1].out; }
 
 int hwqnn_out_features(const hwqnn_net *net, int layer) {
@@ -658,9 +702,25 @@ static void layer_run(const layer_t *L, const kernel_t *k, const uint8_t *codes,
     k->acc(L, s->planes, s->acc);
 }
 
+/* The input quantization: code = sum_i [raw >= T[g % channels][i]] (input element g). */
+static void quantize_input(const hwqnn_net *net, const uint8_t *px, uint8_t *codes) {
+    uint32_t c = 0, in = net->layers[0].in;
+    for (uint32_t g = 0; g < in; g++) {
+        const int64_t *t = net->in_t + (size_t)c * net->in_levels;
+        uint8_t code = 0;
+        for (uint32_t k = 0; k < net->in_levels; k++) code += px[g] >= t[k];
+        codes[g] = code;
+        c = c + 1 == net->in_channels ? 0 : c + 1;
+    }
+}
+
 static void forward_one(const hwqnn_net *net, const kernel_t *k, const uint8_t *px,
                         int32_t *scores, scratch_t *s) {
     const uint8_t *codes = px;
+    if (net->in_channels) { /* layer 0 writes codes[0]; its input may sit in codes[1] */
+        quantize_input(net, px, s->codes[1]);
+        codes = s->codes[1];
+    }
     int packed = 0; /* the previous layer already wrote this one's packed input */
     for (uint32_t i = 0; i < net->n_layers; i++) {
         const layer_t *L = &net->layers[i];
@@ -716,7 +776,7 @@ int hwqnn_infer(const hwqnn_net *net, const uint8_t *pixels, size_t n, int32_t *
                 int threads) {
     if (!net || (n && (!pixels || !scores))) return HWQNN_EARG;
     size_t in = net->layers[0].in;
-    if (!codes_ok(pixels, n * in, net->layers[0].in_bits)) return HWQNN_EARG;
+    if (!codes_ok(pixels, n * in, net->raw_bits)) return HWQNN_EARG;
     if (threads <= 0) {
         long c = sysconf(_SC_NPROCESSORS_ONLN);
         threads = c > 0 ? (int)c : 1;
