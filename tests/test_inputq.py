@@ -208,3 +208,13 @@ def test_builder_refuses_bad_arrays_by_field(kwargs: dict, message: str) -> None
     args = {"input_shape": (3,), **kwargs}
     with pytest.raises(B.BundleError, match="<arrays>: " + message):
         build_bundle(**args)
+
+
+def test_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's fromarrays example, as printed there, writes a bundle that loads back."""
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    block = text.split("<!-- example: fromarrays")[1].split("```python\n")[1].split("```")[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {})
+    b = B.load(tmp_path / "byo.npz")
+    assert b.version == 3 and b.arch().startswith("784(8b>1b)-")

@@ -56,6 +56,7 @@ def predict(top: Top) -> dict[str, Any]:
     if all(st.window is None for st in stages):
         units = top.net.units
         slices = 2  # the register slices behind s_axis and in front of m_axis
+        slices += top.net.front.latency if top.net.front is not None else 0
         argmax = top.net.collector.latency - 1  # the collector's comparison stages
         latency = in_beats + slices + argmax + sum(u.cycles_per_frame + u.latency for u in units)
     return {
@@ -119,7 +120,7 @@ def generate(
     title = f"{bundle.arch()}, folding {','.join(str(f) for f in folds)}"
     _write_if_changed(out / f"{TOP_NAME}.v", text)
     _write_if_changed(
-        out / DRIVER_NAME, driver.render(top.shape, first.in_size, first.in_bits, title)
+        out / DRIVER_NAME, driver.render(top.shape, first.in_size, bundle.raw_bits, title)
     )
     _write_if_changed(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest

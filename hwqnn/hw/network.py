@@ -5,7 +5,8 @@ it sets two flops asynchronously, so the design enters reset as ``aresetn`` fall
 two cycles after ``aresetn`` rises, holding ``s_axis_tready`` and ``m_axis_tvalid`` low until
 then)::
 
-    s_axis_tdata  [AXIS_BITS-1:0]   in    `in_chunk` pixels per beat, pixel j at bits 8j+7..8j
+    s_axis_tdata  [AXIS_BITS-1:0]   in    `in_chunk` raw values (pixels) of R bits per beat, value
+                                          j at bits R*j+R-1..R*j
     s_axis_tvalid, s_axis_tready, s_axis_tlast (last beat of a frame; checked, see frame_error)
     m_axis_tdata  [OUT_BITS-1:0]    out   one beat per frame: class score k (signed, SCORE_W bits)
                                           at bits k*SCORE_W.., then the argmax class above them
@@ -15,10 +16,13 @@ then)::
                                           at 64i+32 (32 bits each, wrapping); may be left open
 
 ``AXIS_BITS`` is the user's choice (``axis_bits``: a multiple of 8 in 8..1024, independent of the
-folding): a beat carries ``in_chunk = min(AXIS_BITS // in_bits, in_features)`` codes, and bits
-above ``in_chunk * in_bits`` are ignored. A frame is ``ceil(in_features / in_chunk)`` beats;
-codes above ``in_features`` in the last beat are ignored. Each layer's frame buffer converts
-its producer's beat width to its own SIMD width, and holds two frames: the FIFO between layers.
+folding): a beat carries ``in_chunk = min(AXIS_BITS // R, in_features)`` raw values of ``R`` bits
+(the bundle's ``raw_bits``: layer 0's ``in_bits`` unless the bundle quantizes its input), and bits
+above ``in_chunk * R`` are ignored. A frame is ``ceil(in_features / in_chunk)`` beats; values
+above ``in_features`` in the last beat are ignored. A bundle with input thresholds gets a front
+end (:mod:`hwqnn.hw.inputq`, one register stage) that turns each beat into layer 0's codes.
+Each layer's frame buffer converts its producer's beat width to its own SIMD width, and holds two
+frames: the FIFO between layers.
 Register slices sit behind both AXI-Stream ports (one cycle each): every top-level output comes
 from a register (``s_axis_tready`` and ``m_axis_tvalid`` through one gate with the reset flop)
 and no top-level input reaches the datapath combinationally.
@@ -37,6 +41,7 @@ from amaranth.lib.wiring import In, Out
 from hwqnn.bundle import Bundle
 from hwqnn.hw.collector import Collector
 from hwqnn.hw.folding import FoldingError, LayerFold, input_chunk, stages
+from hwqnn.hw.inputq import InputQuantizer
 from hwqnn.hw.mvtu import MVTU
 from hwqnn.hw.skid import RegisterSlice
 from hwqnn.hw.window import MaxReduce, SlidingWindow
@@ -71,6 +76,7 @@ class TopShape:
     class_bits: int
     m_tdata_bits: int
     perf_layers: int
+    in_bits: int = 8  # bits of one raw input value in s_axis_tdata (8 for pixels)
 
 
 def _synchronized_reset(m: Module, aclk: Signal, aresetn: Signal) -> Signal:
@@ -106,6 +112,10 @@ class Network(wiring.Component):
         self.in_chunk = in_chunk
         self.chain: list[wiring.Component] = []
         self.mvtus: list[MVTU] = []
+        self.front: InputQuantizer | None = None  # raw values -> layer 0's codes
+        if not bundle.quant.is_identity:
+            self.front = InputQuantizer(bundle.quant, in_chunk, first.in_beats)
+            self.chain.append(self.front)
         for st in self.stages:
             if st.window is not None:
                 sw = SlidingWindow(window=st.window, bits=st.in_bits, in_chunk=st.in_chunk)
@@ -127,7 +137,7 @@ class Network(wiring.Component):
         )
         super().__init__(
             {
-                "i": In(StreamSignature(self.in_chunk * first.in_bits)),
+                "i": In(StreamSignature(self.in_chunk * bundle.raw_bits)),
                 "o": Out(StreamSignature(len(self.collector.o.payload))),
             }
         )
@@ -135,7 +145,7 @@ class Network(wiring.Component):
     def named_units(self) -> list[tuple[str, wiring.Component]]:
         """Submodule names: ``layer{i}`` for layer ``i``'s MVTU, ``layer{i}_window`` and
         ``layer{i}_reduce`` for its window and max-reduce units (synthesis groups by them)."""
-        names = []
+        names = ["input_quant"] if self.front is not None else []
         units = iter(self.chain)
         for st in self.stages:
             if st.window is not None:
@@ -169,10 +179,7 @@ class Top(wiring.Component):
     """The Verilog top: AXI-Stream-style names, ``aclk``/``aresetn`` (see module docstring)."""
 
     def __init__(self, bundle: Bundle, folds: list[LayerFold], axis_bits: int = 64) -> None:
-        if not bundle.quant.is_identity:
-            raise FoldingError("input quantization by thresholds is not in the RTL yet")
-        in_bits = bundle.layers[0].in_bits
-        check_axis_bits(axis_bits, in_bits)
+        check_axis_bits(axis_bits, bundle.raw_bits)
         self.net = Network(bundle, folds, input_chunk(bundle, axis_bits), axis_bits)
         c = self.net.collector
         self.shape = TopShape(
@@ -185,6 +192,7 @@ class Top(wiring.Component):
             class_bits=c.class_bits,
             m_tdata_bits=8 * _bytes(len(c.o.payload)),
             perf_layers=len(self.net.units),
+            in_bits=bundle.raw_bits,
         )
         super().__init__(
             {

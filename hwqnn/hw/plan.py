@@ -98,7 +98,7 @@ def first_chunk(bundle: Bundle, axis_bits: int) -> int:
     """Codes per ``s_axis`` beat: as many as the bus holds, and for an image-shaped first layer a
     divisor of its channels (a beat never splits across pixels)."""
     first = bundle.layers[0]
-    cap = max(1, axis_bits // first.in_bits)
+    cap = max(1, axis_bits // bundle.raw_bits)  # the beat carries raw values (pixels)
     w = window_of(first)
     if w is not None:
         return largest_divisor_at_most(w.channels, cap)

@@ -49,7 +49,8 @@ async def start(dut: Any) -> None:
 
 
 def frames_of(images: np.ndarray, ports: dict[str, int]) -> list[list[int]]:
-    return [frame_beats(img.tolist(), ports["in_chunk"], ports["in_beats"]) for img in images]
+    bits = ports.get("in_bits", 8)
+    return [frame_beats(img.tolist(), ports["in_chunk"], ports["in_beats"], bits) for img in images]
 
 
 @cocotb.test()
