@@ -6,7 +6,7 @@ VENV_OK := .venv/.setup-done
 
 setup: $(VENV_OK)
 $(VENV_OK): pyproject.toml setup.py constraints.txt
-	python3 -m venv .venv && .venv/bin/pip install -q -c constraints.txt -e ".[dev,gpu,synth,ray]" && touch $@
+	python3 -m venv .venv && .venv/bin/pip install -q -c constraints.txt -e ".[dev,gpu,synth,ray,onnx,brevitas]" && touch $@
 
 data:
 	@test -d /usr/share/datasets/fashion-mnist || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } || echo "install Fashion-MNIST: apt-get install dataset-fashion-mnist"

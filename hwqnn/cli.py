@@ -104,6 +104,18 @@ def cmd_flat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from hwqnn.pipeline import export_onnx_stage
+
+    res = export_onnx_stage(Path(args.bundle), Path(args.output), args.data, args.check)
+    print(json.dumps(res, indent=1))
+    if "images" in res and res["images_equal"] != res["images"]:
+        print(f"hwqnn: qonnx != golden on {res['images'] - res['images_equal']} images",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
 def cmd_golden(args: argparse.Namespace) -> int:
     from hwqnn.pipeline import golden_stage
 
@@ -284,6 +296,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("flat", cmd_flat, "write a bundle as the C library's flat file (sw/)")
     p.add_argument("bundle")
     p.add_argument("-o", "--output", required=True, help="flat file path, e.g. net.hwq")
+
+    p = add("export-onnx", cmd_export_onnx, "write a bundle as a QONNX graph (for FINN, qonnx)")
+    p.add_argument("bundle")
+    p.add_argument("-o", "--output", required=True, help="model path (.onnx)")
+    p.add_argument(
+        "--check", type=int, nargs="?", const=0, default=None, metavar="N",
+        help="run N test images (none given: all) through qonnx's executor and compare every "
+        "score with the golden model",
+    )  # fmt: skip
+    _add_data(p)
 
     p = add("golden", cmd_golden, "run the golden model on the test set and report accuracy")
     p.add_argument("bundle")

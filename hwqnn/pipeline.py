@@ -462,3 +462,32 @@ def bench_stage(args: argparse.Namespace) -> int:
         return bench.synth(targets, args.quick, b, json_out=Path(args.json) if args.json else None,
                            only=nets)  # fmt: skip
     return bench.golden_cpu(b, args.quick)
+
+
+def export_onnx_stage(
+    bundle_path: Path, out: Path, data: str | None, check: int | None
+) -> dict[str, Any]:
+    """Write the bundle as a QONNX graph; with ``check`` (0: the whole test set) run that many
+    test images through ``qonnx``'s executor and compare every score with the golden model."""
+    from hwqnn.onnxio.export import save_onnx, to_model
+    from hwqnn.onnxio.run import execute
+
+    b = bundle_io.load(bundle_path)
+    path = save_onnx(b, out)
+    res: dict[str, Any] = {"onnx": str(path), "arch": b.arch(), "bytes": path.stat().st_size}
+    if check is not None:
+        test = test_set(b, bundle_path, data, check or None)
+        t0 = time.perf_counter()
+        got = execute(to_model(b, batch=min(500, max(1, len(test)))), test.images, progress=True)
+        want = golden.scores(b, test.images)
+        exact = got == want  # float64 of float32 integers against int64
+        res.update(
+            images=len(test),
+            images_equal=int(exact.all(axis=1).sum()),
+            scores_equal=int(exact.sum()),
+            scores=int(exact.size),
+            classes_equal=int((got.argmax(1) == want.argmax(1)).sum()),
+            accuracy_qonnx=float((got.argmax(1) == test.labels).mean()),
+            qonnx_seconds=round(time.perf_counter() - t0, 1),
+        )
+    return res

@@ -1,0 +1,187 @@
+"""A bundle as a QONNX graph that ``qonnx``'s executor runs to the golden model's integer scores
+(the patterns are listed in :mod:`hwqnn.onnxio`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from hwqnn import atomic
+from hwqnn.bundle import Bundle, validate
+from hwqnn.layers import Conv2d, Layer, MaxPool2d, NetLayer, Window
+
+QONNX_DOMAIN = "qonnx.custom_op.general"
+FLOAT_EXACT = 2**24  # float32 holds every integer below this exactly
+OPSET = 13
+
+
+class ExportError(ValueError):
+    """The bundle cannot be written as an exact float32 graph; the message names the layer."""
+
+
+class _Graph:
+    """Nodes and initializers under construction, with fresh tensor names."""
+
+    def __init__(self) -> None:
+        import onnx.helper as oh
+
+        self.oh = oh
+        self.nodes: list[object] = []
+        self.inits: list[object] = []
+        self.dtypes: dict[str, str] = {}  # tensor -> qonnx datatype annotation
+        self.n = 0
+
+    def name(self, hint: str) -> str:
+        self.n += 1
+        return f"{hint}_{self.n}"
+
+    def const(self, hint: str, value: np.ndarray | np.generic, dtype: str | None = None) -> str:
+        from onnx import numpy_helper
+
+        name = self.name(hint)
+        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        if dtype:
+            self.dtypes[name] = dtype
+        return name
+
+    def node(
+        self, op: str, inputs: list[str], hint: str, qonnx: bool = False, **attrs: object
+    ) -> str:
+        out = self.name(hint)
+        domain = QONNX_DOMAIN if qonnx else ""
+        self.nodes.append(self.oh.make_node(op, inputs, [out], domain=domain, **attrs))  # type: ignore[arg-type]
+        return out
+
+
+def _weights(g: _Graph, levels: np.ndarray, w_bits: int, hint: str) -> str:
+    """Weight levels behind the quantizer that states their datatype (exact on levels)."""
+    w = g.const(hint, levels.astype(np.float32))
+    if w_bits == 1:
+        return g.node("BipolarQuant", [w, g.const("one", np.float32(1.0))], hint + "_q", True)
+    n = 2**w_bits - 1
+    ins = [w, g.const("scale", np.float32(2.0)), g.const("zeropt", np.float32(n / 2)),
+           g.const("bits", np.float32(w_bits))]  # fmt: skip
+    return g.node("Quant", ins, hint + "_q", True, signed=0, narrow=0, rounding_mode="ROUND")
+
+
+def _threshold(g: _Graph, x: str, m: Layer, hint: str, spatial: bool) -> str:
+    """Hidden-layer activation on the dot product ``x`` (``[N, C]``, or ``[N, C, H, W]`` if
+    ``spatial``): levels out."""
+    assert m.thresholds is not None and m.flip is not None
+    ck = m.acc_max
+    sign = np.where(m.flip == 1, -1.0, 1.0).astype(np.float32)
+    shape = (1, m.out_features, 1, 1) if spatial else (1, m.out_features)
+    x = g.node("Mul", [x, g.const("flip_sign", sign.reshape(shape))], hint + "_flip")
+    tau = (2 * m.thresholds - ck).astype(np.float32)  # A' >= T  <=>  s' >= 2T - CK
+    n = 2**m.out_bits - 1
+    return g.node("MultiThreshold", [x, g.const("thresholds", tau)], hint + "_act", True,
+                  out_dtype=_level_type(m.out_bits), out_scale=2.0, out_bias=float(-n))  # fmt: skip
+
+
+def _level_type(bits: int) -> str:
+    """The qonnx datatype that holds the levels of ``bits``-bit codes (odd, ``|q| < 2**bits``)."""
+    return "BIPOLAR" if bits == 1 else f"INT{bits + 1}"
+
+
+def _check_exact(i: int, m: Layer) -> None:
+    if m.acc_max + 2 >= FLOAT_EXACT:
+        raise ExportError(
+            f"layer {i}: dot products up to {m.acc_max} are not exact in float32 (2**24); "
+            "the QONNX graph would round them"
+        )
+
+
+def _input(g: _Graph, bundle: Bundle, x: str, image: Window | None) -> str:
+    q = bundle.quant
+    if q.thresholds is None:
+        n = 2**q.bits - 1
+        x = g.node("Mul", [x, g.const("two", np.float32(2.0))], "in_scale")
+        return g.node("Add", [x, g.const("minus_top", np.float32(-n))], "in_level")
+    t = q.thresholds.astype(np.float32)
+    if image is None and q.channels > 1:  # element g takes channel g % C's row
+        t = np.tile(t, (-(-bundle.in_features // q.channels), 1))[: bundle.in_features]
+    return g.node("MultiThreshold", [x, g.const("in_thresholds", t)], "in_quant", True,
+                  out_dtype=_level_type(q.bits), out_scale=2.0,
+                  out_bias=float(-(2**q.bits - 1)))  # fmt: skip
+
+
+def to_model(bundle: Bundle, batch: int = 1) -> object:
+    """The QONNX ``ModelWrapper`` of ``bundle`` for ``batch`` images at a time (FINN takes 1),
+    with its shapes and datatypes inferred."""
+    import onnx
+    import onnx.helper as oh
+    from qonnx.core.datatype import DataType
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.infer_datatypes import InferDataTypes
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    validate(bundle)
+    g = _Graph()
+    first = bundle.layers[0]
+    image = first.window if isinstance(first, Conv2d | MaxPool2d) else None
+    if image is not None:
+        in_shape = [batch, image.channels, image.height, image.width]
+    else:
+        in_shape = [batch, bundle.in_features]
+    x = _input(g, bundle, "global_in", image)
+    nchw = image is not None
+    for i, ly in enumerate(bundle.layers):
+        x, nchw = _layer(g, i, ly, x, nchw)
+    graph = oh.make_graph(
+        g.nodes,  # type: ignore[arg-type]
+        "hwqnn",
+        [oh.make_tensor_value_info("global_in", onnx.TensorProto.FLOAT, in_shape)],
+        [oh.make_tensor_value_info(x, onnx.TensorProto.FLOAT, [batch, bundle.num_classes])],
+        initializer=g.inits,  # type: ignore[arg-type]
+    )
+    proto = oh.make_model(
+        graph,
+        producer_name="hwqnn",
+        opset_imports=[oh.make_opsetid("", OPSET), oh.make_opsetid(QONNX_DOMAIN, 1)],
+    )
+    model = ModelWrapper(proto)
+    model.set_tensor_datatype("global_in", DataType[f"UINT{bundle.raw_bits}"])
+    for name, dt in g.dtypes.items():
+        model.set_tensor_datatype(name, DataType[dt])
+    model = model.transform(InferShapes())
+    return model.transform(InferDataTypes())
+
+
+def _layer(g: _Graph, i: int, ly: NetLayer, x: str, nchw: bool) -> tuple[str, bool]:
+    if isinstance(ly, MaxPool2d):
+        w = ly.window
+        return g.node("MaxPool", [x], f"pool{i}", kernel_shape=[w.kernel] * 2,
+                      strides=[w.stride] * 2), True  # fmt: skip
+    if isinstance(ly, Conv2d):
+        w, m = ly.window, ly.matrix
+        _check_exact(i, m)
+        levels = 2 * m.weight_codes().astype(np.int64) - (2**m.w_bits - 1)
+        k = levels.reshape(m.out_features, w.kernel, w.kernel, w.channels).transpose(0, 3, 1, 2)
+        wt = _weights(g, k, m.w_bits, f"conv{i}_w")
+        if w.pad:
+            low = np.float32(-(2**m.in_bits - 1))  # code 0, hwqnn's padding
+            pads = g.const("pads", np.array([0, 0, w.pad, w.pad, 0, 0, w.pad, w.pad], np.int64))
+            x = g.node("Pad", [x, pads, g.const("pad_value", low)], f"conv{i}_pad",
+                       mode="constant")  # fmt: skip
+        s = g.node("Conv", [x, wt], f"conv{i}", kernel_shape=[w.kernel] * 2,
+                   strides=[w.stride] * 2)  # fmt: skip
+        return (s if m.is_last else _threshold(g, s, m, f"conv{i}", True)), True
+    assert isinstance(ly, Layer)
+    _check_exact(i, ly)
+    if nchw:  # the bundle flattens HWC
+        x = g.node("Transpose", [x], f"dense{i}_nhwc", perm=[0, 2, 3, 1])
+        x = g.node("Reshape", [x, g.const("shape", np.array([-1, ly.in_features], np.int64))],
+                   f"dense{i}_flat")  # fmt: skip
+    levels = 2 * ly.weight_codes().astype(np.int64) - (2**ly.w_bits - 1)
+    wt = _weights(g, levels.T, ly.w_bits, f"dense{i}_w")  # [in, out] for MatMul
+    s = g.node("MatMul", [x, wt], f"dense{i}")
+    return (s if ly.is_last else _threshold(g, s, ly, f"dense{i}", False)), False
+
+
+def save_onnx(bundle: Bundle, path: str | os.PathLike[str], batch: int = 1) -> Path:
+    """Write ``bundle`` as a QONNX ``.onnx`` file, atomically."""
+    model = to_model(bundle, batch)
+    data = model.model.SerializeToString()  # type: ignore[attr-defined]
+    return atomic.write_bytes(path, lambda f: f.write(data))
