@@ -116,6 +116,19 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from hwqnn.pipeline import import_onnx_stage
+
+    res = import_onnx_stage(Path(args.model), Path(args.output), args.data, args.check,
+                            args.input_scale, args.input_bias, args.raw_bits)  # fmt: skip
+    print(json.dumps(res, indent=1))
+    if "images" in res and res["classes_equal"] != res["images"]:
+        print(f"hwqnn: qonnx and golden classes differ on "
+              f"{res['images'] - res['classes_equal']} images", file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
 def cmd_golden(args: argparse.Namespace) -> int:
     from hwqnn.pipeline import golden_stage
 
@@ -304,6 +317,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", type=int, nargs="?", const=0, default=None, metavar="N",
         help="run N test images (none given: all) through qonnx's executor and compare every "
         "score with the golden model",
+    )  # fmt: skip
+    _add_data(p)
+
+    p = add("import", cmd_import, "fold a QONNX graph (Brevitas, FINN) exactly into a bundle")
+    p.add_argument("model", help="a QONNX .onnx file")
+    p.add_argument("-o", "--output", required=True, help="bundle path (.npz)")
+    p.add_argument("--input-scale", type=float, default=1.0,
+                   help="the graph's input is raw * SCALE + BIAS (e.g. 2/255 and -1 for pixels "
+                   "scaled to [-1, 1]; default: raw pixels)")  # fmt: skip
+    p.add_argument("--input-bias", type=float, default=0.0)
+    p.add_argument("--raw-bits", type=int, default=8, help="bits of a raw input value")
+    p.add_argument(
+        "--check", type=int, nargs="?", const=0, default=None, metavar="N",
+        help="run N test images (none given: all) through the graph with qonnx's executor and "
+        "compare classes and scores with the golden model",
     )  # fmt: skip
     _add_data(p)
 

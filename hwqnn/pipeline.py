@@ -491,3 +491,52 @@ def export_onnx_stage(
             qonnx_seconds=round(time.perf_counter() - t0, 1),
         )
     return res
+
+
+def import_onnx_stage(
+    model_path: Path,
+    out: Path,
+    data: str | None,
+    check: int | None,
+    input_scale: float = 1.0,
+    input_bias: float = 0.0,
+    raw_bits: int = 8,
+) -> dict[str, Any]:
+    """Fold a QONNX graph into a bundle; with ``check`` (0: the whole test set) run the original
+    graph with ``qonnx``'s executor on the test images and compare with the golden model: its
+    float scores read back through ``P * s + R`` (integers, every score) and its classes (one of
+    golden's top classes: at a tie the float sums may order the tied classes differently)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.change_batchsize import ChangeBatchSize
+    from qonnx.util.cleanup import cleanup_model
+
+    from hwqnn.onnxio.importer import import_qonnx
+    from hwqnn.onnxio.run import execute
+
+    if not model_path.is_file():
+        raise FileNotFoundError(f"{model_path}: no such model file")
+    r = import_qonnx(model_path, input_scale, input_bias, raw_bits)
+    path = bundle_io.save(r.bundle, out)
+    res: dict[str, Any] = {
+        "bundle": str(path), "arch": r.bundle.arch(), "version": r.bundle.version,
+        "scores": f"{r.score_scale:.9g} * s + {r.score_bias:.9g}",
+    }  # fmt: skip
+    if check is not None:
+        test = test_set(r.bundle, path, data, check or None)
+        batch = min(500, max(1, len(test)))
+        model = cleanup_model(ModelWrapper(str(model_path)).transform(ChangeBatchSize(batch)))
+        t0 = time.perf_counter()
+        z = execute(model, test.images, input_scale, input_bias, progress=True)
+        s = golden.scores(r.bundle, test.images)
+        back = np.rint((z - r.score_bias) / r.score_scale)  # the executor's scores as ours
+        top = s == s.max(axis=1, keepdims=True)
+        res.update(
+            images=len(test),
+            scores_equal=int((back == s).all(axis=1).sum()),
+            classes_equal=int(top[np.arange(len(s)), z.argmax(1)].sum()),
+            classes_tied=int((top.sum(axis=1) > 1).sum()),
+            accuracy_qonnx=float((z.argmax(1) == test.labels).mean()),
+            accuracy_golden=float((s.argmax(1) == test.labels).mean()),
+            qonnx_seconds=round(time.perf_counter() - t0, 1),
+        )
+    return res

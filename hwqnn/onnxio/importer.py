@@ -1,0 +1,600 @@
+"""QONNX graphs (as Brevitas exports them, or as FINN streamlines them) folded exactly into a
+bundle; anything that cannot be represented exactly is refused, naming the node and why.
+
+The graph is cleaned with ``qonnx``'s own ``cleanup_model`` (shape inference, constant folding:
+weight quantizers become quantized initializers) and then read as one chain from the input:
+
+* **input stage**: elementwise nodes before the first weighted node. The graph's input is
+  ``raw * input_scale + input_bias`` for raw values of ``raw_bits`` (8-bit pixels); the stage is
+  evaluated by ``qonnx``'s executor on every raw value and becomes the bundle's input thresholds
+  (or the identity, when every raw value keeps its own code);
+* **weighted nodes** (``MatMul``, ``Gemm``, ``Conv`` with square kernels, equal strides, no groups
+  or dilation; ``Pad`` with the code-0 value before it): each weight row must be a positive scale
+  times odd levels (±1, or odd k-bit levels); a zero weight is refused;
+* **activation stages**: elementwise nodes (``Add``, ``Sub``, ``Mul``, ``Div``,
+  ``BatchNormalization``, ``Relu``, ``Identity``) ending in a quantizer (``BipolarQuant``, ``Quant``
+  with per-tensor scale and zero point, ``MultiThreshold``). The stage is evaluated by the executor
+  at every integer dot product ``s`` the layer can produce (the graph's value there is ``a_o * s +
+  b_o``, exactly derived from the layer's input codes and weight scales), and each channel's codes
+  must be monotone in ``s``: non-decreasing gives thresholds, non-increasing thresholds and a flip;
+* ``MaxPool`` (square, no padding) on quantized values, or before the quantizer when no channel
+  is flipped; ``Flatten``/``Reshape`` (with ``Transpose`` to NHWC or not: dense weights are
+  reordered to the bundle's HWC order);
+* **output stage**: after the last weighted node only per-tensor affine nodes, so the graph's
+  scores are ``P * s + R`` with one ``P > 0`` and one ``R`` for every class.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hwqnn.bundle import Bundle, InputQuant, make_layer, validate
+from hwqnn.layers import Conv2d, MaxPool2d, NetLayer, Window
+from hwqnn.layers.dense import SUPPORTED_BITS
+from hwqnn.packing import level_scale
+
+WEIGHTED = {"MatMul", "Gemm", "Conv"}
+ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "BatchNormalization", "Relu", "Identity"}
+QUANTIZERS = {"BipolarQuant", "Quant", "MultiThreshold"}
+RESHAPES = {"Flatten", "Reshape", "Transpose"}
+CHUNK = 8192  # dot-product values evaluated per executor call
+REL = 1e-5  # relative tolerance when reading float weights and levels as integers
+
+
+class UnrepresentableGraphError(ValueError):
+    """A QONNX graph that hwqnn cannot represent exactly; the message names the node."""
+
+
+def _refuse(node: Any, why: str) -> UnrepresentableGraphError:
+    name = f"{node.name or node.output[0]} ({node.op_type})" if node is not None else "graph"
+    return UnrepresentableGraphError(f"node {name}: {why}")
+
+
+@dataclass
+class Levels:
+    """How a stage's output values stand for codes: ``value = u * code + v0``, ``bits`` wide."""
+
+    u: float
+    v0: float
+    bits: int
+
+
+@dataclass
+class _Stage:
+    nodes: list[Any] = field(default_factory=list)
+    pool: Any = None  # a MaxPool met before the quantizer
+
+
+def _attr(node: Any, name: str, default: Any = None) -> Any:
+    from onnx import helper
+
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def _bits_for(n_codes: int) -> int | None:
+    return next((b for b in SUPPORTED_BITS if n_codes <= 2**b), None)
+
+
+class _Reader:
+    def __init__(self, model: Any, ctx: dict[str, np.ndarray]) -> None:
+        self.model = model
+        self.ctx = ctx  # every tensor's value for one probe input (constants included)
+        self.inits = {i.name for i in model.graph.initializer}
+
+    def const(self, name: str) -> np.ndarray | None:
+        if name in self.inits:
+            return np.asarray(self.model.get_initializer(name))
+        return None
+
+    def constant(self, name: str) -> bool:
+        """The tensor does not depend on the graph's input."""
+        if name in self.inits or not name:
+            return True
+        prod = self.model.find_producer(name)
+        return prod is not None and all(self.constant(i) for i in prod.input)
+
+    def weights(self, name: str) -> tuple[np.ndarray | None, int | None]:
+        """A weight tensor's value (after its quantizer) and the quantizer's declared width."""
+        if not self.constant(name):
+            return None, None
+        prod = self.model.find_producer(name)
+        bits = None
+        if prod is not None and prod.op_type == "BipolarQuant":
+            bits = 1
+        elif prod is not None and prod.op_type == "Quant":
+            bw = self.const(prod.input[3])
+            bits = int(bw.reshape(-1)[0]) if bw is not None else None
+        return np.asarray(self.ctx[name]), bits
+
+    def consumer(self, tensor: str) -> Any:
+        users = self.model.find_consumers(tensor) or []
+        if len(users) > 1:
+            raise _refuse(users[1], f"tensor {tensor} feeds {len(users)} nodes: only chains")
+        return users[0] if users else None
+
+    def levels_of(self, node: Any) -> Levels:
+        """The code-to-value map of a quantizer node."""
+        op = node.op_type
+        if op == "BipolarQuant":
+            beta = self.const(node.input[1])
+            if beta is None or beta.size != 1 or float(beta.reshape(-1)[0]) <= 0:
+                raise _refuse(node, "its scale must be one positive constant")
+            b = float(beta.reshape(-1)[0])
+            return Levels(2 * b, -b, 1)
+        if op == "Quant":
+            from qonnx.custom_op.general.quant import max_int, min_int
+
+            scale, zp, bw = (self.const(n) for n in node.input[1:4])
+            if scale is None or zp is None or bw is None or scale.size != 1 or zp.size != 1:
+                raise _refuse(
+                    node,
+                    "per-channel scales or zero points: codes would differ "
+                    "per channel (only per-tensor activation quantizers)",
+                )
+            signed, narrow = bool(_attr(node, "signed", 1)), bool(_attr(node, "narrow", 0))
+            width = int(bw.reshape(-1)[0])
+            s, z = float(scale.reshape(-1)[0]), float(zp.reshape(-1)[0])
+            if width == 1 and signed:
+                return Levels(2 * s, -s, 1)  # qonnx reads a signed 1-bit Quant as bipolar
+            lo, hi = int(min_int(signed, narrow, width)), int(max_int(signed, narrow, width))
+            bits = _bits_for(hi - lo + 1)
+            if bits is None or s <= 0:
+                raise _refuse(node, f"{width}-bit activations: hwqnn takes 1, 2, 4 or 8")
+            return Levels(s, (lo - z) * s, bits)
+        if op == "MultiThreshold":
+            t = self.const(node.input[1])
+            o_scale = float(_attr(node, "out_scale", 1.0))
+            o_bias = float(_attr(node, "out_bias", 0.0))
+            bits = _bits_for(t.shape[1] + 1) if t is not None and t.ndim == 2 else None
+            if bits is None or o_scale <= 0:
+                raise _refuse(node, "thresholds must be a constant [C, 2**k - 1] and out_scale > 0")
+            return Levels(o_scale, o_bias, bits)
+        raise _refuse(node, "the activation must end in a quantizer (BipolarQuant, Quant, "
+                            "MultiThreshold)")  # fmt: skip
+
+    def evaluate(self, nodes: list[Any], x_name: str, x: np.ndarray) -> np.ndarray:
+        """Run ``nodes`` (a chain from ``x_name``) on ``x`` with qonnx's executor."""
+        import onnx
+        import onnx.helper as oh
+        from onnx import numpy_helper
+        from qonnx.core.modelwrapper import ModelWrapper
+        from qonnx.core.onnx_exec import execute_onnx
+        from qonnx.transformation.infer_shapes import InferShapes
+
+        chain = []
+        prev = x_name
+        for n in nodes:  # rewired in order: reshapes and pools between them are left out
+            c = onnx.NodeProto()
+            c.CopyFrom(n)
+            c.input[0] = prev
+            chain.append(c)
+            prev = c.output[0]
+        nodes = chain
+        produced = {o for n in nodes for o in n.output}
+        inits: list[Any] = []
+        for n in nodes:
+            for i in n.input[1:]:
+                if i and i not in produced and i not in {t.name for t in inits}:
+                    inits.append(numpy_helper.from_array(np.asarray(self.ctx[i]), i))
+        out = nodes[-1].output[0]
+        graph = oh.make_graph(
+            list(nodes), "stage",
+            [oh.make_tensor_value_info(x_name, onnx.TensorProto.FLOAT, list(x.shape))],
+            [oh.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None)],
+            initializer=inits,
+        )  # fmt: skip
+        proto = oh.make_model(graph, opset_imports=list(self.model.model.opset_import))
+        sub = ModelWrapper(proto).transform(InferShapes())
+        return np.asarray(execute_onnx(sub, {x_name: x.astype(np.float32)})[out], np.float64)
+
+
+def _codes(values: np.ndarray, lv: Levels, node: Any) -> np.ndarray:
+    c = (values - lv.v0) / lv.u
+    r = np.rint(c)
+    if np.any(np.abs(c - r) > 1e-3) or r.min() < 0 or r.max() > 2**lv.bits - 1:
+        raise _refuse(node, "its outputs are not the quantizer's levels")
+    return r.astype(np.int64)
+
+
+def _weight_levels(
+    w: np.ndarray, node: Any, declared: int | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(alpha [out], levels [out, ...], w_bits)`` with ``w[o] = alpha[o] * levels[o]``, the
+    levels odd; ``w_bits`` is the weight quantizer's own width where it states one."""
+    flat = w.reshape(w.shape[0], -1).astype(np.float64)
+    if np.any(flat == 0):
+        raise _refuse(
+            node,
+            "a weight of 0 is not an odd level (hwqnn weights are ±1 or odd "
+            "k-bit levels: signed integer quantizers with a zero cannot be exact)",
+        )
+    small = np.abs(flat).min(axis=1)
+    alpha = np.zeros(len(flat))
+    levels = np.zeros(flat.shape, np.int64)
+    for o, row in enumerate(flat):  # the row's smallest magnitude is an odd level m * alpha
+        for m in range(1, 256, 2):
+            lv = row / (small[o] / m)
+            r = np.rint(lv)
+            if np.all(np.abs(lv - r) <= REL * np.abs(lv)) and np.all(r.astype(np.int64) % 2):
+                alpha[o], levels[o] = small[o] / m, r.astype(np.int64)
+                break
+        else:
+            raise _refuse(node, f"row {o}: weights are not a scale times odd integer levels")
+    need = _bits_for(int(np.abs(levels).max()) + 1)
+    bits = declared if declared is not None and need is not None and declared >= need else need
+    if bits is None or bits not in SUPPORTED_BITS:
+        raise _refuse(node, "weight levels beyond 8 bits")
+    return alpha, levels.reshape(w.shape), bits
+
+
+def _thresholds(codes: np.ndarray, node: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel, codes over ``A = 0..CK`` -> ``(codes over A' [A, C], flip [C])``: A' = A, or
+    ``CK - A`` where the codes fall (flip)."""
+    d = np.diff(codes, axis=0)
+    up, down = (d >= 0).all(axis=0), (d <= 0).all(axis=0)
+    bad = np.flatnonzero(~(up | down))
+    if bad.size:
+        raise _refuse(node, f"channel {int(bad[0])}: the activation is not "
+                            "monotone in the dot product")  # fmt: skip
+    flip = np.asarray(~up, np.uint8)
+    seq = np.where(flip[None, :] == 1, codes[::-1], codes)  # codes over A' = CK - A
+    return seq, flip
+
+
+@dataclass
+class ImportResult:
+    bundle: Bundle
+    score_scale: float  # the graph's scores are score_scale * s + score_bias (every class)
+    score_bias: float
+    input_scale: float
+    input_bias: float
+
+
+def import_qonnx(
+    model_or_path: Any,
+    input_scale: float = 1.0,
+    input_bias: float = 0.0,
+    raw_bits: int = 8,
+    classes: list[str] | None = None,
+) -> ImportResult:
+    """Fold a QONNX graph into a validated :class:`Bundle` (see the module docstring)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.change_batchsize import ChangeBatchSize
+    from qonnx.util.cleanup import cleanup_model
+
+    model = model_or_path
+    if not isinstance(model, ModelWrapper):
+        try:
+            model = ModelWrapper(str(model_or_path))
+        except Exception as e:  # protobuf and onnx raise many kinds on foreign bytes
+            raise UnrepresentableGraphError(
+                f"{model_or_path}: not a readable ONNX model ({type(e).__name__})"
+            ) from e
+    props = {p.key: p.value for p in model.model.metadata_props}  # hwqnn's own export
+    if classes is None and "hwqnn.classes" in props:
+        classes = list(json.loads(props["hwqnn.classes"]))
+    info = json.loads(props["hwqnn.info"]) if "hwqnn.info" in props else None
+    model = cleanup_model(model.transform(ChangeBatchSize(1)))
+    inp = model.graph.input[0]
+    in_shape = tuple(int(d) for d in model.get_tensor_shape(inp.name))
+    probe = np.zeros(in_shape, np.float32) + np.float32(input_bias)
+    ctx = execute_onnx(model, {inp.name: probe}, return_full_exec_context=True)
+    rd = _Reader(model, ctx)
+    return _Builder(rd, in_shape, input_scale, input_bias, raw_bits).run(classes, info)
+
+
+class _Builder:
+    def __init__(self, rd: _Reader, in_shape: tuple[int, ...], scale: float, bias: float,
+                 raw_bits: int) -> None:  # fmt: skip
+        self.rd, self.scale, self.bias, self.raw_bits = rd, scale, bias, raw_bits
+        if len(in_shape) == 4:
+            _, c, h, w = in_shape
+            self.image: tuple[int, int, int] | None = (h, w, c)
+            self.input_shape: tuple[int, ...] = (h, w, c) if c > 1 else (h, w)
+        elif len(in_shape) == 2:
+            self.image, self.input_shape = None, (in_shape[1],)
+        else:
+            raise _refuse(None, f"input of shape {list(in_shape)}: [N, K] or [N, C, H, W]")
+        self.layout = "nchw" if self.image else "flat"  # flat order: "hwc" (or "chw")
+        self.flat_order = "hwc"
+        self.layers: list[NetLayer] = []
+
+    # ---- the input stage --------------------------------------------------------------------
+    def _input(self, nodes: list[Any], x_name: str) -> tuple[InputQuant, Levels]:
+        n_raw = 2**self.raw_bits
+        arith = [n for n in nodes if n.op_type not in RESHAPES]
+        chans = self.image[2] if self.image else 1
+        raw = np.arange(n_raw, dtype=np.float64)
+        x = np.repeat((raw * self.scale + self.bias)[:, None], chans, axis=1)
+        if self.image:
+            x = x[:, :, None, None]
+        identity = InputQuant.identity(self.raw_bits)
+        if not any(n.op_type in QUANTIZERS for n in arith):
+            if not arith:
+                return identity, Levels(self.scale, self.bias, self.raw_bits)
+            vals = self.rd.evaluate(arith, x_name, x).reshape(n_raw, chans)
+            u, v0 = vals[1] - vals[0], vals[0]
+            fit = np.abs(vals - (v0 + u * raw[:, None])) <= REL * (np.abs(vals).max() + 1)
+            if not fit.all() or (u <= 0).any() or np.ptp(u) > REL * u.max() or np.ptp(v0) > REL:
+                raise _refuse(arith[-1], "unquantized input arithmetic that is not one "
+                                         "increasing affine map for every channel")  # fmt: skip
+            return identity, Levels(float(u[0]), float(v0[0]), self.raw_bits)
+        quantizer = [n for n in arith if n.op_type in QUANTIZERS][-1]
+        if arith[-1] is not quantizer:
+            raise _refuse(arith[-1], "only reshapes may follow the input's quantizer")
+        lv = self.rd.levels_of(quantizer)
+        vals = self.rd.evaluate(arith, x_name, x).reshape(n_raw, chans)
+        codes = _codes(vals, lv, quantizer)
+        if np.any(np.diff(codes, axis=0) < 0):
+            raise _refuse(quantizer, "the input's codes decrease as the raw value grows")
+        if lv.bits == self.raw_bits and (codes == raw[:, None]).all():
+            return InputQuant.identity(self.raw_bits), lv
+        t = np.array(
+            [
+                [
+                    int(np.argmax(codes[:, c] >= i + 1)) if codes[-1, c] >= i + 1 else n_raw
+                    for i in range(2**lv.bits - 1)
+                ]
+                for c in range(chans)
+            ],
+            np.int64,
+        )
+        if (t == t[0]).all():
+            t = t[:1]
+        return InputQuant(self.raw_bits, lv.bits, t), lv
+
+    # ---- the chain ---------------------------------------------------------------------------
+    def run(self, classes: list[str] | None, info: dict[str, Any] | None) -> ImportResult:
+        rd = self.rd
+        x_name = rd.model.graph.input[0].name
+        node = rd.consumer(x_name)
+        pre: list[Any] = []
+        while node is not None and node.op_type not in WEIGHTED | {"Pad"}:
+            if node.op_type not in ELEMENTWISE | QUANTIZERS | RESHAPES:
+                raise _refuse(node, "not supported before the first weighted layer")
+            if node.op_type in RESHAPES:
+                self._reshape(node)
+            pre.append(node)
+            node = rd.consumer(node.output[0])
+        if node is None:
+            raise _refuse(None, "no MatMul, Gemm or Conv")
+        quant, lv = self._input(pre, x_name)
+        in_lv = lv
+        bits_in = quant.bits
+        score = (1.0, 0.0)
+        while node is not None:
+            pad = 0
+            if node.op_type == "Pad":
+                pad = self._pad(node, in_lv)
+                node = rd.consumer(node.output[0])
+                if node is None or node.op_type != "Conv":
+                    raise _refuse(node, "a Pad must feed a Conv")
+            if node.op_type not in WEIGHTED:
+                raise _refuse(node, "expected a weighted layer here")
+            wnode = node
+            alpha, levels, w_bits, window, bias = self._weights(wnode, pad, in_lv)
+            rows = levels.shape[0]
+            lv_sum = levels.reshape(rows, -1).sum(axis=1).astype(np.float64)
+            n_in = 2**bits_in - 1
+            a = alpha * in_lv.u / 2  # graph value = a * s + b, s our integer dot product
+            b = alpha * (in_lv.u * n_in / 2 + in_lv.v0) * lv_sum + bias
+            k_fan = levels.reshape(rows, -1).shape[1]
+            ck = level_scale(bits_in, w_bits) * k_fan
+            stage, end = self._stage(rd.consumer(wnode.output[0]))
+            codes_w = ((levels + (2**w_bits - 1)) // 2).reshape(rows, -1)
+            if end is None:  # the last layer: scores
+                score = self._scores(stage, wnode, a, b)
+                self._append(window, make_layer(codes_w, bits_in, w_bits, 0), None)
+                break
+            lv_out = rd.levels_of(stage.nodes[-1])
+            thr, flip = self._fold(stage, wnode, a, b, ck, rows, lv_out, window is not None)
+            if stage.pool is not None and flip.any():
+                raise _refuse(
+                    stage.pool,
+                    "max-pooling before a quantizer whose channels are "
+                    "flipped (BatchNorm gamma < 0) is not the pool of codes",
+                )
+            layer = make_layer(codes_w, bits_in, w_bits, lv_out.bits, thr, flip)
+            self._append(window, layer, stage.pool)
+            in_lv, bits_in = lv_out, lv_out.bits
+            node = end
+            while node is not None and node.op_type in RESHAPES | {"MaxPool"}:
+                if node.op_type == "MaxPool":
+                    self._append_pool(node)
+                else:
+                    self._reshape(node)
+                node = rd.consumer(node.output[0])
+        names = (
+            tuple(classes) if classes else tuple(str(i) for i in range(self.layers[-1].out_size))
+        )
+        if info is None:
+            info = {"imported_from": "qonnx", "input_scale": self.scale, "input_bias": self.bias}
+        bundle = Bundle(tuple(self.layers), self.input_shape, names, info, quant)
+        validate(bundle, "<qonnx>")
+        return ImportResult(bundle, score[0], score[1], self.scale, self.bias)
+
+    def _reshape(self, node: Any) -> None:
+        if node.op_type == "Transpose":
+            perm = list(_attr(node, "perm", []))
+            if self.layout != "nchw" or perm != [0, 2, 3, 1]:
+                raise _refuse(node, "only the NCHW -> NHWC transpose before a flatten")
+            self.layout = "nhwc"
+            return
+        if self.layout in ("nchw", "nhwc"):
+            self.flat_order = "hwc" if self.layout == "nhwc" or self._channels() == 1 else "chw"
+            self.layout = "flat"
+
+    def _channels(self) -> int:
+        shape = self._shape()
+        return shape[2] if shape else 1
+
+    def _shape(self) -> tuple[int, int, int] | None:
+        if not self.layers:
+            return self.image
+        out = self.layers[-1].out_shape
+        return (out[0], out[1], out[2]) if len(out) == 3 else None
+
+    def _pad(self, node: Any, lv: Levels) -> int:
+        pads = self.rd.const(node.input[1])
+        value = self.rd.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        v = float(value.reshape(-1)[0]) if value is not None else 0.0
+        if _attr(node, "mode", b"constant") not in (b"constant", "constant") or pads is None:
+            raise _refuse(node, "only constant padding")
+        p = pads.reshape(-1).tolist()
+        if len(p) != 8 or p[0] or p[1] or p[4] or p[5] or len(set(p[2:4] + p[6:8])) != 1:
+            raise _refuse(node, "only equal spatial padding")
+        if abs(v - lv.v0) > REL * max(1.0, abs(lv.v0)):
+            raise _refuse(node, f"pads with {v}, not the value of code 0 ({lv.v0})")
+        return int(p[2])
+
+    def _weights(self, node: Any, pad: int, lv: Levels) -> tuple[Any, ...]:
+        rd = self.rd
+        w, declared = rd.weights(node.input[1])
+        if w is None:
+            raise _refuse(node, "its weights are not constant")
+        bias = np.zeros(1)
+        if node.op_type == "Gemm":
+            if int(_attr(node, "transA", 0)):
+                raise _refuse(node, "transA")
+            w = w if int(_attr(node, "transB", 0)) else w.T
+            w = w * float(_attr(node, "alpha", 1.0))
+            if len(node.input) > 2 and node.input[2]:
+                cb = rd.const(node.input[2])
+                if cb is None:
+                    raise _refuse(node, "a bias that is not constant")
+                bias = float(_attr(node, "beta", 1.0)) * np.broadcast_to(cb, (w.shape[0],))
+        elif node.op_type == "MatMul":
+            w = w.T
+        if node.op_type == "Conv":
+            shape = self._shape()
+            if shape is None or self.layout != "nchw":
+                raise _refuse(node, "a Conv needs an NCHW image")
+            k = list(_attr(node, "kernel_shape", w.shape[2:]))
+            s = list(_attr(node, "strides", [1, 1]))
+            pads = list(_attr(node, "pads", [0, 0, 0, 0]))
+            plain = int(_attr(node, "group", 1)) == 1 and list(
+                _attr(node, "dilations", [1, 1])
+            ) == [1, 1]
+            if not plain or k[0] != k[1] or s[0] != s[1] or len(set(pads)) > 1:
+                raise _refuse(node, "only square kernels, equal strides and pads, no groups")
+            if pads[0] and (pad or abs(lv.v0) > 0):
+                raise _refuse(node, "zero padding of an input whose code 0 is not 0 (hwqnn pads "
+                                    "with code 0)")  # fmt: skip
+            pad = pad or int(pads[0])
+            if len(node.input) > 2 and node.input[2]:
+                raise _refuse(node, "a Conv bias (fold it into the BatchNorm)")
+            h, wd, c = shape
+            win = Window(h, wd, c, int(k[0]), int(s[0]), pad)
+            alpha, levels, bits = _weight_levels(w, node, declared)
+            levels = levels.transpose(0, 2, 3, 1)  # [out, C, k, k] -> im2col (ky, kx, c)
+            return alpha, levels, bits, win, bias
+        if self.layout != "flat" and (self.layers or self.image):
+            raise _refuse(node, "a dense layer needs a flattened input")
+        alpha, levels, bits = _weight_levels(w, node, declared)
+        shape = self._shape() if self.layers else self.image
+        if self.flat_order == "chw" and shape is not None:
+            h, wd, c = shape
+            levels = levels.reshape(-1, c, h, wd).transpose(0, 2, 3, 1).reshape(levels.shape[0], -1)
+        return alpha, levels, bits, None, bias
+
+    def _stage(self, node: Any) -> tuple[_Stage, Any]:
+        """Nodes after a weighted node up to its quantizer; returns the stage and the node after
+        it (``None``: the graph's output)."""
+        st = _Stage()
+        while node is not None:
+            op = node.op_type
+            if op in WEIGHTED | RESHAPES | {"Pad"}:
+                raise _refuse(node, "a weighted layer's output must pass a quantizer first")
+            if op == "MaxPool":
+                st.pool = node
+            elif op in ELEMENTWISE | QUANTIZERS:
+                st.nodes.append(node)
+            else:
+                raise _refuse(node, "not a supported node")
+            nxt = self.rd.consumer(node.output[0])
+            if op in QUANTIZERS:
+                if nxt is None:
+                    raise _refuse(node, "the graph ends in a quantizer: hwqnn's last layer gives "
+                                        "integer scores")  # fmt: skip
+                return st, nxt
+            node = nxt
+        return st, None
+
+    def _y(self, a: np.ndarray, b: np.ndarray, s: np.ndarray, spatial: bool) -> np.ndarray:
+        y = s[:, None] * a[None, :] + b[None, :]
+        return y[:, :, None, None] if spatial else y
+
+    def _fold(self, st: _Stage, wnode: Any, a: np.ndarray, b: np.ndarray, ck: int, rows: int,
+              lv: Levels, spatial: bool) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        codes = np.zeros((ck + 1, rows), np.int64)
+        for start in range(0, ck + 1, CHUNK):
+            acc = np.arange(start, min(ck + 1, start + CHUNK))
+            s = (2 * acc - ck).astype(np.float64)
+            vals = self.rd.evaluate(st.nodes, wnode.output[0], self._y(a, b, s, spatial))
+            codes[start : start + len(acc)] = _codes(vals.reshape(len(acc), rows), lv, st.nodes[-1])
+        falling = np.zeros(rows, bool)  # the pre-quantizer value's direction in s
+        if len(st.nodes) > 1:
+            ends = np.array([-float(ck), float(ck)])
+            pre = self.rd.evaluate(st.nodes[:-1], wnode.output[0], self._y(a, b, ends, spatial))
+            pre = pre.reshape(2, rows)
+            falling = pre[1] < pre[0]
+        const = (codes == codes[:1]).all(axis=0)
+        codes = np.where(const[None, :] & falling[None, :], codes[::-1], codes)  # tie: direction
+        seq, flip = _thresholds(codes, st.nodes[-1])
+        flip = np.where(const, falling, flip).astype(np.uint8)
+        seq = np.where(const[None, :], codes, seq)
+        n = 2**lv.bits - 1
+        thr = np.array([[int(np.argmax(seq[:, o] >= i + 1)) if seq[-1, o] >= i + 1 else ck + 1
+                         for i in range(n)] for o in range(rows)], np.int64)  # fmt: skip
+        return thr, flip
+
+    def _scores(self, st: _Stage, wnode: Any, a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+        if st.pool is not None:
+            raise _refuse(st.pool, "max-pooling after the last layer")
+        s = np.array([-3.0, 0.0, 5.0])
+        if st.nodes:
+            z = self.rd.evaluate(st.nodes, wnode.output[0], self._y(a, b, s, False))
+        else:
+            z = self._y(a, b, s, False)
+        z = z.reshape(3, -1)
+        p = (z[2] - z[1]) / 5.0
+        r = z[1]
+        lin = np.abs(z[0] - (r - 3 * p)) <= REL * (np.abs(z).max() + 1)
+        if not lin.all() or (p <= 0).any():
+            raise _refuse(st.nodes[-1] if st.nodes else wnode, "the scores are not an increasing "
+                          "affine function of the dot product")  # fmt: skip
+        tol = REL * (np.abs(z).max() + 1)
+        if np.ptp(p) > REL * abs(p).max() or np.ptp(r) > tol:
+            raise _refuse(
+                st.nodes[-1] if st.nodes else wnode,
+                "the classes' scores differ by "
+                "a per-class scale or offset (a bias, a per-class BatchNorm, or unsigned "
+                "activations into the last layer): not integer scores of one net",
+            )
+        return float(p.mean()), float(r.mean())
+
+    def _append(self, window: Window | None, layer: Any, pool: Any) -> None:
+        self.layers.append(layer if window is None else Conv2d(window, layer))
+        if pool is not None:
+            self._append_pool(pool)
+
+    def _append_pool(self, node: Any) -> None:
+        shape = self._shape()
+        k = list(_attr(node, "kernel_shape", []))
+        s = list(_attr(node, "strides", k))
+        if (shape is None or len(k) != 2 or k[0] != k[1] or s[0] != s[1]
+                or any(_attr(node, "pads", [0]))):  # fmt: skip
+            raise _refuse(node, "only square max-pooling without padding on an image")
+        if int(_attr(node, "ceil_mode", 0)):
+            raise _refuse(node, "ceil_mode")
+        h, w, c = shape
+        bits = self.layers[-1].out_bits
+        self.layers.append(MaxPool2d(Window(h, w, c, int(k[0]), int(s[0]), 0), bits))

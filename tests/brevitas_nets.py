@@ -1,0 +1,100 @@
+"""Small Brevitas nets in FINN's style (SFC/LFC MLPs, a CNV-like ConvNet), trained for a few steps
+and given random BatchNorm statistics (negative and zero gamma included), exported to QONNX by
+Brevitas itself: what a user of FINN would bring to ``hwqnn import``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import brevitas.nn as qnn
+import torch
+from brevitas.export import export_qonnx
+from brevitas.quant import (
+    Int8WeightPerTensorFloat,
+    SignedBinaryActPerTensorConst,
+    SignedBinaryWeightPerTensorConst,
+    Uint8ActPerTensorFloat,
+)
+from torch import nn
+
+BINARY_W = SignedBinaryWeightPerTensorConst
+
+
+def bipolar() -> nn.Module:
+    return qnn.QuantIdentity(act_quant=SignedBinaryActPerTensorConst)
+
+
+def relu(bits: int) -> nn.Module:
+    return qnn.QuantReLU(act_quant=Uint8ActPerTensorFloat, bit_width=bits)
+
+
+class SFC(nn.Module):
+    """FINN's SFC/LFC shape: a binarized input, dense W1 layers with BatchNorm, binary scores."""
+
+    def __init__(self, k: int = 64, hidden: int = 32, classes: int = 10, a_bits: int = 1,
+                 w2_bits: int = 1, last_act_bits: int = 1) -> None:  # fmt: skip
+        super().__init__()
+        w2 = (dict(weight_quant=Int8WeightPerTensorFloat, weight_bit_width=w2_bits)
+              if w2_bits > 1 else dict(weight_quant=BINARY_W))  # fmt: skip
+        self.net = nn.Sequential(
+            bipolar(),
+            qnn.QuantLinear(k, hidden, bias=False, weight_quant=BINARY_W),
+            nn.BatchNorm1d(hidden),
+            bipolar() if a_bits == 1 else relu(a_bits),
+            qnn.QuantLinear(hidden, hidden, bias=False, **w2),
+            nn.BatchNorm1d(hidden),
+            bipolar() if last_act_bits == 1 else relu(last_act_bits),
+            qnn.QuantLinear(hidden, classes, bias=False, weight_quant=BINARY_W),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flatten(1))
+
+
+class CNV(nn.Module):
+    """FINN's CNV pattern in small: unpadded W1A1 convolutions, BatchNorm, pool after the
+    activation, a dense classifier on the flattened NCHW tensor."""
+
+    def __init__(self, channels: int = 1, classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            bipolar(),
+            qnn.QuantConv2d(channels, 8, 3, bias=False, weight_quant=BINARY_W),
+            nn.BatchNorm2d(8),
+            bipolar(),
+            nn.MaxPool2d(2),
+            qnn.QuantConv2d(8, 16, 3, bias=False, weight_quant=BINARY_W),
+            nn.BatchNorm2d(16),
+            bipolar(),
+        )
+        self.fc = qnn.QuantLinear(16 * 3 * 3, classes, bias=False, weight_quant=BINARY_W)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x).flatten(1))
+
+
+def train_a_little(model: nn.Module, shape: tuple[int, ...], steps: int = 10) -> None:
+    """A few Adam steps on random data (learned quantizer scales move), then random BatchNorm
+    statistics so that thresholds, flips (gamma < 0) and constant channels (gamma = 0) occur."""
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    model.train()
+    for _ in range(steps):
+        x = torch.rand(32, *shape) * 2 - 1
+        loss = nn.functional.cross_entropy(model(x), torch.randint(0, 10, (32,)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+                m.running_mean.uniform_(-5, 5)
+                m.running_var.uniform_(0.5, 20)
+                m.weight.uniform_(-1, 1)
+                m.bias.uniform_(-1, 1)
+                m.weight[0] = 0.0
+    model.eval()
+
+
+def export(model: nn.Module, shape: tuple[int, ...], path: Path) -> Path:
+    export_qonnx(model, torch.randn(1, *shape), str(path))
+    return path

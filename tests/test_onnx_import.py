@@ -1,0 +1,134 @@
+"""QONNX -> bundle: Brevitas-exported nets (FINN's SFC and CNV patterns, W1A1 and W1A2, a
+binarized input) folded into bundles whose golden classes equal ``qonnx``'s executor's on every
+image and whose scores are one ``P * s + R`` of the executor's; hwqnn's own graphs round-trip to
+the identical bundle; what cannot be exact is refused, naming the node."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hwqnn import bundle as B  # noqa: N812
+from hwqnn import golden
+from hwqnn.arch import parse_arch
+from hwqnn.cli import main
+from hwqnn.layers import matrix_of
+from hwqnn.onnxio.export import save_onnx, to_model
+from hwqnn.onnxio.importer import UnrepresentableGraphError, import_qonnx
+from hwqnn.onnxio.run import execute
+from hwqnn.randnet import random_bundle, random_codes, random_net, with_input_thresholds
+
+pytest.importorskip("qonnx")
+bn = pytest.importorskip("tests.brevitas_nets")
+
+SCALE, BIAS = 2 / 255, -1.0  # the graphs take pixels scaled to [-1, 1]
+
+
+def _executor(path: Path, batch: int) -> object:
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.change_batchsize import ChangeBatchSize
+    from qonnx.util.cleanup import cleanup_model
+
+    return cleanup_model(ModelWrapper(str(path)).transform(ChangeBatchSize(batch)))
+
+
+def _agrees(path: Path, n: int = 300) -> B.Bundle:
+    r = import_qonnx(path, SCALE, BIAS)
+    x = random_codes(n, n, r.bundle.in_features)
+    z = execute(_executor(path, 100), x, SCALE, BIAS)
+    s = golden.scores(r.bundle, x)
+    # the executor's float scores are P * s + R: read back as integers, every score is ours
+    np.testing.assert_array_equal(np.rint((z - r.score_bias) / r.score_scale), s)
+    top = s == s.max(axis=1, keepdims=True)  # its class is one of golden's top classes (float
+    assert top[np.arange(n), z.argmax(1)].all()  # sums may order tied scores differently)
+    assert len(np.unique(s)) > 3  # scores that vary: a real test of the folding
+    return r.bundle
+
+
+@pytest.mark.parametrize(
+    ("make", "shape", "arch"),
+    [
+        (lambda: bn.SFC(), (1, 8, 8), "64(8b>1b)-32(1b)-32(1b)-10 w1"),
+        (lambda: bn.SFC(a_bits=2), (1, 8, 8), "64(8b>1b)-32(2b)-32(1b)-10 w1"),
+        (lambda: bn.CNV(), (1, 12, 12), "144(8b>1b)-8c3(1b)-mp2-16c3(1b)-10 w1"),
+        (lambda: bn.CNV(channels=3), (3, 12, 12), "432(8b>1b)-8c3(1b)-mp2-16c3(1b)-10 w1"),
+    ],
+    ids=["sfc-w1a1", "sfc-w1a2", "cnv-w1a1", "cnv-rgb"],
+)
+def test_brevitas_nets_import_exactly(
+    tmp_path: Path, make: object, shape: tuple, arch: str
+) -> None:
+    import torch
+
+    torch.manual_seed(len(arch))
+    model = make()  # type: ignore[operator]
+    bn.train_a_little(model, shape)
+    b = _agrees(bn.export(model, shape, tmp_path / "m.onnx"))
+    assert b.arch() == arch
+    assert b.quant.thresholds is not None and b.quant.thresholds.tolist() == [[128]]  # x >= 127.5
+    mats = [m for m in map(matrix_of, b.layers) if m is not None and m.flip is not None]
+    assert any(m.flip.any() for m in mats)  # gamma < 0 became flips
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: bn.SFC(w2_bits=2), r"node Gemm_1 \(Gemm\): a weight of 0 is not an odd level"),
+        (lambda: bn.SFC(last_act_bits=2),
+         r"node Gemm_2 \(Gemm\): the classes' scores differ by a per-class scale or offset"),
+    ],
+    ids=["w2-int-weights", "unsigned-acts-into-scores"],
+)  # fmt: skip
+def test_what_cannot_be_exact_is_refused_by_node(
+    tmp_path: Path, make: object, message: str
+) -> None:
+    model = make()  # type: ignore[operator]
+    bn.train_a_little(model, (1, 8, 8), steps=1)
+    path = bn.export(model, (1, 8, 8), tmp_path / "m.onnx")
+    with pytest.raises(UnrepresentableGraphError, match=message):
+        import_qonnx(path)
+
+
+ROUND_TRIP = [
+    pytest.param(lambda: random_bundle(1, 40, (17, 9), 4), id="dense-8bit"),
+    pytest.param(lambda: random_bundle(3, 40, (17, 9), 4, 2, 2), id="dense-w2a2"),
+    pytest.param(lambda: random_bundle(4, 33, (12,), 3, 4, 4, in_bits=4), id="dense-w4a4-4bit-in"),
+    pytest.param(lambda: with_input_thresholds(random_bundle(2, 40, (17,), 4, in_bits=1), 1),
+                 id="binarized-input"),
+    pytest.param(lambda: random_net(4, parse_arch("cnv:4c3p1-mp2-5c3-fc7", 1, 1), (8, 7, 3), 5,
+                                    in_bits=2), id="conv-pad-pool"),
+    pytest.param(lambda: with_input_thresholds(
+        random_net(5, parse_arch("cnv:4c3s2-mp2s1-fc6", 1, 2), (9, 8, 3), 5, in_bits=2), 3, 3),
+        id="conv-3ch-thresholds"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("make", ROUND_TRIP)
+def test_bundle_round_trips_through_qonnx_identically(make: object) -> None:
+    b = make()  # type: ignore[operator]
+    back = import_qonnx(to_model(b), raw_bits=b.raw_bits).bundle
+    assert back.digest() == b.digest()
+
+
+def test_cli_import_with_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    b = with_input_thresholds(random_bundle(8, 64, (24,), 10, in_bits=1), 2)
+    save_onnx(b, tmp_path / "m.onnx")
+    rc = main(["import", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "b.npz"),
+               "--check", "60", "--data", "synthetic"])  # fmt: skip
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["images"] == res["classes_equal"] == res["scores_equal"] == 60
+    assert B.load(tmp_path / "b.npz").digest() == b.digest()
+
+
+def test_cli_refusal_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bad.onnx").write_bytes(b"not a protobuf")
+    assert main(["import", str(tmp_path / "bad.onnx"), "-o", str(tmp_path / "b.npz")]) == 2
+    assert "bad.onnx: not a readable ONNX model" in capsys.readouterr().err
+    assert main(["import", str(tmp_path / "none.onnx"), "-o", str(tmp_path / "b.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"hwqnn: error: {tmp_path / 'none.onnx'}: no such model file"
+    assert not (tmp_path / "b.npz").exists()
