@@ -2,7 +2,7 @@
 PY ?= .venv/bin/python
 VENV_OK := .venv/.setup-done
 
-.PHONY: setup data demo demo-cnv test test-fast lint bench clean
+.PHONY: setup data demo demo-cnv demo-qonnx test test-fast lint bench clean
 
 setup: $(VENV_OK)
 $(VENV_OK): pyproject.toml setup.py constraints.txt
@@ -17,6 +17,12 @@ demo: setup data
 demo-cnv: setup data
 	.venv/bin/hwqnn flow --arch cnv --out runs/cnv
 
+# Bring your own net: FINN's SFC trained with Brevitas, exported as QONNX, imported, simulated
+demo-qonnx: setup data
+	$(PY) examples/brevitas_sfc.py runs/qonnx/sfc.onnx
+	.venv/bin/hwqnn import runs/qonnx/sfc.onnx -o runs/qonnx/sfc.npz --input-scale 0.00784313725490196 --input-bias -1 --check
+	.venv/bin/hwqnn flow --bundle runs/qonnx/sfc.npz --out runs/qonnx
+
 test: setup data
 	$(PY) -m pytest -q -m "not slow" && $(PY) -m pytest -q -m slow
 
@@ -24,7 +30,7 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
 lint: setup
-	.venv/bin/ruff check hwqnn tests && .venv/bin/ruff format --check hwqnn tests && .venv/bin/mypy hwqnn
+	.venv/bin/ruff check hwqnn tests examples && .venv/bin/ruff format --check hwqnn tests examples && .venv/bin/mypy hwqnn
 
 bench: setup
 	.venv/bin/hwqnn bench golden && .venv/bin/hwqnn bench cpu $(if $(wildcard runs/demo/bundle.npz),--bundle runs/demo/bundle.npz) --json runs/bench/cpu.json && .venv/bin/hwqnn bench gpu && .venv/bin/hwqnn bench synth $(if $(wildcard runs/demo/bundle.npz),--bundle runs/demo/bundle.npz) --json runs/bench/synth.json

@@ -93,6 +93,7 @@ def library() -> ctypes.CDLL:
         "hwqnn_infer": ([P, P, S, P, Int], Int),
         "hwqnn_classify": ([P, P, S, P, Int], Int),
         "hwqnn_forward_layer": ([P, Int, P, S, P, P], Int),
+        "hwqnn_quantize_input": ([P, P, S, P], Int),
         "hwqnn_isa": ([], ctypes.c_char_p),
         "hwqnn_set_isa": ([ctypes.c_char_p], Int),
     }
@@ -211,6 +212,15 @@ class CNet:
             raise HwqnnError(f"hwqnn_classify failed with code {rc}")
         return out.astype(np.int64)
 
+    def quantize_input(self, images: np.ndarray) -> np.ndarray:
+        """Layer 0's codes int64 ``[N, in_features]`` of raw images, by the C library."""
+        x = self._images(images, self.in_features, self.raw_bits)
+        out = np.empty_like(x)
+        rc = self._lib.hwqnn_quantize_input(self._handle(), _ptr(x), x.shape[0], _ptr(out))
+        if rc != 0:
+            raise HwqnnError(f"hwqnn_quantize_input failed with code {rc}")
+        return out.astype(np.int64)
+
     def forward_layer(
         self, layer: int, codes: np.ndarray, width: int, bits: int
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -233,7 +243,7 @@ def trace(bundle: Bundle, images: np.ndarray) -> list[np.ndarray]:
     library's own previous output: what :func:`hwqnn.compare.first_mismatch` takes."""
     outs: list[np.ndarray] = []
     with CNet(bundle) as net:
-        x = np.asarray(images)
+        x = net.quantize_input(images)
         for i, ly in enumerate(bundle.dense("the C library")):
             _, x = net.forward_layer(i, x, ly.in_features, ly.in_bits)
             outs.append(x)

@@ -32,12 +32,12 @@ class SFC(nn.Module):
     """FINN's SFC/LFC shape: a binarized input, dense W1 layers with BatchNorm, binary scores."""
 
     def __init__(self, k: int = 64, hidden: int = 32, classes: int = 10, a_bits: int = 1,
-                 w2_bits: int = 1, last_act_bits: int = 1) -> None:  # fmt: skip
+                 w2_bits: int = 1, last_act_bits: int = 1, in_bits: int = 1) -> None:  # fmt: skip
         super().__init__()
         w2 = (dict(weight_quant=Int8WeightPerTensorFloat, weight_bit_width=w2_bits)
               if w2_bits > 1 else dict(weight_quant=BINARY_W))  # fmt: skip
         self.net = nn.Sequential(
-            bipolar(),
+            bipolar() if in_bits == 1 else qnn.QuantIdentity(act_quant=Uint8ActPerTensorFloat),
             qnn.QuantLinear(k, hidden, bias=False, weight_quant=BINARY_W),
             nn.BatchNorm1d(hidden),
             bipolar() if a_bits == 1 else relu(a_bits),

@@ -180,6 +180,10 @@ def test_quantized_input_equals_golden(kernel: object, channels: int, in_bits: i
     with clib.CNet(b) as net:
         assert net.raw_bits == 8 and net.in_bits == in_bits
         np.testing.assert_array_equal(net.scores(x), golden.scores(b, x))
+    for got, want in zip(clib.trace(b, x), _layers(b, x), strict=True):  # layer by layer
+        np.testing.assert_array_equal(got, want)
+    with clib.CNet(b) as net:
+        np.testing.assert_array_equal(net.quantize_input(x), b.quantize_input(x))
     back = flat.from_bytes(flat.to_bytes(b))
     np.testing.assert_array_equal(golden.scores(back, x), golden.scores(b, x))
     assert back.quant.thresholds is not None and b.quant.thresholds is not None

@@ -142,8 +142,12 @@ def to_model(bundle: Bundle, batch: int = 1) -> object:
         producer_name="hwqnn",
         opset_imports=[oh.make_opsetid("", OPSET), oh.make_opsetid(QONNX_DOMAIN, 1)],
     )
-    oh.set_model_props(proto, {"hwqnn.classes": json.dumps(list(bundle.classes)),
-                               "hwqnn.info": json.dumps(bundle.info, sort_keys=True)})  # fmt: skip
+    props = {
+        "hwqnn.classes": json.dumps(list(bundle.classes)),
+        "hwqnn.info": json.dumps(bundle.info, sort_keys=True),
+        "hwqnn.input_shape": json.dumps(list(bundle.input_shape)),
+    }
+    oh.set_model_props(proto, props)
     model = ModelWrapper(proto)
     model.set_tensor_datatype("global_in", DataType[f"UINT{bundle.raw_bits}"])
     for name, dt in g.dtypes.items():

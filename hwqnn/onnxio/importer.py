@@ -282,13 +282,23 @@ def import_qonnx(
     if classes is None and "hwqnn.classes" in props:
         classes = list(json.loads(props["hwqnn.classes"]))
     info = json.loads(props["hwqnn.info"]) if "hwqnn.info" in props else None
+    shape = json.loads(props.get("hwqnn.input_shape", "null"))
     model = cleanup_model(model.transform(ChangeBatchSize(1)))
     inp = model.graph.input[0]
     in_shape = tuple(int(d) for d in model.get_tensor_shape(inp.name))
     probe = np.zeros(in_shape, np.float32) + np.float32(input_bias)
     ctx = execute_onnx(model, {inp.name: probe}, return_full_exec_context=True)
     rd = _Reader(model, ctx)
-    return _Builder(rd, in_shape, input_scale, input_bias, raw_bits).run(classes, info)
+    result = _Builder(rd, in_shape, input_scale, input_bias, raw_bits).run(classes, info)
+    if isinstance(shape, list) and all(type(d) is int for d in shape):  # the shape hwqnn wrote
+        b = result.bundle
+        named = Bundle(b.layers, tuple(shape), b.classes, b.info, b.input_quant)
+        try:
+            validate(named, "<qonnx>")
+            result.bundle = named
+        except ValueError:
+            pass  # the graph's own shape stands
+    return result
 
 
 class _Builder:

@@ -57,6 +57,10 @@ int hwqnn_infer(const hwqnn_net *net, const uint8_t *pixels, size_t n, int32_t *
 int hwqnn_classify(const hwqnn_net *net, const uint8_t *pixels, size_t n, int32_t *classes,
                    int threads);
 
+/* Layer 0's codes of n raw images (the net's input quantization alone): codes is uint8
+ * [n][in_features]. */
+int hwqnn_quantize_input(const hwqnn_net *net, const uint8_t *pixels, size_t n, uint8_t *codes);
+
 /* One layer alone, for locating a disagreement: codes is uint8 [n][in] (layer 0: its codes, after
  * the input quantization), acc is int64 [n][out],
  * out is int32 [n][out]: the output codes (hidden layer) or the scores (last layer). */

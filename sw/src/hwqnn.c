@@ -821,6 +821,19 @@ int hwqnn_classify(const hwqnn_net *net, const uint8_t *pixels, size_t n, int32_
     return rc;
 }
 
+int hwqnn_quantize_input(const hwqnn_net *net, const uint8_t *pixels, size_t n, uint8_t *codes) {
+    if (!net || (n && (!pixels || !codes))) return HWQNN_EARG;
+    size_t in = net->layers[0].in;
+    if (!codes_ok(pixels, n * in, net->raw_bits)) return HWQNN_EARG;
+    for (size_t i = 0; i < n; i++) {
+        if (net->in_channels)
+            quantize_input(net, pixels + i * in, codes + i * in);
+        else
+            memcpy(codes + i * in, pixels + i * in, in);
+    }
+    return HWQNN_OK;
+}
+
 int hwqnn_forward_layer(const hwqnn_net *net, int layer, const uint8_t *codes, size_t n,
                         int64_t *acc, int32_t *out) {
     if (!net || layer < 0 || (uint32_t)layer >= net->n_layers) return HWQNN_EARG;
