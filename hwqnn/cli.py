@@ -272,6 +272,15 @@ def _add_sim_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--build-dir", default=None, help="where to build (default: build/sim/<hash>)")
 
 
+def _add_qonnx_check(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--check", type=int, nargs="?", const=0, default=None, metavar="N",
+        help=f"run N test images (none given: all) through the graph with qonnx's executor and "
+        f"compare {what} with the golden model",
+    )  # fmt: skip
+    _add_data(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="hwqnn",
@@ -313,12 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("export-onnx", cmd_export_onnx, "write a bundle as a QONNX graph (for FINN, qonnx)")
     p.add_argument("bundle")
     p.add_argument("-o", "--output", required=True, help="model path (.onnx)")
-    p.add_argument(
-        "--check", type=int, nargs="?", const=0, default=None, metavar="N",
-        help="run N test images (none given: all) through qonnx's executor and compare every "
-        "score with the golden model",
-    )  # fmt: skip
-    _add_data(p)
+    _add_qonnx_check(p, "every score")
 
     p = add("import", cmd_import, "fold a QONNX graph (Brevitas, FINN) exactly into a bundle")
     p.add_argument("model", help="a QONNX .onnx file")
@@ -328,12 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "scaled to [-1, 1]; default: raw pixels)")  # fmt: skip
     p.add_argument("--input-bias", type=float, default=0.0)
     p.add_argument("--raw-bits", type=int, default=8, help="bits of a raw input value")
-    p.add_argument(
-        "--check", type=int, nargs="?", const=0, default=None, metavar="N",
-        help="run N test images (none given: all) through the graph with qonnx's executor and "
-        "compare classes and scores with the golden model",
-    )  # fmt: skip
-    _add_data(p)
+    _add_qonnx_check(p, "its classes and scores")
 
     p = add("golden", cmd_golden, "run the golden model on the test set and report accuracy")
     p.add_argument("bundle")

@@ -544,7 +544,7 @@ class _Builder:
 
     def _fold(self, st: _Stage, wnode: Any, a: np.ndarray, b: np.ndarray, ck: int, rows: int,
               lv: Levels, spatial: bool) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        codes = np.zeros((ck + 1, rows), np.int64)
+        codes = np.zeros((ck + 1, rows), np.int16)  # codes < 256; a signed diff below
         for start in range(0, ck + 1, CHUNK):
             acc = np.arange(start, min(ck + 1, start + CHUNK))
             s = (2 * acc - ck).astype(np.float64)
