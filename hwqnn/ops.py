@@ -12,7 +12,9 @@ max-reduce per max-pool), per frame; a convolution's counts are its matrix's tim
 * ``adds``: adder-tree additions (``SIMD - 1`` per PE per issue, widths as built) plus one
   accumulate per PE per issue; ``add_bits`` weights each by its width;
 * ``compares``: threshold compares, ``PE * NF * (2**k - 1)``, of the accumulator's width; a
-  max-pool's code compares, ``positions * channels * (k*k - 1)``, of the code's width;
+  max-pool's code compares, ``positions * channels * (k*k - 1)``, of the code's width; layer 0
+  also counts the input front end's compares of raw values (:mod:`hwqnn.hw.inputq`: one per
+  element and threshold strictly between 0 and ``2**raw_bits``), of the raw value's width;
 * ``weight_bits_read``: ``PE * SIMD * w_bits`` per issue; ``act_bits_read``: ``SIMD * in_bits``
   per issue from the input buffer.
 
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -127,7 +129,19 @@ def layer_ops(bundle: Bundle, folds: list[LayerFold], axis_bits: int = 64) -> li
                 macs=v * ly.out_features * ly.in_features,
             )
         )
-    return out
+    return _with_input_compares(out, bundle)
+
+
+def _with_input_compares(ops: list[LayerOps], bundle: Bundle) -> list[LayerOps]:
+    """Layer 0's counts plus the input front end's comparators (none for an identity input)."""
+    q = bundle.quant
+    if q.thresholds is None or not ops:
+        return ops
+    live = (q.thresholds > 0) & (q.thresholds < 2**q.raw_bits)  # the comparators built
+    cmp = int(live.sum()) * (bundle.in_features // q.channels)  # channels divide the input
+    first = ops[0]
+    bits = first.compare_bits + cmp * q.raw_bits
+    return [replace(first, compares=first.compares + cmp, compare_bits=bits), *ops[1:]]
 
 
 def energy(ops: list[LayerOps], bundle: Bundle) -> dict[str, Any]:

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from hwqnn.bundle import InputQuant
 from hwqnn.hw.adder_tree import tree_depth
 from hwqnn.hw.folding import LayerFold
 from hwqnn.ops import _tree_add_bits, energy_table, layer_ops, memory_pj_per_bit, summarize
@@ -43,3 +46,19 @@ def test_summary_and_chart(tmp_path: Path) -> None:
     assert res["energy"]["ratio_float32_to_binary"] > 1
     assert "| total |" in res["table_md"]
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_input_front_end_compares_count_on_layer_0() -> None:
+    """8-bit pixels through one 128 threshold: one comparator per input element; thresholds
+    that are always or never met build none."""
+    b = random_bundle(0, 64, (32,), 4, in_bits=2)
+    folds = [LayerFold(4, 16), LayerFold(2, 8)]
+    base = layer_ops(b, folds)
+    q = replace(b, input_quant=InputQuant(8, 2, np.array([[0, 128, 256]], np.int64)))
+    got = layer_ops(q, folds)
+    assert got[0].compares == base[0].compares + 64
+    assert got[0].compare_bits == base[0].compare_bits + 64 * 8
+    assert got[1:] == base[1:]
+    t4 = np.array([[1, 2, 3], [0, 5, 256], [9, 9, 9], [0, 0, 256]])  # 3 + 1 + 3 + 0 built
+    four = replace(q, input_quant=InputQuant(8, 2, t4), input_shape=(4, 4, 4))
+    assert layer_ops(four, folds)[0].compares == base[0].compares + 16 * 7
