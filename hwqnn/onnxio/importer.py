@@ -248,6 +248,14 @@ def _thresholds(codes: np.ndarray, node: Any) -> tuple[np.ndarray, np.ndarray]:
     return seq, flip
 
 
+def _first_reaching(seq: np.ndarray, levels: int) -> np.ndarray:
+    """Thresholds int64 ``[C, levels]`` of non-decreasing codes ``seq [positions, C]``: per
+    channel, the first position whose code is at least ``i + 1`` (``positions`` if none)."""
+    return np.array(
+        [np.searchsorted(col, np.arange(1, levels + 1), side="left") for col in seq.T], np.int64
+    ).reshape(seq.shape[1], levels)
+
+
 @dataclass
 class ImportResult:
     bundle: Bundle
@@ -347,16 +355,7 @@ class _Builder:
             raise _refuse(quantizer, "the input's codes decrease as the raw value grows")
         if lv.bits == self.raw_bits and (codes == raw[:, None]).all():
             return InputQuant.identity(self.raw_bits), lv
-        t = np.array(
-            [
-                [
-                    int(np.argmax(codes[:, c] >= i + 1)) if codes[-1, c] >= i + 1 else n_raw
-                    for i in range(2**lv.bits - 1)
-                ]
-                for c in range(chans)
-            ],
-            np.int64,
-        )
+        t = _first_reaching(codes, 2**lv.bits - 1)  # n_raw: never reached
         if (t == t[0]).all():
             t = t[:1]
         return InputQuant(self.raw_bits, lv.bits, t), lv
@@ -561,10 +560,7 @@ class _Builder:
         seq, flip = _thresholds(codes, st.nodes[-1])
         flip = np.where(const, falling, flip).astype(np.uint8)
         seq = np.where(const[None, :], codes, seq)
-        n = 2**lv.bits - 1
-        thr = np.array([[int(np.argmax(seq[:, o] >= i + 1)) if seq[-1, o] >= i + 1 else ck + 1
-                         for i in range(n)] for o in range(rows)], np.int64)  # fmt: skip
-        return thr, flip
+        return _first_reaching(seq, 2**lv.bits - 1), flip  # ck + 1: never reached
 
     def _scores(self, st: _Stage, wnode: Any, a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
         if st.pool is not None:
