@@ -30,7 +30,7 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
 lint: setup
-	.venv/bin/ruff check hwqnn tests examples && .venv/bin/ruff format --check hwqnn tests examples && .venv/bin/mypy hwqnn
+	.venv/bin/ruff check hwqnn tests examples scripts && .venv/bin/ruff format --check hwqnn tests examples scripts && .venv/bin/mypy hwqnn
 
 bench: setup
 	.venv/bin/hwqnn bench golden && .venv/bin/hwqnn bench cpu $(if $(wildcard runs/demo/bundle.npz),--bundle runs/demo/bundle.npz) --json runs/bench/cpu.json && .venv/bin/hwqnn bench gpu && .venv/bin/hwqnn bench synth $(if $(wildcard runs/demo/bundle.npz),--bundle runs/demo/bundle.npz) --json runs/bench/synth.json

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from hwqnn.errors import InputError
 from hwqnn.layers.conv import MAX_KERNEL, MAX_STRIDE, Window
 
 MAX_HIDDEN = 64  # hidden layers in an --arch (a bundle holds at most 256 layers)
@@ -73,7 +74,7 @@ class Arch:
             pad = f.pad if isinstance(f, Conv) else 0
             win = Window(h, w, c, f.kernel, f.stride, pad)
             if h + 2 * pad < f.kernel or w + 2 * pad < f.kernel:
-                raise ValueError(
+                raise InputError(
                     f"{self.spec}: layer {i} ({f.token}) needs at least {f.kernel}x{f.kernel} "
                     f"inputs, it gets {h}x{w}"
                 )
@@ -97,13 +98,13 @@ def image_shape(input_shape: tuple[int, ...]) -> tuple[int, int, int]:
         return (input_shape[0], input_shape[1], 1)
     if len(input_shape) == 3:
         return (input_shape[0], input_shape[1], input_shape[2])
-    raise ValueError(f"a conv net needs image-shaped input, not shape {list(input_shape)}")
+    raise InputError(f"a conv net needs image-shaped input, not shape {list(input_shape)}")
 
 
 def _bits(w_bits: int, a_bits: int) -> None:
     for name, b in (("weight", w_bits), ("activation", a_bits)):
         if b not in (1, 2, 4):
-            raise ValueError(f"{name} bits must be 1, 2 or 4, not {b!r}")
+            raise InputError(f"{name} bits must be 1, 2 or 4, not {b!r}")
 
 
 def _feature(tok: str, spec: str) -> Feature:
@@ -112,9 +113,9 @@ def _feature(tok: str, spec: str) -> Feature:
         out, k = int(m.group(1)), int(m.group(2))
         s, p = int(m.group(3) or 1), int(m.group(4) or 0)
         if not 1 <= out <= MAX_WIDTH:
-            raise ValueError(f"channels must be in 1..{MAX_WIDTH} in {spec!r} ({tok})")
+            raise InputError(f"channels must be in 1..{MAX_WIDTH} in {spec!r} ({tok})")
         if not (1 <= k <= MAX_KERNEL and 1 <= s <= MAX_STRIDE and 0 <= p < k):
-            raise ValueError(
+            raise InputError(
                 f"{tok!r} in {spec!r}: kernel 1..{MAX_KERNEL}, stride 1..{MAX_STRIDE}, padding "
                 "below the kernel"
             )
@@ -124,9 +125,9 @@ def _feature(tok: str, spec: str) -> Feature:
         k = int(m.group(1))
         s = int(m.group(2) or k)
         if not (1 <= k <= MAX_KERNEL and 1 <= s <= MAX_STRIDE):
-            raise ValueError(f"{tok!r} in {spec!r}: kernel 1..{MAX_KERNEL}, stride 1..{MAX_STRIDE}")
+            raise InputError(f"{tok!r} in {spec!r}: kernel 1..{MAX_KERNEL}, stride 1..{MAX_STRIDE}")
         return Pool(k, s)
-    raise ValueError(f"{tok!r} in {spec!r} is not a layer: use e.g. 64c3, 64c3s2p1, mp2 or fc256")
+    raise InputError(f"{tok!r} in {spec!r} is not a layer: use e.g. 64c3, 64c3s2p1, mp2 or fc256")
 
 
 def parse_arch(spec: str, w_bits: int = 1, a_bits: int = 1) -> Arch:
@@ -137,37 +138,37 @@ def parse_arch(spec: str, w_bits: int = 1, a_bits: int = 1) -> Arch:
     if spec.startswith("cnv:"):
         toks = spec[4:].split("-")
         if not 1 <= len(toks) <= MAX_HIDDEN:
-            raise ValueError(f"{spec!r} must have 1..{MAX_HIDDEN} layers")
+            raise InputError(f"{spec!r} must have 1..{MAX_HIDDEN} layers")
         features: list[Feature] = []
         hidden: list[int] = []
         for tok in toks:
             m = re.fullmatch(r"fc(\d+)", tok)
             if m:
                 if not 1 <= int(m.group(1)) <= MAX_WIDTH:
-                    raise ValueError(f"layer widths must be in 1..{MAX_WIDTH} in {spec!r}")
+                    raise InputError(f"layer widths must be in 1..{MAX_WIDTH} in {spec!r}")
                 hidden.append(int(m.group(1)))
             elif hidden:
-                raise ValueError(f"{tok!r} in {spec!r}: convolutions and pooling come before fc")
+                raise InputError(f"{tok!r} in {spec!r}: convolutions and pooling come before fc")
             else:
                 features.append(_feature(tok, spec))
         if not any(isinstance(f, Conv) for f in features):
-            raise ValueError(f"{spec!r} has no convolution (write mlp:... for a dense net)")
+            raise InputError(f"{spec!r} has no convolution (write mlp:... for a dense net)")
         return Arch(tuple(hidden), w_bits, a_bits, tuple(features))
     m = re.fullmatch(r"mlp:(\d+)x(\d+)", spec) or re.fullmatch(r"mlp:(\d+(?:-\d+)*)", spec)
     if not m:
-        raise ValueError(
+        raise InputError(
             f"architecture must look like 'mlp:256x3', 'mlp:256-128-64', 'cnv' or "
             f"'cnv:64c3-mp2-fc256', not {spec!r}"[:200]
         )
     if "x" in spec:
         count = int(m.group(2))
         if not 1 <= count <= MAX_HIDDEN:
-            raise ValueError(f"the layer count in {spec!r} must be in 1..{MAX_HIDDEN}")
+            raise InputError(f"the layer count in {spec!r} must be in 1..{MAX_HIDDEN}")
         hidden_t = (int(m.group(1)),) * count
     else:
         hidden_t = tuple(int(v) for v in m.group(1).split("-"))
         if len(hidden_t) > MAX_HIDDEN:
-            raise ValueError(f"{spec!r} has more than {MAX_HIDDEN} hidden layers")
+            raise InputError(f"{spec!r} has more than {MAX_HIDDEN} hidden layers")
     if any(not 1 <= h <= MAX_WIDTH for h in hidden_t):
-        raise ValueError(f"layer widths must be in 1..{MAX_WIDTH} in {spec!r}")
+        raise InputError(f"layer widths must be in 1..{MAX_WIDTH} in {spec!r}")
     return Arch(hidden_t, w_bits, a_bits)

@@ -26,6 +26,7 @@ import numpy as np
 
 from hwqnn.atomic import write_json
 from hwqnn.bundle import Bundle, make_layer
+from hwqnn.errors import InputError
 from hwqnn.randnet import random_layer_params
 
 BATCHES = (1, 64, 256, 1024, 4096)
@@ -344,7 +345,7 @@ def synth(
 
     known = [n[0] for n in SYNTH_NETS] + [n[0] for n in SYNTH_CONV_NETS]
     if only is not None and not set(only) <= set(known):
-        raise ValueError(f"unknown reference net in {','.join(only)}: known are {known}")
+        raise InputError(f"unknown reference net in {','.join(only)}: known are {known}")
     dense = SYNTH_NETS[: 1 if quick else None]
     conv = SYNTH_CONV_NETS[: 1 if quick else None]
     if only is not None:

@@ -118,6 +118,7 @@ import numpy as np
 
 from hwqnn import atomic, npzread
 from hwqnn.bundle_schema import SCHEMA, check, refuse
+from hwqnn.errors import InputError
 from hwqnn.layers import KINDS, NetLayer, check_chain, input_fits, size
 from hwqnn.layers.dense import Layer
 from hwqnn.layers.inputq import InputQuant, image_channels
@@ -156,11 +157,11 @@ __all__ = [
 ]
 
 
-class BundleError(ValueError):
+class BundleError(InputError):
     """A bundle file is missing, corrupt, foreign or inconsistent. The message names the field."""
 
 
-class UnsupportedKindError(ValueError):
+class UnsupportedKindError(InputError):
     """A valid bundle holds a layer kind that this consumer does not run (yet)."""
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from hwqnn import flat
 from hwqnn.bundle import Bundle, BundleError
-from hwqnn.errors import HwqnnError
+from hwqnn.errors import HwqnnError, InputError
 
 SW_DIR = Path(__file__).resolve().parent.parent / "sw"
 SOURCES = ("src/hwqnn.c", "include/hwqnn.h")
@@ -113,7 +113,7 @@ def isa() -> str:
 def set_isa(name: str | None) -> None:
     """Choose the kernel by name (``None``: the best this CPU has). ValueError if unsupported."""
     if library().hwqnn_set_isa(None if name is None else name.encode()) != 0:
-        raise ValueError(f"kernel {name!r} is not available on this CPU (have: {available()})")
+        raise InputError(f"kernel {name!r} is not available on this CPU (have: {available()})")
 
 
 def available() -> list[str]:
@@ -177,15 +177,15 @@ class CNet:
 
     def _handle(self) -> int:
         if self._h is None:
-            raise ValueError("this CNet is closed")
+            raise InputError("this CNet is closed")
         return self._h
 
     def _images(self, images: np.ndarray, width: int, bits: int) -> np.ndarray:
         x = np.asarray(images)
         if x.ndim != 2 or x.shape[1] != width:
-            raise ValueError(f"input must have shape [N, {width}], not {x.shape}")
+            raise InputError(f"input must have shape [N, {width}], not {x.shape}")
         if x.size and (x.min() < 0 or x.max() >= 2**bits):
-            raise ValueError(f"input values must lie in 0..{2**bits - 1}")
+            raise InputError(f"input values must lie in 0..{2**bits - 1}")
         return np.ascontiguousarray(x, dtype=np.uint8)
 
     def scores(self, images: np.ndarray, threads: int = 0) -> np.ndarray:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hwqnn.errors import InputError
+
 
 @dataclass(frozen=True)
 class Mismatch:
@@ -38,7 +40,7 @@ def first_mismatch(
             diffs.append(None)
             continue
         if g.shape != o.shape:
-            raise ValueError(f"shapes differ: golden {g.shape}, other {o.shape}")
+            raise InputError(f"shapes differ: golden {g.shape}, other {o.shape}")
         d = g != o
         diffs.append(d)
         bad_images.update(np.flatnonzero(d.any(axis=1)).tolist())

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from hwqnn.errors import HwqnnError, InputError
+
 DEFAULT_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = (
     "t-shirt/top",
@@ -44,7 +46,7 @@ _SPLIT_FILES = {
 }
 
 
-class DataError(FileNotFoundError):
+class DataError(HwqnnError, FileNotFoundError):
     """A dataset file is missing or malformed; the message names the path."""
 
 
@@ -147,7 +149,7 @@ def load_idx_split(
     """Load the ``train`` or ``test`` split of an MNIST-format IDX dataset from ``data_dir``."""
     data_dir = Path(data_dir)
     if split not in _SPLIT_FILES:
-        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+        raise InputError(f"split must be 'train' or 'test', not {split!r}")
     img_path, lbl_path = (_find(data_dir, s) for s in _SPLIT_FILES[split])
     images = read_idx(img_path)
     labels = read_idx(lbl_path)
@@ -212,7 +214,7 @@ def load_cifar10_split(data_dir: str | os.PathLike[str], split: str = "train") -
     in its binary format; class names from ``batches.meta.txt`` when it is there."""
     data_dir = Path(data_dir)
     if split not in _CIFAR_FILES:
-        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+        raise InputError(f"split must be 'train' or 'test', not {split!r}")
     parts = []
     for name in _CIFAR_FILES[split]:
         if not (data_dir / name).is_file():

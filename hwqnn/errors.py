@@ -1,17 +1,32 @@
-"""The exceptions that mean "bad input" or "a tool cannot do this" (shown to a user as one line,
-exit status 2).
+"""hwqnn's exceptions: one root, :class:`HwqnnError`, that the CLI shows as one line with exit
+status 2 (bad input, or a tool that cannot do what was asked); anything else is a bug and prints
+as an ``internal error`` (exit status 1).
 
-Every stage raises a subclass of ``ValueError`` (bad content: a corrupt bundle, a wrong shape,
-an impossible folding), ``OSError`` (a missing dataset, an unwritable directory) or
-:class:`HwqnnError` (a missing or failing external tool) with a message that names the file and
-the field.
+The subclasses keep a standard second base where callers catch by it: bad content (a corrupt
+bundle, a wrong shape, an impossible folding) is also a ``ValueError``, a missing dataset also a
+``FileNotFoundError``, a simulator failure also a ``RuntimeError``. Every message names the file
+and the field, or quotes the tool's own words.
 """
 
 from __future__ import annotations
 
 
 class HwqnnError(Exception):
-    """The root of hwqnn's own errors that are not about bad content or files."""
+    """The root of hwqnn's own errors."""
 
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, HwqnnError)
+class InputError(HwqnnError, ValueError):
+    """Bad content: an argument, a file's field, a shape or a value out of range."""
+
+
+class ToolError(HwqnnError, RuntimeError):
+    """An external tool (Verilator, cocotb, a compiler) failed or is missing; the message
+    carries the tool's own words."""
+
+
+class MismatchError(HwqnnError, RuntimeError):
+    """Two implementations that must agree bit for bit do not; the message names the first
+    difference."""
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = (HwqnnError, OSError)

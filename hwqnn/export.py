@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from hwqnn.bundle import Bundle, Layer, make_layer
+from hwqnn.errors import InputError
 from hwqnn.fold import CodeFn, FoldError, fold_thresholds
 from hwqnn.layers import Conv2d, MaxPool2d, NetLayer
 from hwqnn.model import QuantConv2d, QuantDense, QuantNet, QuantPool
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 FLOAT32_EXACT = 2**24  # integers up to this are exact in float32
 
 
-class ExportError(ValueError):
+class ExportError(InputError):
     """The model holds something a bundle cannot represent exactly; the message names the layer."""
 
 

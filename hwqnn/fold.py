@@ -20,8 +20,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from hwqnn.errors import InputError
 
-class FoldError(ValueError):
+
+class FoldError(InputError):
     """A layer's activation cannot be represented exactly by thresholds."""
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hwqnn.bundle import Bundle, Layer, NetLayer
+from hwqnn.errors import InputError
 
 
 @dataclass
@@ -47,7 +48,7 @@ def run(bundle: Bundle, images: np.ndarray, batch: int = 256, keep: bool = True)
     intermediates of a whole test set run to gigabytes)."""
     images = np.asarray(images)
     if images.ndim != 2 or images.shape[1] != bundle.in_features:
-        raise ValueError(f"images must have shape [N, {bundle.in_features}], not {images.shape}")
+        raise InputError(f"images must have shape [N, {bundle.in_features}], not {images.shape}")
     n_layers = len(bundle.layers)
     accs: list[list[np.ndarray]] = [[] for _ in range(n_layers)]
     outs: list[list[np.ndarray]] = [[] for _ in range(n_layers)]

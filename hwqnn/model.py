@@ -41,6 +41,7 @@ from hwqnn.arch import (
     image_shape,
     parse_arch,
 )
+from hwqnn.errors import InputError
 from hwqnn.layers.conv import Window
 from hwqnn.quant import quantize_code, quantize_level
 
@@ -176,7 +177,7 @@ class QuantNet(nn.Module):
         in_bits, a = INPUT_BITS, arch.a_bits
         if arch.features:
             if image is None or image[0] * image[1] * image[2] != in_features:
-                raise ValueError(f"{arch.spec}: needs the input image shape, not {image}")
+                raise InputError(f"{arch.spec}: needs the input image shape, not {image}")
             for f, win in zip(arch.features, arch.windows(image), strict=True):
                 if isinstance(f, Conv):
                     layers.append(QuantConv2d(win, f.out, in_bits, arch.w_bits, a))
@@ -276,7 +277,7 @@ class FloatNet(nn.Module):
         mods: list[nn.Module] = []
         if arch.features:
             if image is None:
-                raise ValueError(f"{arch.spec}: needs the input image shape")
+                raise InputError(f"{arch.spec}: needs the input image shape")
             for f, win in zip(arch.features, arch.windows(image), strict=True):
                 if isinstance(f, Conv):
                     conv = nn.Conv2d(win.channels, f.out, f.kernel, f.stride, f.pad, bias=False)
@@ -313,4 +314,4 @@ def build(
         return QuantNet(in_features, classes, arch, image)
     if kind == "float":
         return FloatNet(in_features, classes, arch, image)
-    raise ValueError(f"model kind must be 'quant' or 'float', not {kind!r}")
+    raise InputError(f"model kind must be 'quant' or 'float', not {kind!r}")

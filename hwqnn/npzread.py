@@ -28,6 +28,8 @@ from typing import IO, Any, NoReturn
 
 import numpy as np
 
+from hwqnn.errors import InputError
+
 MAX_META_CHARS = 1 << 20  # JSON text of meta
 MAX_JSON_DEPTH = 64
 MAX_DEFLATE_RATIO = 64  # a real bundle's members compress far less than this
@@ -135,7 +137,7 @@ def _depth(text: str) -> int:
 
 
 def _no_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not JSON")
+    raise InputError(f"{name} is not JSON")
 
 
 def read_meta(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], fail: Fail) -> Any:

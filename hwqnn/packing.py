@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hwqnn.errors import InputError
+
 WORD_BITS = 64
 
 
@@ -30,7 +32,7 @@ def to_planes(codes: np.ndarray, bits: int) -> np.ndarray:
     """Split ``codes[..., K]`` into bit-planes ``[..., bits, K]`` of 0/1 (plane n = bit n)."""
     c = np.asarray(codes)
     if c.size and (c.min() < 0 or c.max() >= 2**bits):
-        raise ValueError(f"codes must lie in 0..{2**bits - 1} for {bits}-bit values")
+        raise InputError(f"codes must lie in 0..{2**bits - 1} for {bits}-bit values")
     c = c.astype(np.uint16)
     shifts = np.arange(bits, dtype=np.uint16).reshape((bits, 1))
     return ((c[..., None, :] >> shifts) & 1).astype(np.uint8)

@@ -19,6 +19,7 @@ from hwqnn import golden
 from hwqnn.atomic import write_bytes, write_json
 from hwqnn.compare import first_mismatch
 from hwqnn.data import Split, load_dataset
+from hwqnn.errors import InputError, MismatchError
 
 log = logging.getLogger(__name__)
 VERIFY_BATCH = 500  # images compared at a time, every layer kept (a ConvNet's are large)
@@ -80,7 +81,7 @@ def export_stage(checkpoint: Path, output: Path) -> bundle_io.Bundle:
 
     model, meta = load_checkpoint(checkpoint)
     if not isinstance(model, QuantNet):
-        raise ValueError(f"{checkpoint}: a float model cannot be exported (train without float)")
+        raise InputError(f"{checkpoint}: a float model cannot be exported (train without float)")
     info = {"source": str(checkpoint), "data": meta.get("data"), "arch": model.arch.spec}
     b = export_model(model, tuple(meta["input_shape"]), tuple(meta["classes"]), info)
     bundle_io.save(b, output)
@@ -96,7 +97,7 @@ def test_set(
     if test.channel_major and tuple(b.input_shape) == (*test.shape[1:], test.shape[0]):  # HWC
         test = test.hwc()
     if test.images.shape[1] != b.in_features:
-        raise ValueError(
+        raise InputError(
             f"{where}: field 'meta.input.shape': the network takes {b.in_features} inputs, the "
             f"dataset {data or 'fashion-mnist'} has {test.images.shape[1]} per image"
         )
@@ -115,7 +116,7 @@ def verify_torch_stage(
     b = bundle_io.load(bundle_path)
     model, _ = load_checkpoint(checkpoint)
     if not isinstance(model, QuantNet):
-        raise ValueError(f"{checkpoint}: not a quantized model")
+        raise InputError(f"{checkpoint}: not a quantized model")
     test = test_set(b, bundle_path, data, n)
     bad, mm, t_right, g_right = 0, None, 0, 0
     for start in range(0, len(test), VERIFY_BATCH):  # bounded memory for ConvNets
@@ -328,7 +329,7 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
                         bundle_path, out / "train" / "model.pt", args.data, None
                     )
                     if torch_check["mismatches"]:
-                        raise RuntimeError(
+                        raise MismatchError(
                             f"torch and golden disagree: {torch_check['first_mismatch']}"
                         )
                 b = bundle_io.load(bundle_path)
@@ -337,7 +338,7 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
             elif stage == "C==golden":
                 c_check = _c_or_skipped(b, test.images, test.labels)
                 if c_check.get("mismatches"):
-                    raise RuntimeError(
+                    raise MismatchError(
                         f"the C library and golden disagree: {c_check['first_mismatch']}"
                     )
             elif stage == "verilog":
@@ -419,7 +420,7 @@ def ops_stage(bundle_path: Path, sim_json: str | None, chart: str | None, activi
         try:
             sim = json.loads(Path(sim_json).read_text())
         except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"{sim_json}: not a readable sim.json ({e})") from e
+            raise InputError(f"{sim_json}: not a readable sim.json ({e})") from e
         counters, frames, folding = sim.get("counters") or None, sim["images"], sim["folding"]
     folds = parse_folding(",".join(folding), b) if folding else resolve_folding(b, None, None)
     res = summarize(b, folds, counters, frames, chart)
@@ -435,7 +436,7 @@ def ops_stage(bundle_path: Path, sim_json: str | None, chart: str | None, activi
             )
     if activity:
         if not sim_json:
-            raise ValueError("--activity needs --rtl SIM_JSON (it names the RTL to simulate)")
+            raise InputError("--activity needs --rtl SIM_JSON (it names the RTL to simulate)")
         from hwqnn.report import activity_lines
         from hwqnn.sim.activity import measure_activity
 

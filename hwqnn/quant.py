@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from hwqnn.errors import InputError
+
 
 def quantize_code(x: torch.Tensor, bits: int) -> torch.Tensor:
     """The code ``c`` in 0..2**bits-1 of ``x`` (no gradient). Shared by training and export."""
@@ -55,6 +57,6 @@ class _QuantSTE(torch.autograd.Function):
 def quantize_level(x: torch.Tensor, bits: int) -> torch.Tensor:
     """``bits``-bit odd integer level of ``x`` with the straight-through gradient (see module)."""
     if bits not in (1, 2, 4):
-        raise ValueError(f"quantizer bits must be 1, 2 or 4, not {bits!r}")
+        raise InputError(f"quantizer bits must be 1, 2 or 4, not {bits!r}")
     out: torch.Tensor = _QuantSTE.apply(x, bits)
     return out

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from hwqnn.atomic import write_bytes
 from hwqnn.data import Split
+from hwqnn.errors import InputError
 from hwqnn.model import MAX_HIDDEN, MAX_WIDTH, Arch, QuantDense, QuantNet, build, parse_arch
 
 log = logging.getLogger(__name__)
@@ -219,14 +220,14 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, 
             try:
                 arch = parse_arch(a["spec"], a["w_bits"], a["a_bits"])
             except ValueError as e:
-                raise ValueError(f"{path}: field 'arch.spec': {e}") from e
+                raise InputError(f"{path}: field 'arch.spec': {e}") from e
         else:
             arch = Arch(tuple(a["hidden"]), a["w_bits"], a["a_bits"])
         sizes = [*arch.hidden, meta["in_features"], len(meta["classes"])]
         if len(arch.hidden) > MAX_HIDDEN or not all(
             type(v) is int and 1 <= v <= MAX_WIDTH for v in sizes
         ):
-            raise ValueError(
+            raise InputError(
                 f"{path}: field 'arch.hidden': expected 0..{MAX_HIDDEN} layers of 1..{MAX_WIDTH} "
                 "neurons (and such input and class counts)"
             )
@@ -234,11 +235,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, 
         try:
             model = build(payload["kind"], meta["in_features"], len(meta["classes"]), arch, shape)
         except ValueError as e:
-            raise ValueError(f"{path}: field 'arch': {e}") from e
+            raise InputError(f"{path}: field 'arch': {e}") from e
         model.load_state_dict(payload["state"])
     except (KeyError, RuntimeError, TypeError, EOFError, AttributeError, IndexError,
             pickle.UnpicklingError, zipfile.BadZipFile) as e:  # fmt: skip
         first = (str(e).splitlines() or [type(e).__name__])[0][:200]
-        raise ValueError(f"{path}: not a hwqnn checkpoint ({first})") from e
+        raise InputError(f"{path}: not a hwqnn checkpoint ({first})") from e
     model.eval()
     return model, meta

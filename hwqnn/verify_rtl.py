@@ -17,9 +17,10 @@ import numpy as np
 
 from hwqnn import golden
 from hwqnn.bundle import Bundle
+from hwqnn.errors import InputError
 from hwqnn.hw.emit import generate_layer
 from hwqnn.hw.folding import LayerFold, stages
-from hwqnn.sim.runner import run_cocotb, run_harness, unpack_fields
+from hwqnn.sim.runner import SimError, run_cocotb, run_harness, unpack_fields
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +141,9 @@ def verify_rtl(
         sim_s = r["seconds"]
         build_s = time.perf_counter() - t1 - sim_s
     else:
-        raise ValueError(f"engine must be 'cpp' or 'cocotb', not {engine!r}")
+        raise InputError(f"engine must be 'cpp' or 'cocotb', not {engine!r}")
     if scores.shape != trace.scores.shape:
-        raise RuntimeError(f"RTL gave {scores.shape[0]} frames for {len(images)} images")
+        raise SimError(f"RTL gave {scores.shape[0]} frames for {len(images)} images")
     bad = np.flatnonzero((scores != trace.scores).any(axis=1) | (arg != trace.predictions))
     res: dict[str, Any] = {
         "engine": engine,

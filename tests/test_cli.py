@@ -63,3 +63,35 @@ def test_every_subcommand_has_help(cmd: str, capsys: pytest.CaptureFixture[str])
     with pytest.raises(SystemExit) as e:
         main([cmd, "--help"])
     assert e.value.code == 0 and "usage: hwqnn" in capsys.readouterr().out
+
+
+def test_simulator_failure_is_one_user_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Verilator failure is the tool's word to the user (exit 2), not an internal error."""
+    from hwqnn.bundle import save
+    from hwqnn.randnet import random_bundle
+    from hwqnn.sim import runner
+
+    def broken() -> Path:
+        raise runner.SimError("Verilator build failed in b/: %Error: out of memory")
+
+    monkeypatch.setattr(runner, "verilator_root", broken)
+    b = tmp_path / "b.npz"
+    save(random_bundle(1, 64, (8,), 3), b)
+    assert main(["sim", str(b), "-n", "2", "--data", "synthetic", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["hwqnn: error: Verilator build failed in b/: %Error: out of memory"]
+
+
+def test_a_bug_is_not_bad_input(monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """A plain ValueError from deep inside is an internal error (exit 1), not 'bad input'."""
+    import hwqnn.bench
+
+    def bug(*a: object, **k: object) -> int:
+        raise ValueError("operands could not be broadcast together")
+
+    monkeypatch.setattr(hwqnn.bench, "golden_cpu", bug)
+    assert main(["bench", "golden", "--quick"]) == 1
+    assert "internal error: ValueError" in capsys.readouterr().err

@@ -15,6 +15,7 @@ import torch
 
 import hwqnn.gpu  # noqa: F401  (sets TRITON_INTERPRET on machines without CUDA)
 from hwqnn.bundle import Bundle, InputQuant, Layer, NetLayer
+from hwqnn.errors import InputError
 from hwqnn.gpu.kernels import naive_gemm_kernel, xnor_gemm_kernel
 from hwqnn.layers import Conv2d, MaxPool2d, Window
 
@@ -101,7 +102,7 @@ def to_device_layer(ly: NetLayer, device: torch.device) -> DeviceOp:
         return DeviceConv(ly.window, DeviceLayer.from_layer(ly.matrix, device))
     if isinstance(ly, MaxPool2d):
         return DevicePool(ly.window)
-    raise ValueError(f"the GPU path has no {ly.kind!r} layers")
+    raise InputError(f"the GPU path has no {ly.kind!r} layers")
 
 
 def pack_codes(codes: torch.Tensor, bits: int, kw32: int) -> torch.Tensor:
@@ -128,7 +129,7 @@ def layer_gemm(
     n = ly.out_features
     kw = dl.weights.shape[2]
     if acts.shape[1:] != (ly.in_bits, kw):
-        raise ValueError(f"packed inputs must be [M, {ly.in_bits}, {kw}], not {tuple(acts.shape)}")
+        raise InputError(f"packed inputs must be [M, {ly.in_bits}, {kw}], not {tuple(acts.shape)}")
     out = torch.empty((m, n), dtype=torch.int32, device=acts.device)
     hw = acts.is_cuda and not interpreted()
     args = (
@@ -185,10 +186,10 @@ def infer(
     device, the bundle's input quantization included."""
     images = np.asarray(images)
     if images.ndim != 2 or images.shape[1] != bundle.in_features:
-        raise ValueError(f"images must have shape [N, {bundle.in_features}], not {images.shape}")
+        raise InputError(f"images must have shape [N, {bundle.in_features}], not {images.shape}")
     top = 2**bundle.raw_bits - 1
     if images.size and (int(images.min()) < 0 or int(images.max()) > top):
-        raise ValueError(f"input values must be in 0..{top} ({bundle.raw_bits}-bit raw input)")
+        raise InputError(f"input values must be in 0..{top} ({bundle.raw_bits}-bit raw input)")
     dls = layers or to_device(bundle)
     last = dls[-1]
     assert isinstance(last, DeviceLayer)

@@ -19,11 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hwqnn.bundle import Bundle, Layer
+from hwqnn.errors import InputError
 from hwqnn.intmath import ceil_div
 from hwqnn.layers import Window, matrix_of, window_of
 
 
-class FoldingError(ValueError):
+class FoldingError(InputError):
     """A folding that does not fit the network; the message names the layer."""
 
 

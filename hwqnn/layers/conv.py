@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from hwqnn.errors import InputError
 from hwqnn.layers._meta import Fail, int_field, keys
 from hwqnn.layers.dense import (
     MAX_FEATURES,
@@ -204,7 +205,7 @@ class Conv2d:
     def forward(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(acc, out)``, each ``[N, out_size]`` in HWC order."""
         if codes.ndim != 2 or codes.shape[1] != self.in_size:
-            raise ValueError(f"input must have shape [N, {self.in_size}], not {codes.shape}")
+            raise InputError(f"input must have shape [N, {self.in_size}], not {codes.shape}")
         n, p, o = codes.shape[0], self.window.positions, self.out_channels
         step = max(1, CHUNK // max(1, p * self.window.fan_in))
         accs, outs = [], []
@@ -341,7 +342,7 @@ class MaxPool2d:
     def forward(self, codes: np.ndarray) -> tuple[None, np.ndarray]:
         """``(None, out)``: the largest code of each window, ``[N, out_size]`` in HWC order."""
         if codes.ndim != 2 or codes.shape[1] != self.in_size:
-            raise ValueError(f"input must have shape [N, {self.in_size}], not {codes.shape}")
+            raise InputError(f"input must have shape [N, {self.in_size}], not {codes.shape}")
         w = self.window
         x = codes.reshape(-1, w.height, w.width, w.channels)
         v = sliding_window_view(x, (w.kernel, w.kernel), axis=(1, 2))  # [N, H', W', C, k, k]

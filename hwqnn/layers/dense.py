@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from hwqnn.errors import InputError
 from hwqnn.fold import apply_thresholds
 from hwqnn.layers._meta import Fail, int_field, keys
 from hwqnn.packing import WORD_BITS, level_scale, pack_codes, unpack_codes, words_for
@@ -104,7 +105,7 @@ class Layer:
     def accumulate(self, codes: np.ndarray) -> np.ndarray:
         """Accumulators ``A`` int64 ``[N, out]`` of input codes ``[N, in]`` (XNOR-popcounts)."""
         if codes.ndim != 2 or codes.shape[1] != self.in_features:
-            raise ValueError(f"input must have shape [N, {self.in_features}], not {codes.shape}")
+            raise InputError(f"input must have shape [N, {self.in_features}], not {codes.shape}")
         a = pack_codes(codes, self.in_bits, pad=0)  # [N, ka, W]
         w = self.weights  # [O, kw, W]
         acc = np.zeros((codes.shape[0], self.out_features), dtype=np.int64)

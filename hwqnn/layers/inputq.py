@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from hwqnn.errors import InputError
 from hwqnn.layers._meta import Fail, int_field, keys
 from hwqnn.layers.dense import SUPPORTED_BITS
 
@@ -97,7 +98,7 @@ class InputQuant:
         2**raw_bits - 1`` is refused)."""
         raw = np.asarray(raw)
         if raw.size and (int(raw.min()) < 0 or int(raw.max()) >= 2**self.raw_bits):
-            raise ValueError(
+            raise InputError(
                 f"input values must be in 0..{2**self.raw_bits - 1} ({self.raw_bits}-bit raw "
                 f"input), found {int(raw.min())}..{int(raw.max())}"
             )

@@ -11,6 +11,7 @@ import numpy as np
 
 from hwqnn import atomic
 from hwqnn.bundle import Bundle, validate
+from hwqnn.errors import InputError
 from hwqnn.layers import Conv2d, Layer, MaxPool2d, NetLayer, Window
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
@@ -18,7 +19,7 @@ FLOAT_EXACT = 2**24  # float32 holds every integer below this exactly
 OPSET = 13
 
 
-class ExportError(ValueError):
+class ExportError(InputError):
     """The bundle cannot be written as an exact float32 graph; the message names the layer."""
 
 

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from hwqnn.bundle import Bundle, InputQuant, make_layer, validate
+from hwqnn.errors import InputError
 from hwqnn.layers import Conv2d, MaxPool2d, NetLayer, Window
 from hwqnn.layers.dense import SUPPORTED_BITS
 from hwqnn.packing import level_scale
@@ -45,7 +46,7 @@ CHUNK = 8192  # dot-product values evaluated per executor call
 REL = 1e-5  # relative tolerance when reading float weights and levels as integers
 
 
-class UnrepresentableGraphError(ValueError):
+class UnrepresentableGraphError(InputError):
     """A QONNX graph that hwqnn cannot represent exactly; the message names the node."""
 
 

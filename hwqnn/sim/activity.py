@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from hwqnn.errors import ToolError
 from hwqnn.sim.runner import run_harness
 
 _LINE = re.compile(r"^C '(.*)' (\d+)$")
@@ -72,7 +73,7 @@ def measure_activity(
     cov_file.unlink(missing_ok=True)
     r = run_harness(rtl_dir, build_dir, images, 1, coverage_file=cov_file)
     if not cov_file.is_file():
-        raise RuntimeError(f"{cov_file}: the coverage build wrote no toggle data")
+        raise ToolError(f"{cov_file}: the coverage build wrote no toggle data")
     return {
         "images": len(images),
         "cycles": int(r["cycles"]),

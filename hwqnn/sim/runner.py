@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from hwqnn.errors import ToolError
+
 log = logging.getLogger(__name__)
 
 # Warnings Verilator raises on Amaranth/Yosys output, waived by name (no blanket -Wno-fatal):
@@ -31,7 +33,7 @@ WAIVERS = {
 }
 
 
-class SimError(RuntimeError):
+class SimError(ToolError):
     """The simulator could not be built or run."""
 
 
