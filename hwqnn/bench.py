@@ -339,7 +339,8 @@ def synth(
     cycle."""
     from hwqnn.arch import parse_arch
     from hwqnn.hw.emit import generate
-    from hwqnn.hw.folding import choose_folding, parse_folding
+    from hwqnn.hw.folding import balance, parse_folds
+    from hwqnn.hw.plan import plan
     from hwqnn.randnet import random_bundle, random_net
     from hwqnn.synth import synthesize
 
@@ -363,9 +364,8 @@ def synth(
         nets.append(("bundle", bundle, None))
     rows, records = [], []
     for name, b, fold in nets:
-        folds = parse_folding(fold, b) if fold else choose_folding(b)
         rtl = out / name / "rtl"
-        manifest = generate(b, folds, rtl)
+        manifest = generate(plan(b, parse_folds(fold) if fold else balance(b)), rtl)
         for target in targets:
             r = synthesize(rtl, out / name / target, target, breakdown=False)
             fmax = f"{r.fmax_mhz:.1f}" if r.fmax_mhz is not None else "-"

@@ -30,10 +30,11 @@ from hwqnn.errors import HwqnnError
 from hwqnn.hw.folding import (
     FoldingError,
     LayerFold,
+    balance,
     choose_folding,
-    cycles_per_frame,
     input_beats,
 )
+from hwqnn.hw.plan import plan
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +66,11 @@ def _run_point(
 ) -> dict[str, Any]:
     """One design point, in a worker process: generate, synthesize, summarize."""
     from hwqnn.hw.emit import generate
-    from hwqnn.hw.folding import parse_folding
+    from hwqnn.hw.folding import parse_folds
     from hwqnn.synth import synthesize
 
     b = bundle_io.load(bundle_path)
-    f = parse_folding(",".join(folds), b)
-    manifest = generate(b, f, Path(out) / "rtl", axis_bits)
+    manifest = generate(plan(b, parse_folds(",".join(folds)), axis_bits), Path(out) / "rtl")
     cpf = manifest["pipeline"]["cycles_per_frame"]
     point = {
         "folding": manifest["folding"],
@@ -240,7 +240,7 @@ def explore(
     the cluster at ``ray_address``; ``local`` starts a Ray instance of ``jobs`` CPUs here),
     write the results."""
     b = bundle_io.load(bundle_path)
-    default = cycles_per_frame(b, choose_folding(b, None, axis_bits), axis_bits)
+    default = plan(b, balance(b, None, axis_bits), axis_bits).cycles_per_frame
     lo = min_cycles or max(input_beats(b, axis_bits), default // 4)
     hi = max_cycles or default * 4
     foldings = sweep_foldings(b, lo, hi, axis_bits)

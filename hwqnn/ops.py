@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from hwqnn.atomic import write_bytes
 from hwqnn.bundle import Bundle
-from hwqnn.hw.plan import LayerFold, plan
+from hwqnn.hw.opcount import LayerOps
+from hwqnn.hw.plan import Plan
 
 
 def energy_table() -> dict[str, Any]:
@@ -52,84 +53,9 @@ def memory_pj_per_bit(total_bytes: float, table: dict[str, Any]) -> tuple[float,
     raise AssertionError("the table ends with an unbounded row")
 
 
-def _tree_add_bits(simd: int, leaf_bits: int) -> tuple[int, int]:
-    """(additions, sum of their widths) of the balanced tree over ``simd`` leaves."""
-    n, width, adds, bits = simd, leaf_bits, 0, 0
-    while n > 1:
-        pairs = n // 2
-        width += 1
-        adds += pairs
-        bits += pairs * width
-        n = pairs + n % 2
-    return adds, bits
-
-
-@dataclass(frozen=True)
-class LayerOps:
-    layer: int
-    kind: str
-    vectors: int
-    rows: int
-    cols: int
-    pe: int
-    simd: int
-    xnor_bits: int
-    lane_cycles: int
-    issue_cycles: int
-    adds: int
-    add_bits: int
-    compares: int
-    compare_bits: int
-    weight_bits_read: int
-    act_bits_read: int
-    macs: int
-
-
-def layer_ops(bundle: Bundle, folds: list[LayerFold], axis_bits: int = 64) -> list[LayerOps]:
-    out = []
-    for st in plan(bundle, folds, axis_bits):
-        ly = st.matrix
-        if ly is None:  # max-pool: code compares only
-            assert st.window is not None
-            w = st.window
-            cmp = w.positions * w.channels * (w.kernel**2 - 1)
-            out.append(
-                LayerOps(
-                    layer=st.index, kind=st.kind, vectors=w.positions, rows=0, cols=0, pe=0,
-                    simd=0, xnor_bits=0, lane_cycles=0, issue_cycles=0, adds=0, add_bits=0,
-                    compares=cmp, compare_bits=cmp * st.in_bits, weight_bits_read=0,
-                    act_bits_read=w.positions * w.kernel**2 * w.channels * st.in_bits, macs=0,
-                )
-            )  # fmt: skip
-            continue
-        v, nf, sf = st.vectors, st.nf, st.sf
-        issues = nf * sf * v
-        leaf_bits = ly.in_bits + ly.w_bits - 1 if ly.w_bits > 1 else ly.in_bits
-        t_adds, t_bits = _tree_add_bits(st.simd, leaf_bits)
-        acc_bits = max(1, ly.acc_max.bit_length())
-        n_thr = 0 if ly.is_last else 2**ly.out_bits - 1
-        out.append(
-            LayerOps(
-                layer=st.index,
-                kind=st.kind,
-                vectors=v,
-                rows=ly.out_features,
-                cols=ly.in_features,
-                pe=st.pe,
-                simd=st.simd,
-                xnor_bits=v * ly.out_features * ly.in_features * ly.in_bits * ly.w_bits,
-                lane_cycles=st.pe * st.simd * issues,
-                issue_cycles=issues,
-                adds=st.pe * issues * (t_adds + 1),
-                add_bits=st.pe * issues * (t_bits + acc_bits),
-                compares=st.pe * nf * n_thr * v,
-                compare_bits=st.pe * nf * n_thr * v * acc_bits,
-                weight_bits_read=st.pe * st.simd * ly.w_bits * issues,
-                act_bits_read=st.simd * ly.in_bits * issues,
-                macs=v * ly.out_features * ly.in_features,
-            )
-        )
-    return _with_input_compares(out, bundle)
+def layer_ops(p: Plan) -> list[LayerOps]:
+    """The counts of every stage of ``p`` (each kind counts itself: :mod:`hwqnn.hw.stages`)."""
+    return _with_input_compares([st.ops() for st in p.stages], p.bundle)
 
 
 def _with_input_compares(ops: list[LayerOps], bundle: Bundle) -> list[LayerOps]:
@@ -155,7 +81,7 @@ def energy(ops: list[LayerOps], bundle: Bundle) -> dict[str, Any]:
     for o, ly in zip(ops, bundle.layers, strict=True):
         compute = o.xnor_bits * bit + o.add_bits * bit + o.compare_bits * bit
         # the input buffer is small (two frames of codes): charged at its own size's cost
-        buf_codes = 2 * (ly.in_size if o.kind != "dense" else o.cols)  # windows hold images
+        buf_codes = 2 * ly.in_size  # a frame buffer holds two frames, a window unit two images
         buf_bit, _ = memory_pj_per_bit(buf_codes * ly.in_bits / 8, t)
         memory = o.weight_bits_read * mem_bit + o.act_bits_read * buf_bit
         bn = 0 if ly.is_last else o.rows * o.vectors
@@ -202,9 +128,8 @@ def table_markdown(ops: list[LayerOps], en: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for o, e in zip(ops, en["layers"], strict=True):
-        name = f"{o.layer}" if o.kind == "dense" else f"{o.layer} ({o.kind})"
         rows.append(
-            f"| {name} | {o.xnor_bits:,} | {o.lane_cycles:,} | {o.adds:,} | {o.compares:,} | "
+            f"| {o.title} | {o.xnor_bits:,} | {o.lane_cycles:,} | {o.adds:,} | {o.compares:,} | "
             f"{o.weight_bits_read:,} | {e['binary']['total_pj']:,.0f} | "
             f"{e['float32']['total_pj']:,.0f} | {e['fp16']['total_pj']:,.0f} | "
             f"{e['int8']['total_pj']:,.0f} |"
@@ -277,14 +202,13 @@ def bar_chart(ops: list[LayerOps], en: dict[str, Any], path: str | os.PathLike[s
 
 
 def summarize(
-    bundle: Bundle,
-    folds: list[LayerFold],
+    p: Plan,
     counters: list[dict[str, int]] | None = None,
     frames: int = 0,
     chart: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    ops = layer_ops(bundle, folds)
-    en = energy(ops, bundle)
+    ops = layer_ops(p)
+    en = energy(ops, p.bundle)
     res: dict[str, Any] = {
         "layers": [asdict(o) for o in ops],
         "energy": en,

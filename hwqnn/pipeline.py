@@ -10,7 +10,7 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from hwqnn.atomic import write_bytes, write_json
 from hwqnn.compare import first_mismatch
 from hwqnn.data import Split, load_dataset
 from hwqnn.errors import InputError, MismatchError
+
+if TYPE_CHECKING:
+    from hwqnn.hw.plan import Plan
 
 log = logging.getLogger(__name__)
 VERIFY_BATCH = 500  # images compared at a time, every layer kept (a ConvNet's are large)
@@ -190,7 +193,7 @@ def golden_stage(bundle_path: Path, data: str | None, n: int | None) -> dict[str
     }
 
 
-def resolve_folding(
+def resolve_plan(
     b: bundle_io.Bundle,
     fold: str | None,
     target: int | None,
@@ -199,33 +202,38 @@ def resolve_folding(
     fps: float | None = None,
     clock_mhz: float = 100.0,
     lut_budget: int | None = None,
-) -> list[Any]:
-    """The folding the options ask for: ``--fold``, ``--target-cycles``, ``--target-fps`` or
-    ``--lut-budget`` (at most one), else the default balance."""
+) -> Plan:
+    """The design the options ask for, planned once: folded by ``--fold``,
+    ``--target-cycles``, ``--target-fps`` or ``--lut-budget`` (at most one), else the default
+    balance."""
     from hwqnn.hw.folding import (
         FoldingError,
-        choose_folding,
+        balance,
         folding_for_budget,
         folding_for_fps,
-        parse_folding,
+        parse_folds,
     )
+    from hwqnn.hw.plan import check_axis_bits, plan
 
+    check_axis_bits(axis_bits, b.raw_bits)
     options = {"--fold": fold, "--target-cycles": target, "--target-fps": fps,
                "--lut-budget": lut_budget}  # fmt: skip
     given = [name for name, v in options.items() if v is not None]
     if len(given) > 1:
         raise FoldingError(f"give one of {' / '.join(given)}, not several")
     if fold:
-        return parse_folding(fold, b)
-    if fps is not None:
-        return folding_for_fps(b, fps, clock_mhz, axis_bits)
-    if lut_budget is not None:
-        return folding_for_budget(b, lut_budget, axis_bits)
-    return choose_folding(b, target, axis_bits)
+        folds = parse_folds(fold)
+    elif fps is not None:
+        folds = folding_for_fps(b, fps, clock_mhz, axis_bits)
+    elif lut_budget is not None:
+        folds = folding_for_budget(b, lut_budget, axis_bits)
+    else:
+        folds = balance(b, target, axis_bits)
+    return plan(b, folds, axis_bits)
 
 
-def folding_from_args(b: bundle_io.Bundle, args: argparse.Namespace) -> list[Any]:
-    return resolve_folding(
+def plan_from_args(b: bundle_io.Bundle, args: argparse.Namespace) -> Plan:
+    return resolve_plan(
         b, args.fold, args.target_cycles, args.axis_bits,
         fps=args.target_fps, clock_mhz=args.clock_mhz, lut_budget=args.lut_budget,
     )  # fmt: skip
@@ -236,7 +244,7 @@ def rtl_stage(bundle_path: Path, out: Path, args: argparse.Namespace) -> dict[st
     from hwqnn.hw.emit import generate
 
     b = bundle_io.load(bundle_path)
-    return generate(b, folding_from_args(b, args), out, args.axis_bits)
+    return generate(plan_from_args(b, args), out)
 
 
 def sim_stage(bundle_path: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -245,17 +253,17 @@ def sim_stage(bundle_path: Path, args: argparse.Namespace) -> dict[str, Any]:
     from hwqnn.verify_rtl import verify_rtl
 
     b = bundle_io.load(bundle_path)
-    folds = folding_from_args(b, args)
+    p = plan_from_args(b, args)
     test = test_set(b, bundle_path, args.data)
     if not args.all:
         test = test.head(args.n)
     engine = args.engine or ("cpp" if args.all else "cocotb")
-    key = f"{b.digest()[:12]}-{'_'.join(str(f) for f in folds)}-a{args.axis_bits}"
+    key = f"{b.digest()[:12]}-{'_'.join(str(f) for f in p.folds)}-a{args.axis_bits}"
     build = Path(args.build_dir) if args.build_dir else Path("build") / "sim" / key
     rtl_dir = build / "rtl"
-    generate(b, folds, rtl_dir, args.axis_bits)
+    generate(p, rtl_dir)
     res = verify_rtl(
-        b, b, folds, test.images, test.labels, engine, rtl_dir, build,
+        b, p, test.images, test.labels, engine, rtl_dir, build,
         stalls=getattr(args, "stalls", False), seed=getattr(args, "seed", 1),
         clock_mhz=args.clock_mhz,
     )  # fmt: skip
@@ -334,7 +342,7 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
                         )
                 b = bundle_io.load(bundle_path)
                 test = test_set(b, bundle_path, args.data)
-                folds = folding_from_args(b, args)
+                p = plan_from_args(b, args)
             elif stage == "C==golden":
                 c_check = _c_or_skipped(b, test.images, test.labels)
                 if c_check.get("mismatches"):
@@ -342,12 +350,12 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
                         f"the C library and golden disagree: {c_check['first_mismatch']}"
                     )
             elif stage == "verilog":
-                manifest = generate(b, folds, out / "rtl", args.axis_bits)
+                manifest = generate(p, out / "rtl")
             elif stage == "simulate":
                 images = test.head(args.n) if args.n else test
                 engine = args.engine or "cpp"
                 sim = verify_rtl(
-                    b, b, folds, images.images, images.labels, engine, out / "rtl", out / "build",
+                    b, p, images.images, images.labels, engine, out / "rtl", out / "build",
                     clock_mhz=args.clock_mhz,
                 )  # fmt: skip
                 write_json(out / "sim.json", sim)
@@ -356,7 +364,7 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
             elif stage == "ops":
                 from hwqnn.ops import summarize
 
-                ops = summarize(b, folds, sim["counters"] or None, sim["images"], out / "ops.png")
+                ops = summarize(p, sim["counters"] or None, sim["images"], out / "ops.png")
                 if args.activity_images:
                     from hwqnn.sim.activity import measure_activity
 
@@ -409,7 +417,6 @@ def synth_for_report(
 
 def ops_stage(bundle_path: Path, sim_json: str | None, chart: str | None, activity: int = 0) -> str:
     """Op counts and energy as a table; with a ``sim.json``, measured counters beside them."""
-    from hwqnn.hw.folding import parse_folding
     from hwqnn.ops import summarize
 
     b = bundle_io.load(bundle_path)
@@ -422,8 +429,8 @@ def ops_stage(bundle_path: Path, sim_json: str | None, chart: str | None, activi
         except (OSError, json.JSONDecodeError) as e:
             raise InputError(f"{sim_json}: not a readable sim.json ({e})") from e
         counters, frames, folding = sim.get("counters") or None, sim["images"], sim["folding"]
-    folds = parse_folding(",".join(folding), b) if folding else resolve_folding(b, None, None)
-    res = summarize(b, folds, counters, frames, chart)
+    p = resolve_plan(b, ",".join(folding) if folding else None, None)
+    res = summarize(p, counters, frames, chart)
     text = res["table_md"]
     if "measured" in res:
         text += "\n\nMeasured by the design's counters over " + f"{frames} frames:\n"

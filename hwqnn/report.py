@@ -142,11 +142,9 @@ def render_markdown(r: dict[str, Any]) -> str:
     ]
     for i, ly in enumerate(r["layers"]):
         out_b = ly["out_bits"] or "score"
-        kind = ly.get("kind", "dense")
-        name = f"{i}" if kind == "dense" else f"{i} ({kind})"
+        name = f"{i} ({ly['kind']})"
         shape = f"{ly['rows']} x {ly['cols']}" if ly["rows"] else "-"
-        if kind != "dense":
-            w = ly["window"]
+        if w := ly.get("window"):
             shape += f", {w['kernel']}x{w['kernel']}/{w['stride']} over {w['in_shape']}"
         fold = f"{ly['pe']} x {ly['simd']}" if ly["pe"] else "-"
         lines.append(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,9 @@ from hwqnn import golden
 from hwqnn.bundle import Bundle
 from hwqnn.errors import InputError
 from hwqnn.hw.emit import generate_layer
-from hwqnn.hw.folding import LayerFold, stages
+from hwqnn.hw.layerfold import LayerFold
+from hwqnn.hw.plan import Plan
+from hwqnn.layers import Layer
 from hwqnn.sim.runner import SimError, run_cocotb, run_harness, unpack_fields
 
 log = logging.getLogger(__name__)
@@ -50,47 +53,31 @@ def _timing(
     }
 
 
-def localize(
-    rtl_bundle: Bundle, gold: Bundle, folds: list[LayerFold], image: np.ndarray, build: Path
-) -> dict[str, Any]:
-    """Run each weighted layer's MVTU alone on golden inputs for one image (a convolution's on
-    its im2col rows, one per window position); name the first that differs. Max-pool layers have
-    no unit bench: their output is taken from golden."""
+def localize(rtl: Plan, gold: Bundle, image: np.ndarray, build: Path) -> dict[str, Any]:
+    """Run each stage's unit alone on golden inputs for one image (a convolution's MVTU on its
+    im2col rows, one per window position); name the first that differs. A kind without a unit
+    bench (max-pool) passes golden's output on."""
     x = image[None, :].astype(np.int64)
-    rtl_stages = stages(rtl_bundle, folds)
-    for st, glayer in zip(rtl_stages, gold.layers, strict=True):
-        _, expected = golden.layer_forward(glayer, x)
-        layer = st.matrix
-        if layer is None:
-            x = expected
-            continue
-        li = st.index
-        rows = x if st.window is None else st.window.patches(x)[0]
-        chunk = st.window.channels if st.window is not None else st.in_chunk
-        ldir = build / f"localize-layer{li}"
-        man = generate_layer(layer, LayerFold(st.pe, st.simd), chunk, ldir / "rtl")
+
+    def run(index: int, matrix: Layer, fold: LayerFold, chunk: int, rows: np.ndarray) -> np.ndarray:
+        ldir = build / f"localize-layer{index}"
+        man = generate_layer(matrix, fold, chunk, ldir / "rtl")
         p = man["ports"]
-        r = run_harness(ldir / "rtl", ldir, rows, p["nf"], in_bits=layer.in_bits)
-        got = unpack_fields(r["words"], p["out_width"], p["pe"], p["signed"])
-        got = got.reshape(len(rows), -1)[:, : layer.out_features].reshape(1, -1)
-        diff = np.flatnonzero(got[0] != expected[0])
-        if diff.size:
-            n = int(diff[0])
-            return {
-                "layer": li,
-                "neuron": n,
-                "golden": int(expected[0, n]),
-                "rtl": int(got[0, n]),
-                "what": "score" if layer.is_last else "code",
-            }
+        r = run_harness(ldir / "rtl", ldir, rows, p["nf"], in_bits=matrix.in_bits)
+        return unpack_fields(r["words"], p["out_width"], p["pe"], p["signed"])
+
+    for st, glayer in zip(rtl.stages, gold.layers, strict=True):
+        _, expected = golden.layer_forward(glayer, x)
+        fault = st.localize(x, expected, run)
+        if fault is not None:
+            return asdict(fault)
         x = expected
     return {"layer": None, "note": "every layer alone agrees; the fault is in the joins"}
 
 
 def verify_rtl(
     gold: Bundle,
-    rtl_bundle: Bundle,
-    folds: list[LayerFold],
+    rtl: Plan,
     images: np.ndarray,
     labels: np.ndarray,
     engine: str,
@@ -101,8 +88,8 @@ def verify_rtl(
     seed: int = 1,
     clock_mhz: float = 100.0,
 ) -> dict[str, Any]:
-    """Simulate ``images`` through the RTL in ``rtl_dir`` (generated from ``rtl_bundle``, built
-    under ``build``) and compare with ``gold`` (normally the same bundle; another injects a
+    """Simulate ``images`` through the RTL in ``rtl_dir`` (generated from the plan ``rtl``, built
+    under ``build``) and compare with ``gold`` (normally the plan's bundle; another injects a
     fault)."""
     import json
 
@@ -158,7 +145,7 @@ def verify_rtl(
         "golden_seconds": round(golden_s, 2),
         "sim_cycles_per_s": round(r["cycles"] / sim_s) if sim_s > 0 else None,
         "stalls": stalls,
-        "folding": [str(f) for f in folds],
+        "folding": [str(f) for f in rtl.folds],
         "clock_mhz": clock_mhz,
         "counters": counters,
         "rtl_dir": str(rtl_dir),
@@ -175,7 +162,7 @@ def verify_rtl(
             if (scores[img] != trace.scores[img]).any()
             else None
         )
-        loc = localize(rtl_bundle, gold, folds, images[img], build)
+        loc = localize(rtl, gold, images[img], build)
         res["first_mismatch"] = {
             "image": img,
             "output": k,

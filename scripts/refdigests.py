@@ -52,13 +52,13 @@ def main() -> int:
     args = ap.parse_args()
     from hwqnn import golden
     from hwqnn.hw.emit import generate
-    from hwqnn.hw.folding import choose_folding, parse_folding
+    from hwqnn.hw.folding import balance, parse_folds
+    from hwqnn.hw.plan import plan
 
     for name, b, fold in reference_nets():
-        folds = parse_folding(fold, b) if fold else choose_folding(b)
         with tempfile.TemporaryDirectory() as td:
-            generate(b, folds, Path(td))
-            for f in ("hwqnn_top.v", "hwqnn_driver.h"):
+            generate(plan(b, parse_folds(fold) if fold else balance(b)), Path(td))
+            for f in ("hwqnn_top.v", "hwqnn_driver.h", "manifest.json"):
                 print(f"{name:14s} {f:16s} {_sha((Path(td) / f).read_bytes())}")
         if args.no_outputs:
             continue

@@ -17,6 +17,7 @@ from hwqnn.arch import parse_arch
 from hwqnn.bundle import Bundle, make_layer, unpack_codes
 from hwqnn.hw.emit import generate
 from hwqnn.hw.folding import choose_folding, parse_folding
+from hwqnn.hw.plan import plan
 from hwqnn.layers import Conv2d
 from hwqnn.ops import layer_ops
 from hwqnn.randnet import random_codes, random_net
@@ -68,16 +69,17 @@ def test_conv_net_rtl_equals_golden(tmp_path: Path, net: Net) -> None:
     equal the analytic issue counts of every MVTU."""
     b = _net(net, len(net.spec))
     folds = _folds(b, net)
-    man = generate(b, folds, tmp_path / "rtl", net.axis)
+    design = plan(b, folds, net.axis)
+    man = generate(design, tmp_path / "rtl")
     n = 40
     x = random_codes(3, n, b.in_features, net.in_bits).astype(np.uint8)
     labels = np.zeros(n, np.int64)
     for stalls in (False, True):
-        r = verify_rtl(b, b, folds, x, labels, "cpp", tmp_path / "rtl", tmp_path, stalls=stalls)
+        r = verify_rtl(b, design, x, labels, "cpp", tmp_path / "rtl", tmp_path, stalls=stalls)
         assert r["mismatches"] == 0, r["first_mismatch"]
-        ops = [o for o in layer_ops(b, folds, net.axis) if o.rows]
+        ops = [o for o in layer_ops(design) if o.rows]
         assert [c["issues"] for c in r["counters"]] == [o.issue_cycles * n for o in ops]
-    r = verify_rtl(b, b, folds, x, labels, "cpp", tmp_path / "rtl", tmp_path)
+    r = verify_rtl(b, design, x, labels, "cpp", tmp_path / "rtl", tmp_path)
     assert r["cycles_per_frame_measured"] == man["pipeline"]["cycles_per_frame"]
     assert r["frames_off_interval"] == 0
 
@@ -85,7 +87,7 @@ def test_conv_net_rtl_equals_golden(tmp_path: Path, net: Net) -> None:
 def test_cocotb_bench_on_a_conv_net(tmp_path: Path) -> None:
     b = _net(Net("cnv:5c3p1-mp2-4c3-fc6", (8, 8, 1)), 7)
     folds = choose_folding(b, 200)
-    generate(b, folds, tmp_path / "rtl")
+    generate(plan(b, folds), tmp_path / "rtl")
     x = random_codes(8, 24, b.in_features).astype(np.uint8)
     scores = golden.scores(b, x)
     r = run_cocotb(tmp_path / "rtl", x, scores, tmp_path / "build", seed=3, idle_prob=0.3,
@@ -113,9 +115,11 @@ def test_fault_in_a_conv_layer_is_localised(tmp_path: Path, layer: int, channel:
     b = _net(Net("cnv:6c3p1-mp2-5c3-fc8", (8, 8, 1)), 11)
     bad = _corrupt_conv(b, layer, channel)
     folds = choose_folding(b, 300)
-    generate(bad, folds, tmp_path / "rtl")
+    generate(plan(bad, folds), tmp_path / "rtl")
     x = random_codes(4, 30, b.in_features).astype(np.uint8)
-    r = verify_rtl(b, bad, folds, x, np.zeros(30, np.int64), "cpp", tmp_path / "rtl", tmp_path)
+    r = verify_rtl(
+        b, plan(bad, folds), x, np.zeros(30, np.int64), "cpp", tmp_path / "rtl", tmp_path
+    )
     assert r["mismatches"] > 0
     loc = r["first_mismatch"]["first_bad_layer"]
     conv = b.layers[layer]

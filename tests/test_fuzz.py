@@ -341,20 +341,16 @@ def test_folding_goal_flags(
     """``--target-cycles``, ``--target-fps``/``--clock-mhz``, ``--lut-budget``, ``--axis-bits``:
     a folding that meets the goal, or one line saying which flag is wrong."""
     from hwqnn.hw.folding import validate_folding
-    from hwqnn.hw.network import check_axis_bits
-    from hwqnn.pipeline import resolve_folding
+    from hwqnn.pipeline import resolve_plan
 
     STATS["parse:goal-flags"] += 1
     try:
-        check_axis_bits(axis, VALID.layers[0].in_bits)
-        folds = resolve_folding(
-            VALID, None, target, axis, fps=fps, clock_mhz=clock, lut_budget=budget
-        )
+        p = resolve_plan(VALID, None, target, axis, fps=fps, clock_mhz=clock, lut_budget=budget)
     except ValueError as e:
         assert "\n" not in str(e) and str(e), str(e)
         STATS["refused:goal-flags"] += 1
         return
-    validate_folding(VALID, folds)  # whatever the goal, a folding that fits the net
+    validate_folding(VALID, list(p.folds), axis)  # whatever the goal, a folding that fits
 
 
 # ---- the C library's flat file -----------------------------------------------------------------

@@ -21,6 +21,7 @@ from hwqnn.hw.folding import (
     parse_folding,
 )
 from hwqnn.hw.network import Top
+from hwqnn.hw.plan import plan
 from hwqnn.hw.resources import layer_luts
 from hwqnn.randnet import random_bundle
 
@@ -89,7 +90,7 @@ def test_axis_bits_must_be_a_byte_multiple_in_range(bad: int) -> None:
     with pytest.raises(
         FoldingError, match=rf"axis bits must be a multiple of 8 in 8\.\.1024, not {bad}"
     ):
-        Top(b, choose_folding(b, 40), bad)
+        Top(plan(b, choose_folding(b, 40), bad))
 
 
 @pytest.mark.parametrize(
@@ -99,7 +100,7 @@ def test_axis_bits_set_the_port_and_the_beats(
     tmp_path: Path, axis: int, chunk: int, beats: int
 ) -> None:
     b = random_bundle(0, 70, (33,), 5)
-    ports = generate(b, choose_folding(b, 40, axis), tmp_path, axis)["ports"]
+    ports = generate(plan(b, choose_folding(b, 40, axis), axis), tmp_path)["ports"]
     assert (ports["s_tdata_bits"], ports["in_chunk"], ports["in_beats"]) == (axis, chunk, beats)
     verilog = (tmp_path / "hwqnn_top.v").read_text()
     assert f"input [{axis - 1}:0] s_axis_tdata;" in verilog
@@ -121,14 +122,14 @@ def test_folding_for_budget_is_the_fastest_on_the_grid_that_fits() -> None:
     grid = cycle_grid(b)
     assert grid[0] == 13 and grid[-1] == 64 * 100 and grid == sorted(set(grid))
     middle = choose_folding(b, grid[len(grid) // 2])
-    budget = math.ceil(estimate_luts(b, middle))
+    budget = math.ceil(estimate_luts(plan(b, middle)))
     folds = folding_for_budget(b, budget)
-    assert estimate_luts(b, folds) <= budget
+    assert estimate_luts(plan(b, folds)) <= budget
     assert cycles_per_frame(b, folds) <= cycles_per_frame(b, middle)
     for c in grid:  # every faster point on the grid is over the budget
         f = choose_folding(b, c)
         if cycles_per_frame(b, f) < cycles_per_frame(b, folds):
-            assert estimate_luts(b, f) > budget
+            assert estimate_luts(plan(b, f)) > budget
     with pytest.raises(FoldingError, match=r"most folded design is estimated at [\d,]+ LUTs"):
         folding_for_budget(b, 10)
 

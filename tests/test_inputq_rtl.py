@@ -17,6 +17,7 @@ from hwqnn.arch import parse_arch
 from hwqnn.bundle import Bundle
 from hwqnn.hw.emit import generate
 from hwqnn.hw.folding import choose_folding
+from hwqnn.hw.plan import plan
 from hwqnn.randnet import random_bundle, random_codes, random_net, with_input_thresholds
 from hwqnn.sim.runner import run_cocotb
 from hwqnn.verify_rtl import verify_rtl
@@ -48,12 +49,13 @@ def test_quantized_input_rtl_equals_golden(
 ) -> None:
     b = make()  # type: ignore[operator]
     folds = choose_folding(b, target, axis)
-    man = generate(b, folds, tmp_path / "rtl", axis)
+    design = plan(b, folds, axis)
+    man = generate(design, tmp_path / "rtl")
     assert man["ports"]["in_bits"] == 8
     x = random_codes(4, 40, b.in_features).astype(np.uint8)
     labels = np.zeros(len(x), np.int64)
     for stalls in (True, False):
-        r = verify_rtl(b, b, folds, x, labels, "cpp", tmp_path / "rtl", tmp_path, stalls=stalls)
+        r = verify_rtl(b, design, x, labels, "cpp", tmp_path / "rtl", tmp_path, stalls=stalls)
         assert r["mismatches"] == 0, r["first_mismatch"]
     assert r["cycles_per_frame_measured"] == man["pipeline"]["cycles_per_frame"]
     assert r["frames_off_interval"] == 0
@@ -64,7 +66,7 @@ def test_quantized_input_rtl_equals_golden(
 def test_cocotb_bench_with_binarized_input(tmp_path: Path) -> None:
     b = _lfc_like()
     folds = choose_folding(b, 40, 8)
-    generate(b, folds, tmp_path / "rtl", 8)
+    generate(plan(b, folds, 8), tmp_path / "rtl")
     x = random_codes(9, 20, b.in_features).astype(np.uint8)
     scores = golden.scores(b, x)
     r = run_cocotb(tmp_path / "rtl", x, scores, tmp_path / "build", seed=5, idle_prob=0.3,

@@ -9,24 +9,26 @@ import pytest
 from hwqnn.bundle import InputQuant
 from hwqnn.hw.adder_tree import tree_depth
 from hwqnn.hw.folding import LayerFold
-from hwqnn.ops import _tree_add_bits, energy_table, layer_ops, memory_pj_per_bit, summarize
+from hwqnn.hw.opcount import tree_add_bits
+from hwqnn.hw.plan import plan
+from hwqnn.ops import energy_table, layer_ops, memory_pj_per_bit, summarize
 from hwqnn.randnet import random_bundle
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 16, 17, 392])
 def test_tree_adds(n: int) -> None:
-    adds, bits = _tree_add_bits(n, leaf_bits=1)
+    adds, bits = tree_add_bits(n, leaf_bits=1)
     assert adds == n - 1  # a tree of n leaves has n - 1 two-input adders
     assert bits <= adds * (1 + tree_depth(n))
 
 
 def test_counts_follow_the_folding() -> None:
     b = random_bundle(0, 64, (32,), 4)
-    even = layer_ops(b, [LayerFold(4, 16), LayerFold(2, 8)])
+    even = layer_ops(plan(b, [LayerFold(4, 16), LayerFold(2, 8)]))
     assert [o.lane_cycles for o in even] == [32 * 64, 4 * 32]  # no padding: lanes = MACs
     assert [o.issue_cycles for o in even] == [8 * 4, 2 * 4]
     assert even[0].xnor_bits == 32 * 64 * 8  # 8-bit input planes x 1-bit weights
-    uneven = layer_ops(b, [LayerFold(5, 10), LayerFold(3, 7)])
+    uneven = layer_ops(plan(b, [LayerFold(5, 10), LayerFold(3, 7)]))
     assert uneven[0].lane_cycles == 5 * 10 * 7 * 7  # ceil(32/5) * ceil(64/10) issues
     assert uneven[0].compares == 5 * 7 and uneven[1].compares == 0
 
@@ -40,9 +42,8 @@ def test_energy_table_and_buckets() -> None:
 
 def test_summary_and_chart(tmp_path: Path) -> None:
     b = random_bundle(1, 64, (32, 16), 4)
-    res = summarize(
-        b, [LayerFold(4, 16), LayerFold(2, 8), LayerFold(1, 16)], chart=tmp_path / "c.png"
-    )
+    folds = [LayerFold(4, 16), LayerFold(2, 8), LayerFold(1, 16)]
+    res = summarize(plan(b, folds), chart=tmp_path / "c.png")
     assert res["energy"]["ratio_float32_to_binary"] > 1
     assert "| total |" in res["table_md"]
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -53,12 +54,12 @@ def test_input_front_end_compares_count_on_layer_0() -> None:
     that are always or never met build none."""
     b = random_bundle(0, 64, (32,), 4, in_bits=2)
     folds = [LayerFold(4, 16), LayerFold(2, 8)]
-    base = layer_ops(b, folds)
+    base = layer_ops(plan(b, folds))
     q = replace(b, input_quant=InputQuant(8, 2, np.array([[0, 128, 256]], np.int64)))
-    got = layer_ops(q, folds)
+    got = layer_ops(plan(q, folds))
     assert got[0].compares == base[0].compares + 64
     assert got[0].compare_bits == base[0].compare_bits + 64 * 8
     assert got[1:] == base[1:]
     t4 = np.array([[1, 2, 3], [0, 5, 256], [9, 9, 9], [0, 0, 256]])  # 3 + 1 + 3 + 0 built
     four = replace(q, input_quant=InputQuant(8, 2, t4), input_shape=(4, 4, 4))
-    assert layer_ops(four, folds)[0].compares == base[0].compares + 16 * 7
+    assert layer_ops(plan(four, folds))[0].compares == base[0].compares + 16 * 7

@@ -7,16 +7,16 @@ import pytest
 from amaranth.hdl import Fragment
 
 from hwqnn.arch import parse_arch
-from hwqnn.hw.folding import FoldingError, choose_folding, cycles_per_frame, parse_folding, stages
+from hwqnn.hw.folding import FoldingError, choose_folding, cycles_per_frame, parse_folding
 from hwqnn.hw.network import Top
-from hwqnn.hw.plan import LayerFold
+from hwqnn.hw.plan import LayerFold, plan
 from hwqnn.randnet import random_net
 
 
 def test_conv_stage_cycles_follow_the_formula_per_kind() -> None:
     b = random_net(1, parse_arch("cnv:8c3p1-mp2-6c3s2-fc9"), (10, 10, 1), 4)
     folds = [LayerFold(2, 3), LayerFold(3, 8), LayerFold(1, 9), LayerFold(1, 1)]
-    st = stages(b, folds, axis_bits=64)
+    st = plan(b, folds, axis_bits=64).stages
     assert [s.kind for s in st] == ["conv2d", "maxpool2d", "conv2d", "dense", "dense"]
     c0, p1, c2, d3, d4 = st
     # conv: 100 positions x max(NF*SF = 4*3, k*k = 9), pixel beats 100 (1 channel, 1 code/beat)
@@ -40,18 +40,19 @@ def test_chosen_conv_foldings_fit_and_meet_the_target() -> None:
     b = random_net(2, parse_arch("cnv:12c3-mp2-10c3-fc16"), (12, 12, 3), 5)
     for target in (500, 2000, 20000):
         folds = choose_folding(b, target, 64)
-        st = stages(b, folds, 64)
+        st = plan(b, folds, 64).stages
         assert st[0].matrix is not None and st[0].matrix.out_features % folds[0].pe == 0
         # a window unit gives one pixel a cycle: positions x k*k is as fast as a layer can go
-        floor = max(s.window.positions * s.window.kernel**2 for s in st if s.window)
+        floor = max(type(s).window_floor(s.layer) for s in st)
+        assert floor == max(w.positions * w.kernel**2 for w in (st[0].window, st[1].window))
         assert cycles_per_frame(b, folds, 64) <= max(target, floor)
 
 
 def test_first_beat_never_splits_a_pixel() -> None:
     b = random_net(3, parse_arch("cnv:4c3", 1, 1), (6, 6, 6), 2, in_bits=8)
     # 64 bits hold 8 codes, but a beat must be a divisor of the 6 channels: 6
-    assert stages(b, choose_folding(b, 100, 64), 64)[0].in_chunk == 6
-    assert stages(b, choose_folding(b, 100, 24), 24)[0].in_chunk == 3
-    top = Top(b, choose_folding(b, 100, 24), 24)
+    assert plan(b, choose_folding(b, 100, 64), 64).stages[0].in_chunk == 6
+    assert plan(b, choose_folding(b, 100, 24), 24).stages[0].in_chunk == 3
+    top = Top(plan(b, choose_folding(b, 100, 24), 24))
     assert top.shape.in_chunk == 3 and top.shape.in_beats == 6 * 6 * 2
     Fragment.get(top, None)  # elaborates: the 3-code beat meets the window unit's input

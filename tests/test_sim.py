@@ -11,6 +11,7 @@ import pytest
 from hwqnn import golden
 from hwqnn.hw.emit import generate, generate_layer
 from hwqnn.hw.folding import LayerFold, choose_folding, parse_folding
+from hwqnn.hw.plan import plan
 from hwqnn.randnet import random_bundle, random_codes
 from hwqnn.sim.runner import WAIVERS, lint, run_bench, run_cocotb
 
@@ -47,7 +48,7 @@ def test_network_bit_exact(
 ) -> None:
     b = random_bundle(seed, k, hidden, classes, wb, ab)
     folds = choose_folding(b, fold, axis) if isinstance(fold, int) else parse_folding(fold, b)
-    manifest = generate(b, folds, tmp_path / "rtl", axis)
+    manifest = generate(plan(b, folds, axis), tmp_path / "rtl")
     assert manifest["ports"]["s_tdata_bits"] == axis
     x = random_codes(seed, 60, k).astype(np.uint8)
     scores = golden.scores(b, x)
@@ -106,7 +107,7 @@ def test_mvtu_unit_bench(tmp_path: Path, li: int, pe: int, simd: int, chunk: int
 def test_relative_build_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     b = random_bundle(9, 40, (16,), 3)
-    generate(b, choose_folding(b, 20), Path("rtl"))
+    generate(plan(b, choose_folding(b, 20)), Path("rtl"))
     x = random_codes(9, 5, 40).astype(np.uint8)
     r = run_cocotb(Path("rtl"), x, golden.scores(b, x), Path("build"))
     assert r["failures"] == 0 and len(r["outputs"]) == 5
@@ -114,7 +115,7 @@ def test_relative_build_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 def test_lint_wall_with_named_waivers(tmp_path: Path) -> None:
     b = random_bundle(7, 70, (33, 20), 5, 2, 2)
-    generate(b, choose_folding(b, 40), tmp_path)
+    generate(plan(b, choose_folding(b, 40)), tmp_path)
     res = lint(tmp_path / "hwqnn_top.v", "hwqnn_top")
     assert res.returncode == 0, res.stderr[-2000:]
     assert len(WAIVERS) <= 6 and all(WAIVERS.values())  # short, each explained
@@ -123,7 +124,7 @@ def test_lint_wall_with_named_waivers(tmp_path: Path) -> None:
 def test_generation_is_deterministic(tmp_path: Path) -> None:
     b = random_bundle(8, 40, (16,), 3)
     f = choose_folding(b, 20)
-    generate(b, f, tmp_path / "a")
-    generate(b, f, tmp_path / "b")
+    generate(plan(b, f), tmp_path / "a")
+    generate(plan(b, f), tmp_path / "b")
     for name in ("hwqnn_top.v", "manifest.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()

@@ -13,6 +13,7 @@ import pytest
 from hwqnn.cli import main
 from hwqnn.hw.emit import generate
 from hwqnn.hw.folding import choose_folding
+from hwqnn.hw.plan import plan
 from hwqnn.randnet import random_bundle
 from hwqnn.synth import TARGETS, SynthError, macs_per_frame, port_wrapper, synthesize, top_ports
 
@@ -72,7 +73,7 @@ def test_port_wrapper_serializes_every_port_once() -> None:
 def small_rtl(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     b = random_bundle(7, 64, (48, 32), 4)
     d = tmp_path_factory.mktemp("rtl")
-    return d, generate(b, choose_folding(b, 32), d)
+    return d, generate(plan(b, choose_folding(b, 32)), d)
 
 
 @pytest.mark.slow
@@ -108,7 +109,7 @@ def test_place_and_route_fmax(
 @pytest.mark.slow
 def test_design_too_big_for_the_part(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     b = random_bundle(8, 64, (48,), 4)  # about 8,000 LUT4s against hx1k's 1,280
-    generate(b, choose_folding(b, 8), tmp_path / "rtl")
+    generate(plan(b, choose_folding(b, 8)), tmp_path / "rtl")
     assert main(["synth", str(tmp_path / "rtl"), "-o", str(tmp_path / "s"), "--target",
                  "ice40", "--part", "hx1k", "--no-breakdown"]) == 1  # fmt: skip
     err = capsys.readouterr().err.strip()

@@ -14,58 +14,39 @@ from typing import Any
 from amaranth.back import verilog
 
 from hwqnn import __version__
-from hwqnn.bundle import Bundle, Layer
+from hwqnn.bundle import Layer
 from hwqnn.hw import driver
 from hwqnn.hw.folding import LayerFold, estimate_luts
 from hwqnn.hw.mvtu import MVTU
 from hwqnn.hw.network import LayerTop, Top
+from hwqnn.hw.plan import Plan
 
 log = logging.getLogger(__name__)
 TOP_NAME = "hwqnn_top"
 DRIVER_NAME = "hwqnn_driver.h"
-DEFAULT_AXIS_BITS = 64
 
 
 def predict(top: Top) -> dict[str, Any]:
     """Cycles per frame per layer and for the pipeline, and the latency of one frame: cycles
     from the first input beat's handshake to ``m_axis_tvalid``, with an empty pipeline (predicted
-    for dense pipelines; ``None`` when a window unit is in it: not modelled)."""
-    stages = top.net.stages
-    mvtus = iter(top.net.units)
-    layers = []
-    for st in stages:
-        entry: dict[str, Any] = {"kind": st.kind, "cycles_per_frame": st.cycles,
-                                 "in_bits": st.in_bits, "out_bits": st.out_bits}  # fmt: skip
-        if st.matrix is not None:
-            u = next(mvtus)
-            entry.update(
-                pe=u.pe, simd=u.simd, nf=u.nf, sf=u.sf, latency=u.latency, w_bits=u.w_bits,
-                rows=u.rows, cols=u.cols, vectors=st.vectors,
-                weight_bits=u.pe * max(2, u.nf * u.sf) * u.simd * u.w_bits,
-            )  # fmt: skip
-        else:
-            entry.update(pe=0, simd=0, rows=0, cols=0, vectors=0, w_bits=0, weight_bits=0)
-        if st.window is not None:
-            w = st.window
-            entry["window"] = {"in_shape": list(w.in_shape), "kernel": w.kernel,
-                               "stride": w.stride, "padding": w.pad}  # fmt: skip
-        layers.append(entry)
-    in_beats = stages[0].in_beats
-    ii = max(in_beats, *(st.cycles for st in stages))
+    where every stage models its latency; ``None`` when a window unit is in the pipeline)."""
+    net = top.net
+    p = net.plan
+    rows = list(zip(p.stages, net.stage_units, strict=True))
     latency: int | None = None
-    if all(st.window is None for st in stages):
-        units = top.net.units
+    per_stage = [st.latency(u) for st, u in rows]
+    if all(lat is not None for lat in per_stage):
         slices = 2  # the register slices behind s_axis and in front of m_axis
-        slices += top.net.front.latency if top.net.front is not None else 0
-        argmax = top.net.collector.latency - 1  # the collector's comparison stages
-        latency = in_beats + slices + argmax + sum(u.cycles_per_frame + u.latency for u in units)
+        slices += net.front.latency if net.front is not None else 0
+        argmax = net.collector.latency - 1  # the collector's comparison stages
+        latency = p.in_beats + slices + argmax + sum(lat or 0 for lat in per_stage)
     return {
-        "layers": layers,
+        "layers": [st.entry(u) for st, u in rows],
         "pipeline": {
-            "cycles_per_frame": ii,
-            "slowest_layer": max(range(len(stages)), key=lambda i: stages[i].cycles),
+            "cycles_per_frame": p.cycles_per_frame,
+            "slowest_layer": p.slowest_layer,
             "latency_cycles": latency,
-            "input_beats_per_frame": in_beats,
+            "input_beats_per_frame": p.in_beats,
         },
     }
 
@@ -79,21 +60,17 @@ def _write_if_changed(path: Path, text: str) -> bool:
     return True
 
 
-def generate(
-    bundle: Bundle,
-    folds: list[LayerFold],
-    out_dir: str | os.PathLike[str],
-    axis_bits: int = DEFAULT_AXIS_BITS,
-) -> dict[str, Any]:
+def generate(p: Plan, out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Write ``hwqnn_top.v``, ``hwqnn_driver.h`` (:mod:`hwqnn.hw.driver`) and ``manifest.json``
-    into ``out_dir``; return the manifest.
-    ``axis_bits`` is the width of ``s_axis_tdata`` (see :mod:`hwqnn.hw.network`)."""
+    for the design ``p`` (:func:`hwqnn.hw.plan.plan`; its ``axis_bits`` is the width of
+    ``s_axis_tdata``, see :mod:`hwqnn.hw.network`) into ``out_dir``; return the manifest."""
+    bundle, folds, axis_bits = p.bundle, p.folds, p.axis_bits
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OSError(f"{out}: cannot create the output directory ({e.strerror})") from e
-    top = Top(bundle, folds, axis_bits)
+    top = Top(p)
     log.info("converting to Verilog (%s)", ",".join(str(f) for f in folds))
     body = verilog.convert(top, name=TOP_NAME, emit_src=False)
     header = (
@@ -113,7 +90,7 @@ def generate(
         "folding": [str(f) for f in folds],
         "ports": asdict(top.shape),
         "driver": DRIVER_NAME,
-        "estimated_luts": round(estimate_luts(bundle, folds, axis_bits)),
+        "estimated_luts": round(estimate_luts(p)),
         **predict(top),
     }
     first = bundle.layers[0]

@@ -38,29 +38,17 @@ from amaranth.lib import wiring
 from amaranth.lib.stream import Signature as StreamSignature
 from amaranth.lib.wiring import In, Out
 
-from hwqnn.bundle import Bundle
 from hwqnn.hw.collector import Collector
-from hwqnn.hw.folding import FoldingError, LayerFold, input_chunk, stages
 from hwqnn.hw.inputq import InputQuantizer
 from hwqnn.hw.mvtu import MVTU
+from hwqnn.hw.plan import Plan
 from hwqnn.hw.skid import RegisterSlice
-from hwqnn.hw.window import MaxReduce, SlidingWindow
+from hwqnn.hw.stages import Units
 from hwqnn.intmath import ceil_div
-
-AXIS_BITS_RANGE = (8, 1024)
 
 
 def _bytes(bits: int) -> int:
     return ceil_div(bits, 8)
-
-
-def check_axis_bits(axis_bits: int, in_bits: int) -> None:
-    """Raise :class:`FoldingError` unless ``axis_bits`` is a usable ``s_axis_tdata`` width."""
-    lo, hi = AXIS_BITS_RANGE
-    if not isinstance(axis_bits, int) or not lo <= axis_bits <= hi or axis_bits % 8:
-        raise FoldingError(f"axis bits must be a multiple of 8 in {lo}..{hi}, not {axis_bits!r}")
-    if axis_bits < in_bits:
-        raise FoldingError(f"axis bits ({axis_bits}) must hold one {in_bits}-bit input code")
 
 
 @dataclass(frozen=True)
@@ -98,39 +86,29 @@ def _synchronized_reset(m: Module, aclk: Signal, aresetn: Signal) -> Signal:
 
 class Network(wiring.Component):
     """All layers chained; ``i`` takes beats of ``in_chunk`` input codes, ``o`` gives scores +
-    argmax. Each bundle layer becomes the units of its kind (:mod:`hwqnn.hw.plan`): an MVTU, a
-    sliding window in front of it for a convolution, or a sliding window and a max-reduce for
-    max-pooling; ``mvtus`` are the weighted layers' units, in order."""
+    argmax. Each stage of the plan contributes the units of its kind (:mod:`hwqnn.hw.stages`):
+    an MVTU, a sliding window in front of it for a convolution, or a sliding window and a
+    max-reduce for max-pooling; ``mvtus`` are the weighted layers' units, in order."""
 
-    def __init__(
-        self, bundle: Bundle, folds: list[LayerFold], in_chunk: int, axis_bits: int = 64
-    ) -> None:
-        self.stages = stages(bundle, folds, axis_bits)
-        first = self.stages[0]
-        if in_chunk != first.in_chunk:
-            raise ValueError(f"in_chunk must be {first.in_chunk} for this net, not {in_chunk!r}")
-        self.in_chunk = in_chunk
-        self.chain: list[wiring.Component] = []
+    def __init__(self, p: Plan) -> None:
+        bundle = p.bundle
+        self.plan = p
+        self.stages = p.stages
+        self.in_chunk = p.in_chunk
+        self.named: list[tuple[str, wiring.Component]] = []
         self.mvtus: list[MVTU] = []
+        self.stage_units: list[Units] = []
         self.front: InputQuantizer | None = None  # raw values -> layer 0's codes
         if not bundle.quant.is_identity:
-            self.front = InputQuantizer(bundle.quant, in_chunk, first.in_beats)
-            self.chain.append(self.front)
-        for st in self.stages:
-            if st.window is not None:
-                sw = SlidingWindow(window=st.window, bits=st.in_bits, in_chunk=st.in_chunk)
-                self.chain.append(sw)
-            if st.matrix is not None:
-                chunk = st.window.channels if st.window is not None else st.in_chunk
-                unit = MVTU.from_layer(st.matrix, st.pe, st.simd, chunk)
-                self.chain.append(unit)
-                self.mvtus.append(unit)
-            else:
-                assert st.window is not None
-                w = st.window
-                self.chain.append(
-                    MaxReduce(channels=w.channels, bits=st.in_bits, group=w.kernel**2)
-                )
+            self.front = InputQuantizer(bundle.quant, p.in_chunk, p.in_beats)
+            self.named.append(("input_quant", self.front))
+        for st in p.stages:
+            units = st.units()
+            self.stage_units.append(units)
+            self.named.extend(units.named)
+            if units.mvtu is not None:
+                self.mvtus.append(units.mvtu)
+        self.chain = [u for _, u in self.named]
         last = self.mvtus[-1]
         self.collector = Collector(
             pe=last.pe, nf=last.nf, classes=bundle.num_classes, score_width=last.out_width
@@ -143,15 +121,10 @@ class Network(wiring.Component):
         )
 
     def named_units(self) -> list[tuple[str, wiring.Component]]:
-        """Submodule names: ``layer{i}`` for layer ``i``'s MVTU, ``layer{i}_window`` and
-        ``layer{i}_reduce`` for its window and max-reduce units (synthesis groups by them)."""
-        names = ["input_quant"] if self.front is not None else []
-        units = iter(self.chain)
-        for st in self.stages:
-            if st.window is not None:
-                names.append(f"layer{st.index}_window")
-            names.append(f"layer{st.index}" if st.matrix is not None else f"layer{st.index}_reduce")
-        return list(zip(names, units, strict=False))
+        """Submodule names: ``input_quant``; ``layer{i}`` for layer ``i``'s MVTU,
+        ``layer{i}_window`` and ``layer{i}_reduce`` for its window and max-reduce units
+        (synthesis groups by them)."""
+        return list(self.named)
 
     @property
     def units(self) -> list[MVTU]:
@@ -160,7 +133,7 @@ class Network(wiring.Component):
 
     @property
     def cycles_per_frame(self) -> int:
-        return max(st.cycles for st in self.stages)
+        return self.plan.cycles_per_frame
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
@@ -178,14 +151,14 @@ class Network(wiring.Component):
 class Top(wiring.Component):
     """The Verilog top: AXI-Stream-style names, ``aclk``/``aresetn`` (see module docstring)."""
 
-    def __init__(self, bundle: Bundle, folds: list[LayerFold], axis_bits: int = 64) -> None:
-        check_axis_bits(axis_bits, bundle.raw_bits)
-        self.net = Network(bundle, folds, input_chunk(bundle, axis_bits), axis_bits)
+    def __init__(self, p: Plan) -> None:
+        bundle, axis_bits = p.bundle, p.axis_bits
+        self.net = Network(p)
         c = self.net.collector
         self.shape = TopShape(
             axis_bits=axis_bits,
-            in_chunk=self.net.in_chunk,
-            in_beats=self.net.stages[0].in_beats,
+            in_chunk=p.in_chunk,
+            in_beats=p.in_beats,
             s_tdata_bits=axis_bits,
             classes=c.classes,
             score_width=c.score_width,

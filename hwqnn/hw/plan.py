@@ -1,94 +1,24 @@
-"""How each bundle layer becomes hardware: its units, its beat widths and the one cycle formula
-per layer kind. The network builder, the folding chooser, the manifest and the op counter all
-read this plan, so a fact about a kind is derived once.
+"""The hardware plan of a bundle under a folding: one :mod:`stage <hwqnn.hw.stages>` per layer,
+built once per command and handed to everything that asks about the design (the network
+builder, the manifest, the LUT model, the op counter, fault localisation).
 
-Units per kind (see :mod:`hwqnn.hw.network`)::
-
-    dense       MVTU                        cycles/frame  NF * SF
-    conv2d      SlidingWindow -> MVTU       cycles/frame  max(pixel beats, P * max(NF*SF, k*k))
-    maxpool2d   SlidingWindow -> MaxReduce  cycles/frame  max(pixel beats, P * k*k)
-
-with ``P`` the window positions, ``k`` the kernel and pixel beats ``H * W * C / in_chunk`` (the
-image written into the window unit's memory). A weighted layer (dense, conv2d) has a folding
-(PE, SIMD) on its matrix; a convolution's PE divides its channels, so its output pixels leave as
-whole beats, which is what the next window unit takes (``in_chunk`` divides the channels).
+The input side: ``s_axis`` beats carry raw values (pixels) of the bundle's ``raw_bits``; a beat
+holds as many as the bus does and, for an image-shaped first layer, a divisor of its channels (a
+beat never splits across pixels). Each later layer is fed its producer's output beat.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hwqnn.bundle import Bundle, Layer
-from hwqnn.errors import InputError
+from hwqnn.bundle import Bundle
+from hwqnn.hw.layerfold import FoldingError, LayerFold
+from hwqnn.hw.stages import MatrixStage, Stage, stage_class
 from hwqnn.intmath import ceil_div
-from hwqnn.layers import Window, matrix_of, window_of
 
-
-class FoldingError(InputError):
-    """A folding that does not fit the network; the message names the layer."""
-
-
-@dataclass(frozen=True)
-class LayerFold:
-    pe: int
-    simd: int
-
-    def nf(self, rows: int) -> int:
-        return ceil_div(rows, self.pe)
-
-    def sf(self, cols: int) -> int:
-        return ceil_div(cols, self.simd)
-
-    def cycles(self, rows: int, cols: int) -> int:
-        return self.nf(rows) * self.sf(cols)
-
-    def __str__(self) -> str:
-        return f"{self.pe}x{self.simd}"
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One bundle layer in hardware."""
-
-    index: int
-    kind: str
-    in_chunk: int  # codes per input beat
-    out_chunk: int  # codes per output beat
-    in_bits: int
-    out_bits: int
-    in_size: int  # codes per frame in
-    matrix: Layer | None  # the MVTU's matrix (dense, conv2d)
-    pe: int  # 0 without a matrix
-    simd: int
-    window: Window | None  # conv2d, maxpool2d
-    cycles: int  # cycles per frame
-
-    @property
-    def vectors(self) -> int:
-        """Matrix-vector products per frame (window positions for a convolution)."""
-        return self.window.positions if self.window is not None and self.matrix else 1
-
-    @property
-    def nf(self) -> int:
-        return ceil_div(self.matrix.out_features, self.pe) if self.matrix else 0
-
-    @property
-    def sf(self) -> int:
-        return ceil_div(self.matrix.in_features, self.simd) if self.matrix else 0
-
-    @property
-    def in_beats(self) -> int:
-        return ceil_div(self.in_size, self.in_chunk)
-
-
-def weighted(bundle: Bundle) -> list[tuple[int, Layer, Window | None]]:
-    """``(layer index, matrix, window or None)`` of each layer that is folded."""
-    out = []
-    for i, ly in enumerate(bundle.layers):
-        m = matrix_of(ly)
-        if m is not None:
-            out.append((i, m, window_of(ly)))
-    return out
+DEFAULT_AXIS_BITS = 64  # s_axis_tdata bits unless the user chooses (a DMA's width)
+MAX_LANES = 1 << 16  # PE * SIMD of one layer
+AXIS_BITS_RANGE = (8, 1024)
 
 
 def largest_divisor_at_most(n: int, cap: int) -> int:
@@ -100,79 +30,95 @@ def first_chunk(bundle: Bundle, axis_bits: int) -> int:
     divisor of its channels (a beat never splits across pixels)."""
     first = bundle.layers[0]
     cap = max(1, axis_bits // bundle.raw_bits)  # the beat carries raw values (pixels)
-    w = window_of(first)
-    if w is not None:
-        return largest_divisor_at_most(w.channels, cap)
+    if len(first.in_shape) == 3:
+        return largest_divisor_at_most(first.in_shape[-1], cap)
     return max(1, min(cap, first.in_size))
 
 
-def plan(bundle: Bundle, folds: list[LayerFold], axis_bits: int) -> list[Stage]:
-    """The stages of ``bundle`` under ``folds`` (one per weighted layer, in order)."""
-    w_layers = weighted(bundle)
-    if len(folds) != len(w_layers):
-        pools = " with weights" if len(w_layers) != len(bundle.layers) else ""
-        raise FoldingError(
-            f"folding names {len(folds)} layer(s), the bundle has {len(w_layers)}{pools}"
-        )
-    fold_at = {i: f for (i, _, _), f in zip(w_layers, folds, strict=True)}
+def check_axis_bits(axis_bits: int, in_bits: int) -> None:
+    """Raise :class:`FoldingError` unless ``axis_bits`` is a usable ``s_axis_tdata`` width."""
+    lo, hi = AXIS_BITS_RANGE
+    if not isinstance(axis_bits, int) or not lo <= axis_bits <= hi or axis_bits % 8:
+        raise FoldingError(f"axis bits must be a multiple of 8 in {lo}..{hi}, not {axis_bits!r}")
+    if axis_bits < in_bits:
+        raise FoldingError(f"axis bits ({axis_bits}) must hold one {in_bits}-bit input code")
+
+
+def folded_layers(bundle: Bundle) -> list[int]:
+    """Indices of the layers that take a folding (one ``PExSIMD`` each), in order."""
+    return [i for i, ly in enumerate(bundle.layers) if stage_class(ly, i).folded]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """``bundle`` in hardware under ``folds`` with ``axis_bits``-bit input beats."""
+
+    bundle: Bundle
+    folds: tuple[LayerFold, ...]
+    axis_bits: int
+    stages: tuple[Stage, ...]
+
+    @property
+    def in_chunk(self) -> int:
+        return self.stages[0].in_chunk
+
+    @property
+    def in_beats(self) -> int:
+        """``s_axis`` beats per frame."""
+        return self.stages[0].in_beats
+
+    @property
+    def cycles_per_frame(self) -> int:
+        """The pipeline's interval: its slowest stage, or the input beats of a frame."""
+        return max(self.in_beats, *(st.cycles for st in self.stages))
+
+    @property
+    def slowest_layer(self) -> int:
+        return max(range(len(self.stages)), key=lambda i: self.stages[i].cycles)
+
+    @property
+    def matrix_stages(self) -> list[MatrixStage]:
+        """The weighted stages, in order (one MVTU and one perf-counter pair each)."""
+        return [st for st in self.stages if isinstance(st, MatrixStage)]
+
+    @property
+    def folding(self) -> str:
+        return ",".join(str(f) for f in self.folds)
+
+
+def plan(bundle: Bundle, folds: list[LayerFold] | tuple[LayerFold, ...],
+         axis_bits: int = DEFAULT_AXIS_BITS) -> Plan:  # fmt: skip
+    """The validated plan of ``bundle`` under ``folds`` (one per folded layer, in order); a
+    :class:`FoldingError` names the layer that does not fit."""
+    check_axis_bits(axis_bits, bundle.raw_bits)
+    at = folded_layers(bundle)
+    if len(folds) != len(at):
+        pools = " with weights" if len(at) != len(bundle.layers) else ""
+        raise FoldingError(f"folding names {len(folds)} layer(s), the bundle has {len(at)}{pools}")
+    for i, f in zip(at, folds, strict=True):
+        if f.pe * f.simd > MAX_LANES:
+            raise FoldingError(f"layer {i}: PE*SIMD = {f.pe * f.simd} exceeds {MAX_LANES} lanes")
+    fold_at = dict(zip(at, folds, strict=True))
     stages: list[Stage] = []
     chunk = first_chunk(bundle, axis_bits)
     for i, ly in enumerate(bundle.layers):
-        m, w = matrix_of(ly), window_of(ly)
-        if w is not None:
-            if w.channels % chunk:
-                raise FoldingError(
-                    f"layer {i}: its {w.channels} input channels arrive {chunk} codes a beat; a "
-                    "window unit needs a divisor of its channels (fold the layer before it with "
-                    "a PE that divides its outputs)"
-                )
-            in_chunk = chunk
-            pixel_beats = w.height * w.width * (w.channels // chunk)
-        else:
-            in_chunk = min(chunk, ly.in_size)
-            pixel_beats = 0
-        pe = simd = 0
-        if m is not None:
-            f = fold_at[i]
-            pe, simd = f.pe, f.simd
-            if not 1 <= pe <= m.out_features:
-                raise FoldingError(
-                    f"layer {i}: PE must be in 1..{m.out_features} (its outputs), not {pe}"
-                )
-            if not 1 <= simd <= m.in_features:
-                raise FoldingError(
-                    f"layer {i}: SIMD must be in 1..{m.in_features} (its fan-in), not {simd}"
-                )
-            if w is not None and m.out_features % pe:
-                raise FoldingError(
-                    f"layer {i}: a convolution's PE must divide its {m.out_features} channels, "
-                    f"not {pe}"
-                )
-            per_vector = ceil_div(m.out_features, pe) * ceil_div(m.in_features, simd)
-            if w is None:
-                cycles = per_vector
-            else:
-                cycles = max(pixel_beats, w.positions * max(per_vector, w.kernel**2))
-            out_chunk = pe
-        else:
-            assert w is not None
-            cycles = max(pixel_beats, w.positions * w.kernel**2)
-            out_chunk = w.channels
-        stages.append(
-            Stage(
-                index=i,
-                kind=ly.kind,
-                in_chunk=in_chunk,
-                out_chunk=out_chunk,
-                in_bits=ly.in_bits,
-                out_bits=ly.out_bits,
-                in_size=ly.in_size,
-                matrix=m,
-                pe=pe,
-                simd=simd,
-                window=w,
-                cycles=cycles,
-            )
-        )
-        chunk = out_chunk
-    return stages
+        st = stage_class(ly, i).plan(i, ly, fold_at.get(i), chunk)
+        stages.append(st)
+        chunk = st.out_chunk
+    return Plan(bundle, tuple(folds), axis_bits, tuple(stages))
+
+
+def input_beats(bundle: Bundle, axis_bits: int) -> int:
+    """``s_axis`` beats per frame: the fewest cycles per frame any folding can reach."""
+    return ceil_div(bundle.in_features, first_chunk(bundle, axis_bits))
+
+
+__all__ = [
+    "FoldingError",
+    "LayerFold",
+    "Plan",
+    "check_axis_bits",
+    "first_chunk",
+    "folded_layers",
+    "plan",
+]
