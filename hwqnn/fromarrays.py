@@ -29,7 +29,7 @@ refused with a :class:`hwqnn.bundle.BundleError` naming the layer and the field.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,6 +152,50 @@ def _matrix(spec: LayerArrays, levels: np.ndarray, in_bits: int, p: str, fail: F
         raise BundleError(str(e).replace("<memory>", "<arrays>").replace("layer-1", p)) from e
 
 
+Image = tuple[int, int, int] | None  # (H, W, C) of the codes a layer is fed, if image-shaped
+
+
+def _dense_layer(spec: LayerArrays, bits: int, image: Image, p: str, fail: Fail) -> NetLayer:
+    assert spec.weights is not None
+    w = spec.weights
+    if w.ndim != 2:
+        fail(f"{p}.weights", "a 2-D array [out, in]", list(w.shape))
+    return _matrix(spec, w, bits, p, fail)  # type: ignore[return-value]
+
+
+def _image(spec: LayerArrays, image: Image, p: str, fail: Fail) -> tuple[int, int, int]:
+    if image is None:
+        fail(f"{p}.kind", "an image-shaped input ([H, W] or [H, W, C])", spec.kind)
+    assert image is not None
+    return image
+
+
+def _conv_layer(spec: LayerArrays, bits: int, image: Image, p: str, fail: Fail) -> NetLayer:
+    h, wd, c = _image(spec, image, p, fail)
+    assert spec.weights is not None
+    w = spec.weights
+    if w.ndim != 4 or w.shape[1] != w.shape[2] or w.shape[3] != c:
+        fail(f"{p}.weights", f"[out, k, k, {c}] (input channels {c})", list(w.shape))
+    win = Window(h, wd, c, spec.kernel, spec.stride, spec.padding)
+    win.check(p, fail)
+    return Conv2d(win, _matrix(spec, w, bits, p, fail))  # type: ignore[arg-type]
+
+
+def _pool_layer(spec: LayerArrays, bits: int, image: Image, p: str, fail: Fail) -> NetLayer:
+    h, wd, c = _image(spec, image, p, fail)
+    win = Window(h, wd, c, spec.kernel, spec.stride, 0)
+    win.check(p, fail)
+    return MaxPool2d(win, bits)
+
+
+# One builder per layer kind: (spec, input bits, input image or None, field prefix, fail)
+_BUILDERS: dict[str, Callable[[LayerArrays, int, Image, str, Fail], NetLayer]] = {
+    "dense": _dense_layer,
+    "conv2d": _conv_layer,
+    "maxpool2d": _pool_layer,
+}
+
+
 def build_bundle(
     layers: Sequence[LayerArrays],
     input_shape: Sequence[int],
@@ -184,38 +228,16 @@ def build_bundle(
     for i, spec in enumerate(layers):
         p = f"layer{i}"
         last = i == len(layers) - 1
-        if spec.thresholds is None and not last and spec.kind != "maxpool2d":
+        if spec.thresholds is None and not last and spec.weights is not None:
             fail(f"{p}.thresholds", "an array (only the last layer gives scores)", "nothing")
         if spec.thresholds is not None and last:
             fail(f"{p}.thresholds", "nothing (the last layer gives integer scores)", "an array")
-        if spec.kind == "dense":
-            assert spec.weights is not None
-            w = spec.weights
-            if w.ndim != 2:
-                fail(f"{p}.weights", "a 2-D array [out, in]", list(w.shape))
-            ly: NetLayer = _matrix(spec, w, bits, p, fail)  # type: ignore[assignment]
-            image = None
-        elif spec.kind in ("conv2d", "maxpool2d"):
-            if image is None:
-                fail(f"{p}.kind", "an image-shaped input ([H, W] or [H, W, C])", spec.kind)
-            assert image is not None
-            h, wd, c = image
-            if spec.kind == "conv2d":
-                assert spec.weights is not None
-                w = spec.weights
-                if w.ndim != 4 or w.shape[1] != w.shape[2] or w.shape[3] != c:
-                    fail(f"{p}.weights", f"[out, k, k, {c}] (input channels {c})", list(w.shape))
-                win = Window(h, wd, c, spec.kernel, spec.stride, spec.padding)
-                win.check(p, fail)
-                m = _matrix(spec, w, bits, p, fail)
-                ly = Conv2d(win, m)  # type: ignore[arg-type]
-            else:
-                win = Window(h, wd, c, spec.kernel, spec.stride, 0)
-                win.check(p, fail)
-                ly = MaxPool2d(win, bits)
-            image = (win.out_h, win.out_w, ly.out_shape[-1])
-        else:
-            fail(f"{p}.kind", "dense, conv2d or maxpool2d", repr(spec.kind))
+        build = _BUILDERS.get(spec.kind)
+        if build is None:
+            fail(f"{p}.kind", ", ".join(_BUILDERS), repr(spec.kind))
+        assert build is not None
+        ly = build(spec, bits, image, p, fail)
+        image = ly.out_shape if len(ly.out_shape) == 3 else None  # type: ignore[assignment]
         out.append(ly)
         bits = ly.out_bits
     n_cls = out[-1].out_size

@@ -3,6 +3,10 @@ foldings that fit (no simulation: the slow tier holds these against Verilator)."
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar
+
 import pytest
 from amaranth.hdl import Fragment
 
@@ -56,3 +60,37 @@ def test_first_beat_never_splits_a_pixel() -> None:
     top = Top(plan(b, choose_folding(b, 100, 24), 24))
     assert top.shape.in_chunk == 3 and top.shape.in_beats == 6 * 6 * 2
     Fragment.get(top, None)  # elaborates: the 3-code beat meets the window unit's input
+
+
+@dataclass(frozen=True)
+class _Upsample:
+    """A kind no back end knows (nearest-neighbour upsampling, say)."""
+
+    kind: ClassVar[str] = "upsample2d"
+    in_shape: tuple[int, ...] = (4, 4, 1)
+    out_shape: tuple[int, ...] = (8, 8, 1)
+    in_bits: int = 8
+    out_bits: int = 8
+    in_size: int = 16
+    out_size: int = 64
+
+
+def test_an_unknown_kind_is_refused_in_one_line_never_mistaken() -> None:
+    """Every kind-keyed table refuses a kind it lacks by name (the op counter once took any
+    kind without a matrix for a max-pool)."""
+    import torch
+
+    from hwqnn.errors import InputError
+    from hwqnn.gpu.infer import to_device_layer
+    from hwqnn.onnxio.export import ExportError, _layer
+
+    b = random_net(1, parse_arch("cnv:4c3-fc6"), (8, 8, 1), 3)
+    odd = dataclasses.replace(b, layers=(_Upsample(), *b.layers))
+    with pytest.raises(InputError, match=r"^layer 0: the hardware back end has no 'upsample2d'"):
+        plan(odd, [LayerFold(1, 1)] * 3)
+    with pytest.raises(InputError, match=r"^layer 0: the hardware back end has no 'upsample2d'"):
+        choose_folding(odd)
+    with pytest.raises(InputError, match=r"^the GPU path has no 'upsample2d' layers$"):
+        to_device_layer(_Upsample(), torch.device("cpu"))  # type: ignore[arg-type]
+    with pytest.raises(ExportError, match=r"^layer 0: QONNX export has no 'upsample2d' layers$"):
+        _layer(None, 0, _Upsample(), "x", True)  # type: ignore[arg-type]

@@ -8,7 +8,9 @@ matrix (``[images * positions, kernel*kernel*channels]``, gathered on the device
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -54,6 +56,10 @@ class DeviceLayer:
             torch.from_numpy(flip).to(device),
         )
 
+    @property
+    def device(self) -> torch.device:
+        return self.weights.device
+
     def forward(self, x: torch.Tensor, naive: bool = False) -> torch.Tensor:
         """Codes ``[M, in]`` -> codes (or scores) ``[M, out]``."""
         kw = self.weights.shape[2]
@@ -78,6 +84,10 @@ class DeviceConv:
     window: Window
     matrix: DeviceLayer
 
+    @property
+    def device(self) -> torch.device:
+        return self.matrix.device
+
     def forward(self, x: torch.Tensor, naive: bool = False) -> torch.Tensor:
         cols = windows(x, self.window).reshape(-1, self.window.fan_in)
         return self.matrix.forward(cols, naive).reshape(len(x), -1)
@@ -86,6 +96,7 @@ class DeviceConv:
 @dataclass
 class DevicePool:
     window: Window
+    device: torch.device
 
     def forward(self, x: torch.Tensor, naive: bool = False) -> torch.Tensor:
         return windows(x, self.window).amax(dim=(2, 3)).reshape(len(x), -1)
@@ -94,15 +105,25 @@ class DevicePool:
 DeviceOp = DeviceLayer | DeviceConv | DevicePool
 
 
+def _conv(ly: NetLayer, device: torch.device) -> DeviceOp:
+    conv = cast(Conv2d, ly)
+    return DeviceConv(conv.window, DeviceLayer.from_layer(conv.matrix, device))
+
+
+# The device form of each layer kind
+DEVICE_OPS: dict[str, Callable[[NetLayer, torch.device], DeviceOp]] = {
+    "dense": lambda ly, device: DeviceLayer.from_layer(cast(Layer, ly), device),
+    "conv2d": _conv,
+    "maxpool2d": lambda ly, device: DevicePool(cast(MaxPool2d, ly).window, device),
+}
+
+
 def to_device_layer(ly: NetLayer, device: torch.device) -> DeviceOp:
-    """The device form of a bundle layer, dispatched on its kind."""
-    if isinstance(ly, Layer):
-        return DeviceLayer.from_layer(ly, device)
-    if isinstance(ly, Conv2d):
-        return DeviceConv(ly.window, DeviceLayer.from_layer(ly.matrix, device))
-    if isinstance(ly, MaxPool2d):
-        return DevicePool(ly.window)
-    raise InputError(f"the GPU path has no {ly.kind!r} layers")
+    """The device form of a bundle layer, looked up by its kind."""
+    make = DEVICE_OPS.get(ly.kind)
+    if make is None:
+        raise InputError(f"the GPU path has no {ly.kind!r} layers")
+    return make(ly, device)
 
 
 def pack_codes(codes: torch.Tensor, bits: int, kw32: int) -> torch.Tensor:
@@ -191,9 +212,7 @@ def infer(
     if images.size and (int(images.min()) < 0 or int(images.max()) > top):
         raise InputError(f"input values must be in 0..{top} ({bundle.raw_bits}-bit raw input)")
     dls = layers or to_device(bundle)
-    last = dls[-1]
-    assert isinstance(last, DeviceLayer)
-    dev = last.weights.device
+    dev = dls[-1].device
     quantize = InputQuantizer(bundle.quant, dev)
     outs = []
     for s in range(0, len(images), batch):

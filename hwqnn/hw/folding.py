@@ -71,7 +71,7 @@ def balance(
     in_bits`` codes per beat, every later layer its producer's beat; a convolution's budget is
     shared by its window positions."""
     if target_cycles is None:
-        work = max(stage_class(ly).lane_cycles(ly) for ly in bundle.layers)
+        work = max(stage_class(ly, i).lane_cycles(ly) for i, ly in enumerate(bundle.layers))
         target_cycles = max(1, min(1024, work // 16), window_floor(bundle))
     if target_cycles < 1:
         raise FoldingError(f"target cycles per frame must be >= 1, not {target_cycles}")
@@ -98,7 +98,7 @@ LAYER_LUTS = 220
 def window_floor(bundle: Bundle) -> int:
     """The fewest cycles per frame the window units allow (they give one pixel a cycle), 0 for
     a net without them: the default folding balances the MVTUs to it rather than below it."""
-    return max(stage_class(ly).window_floor(ly) for ly in bundle.layers)
+    return max(stage_class(ly, i).window_floor(ly) for i, ly in enumerate(bundle.layers))
 
 
 def input_chunk(bundle: Bundle, axis_bits: int) -> int:
@@ -138,7 +138,9 @@ def cycle_grid(bundle: Bundle, axis_bits: int = 64, steps_per_octave: int = 4) -
     """Cycles/frame targets from the input's beats per frame (the fastest a design can take
     frames) to the largest layer's rows x cols (one lane), ``steps_per_octave`` per doubling."""
     beats = input_beats(bundle, axis_bits)
-    slowest = max(beats, *(stage_class(ly).lane_cycles(ly) for ly in bundle.layers))
+    slowest = max(
+        beats, *(stage_class(ly, i).lane_cycles(ly) for i, ly in enumerate(bundle.layers))
+    )
     grid: list[int] = []
     k = 0
     while True:

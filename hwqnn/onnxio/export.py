@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
 from hwqnn import atomic
 from hwqnn.bundle import Bundle, validate
 from hwqnn.errors import InputError
-from hwqnn.layers import Conv2d, Layer, MaxPool2d, NetLayer, Window
+from hwqnn.layers import Conv2d, Layer, MaxPool2d, NetLayer
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
 FLOAT_EXACT = 2**24  # float32 holds every integer below this exactly
@@ -68,9 +70,11 @@ def _weights(g: _Graph, levels: np.ndarray, w_bits: int, hint: str) -> str:
     return g.node("Quant", ins, hint + "_q", True, signed=0, narrow=0, rounding_mode="ROUND")
 
 
-def _threshold(g: _Graph, x: str, m: Layer, hint: str, spatial: bool) -> str:
-    """Hidden-layer activation on the dot product ``x`` (``[N, C]``, or ``[N, C, H, W]`` if
-    ``spatial``): levels out."""
+def _activation(g: _Graph, x: str, m: Layer, hint: str, spatial: bool) -> str:
+    """The activation on the dot product ``x`` (``[N, C]``, or ``[N, C, H, W]`` if
+    ``spatial``): the scores themselves (last layer), or thresholds giving levels."""
+    if m.is_last:
+        return x
     assert m.thresholds is not None and m.flip is not None
     ck = m.acc_max
     sign = np.where(m.flip == 1, -1.0, 1.0).astype(np.float32)
@@ -95,14 +99,14 @@ def _check_exact(i: int, m: Layer) -> None:
         )
 
 
-def _input(g: _Graph, bundle: Bundle, x: str, image: Window | None) -> str:
+def _input(g: _Graph, bundle: Bundle, x: str, nchw: bool) -> str:
     q = bundle.quant
     if q.thresholds is None:
         n = 2**q.bits - 1
         x = g.node("Mul", [x, g.const("two", np.float32(2.0))], "in_scale")
         return g.node("Add", [x, g.const("minus_top", np.float32(-n))], "in_level")
     t = q.thresholds.astype(np.float32)
-    if image is None and q.channels > 1:  # element g takes channel g % C's row
+    if not nchw and q.channels > 1:  # element g takes channel g % C's row
         t = np.tile(t, (-(-bundle.in_features // q.channels), 1))[: bundle.in_features]
     return g.node("MultiThreshold", [x, g.const("in_thresholds", t)], "in_quant", True,
                   out_dtype=_level_type(q.bits), out_scale=2.0,
@@ -122,13 +126,13 @@ def to_model(bundle: Bundle, batch: int = 1) -> object:
     validate(bundle)
     g = _Graph()
     first = bundle.layers[0]
-    image = first.window if isinstance(first, Conv2d | MaxPool2d) else None
-    if image is not None:
-        in_shape = [batch, image.channels, image.height, image.width]
+    nchw = len(first.in_shape) == 3  # an image-shaped first layer takes NCHW images
+    if nchw:
+        h, w, c = first.in_shape
+        in_shape = [batch, c, h, w]
     else:
         in_shape = [batch, bundle.in_features]
-    x = _input(g, bundle, "global_in", image)
-    nchw = image is not None
+    x = _input(g, bundle, "global_in", nchw)
     for i, ly in enumerate(bundle.layers):
         x, nchw = _layer(g, i, ly, x, nchw)
     graph = oh.make_graph(
@@ -157,35 +161,55 @@ def to_model(bundle: Bundle, batch: int = 1) -> object:
     return model.transform(InferDataTypes())
 
 
-def _layer(g: _Graph, i: int, ly: NetLayer, x: str, nchw: bool) -> tuple[str, bool]:
-    if isinstance(ly, MaxPool2d):
-        w = ly.window
-        return g.node("MaxPool", [x], f"pool{i}", kernel_shape=[w.kernel] * 2,
-                      strides=[w.stride] * 2), True  # fmt: skip
-    if isinstance(ly, Conv2d):
-        w, m = ly.window, ly.matrix
-        _check_exact(i, m)
-        levels = 2 * m.weight_codes().astype(np.int64) - (2**m.w_bits - 1)
-        k = levels.reshape(m.out_features, w.kernel, w.kernel, w.channels).transpose(0, 3, 1, 2)
-        wt = _weights(g, k, m.w_bits, f"conv{i}_w")
-        if w.pad:
-            low = np.float32(-(2**m.in_bits - 1))  # code 0, hwqnn's padding
-            pads = g.const("pads", np.array([0, 0, w.pad, w.pad, 0, 0, w.pad, w.pad], np.int64))
-            x = g.node("Pad", [x, pads, g.const("pad_value", low)], f"conv{i}_pad",
-                       mode="constant")  # fmt: skip
-        s = g.node("Conv", [x, wt], f"conv{i}", kernel_shape=[w.kernel] * 2,
-                   strides=[w.stride] * 2)  # fmt: skip
-        return (s if m.is_last else _threshold(g, s, m, f"conv{i}", True)), True
-    assert isinstance(ly, Layer)
-    _check_exact(i, ly)
+def _pool(g: _Graph, i: int, ly: NetLayer, x: str, nchw: bool) -> tuple[str, bool]:
+    w = cast(MaxPool2d, ly).window
+    return g.node("MaxPool", [x], f"pool{i}", kernel_shape=[w.kernel] * 2,
+                  strides=[w.stride] * 2), True  # fmt: skip
+
+
+def _conv(g: _Graph, i: int, ly: NetLayer, x: str, nchw: bool) -> tuple[str, bool]:
+    conv = cast(Conv2d, ly)
+    w, m = conv.window, conv.matrix
+    _check_exact(i, m)
+    levels = 2 * m.weight_codes().astype(np.int64) - (2**m.w_bits - 1)
+    k = levels.reshape(m.out_features, w.kernel, w.kernel, w.channels).transpose(0, 3, 1, 2)
+    wt = _weights(g, k, m.w_bits, f"conv{i}_w")
+    if w.pad:
+        low = np.float32(-(2**m.in_bits - 1))  # code 0, hwqnn's padding
+        pads = g.const("pads", np.array([0, 0, w.pad, w.pad, 0, 0, w.pad, w.pad], np.int64))
+        x = g.node("Pad", [x, pads, g.const("pad_value", low)], f"conv{i}_pad",
+                   mode="constant")  # fmt: skip
+    s = g.node("Conv", [x, wt], f"conv{i}", kernel_shape=[w.kernel] * 2,
+               strides=[w.stride] * 2)  # fmt: skip
+    return _activation(g, s, m, f"conv{i}", True), True
+
+
+def _dense(g: _Graph, i: int, ly: NetLayer, x: str, nchw: bool) -> tuple[str, bool]:
+    m = cast(Layer, ly)
+    _check_exact(i, m)
     if nchw:  # the bundle flattens HWC
         x = g.node("Transpose", [x], f"dense{i}_nhwc", perm=[0, 2, 3, 1])
-        x = g.node("Reshape", [x, g.const("shape", np.array([-1, ly.in_features], np.int64))],
+        x = g.node("Reshape", [x, g.const("shape", np.array([-1, m.in_features], np.int64))],
                    f"dense{i}_flat")  # fmt: skip
-    levels = 2 * ly.weight_codes().astype(np.int64) - (2**ly.w_bits - 1)
-    wt = _weights(g, levels.T, ly.w_bits, f"dense{i}_w")  # [in, out] for MatMul
+    levels = 2 * m.weight_codes().astype(np.int64) - (2**m.w_bits - 1)
+    wt = _weights(g, levels.T, m.w_bits, f"dense{i}_w")  # [in, out] for MatMul
     s = g.node("MatMul", [x, wt], f"dense{i}")
-    return (s if ly.is_last else _threshold(g, s, ly, f"dense{i}", False)), False
+    return _activation(g, s, m, f"dense{i}", False), False
+
+
+# The graph nodes of each layer kind: (graph, index, layer, input, NCHW?) -> (output, NCHW?)
+WRITERS: dict[str, Callable[[_Graph, int, NetLayer, str, bool], tuple[str, bool]]] = {
+    "dense": _dense,
+    "conv2d": _conv,
+    "maxpool2d": _pool,
+}
+
+
+def _layer(g: _Graph, i: int, ly: NetLayer, x: str, nchw: bool) -> tuple[str, bool]:
+    writer = WRITERS.get(ly.kind)
+    if writer is None:
+        raise ExportError(f"layer {i}: QONNX export has no {ly.kind!r} layers")
+    return writer(g, i, ly, x, nchw)
 
 
 def save_onnx(bundle: Bundle, path: str | os.PathLike[str], batch: int = 1) -> Path:
