@@ -367,12 +367,12 @@ def synth(
         rtl = out / name / "rtl"
         manifest = generate(plan(b, parse_folds(fold) if fold else balance(b)), rtl)
         for target in targets:
-            r = synthesize(rtl, out / name / target, target, breakdown=False)
+            r = synthesize(manifest, out / name / target, target, breakdown=False)
             fmax = f"{r.fmax_mhz:.1f}" if r.fmax_mhz is not None else "-"
-            rows.append([name, b.arch(), ",".join(manifest["folding"]), target, f"{r.luts:,}",
+            rows.append([name, b.arch(), ",".join(manifest.folding), target, f"{r.luts:,}",
                          f"{r.ffs:,}", f"{r.bram}", fmax, f"{r.mac_per_lut_cycle:.3f}",
                          f"{r.wall_s:.0f}"])  # fmt: skip
-            records.append({"net": name, "arch": b.arch(), "folding": manifest["folding"],
+            records.append({"net": name, "arch": b.arch(), "folding": list(manifest.folding),
                             **r.to_json()})  # fmt: skip
     header = ["net", "arch", "folding", "target", "LUTs", "FFs", "block RAM", "Fmax MHz",
               "MAC/LUT/cycle", "wall s"]  # fmt: skip

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from hwqnn.hw.manifest import DEFAULT_AXIS_BITS
+
 log = logging.getLogger("hwqnn")
 
 
@@ -140,22 +142,23 @@ def cmd_rtl(args: argparse.Namespace) -> int:
     from hwqnn.pipeline import rtl_stage
 
     manifest = rtl_stage(Path(args.bundle), Path(args.output), args)
-    pipe = manifest["pipeline"]
-    print(json.dumps(pipe, indent=1))
+    pipe = manifest.pipeline
+    print(json.dumps(manifest.to_json()["pipeline"], indent=1))
     print(
-        f"folding {','.join(manifest['folding'])}: "
-        f"{args.clock_mhz * 1e6 / pipe['cycles_per_frame']:,.0f} frames/s at "
-        f"{args.clock_mhz:g} MHz, about {manifest['estimated_luts']:,} xc7 LUTs (model; "
+        f"folding {','.join(manifest.folding)}: "
+        f"{args.clock_mhz * 1e6 / pipe.cycles_per_frame:,.0f} frames/s at "
+        f"{args.clock_mhz:g} MHz, about {manifest.estimated_luts:,} xc7 LUTs (model; "
         "hwqnn synth measures)"
     )
     return 0
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    from hwqnn.hw.manifest import load_network
     from hwqnn.synth import summary_lines, synthesize
 
     res = synthesize(
-        Path(args.rtl_dir),
+        load_network(Path(args.rtl_dir)),
         Path(args.output),
         args.target,
         args.part,
@@ -253,8 +256,9 @@ def _add_hw_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--axis-bits",
         type=int,
-        default=64,
-        help="width of s_axis_tdata (a multiple of 8 in 8..1024; default 64), independent of "
+        default=DEFAULT_AXIS_BITS,
+        help=f"width of s_axis_tdata (a multiple of 8 in 8..1024; default {DEFAULT_AXIS_BITS}), "
+        "independent of "
         "the folding: the design converts widths inside",
     )
 
@@ -408,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fastest point (default: 1/4 of the default folding's)",
     )
     p.add_argument("--max-cycles", type=int, default=None, help="slowest point (default: 4x)")
-    p.add_argument("--axis-bits", type=int, default=64)
+    p.add_argument("--axis-bits", type=int, default=DEFAULT_AXIS_BITS)
     p.add_argument("--target", choices=("xc7", "ecp5", "ice40"), default="xc7")
     p.add_argument("--clock-mhz", type=float, default=100.0)
     p.add_argument("--jobs", type=int, default=None, help="parallel syntheses (default: cores)")

@@ -34,13 +34,14 @@ from hwqnn.hw.folding import (
     choose_folding,
     input_beats,
 )
+from hwqnn.hw.manifest import DEFAULT_AXIS_BITS
 from hwqnn.hw.plan import plan
 
 log = logging.getLogger(__name__)
 
 
 def sweep_foldings(
-    bundle: Bundle, min_cycles: int, max_cycles: int, axis_bits: int = 64
+    bundle: Bundle, min_cycles: int, max_cycles: int, axis_bits: int = DEFAULT_AXIS_BITS
 ) -> list[list[LayerFold]]:
     """Distinct balanced foldings at targets ``min_cycles * 2**k`` up to ``max_cycles``."""
     beats = input_beats(bundle, axis_bits)
@@ -71,17 +72,17 @@ def _run_point(
 
     b = bundle_io.load(bundle_path)
     manifest = generate(plan(b, parse_folds(",".join(folds)), axis_bits), Path(out) / "rtl")
-    cpf = manifest["pipeline"]["cycles_per_frame"]
+    cpf = manifest.pipeline.cycles_per_frame
     point = {
-        "folding": manifest["folding"],
+        "folding": list(manifest.folding),
         "cycles_per_frame": cpf,
         "fps": round(clock_mhz * 1e6 / cpf, 1),
-        "estimated_luts": manifest["estimated_luts"],
+        "estimated_luts": manifest.estimated_luts,
         "dir": out,
     }
     try:
         r = synthesize(
-            Path(out) / "rtl", Path(out) / "synth", target, clock_mhz=clock_mhz,
+            manifest, Path(out) / "synth", target, clock_mhz=clock_mhz,
             breakdown=False, progress=False,
         )  # fmt: skip
     except HwqnnError as e:  # one point failing (a tool out of memory) leaves the others
@@ -229,7 +230,7 @@ def explore(
     *,
     min_cycles: int | None = None,
     max_cycles: int | None = None,
-    axis_bits: int = 64,
+    axis_bits: int = DEFAULT_AXIS_BITS,
     target: str = "xc7",
     clock_mhz: float = 100.0,
     jobs: int | None = None,

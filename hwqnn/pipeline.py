@@ -20,8 +20,10 @@ from hwqnn.atomic import write_bytes, write_json
 from hwqnn.compare import first_mismatch
 from hwqnn.data import Split, load_dataset
 from hwqnn.errors import InputError, MismatchError
+from hwqnn.hw.manifest import DEFAULT_AXIS_BITS
 
 if TYPE_CHECKING:
+    from hwqnn.hw.manifest import Manifest
     from hwqnn.hw.plan import Plan
 
 log = logging.getLogger(__name__)
@@ -197,7 +199,7 @@ def resolve_plan(
     b: bundle_io.Bundle,
     fold: str | None,
     target: int | None,
-    axis_bits: int = 64,
+    axis_bits: int = DEFAULT_AXIS_BITS,
     *,
     fps: float | None = None,
     clock_mhz: float = 100.0,
@@ -239,7 +241,7 @@ def plan_from_args(b: bundle_io.Bundle, args: argparse.Namespace) -> Plan:
     )  # fmt: skip
 
 
-def rtl_stage(bundle_path: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+def rtl_stage(bundle_path: Path, out: Path, args: argparse.Namespace) -> Manifest:
     """Bundle -> Verilog + manifest in ``out``, folded as ``args`` ask."""
     from hwqnn.hw.emit import generate
 
@@ -260,10 +262,9 @@ def sim_stage(bundle_path: Path, args: argparse.Namespace) -> dict[str, Any]:
     engine = args.engine or ("cpp" if args.all else "cocotb")
     key = f"{b.digest()[:12]}-{'_'.join(str(f) for f in p.folds)}-a{args.axis_bits}"
     build = Path(args.build_dir) if args.build_dir else Path("build") / "sim" / key
-    rtl_dir = build / "rtl"
-    generate(p, rtl_dir)
+    manifest = generate(p, build / "rtl")
     res = verify_rtl(
-        b, p, test.images, test.labels, engine, rtl_dir, build,
+        b, p, manifest, test.images, test.labels, engine, build,
         stalls=getattr(args, "stalls", False), seed=getattr(args, "seed", 1),
         clock_mhz=args.clock_mhz,
     )  # fmt: skip
@@ -355,12 +356,12 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
                 images = test.head(args.n) if args.n else test
                 engine = args.engine or "cpp"
                 sim = verify_rtl(
-                    b, p, images.images, images.labels, engine, out / "rtl", out / "build",
+                    b, p, manifest, images.images, images.labels, engine, out / "build",
                     clock_mhz=args.clock_mhz,
                 )  # fmt: skip
                 write_json(out / "sim.json", sim)
             elif stage == "synth":
-                resources = synth_for_report(out / "rtl", out / "synth", args.synth, args.part)
+                resources = synth_for_report(manifest, out / "synth", args.synth, args.part)
             elif stage == "ops":
                 from hwqnn.ops import summarize
 
@@ -369,7 +370,7 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
                     from hwqnn.sim.activity import measure_activity
 
                     ops["activity"] = measure_activity(
-                        out / "rtl",
+                        manifest,
                         out / "build",
                         test.images[: args.activity_images],
                         len(b.layers),
@@ -393,7 +394,7 @@ def flow(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def synth_for_report(
-    rtl_dir: Path, out_dir: Path, target: str, part: str | None
+    manifest: Manifest, out_dir: Path, target: str, part: str | None
 ) -> dict[str, Any] | None:
     """The flow's synthesis: ``synth.json``'s figures, or why there are none (``--synth none``,
     or the yowasp tools are not installed: the flow still verifies without them)."""
@@ -406,7 +407,7 @@ def synth_for_report(
     except SynthError as e:
         log.warning("synthesis skipped: %s", e)
         return {"skipped": str(e)}
-    r = synthesize(rtl_dir, out_dir, target, part, breakdown=False)
+    r = synthesize(manifest, out_dir, target, part, breakdown=False)
     keep = ("target", "part", "luts", "luts_logic", "luts_ram", "ffs", "bram", "bram_unit",
             "dsps", "fits", "utilization", "macs_per_cycle", "mac_per_lut_cycle", "fmax_mhz",
             "critical_path", "wall_s", "tool_versions")  # fmt: skip
@@ -444,11 +445,13 @@ def ops_stage(bundle_path: Path, sim_json: str | None, chart: str | None, activi
     if activity:
         if not sim_json:
             raise InputError("--activity needs --rtl SIM_JSON (it names the RTL to simulate)")
+        from hwqnn.hw.manifest import load_network
         from hwqnn.report import activity_lines
         from hwqnn.sim.activity import measure_activity
 
         images = load_dataset(None, "test").images[:activity]
-        act = measure_activity(Path(sim["rtl_dir"]), Path(sim["build_dir"]), images, len(b.layers))
+        man = load_network(Path(sim["rtl_dir"]))
+        act = measure_activity(man, Path(sim["build_dir"]), images, len(b.layers))
         text += "\n" + "\n".join(activity_lines(act)) + "\n"
     if chart:
         text += f"\nchart: {chart}\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hwqnn.bundle import Bundle
+from hwqnn.hw.manifest import Manifest
 from hwqnn.layers import matrix_of
 
 
@@ -55,7 +56,7 @@ def build_report(
     train: dict[str, Any] | None,
     torch_check: dict[str, Any] | None,
     sim: dict[str, Any],
-    manifest: dict[str, Any],
+    manifest: Manifest,
     ops: dict[str, Any] | None,
     timings: dict[str, float],
     resources: dict[str, Any] | None = None,
@@ -81,8 +82,8 @@ def build_report(
         "first_mismatch": sim["first_mismatch"],
         "images_simulated": sim["images"],
         "engine": sim["engine"],
-        "folding": manifest["folding"],
-        "layers": manifest["layers"],
+        "folding": list(manifest.folding),
+        "layers": list(manifest.layers),
         "cycles_per_frame": sim["cycles_per_frame_measured"],
         "cycles_per_frame_predicted": sim["cycles_per_frame_predicted"],
         "latency_cycles": sim["latency_cycles"],

@@ -43,6 +43,7 @@ from typing import Any
 
 from hwqnn.atomic import write_json
 from hwqnn.errors import HwqnnError
+from hwqnn.hw.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -465,34 +466,16 @@ def _nextpnr(
     return (round(min(achieved), 2) if achieved else None), crit
 
 
-def _manifest(rtl_dir: Path) -> dict[str, Any]:
-    path = rtl_dir / "manifest.json"
-    try:
-        man: dict[str, Any] = json.loads(path.read_text())
-    except FileNotFoundError as e:
-        raise SynthError(f"{path}: no manifest (generate the RTL with 'hwqnn rtl' first)") from e
-    except (OSError, json.JSONDecodeError) as e:
-        raise SynthError(f"{path}: not a readable manifest ({e})") from e
-    for key in ("top", "verilog", "layers", "pipeline"):
-        if key not in man:
-            raise SynthError(f"{path}: field '{key}': expected it, found nothing")
-    if not (rtl_dir / man["verilog"]).is_file():
-        raise SynthError(
-            f"{rtl_dir / man['verilog']}: the Verilog named by the manifest is missing"
-        )
-    return man
-
-
-def macs_per_frame(manifest: Mapping[str, Any]) -> int:
+def macs_per_frame(manifest: Manifest) -> int:
     """Multiply-accumulates of one frame (rows x cols summed over layers), as the FINN papers
     count them: one per weight, whatever its bit widths."""
     return sum(
-        int(ly["rows"]) * int(ly["cols"]) * int(ly.get("vectors", 1)) for ly in manifest["layers"]
+        int(ly["rows"]) * int(ly["cols"]) * int(ly.get("vectors", 1)) for ly in manifest.layers
     )
 
 
 def synthesize(
-    rtl_dir: Path,
+    man: Manifest,
     out_dir: Path,
     target: str = "xc7",
     part: str | None = None,
@@ -502,7 +485,7 @@ def synthesize(
     breakdown: bool = True,
     progress: bool = True,
 ) -> SynthResult:
-    """Synthesize ``rtl_dir`` (written by ``hwqnn rtl``) for ``target``; write
+    """Synthesize the design ``man`` describes (written by ``hwqnn rtl``) for ``target``; write
     ``out_dir/synth.json`` and the tools' logs; return the result."""
     if target not in TARGETS:
         raise SynthError(f"target must be one of {sorted(TARGETS)}, not {target!r}")
@@ -511,11 +494,10 @@ def synthesize(
     if part_name not in tgt.parts:
         raise SynthError(f"part for {target} must be one of {sorted(tgt.parts)}, not {part_name!r}")
     dev = tgt.parts[part_name]
-    man = _manifest(rtl_dir)
-    top = man["top"]
+    top = man.top
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(rtl_dir / man["verilog"], out_dir / "design.v")
+        shutil.copyfile(man.verilog_path, out_dir / "design.v")
     except OSError as e:
         raise SynthError(f"{out_dir}: cannot write the output directory ({e.strerror})") from e
     verilog = "design.v"
@@ -557,10 +539,10 @@ def synthesize(
         hier = hier_f.result() if hier_f is not None else None
     wall = time.perf_counter() - t0
     per_layer, hier_total = (
-        _per_layer(hier, top, tgt, len(man["layers"])) if hier is not None else ([], {})
+        _per_layer(hier, top, tgt, len(man.layers)) if hier is not None else ([], {})
     )
     macs = macs_per_frame(man)
-    cpf = int(man["pipeline"]["cycles_per_frame"])
+    cpf = man.pipeline.cycles_per_frame
     res = SynthResult(
         target=target,
         part=part_name,

@@ -75,22 +75,22 @@ def test_conv_net_rtl_equals_golden(tmp_path: Path, net: Net) -> None:
     x = random_codes(3, n, b.in_features, net.in_bits).astype(np.uint8)
     labels = np.zeros(n, np.int64)
     for stalls in (False, True):
-        r = verify_rtl(b, design, x, labels, "cpp", tmp_path / "rtl", tmp_path, stalls=stalls)
+        r = verify_rtl(b, design, man, x, labels, "cpp", tmp_path, stalls=stalls)
         assert r["mismatches"] == 0, r["first_mismatch"]
         ops = [o for o in layer_ops(design) if o.rows]
         assert [c["issues"] for c in r["counters"]] == [o.issue_cycles * n for o in ops]
-    r = verify_rtl(b, design, x, labels, "cpp", tmp_path / "rtl", tmp_path)
-    assert r["cycles_per_frame_measured"] == man["pipeline"]["cycles_per_frame"]
+    r = verify_rtl(b, design, man, x, labels, "cpp", tmp_path)
+    assert r["cycles_per_frame_measured"] == man.pipeline.cycles_per_frame
     assert r["frames_off_interval"] == 0
 
 
 def test_cocotb_bench_on_a_conv_net(tmp_path: Path) -> None:
     b = _net(Net("cnv:5c3p1-mp2-4c3-fc6", (8, 8, 1)), 7)
     folds = choose_folding(b, 200)
-    generate(plan(b, folds), tmp_path / "rtl")
+    man = generate(plan(b, folds), tmp_path / "rtl")
     x = random_codes(8, 24, b.in_features).astype(np.uint8)
     scores = golden.scores(b, x)
-    r = run_cocotb(tmp_path / "rtl", x, scores, tmp_path / "build", seed=3, idle_prob=0.3,
+    r = run_cocotb(man, x, scores, tmp_path / "build", seed=3, idle_prob=0.3,
                    stall_prob=0.4, reset_test=True)  # fmt: skip
     assert r["failures"] == 0, r.get("log_tail")
     out = np.array(r["outputs"])
@@ -115,11 +115,10 @@ def test_fault_in_a_conv_layer_is_localised(tmp_path: Path, layer: int, channel:
     b = _net(Net("cnv:6c3p1-mp2-5c3-fc8", (8, 8, 1)), 11)
     bad = _corrupt_conv(b, layer, channel)
     folds = choose_folding(b, 300)
-    generate(plan(bad, folds), tmp_path / "rtl")
+    design = plan(bad, folds)
+    man = generate(design, tmp_path / "rtl")
     x = random_codes(4, 30, b.in_features).astype(np.uint8)
-    r = verify_rtl(
-        b, plan(bad, folds), x, np.zeros(30, np.int64), "cpp", tmp_path / "rtl", tmp_path
-    )
+    r = verify_rtl(b, design, man, x, np.zeros(30, np.int64), "cpp", tmp_path)
     assert r["mismatches"] > 0
     loc = r["first_mismatch"]["first_bad_layer"]
     conv = b.layers[layer]

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from hwqnn.hw import driver
-from hwqnn.hw.network import TopShape
-from hwqnn.sim.runner import pack_beats, unpack_fields
+from hwqnn.hw.manifest import Ports, pack_beats, unpack_fields
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
 
@@ -70,8 +69,8 @@ def test_driver_matches_the_stream_format(
     beats = -(-k // chunk)
     class_bits = max(1, (classes - 1).bit_length())
     m_bits = 8 * -(-(classes * sw + class_bits) // 8)
-    shape = TopShape(axis, chunk, beats, axis, classes, sw, class_bits, m_bits, 3)
-    (tmp_path / "hwqnn_driver.h").write_text(driver.render(shape, k, in_bits, "a test"))
+    ports = Ports(axis, chunk, beats, axis, classes, sw, class_bits, m_bits, 3, in_bits)
+    (tmp_path / "hwqnn_driver.h").write_text(driver.render(ports, k, "a test"))
     (tmp_path / "t.c").write_text(PROGRAM)
     exe = tmp_path / "t"
     cc = [
@@ -99,7 +98,8 @@ def test_driver_matches_the_stream_format(
     assert res.returncode == 0, res.stderr
 
     got_beats = np.fromfile(tmp_path / "beats.out", dtype="<u4").reshape(n * beats, -1)
-    np.testing.assert_array_equal(got_beats, pack_beats(codes, chunk, beats, in_bits, axis))
+    np.testing.assert_array_equal(got_beats, pack_beats(codes, chunk, in_bits, beats, axis))
+    np.testing.assert_array_equal(got_beats, ports.pack(codes))
     got = np.fromfile(tmp_path / "res.out", dtype="<i4").astype(np.int64).reshape(n, -1)
     # bits above the beat's width are not part of it: the RTL never sets them
     masked = words.copy()
@@ -108,3 +108,4 @@ def test_driver_matches_the_stream_format(
     scores = unpack_fields(masked, sw, classes, signed=True)
     cls = unpack_fields(masked, class_bits, 1, signed=False, offset=classes * sw)
     np.testing.assert_array_equal(got, np.column_stack([scores, cls]))
+    np.testing.assert_array_equal(got, np.column_stack(ports.unpack(masked)))

@@ -72,11 +72,10 @@ def test_fault_is_localised(tmp_path: Path, layer: int, row: int) -> None:
     b = random_bundle(1, 70, (33, 20), 5)
     bad = _corrupt(b, layer, row)
     folds = choose_folding(b, 40)
-    generate(plan(bad, folds), tmp_path / "rtl")
+    design = plan(bad, folds)
+    man = generate(design, tmp_path / "rtl")
     x = random_codes(3, 200, 70).astype(np.uint8)
-    r = verify_rtl(
-        b, plan(bad, folds), x, np.zeros(200, np.int64), "cpp", tmp_path / "rtl", tmp_path
-    )
+    r = verify_rtl(b, design, man, x, np.zeros(200, np.int64), "cpp", tmp_path)
     assert r["mismatches"] > 0
     loc = r["first_mismatch"]["first_bad_layer"]
     assert (loc["layer"], loc["neuron"]) == (layer, row)
@@ -87,10 +86,10 @@ def test_harness_with_stalls_and_counters(tmp_path: Path, axis: int) -> None:
     b = random_bundle(4, 100, (64, 48), 10, 1, 2)
     folds = choose_folding(b, 64, axis)
     design = plan(b, folds, axis)
-    generate(design, tmp_path / "rtl")
+    man = generate(design, tmp_path / "rtl")
     x = random_codes(5, 300, 100).astype(np.uint8)
     labels = np.zeros(300, np.int64)
-    r = verify_rtl(b, design, x, labels, "cpp", tmp_path / "rtl", tmp_path, stalls=True)
+    r = verify_rtl(b, design, man, x, labels, "cpp", tmp_path, stalls=True)
     assert r["mismatches"] == 0
     ops = layer_ops(design)
     assert [c["issues"] for c in r["counters"]] == [o.issue_cycles * 300 for o in ops]

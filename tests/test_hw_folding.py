@@ -100,8 +100,8 @@ def test_axis_bits_set_the_port_and_the_beats(
     tmp_path: Path, axis: int, chunk: int, beats: int
 ) -> None:
     b = random_bundle(0, 70, (33,), 5)
-    ports = generate(plan(b, choose_folding(b, 40, axis), axis), tmp_path)["ports"]
-    assert (ports["s_tdata_bits"], ports["in_chunk"], ports["in_beats"]) == (axis, chunk, beats)
+    ports = generate(plan(b, choose_folding(b, 40, axis), axis), tmp_path).ports
+    assert (ports.s_tdata_bits, ports.in_chunk, ports.in_beats) == (axis, chunk, beats)
     verilog = (tmp_path / "hwqnn_top.v").read_text()
     assert f"input [{axis - 1}:0] s_axis_tdata;" in verilog
 

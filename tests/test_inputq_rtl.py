@@ -51,25 +51,25 @@ def test_quantized_input_rtl_equals_golden(
     folds = choose_folding(b, target, axis)
     design = plan(b, folds, axis)
     man = generate(design, tmp_path / "rtl")
-    assert man["ports"]["in_bits"] == 8
+    assert man.ports.in_bits == 8
     x = random_codes(4, 40, b.in_features).astype(np.uint8)
     labels = np.zeros(len(x), np.int64)
     for stalls in (True, False):
-        r = verify_rtl(b, design, x, labels, "cpp", tmp_path / "rtl", tmp_path, stalls=stalls)
+        r = verify_rtl(b, design, man, x, labels, "cpp", tmp_path, stalls=stalls)
         assert r["mismatches"] == 0, r["first_mismatch"]
-    assert r["cycles_per_frame_measured"] == man["pipeline"]["cycles_per_frame"]
+    assert r["cycles_per_frame_measured"] == man.pipeline.cycles_per_frame
     assert r["frames_off_interval"] == 0
-    if man["pipeline"]["latency_cycles"] is not None:  # dense pipelines: the front end's stage
-        assert r["latency_cycles"] == man["pipeline"]["latency_cycles"]
+    if man.pipeline.latency_cycles is not None:  # dense pipelines: the front end's stage
+        assert r["latency_cycles"] == man.pipeline.latency_cycles
 
 
 def test_cocotb_bench_with_binarized_input(tmp_path: Path) -> None:
     b = _lfc_like()
     folds = choose_folding(b, 40, 8)
-    generate(plan(b, folds, 8), tmp_path / "rtl")
+    man = generate(plan(b, folds, 8), tmp_path / "rtl")
     x = random_codes(9, 20, b.in_features).astype(np.uint8)
     scores = golden.scores(b, x)
-    r = run_cocotb(tmp_path / "rtl", x, scores, tmp_path / "build", seed=5, idle_prob=0.3,
+    r = run_cocotb(man, x, scores, tmp_path / "build", seed=5, idle_prob=0.3,
                    stall_prob=0.4, reset_test=True)  # fmt: skip
     assert r["failures"] == 0, r.get("log_tail")
     out = np.array(r["outputs"])

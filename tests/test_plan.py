@@ -58,7 +58,7 @@ def test_first_beat_never_splits_a_pixel() -> None:
     assert plan(b, choose_folding(b, 100, 64), 64).stages[0].in_chunk == 6
     assert plan(b, choose_folding(b, 100, 24), 24).stages[0].in_chunk == 3
     top = Top(plan(b, choose_folding(b, 100, 24), 24))
-    assert top.shape.in_chunk == 3 and top.shape.in_beats == 6 * 6 * 2
+    assert top.ports.in_chunk == 3 and top.ports.in_beats == 6 * 6 * 2
     Fragment.get(top, None)  # elaborates: the 3-code beat meets the window unit's input
 
 

@@ -49,11 +49,11 @@ def test_network_bit_exact(
     b = random_bundle(seed, k, hidden, classes, wb, ab)
     folds = choose_folding(b, fold, axis) if isinstance(fold, int) else parse_folding(fold, b)
     manifest = generate(plan(b, folds, axis), tmp_path / "rtl")
-    assert manifest["ports"]["s_tdata_bits"] == axis
+    assert manifest.ports.s_tdata_bits == axis
     x = random_codes(seed, 60, k).astype(np.uint8)
     scores = golden.scores(b, x)
     r = run_cocotb(
-        tmp_path / "rtl",
+        manifest,
         x,
         scores,
         tmp_path / "build",
@@ -67,11 +67,9 @@ def test_network_bit_exact(
     np.testing.assert_array_equal(out[:, :-1], scores)  # every frame, once, in order
     np.testing.assert_array_equal(out[:, -1], scores.argmax(1))
     if idle == 0 and stall == 0:  # no bubbles: one frame per predicted interval, exactly
-        ii = manifest["pipeline"]["cycles_per_frame"]
+        ii = manifest.pipeline.cycles_per_frame
         assert set(np.diff(r["out_cycles"]).tolist()) == {ii}
-        assert (
-            r["out_cycles"][0] - r["in_first_cycles"][0] == manifest["pipeline"]["latency_cycles"]
-        )
+        assert r["out_cycles"][0] - r["in_first_cycles"][0] == manifest.pipeline.latency_cycles
 
 
 UNIT = [  # (layer, PE, SIMD, chunk): the six foldings of the unit bench
@@ -92,9 +90,9 @@ def test_mvtu_unit_bench(tmp_path: Path, li: int, pe: int, simd: int, chunk: int
         _, x = golden.layer_forward(layer, x)
     layer = b.layers[li]
     _, expected = golden.layer_forward(layer, x)
-    generate_layer(layer, LayerFold(pe, simd), chunk, tmp_path / "rtl")
+    man = generate_layer(layer, LayerFold(pe, simd), chunk, tmp_path / "rtl")
     r = run_bench(
-        tmp_path / "rtl",
+        man,
         tmp_path / "build",
         "hwqnn.sim.bench_mvtu",
         {"inputs": x.astype(np.int64), "expected": expected},
@@ -107,9 +105,9 @@ def test_mvtu_unit_bench(tmp_path: Path, li: int, pe: int, simd: int, chunk: int
 def test_relative_build_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     b = random_bundle(9, 40, (16,), 3)
-    generate(plan(b, choose_folding(b, 20)), Path("rtl"))
+    man = generate(plan(b, choose_folding(b, 20)), Path("rtl"))
     x = random_codes(9, 5, 40).astype(np.uint8)
-    r = run_cocotb(Path("rtl"), x, golden.scores(b, x), Path("build"))
+    r = run_cocotb(man, x, golden.scores(b, x), Path("build"))
     assert r["failures"] == 0 and len(r["outputs"]) == 5
 
 

@@ -13,6 +13,7 @@ import pytest
 from hwqnn.cli import main
 from hwqnn.hw.emit import generate
 from hwqnn.hw.folding import choose_folding
+from hwqnn.hw.manifest import Manifest, ManifestError, load_network
 from hwqnn.hw.plan import plan
 from hwqnn.randnet import random_bundle
 from hwqnn.synth import TARGETS, SynthError, macs_per_frame, port_wrapper, synthesize, top_ports
@@ -37,13 +38,15 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["synth", str(tmp_path), "-o", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "manifest.json: no manifest" in err
+    b = random_bundle(7, 16, (8,), 3)
+    man = generate(plan(b, choose_folding(b, 8)), tmp_path / "rtl")
     with pytest.raises(SynthError, match=r"target must be one of .*, not 'vu9p'"):
-        synthesize(tmp_path, tmp_path / "s", "vu9p")
+        synthesize(man, tmp_path / "s", "vu9p")
     with pytest.raises(SynthError, match=r"part for ecp5 must be one of .*, not 'LFE5U-12F'"):
-        synthesize(tmp_path, tmp_path / "s", "ecp5", "LFE5U-12F")
+        synthesize(man, tmp_path / "s", "ecp5", "LFE5U-12F")
     (tmp_path / "manifest.json").write_text("{not json")
-    with pytest.raises(SynthError, match="not a readable manifest"):
-        synthesize(tmp_path, tmp_path / "s")
+    with pytest.raises(ManifestError, match=r"manifest\.json: not a readable manifest"):
+        load_network(tmp_path)
 
 
 def test_port_wrapper_serializes_every_port_once() -> None:
@@ -70,16 +73,16 @@ def test_port_wrapper_serializes_every_port_once() -> None:
 
 
 @pytest.fixture(scope="module")
-def small_rtl(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def small_rtl(tmp_path_factory: pytest.TempPathFactory) -> Manifest:
     b = random_bundle(7, 64, (48, 32), 4)
     d = tmp_path_factory.mktemp("rtl")
-    return d, generate(plan(b, choose_folding(b, 32)), d)
+    return generate(plan(b, choose_folding(b, 32)), d)
 
 
 @pytest.mark.slow
-def test_xc7_totals_breakdown_and_memories(tmp_path: Path, small_rtl: tuple[Path, dict]) -> None:
-    rtl, manifest = small_rtl
-    r = synthesize(rtl, tmp_path, "xc7", progress=False)
+def test_xc7_totals_breakdown_and_memories(tmp_path: Path, small_rtl: Manifest) -> None:
+    manifest = small_rtl
+    r = synthesize(manifest, tmp_path, "xc7", progress=False)
     saved = json.loads((tmp_path / "synth.json").read_text())
     assert saved["luts"] == r.luts > 0 and saved["bram18"] == r.bram
     for key in ("luts", "ffs", "bram18", "dsps", "per_layer", "macs_per_cycle",
@@ -88,7 +91,7 @@ def test_xc7_totals_breakdown_and_memories(tmp_path: Path, small_rtl: tuple[Path
     # every memory became RAM cells (block or LUT RAM), none is left as an unmapped $mem
     assert r.bram + r.luts_ram > 0
     assert not [t for t in r.cells if t.startswith("$")]
-    assert len(r.per_layer) == len(manifest["layers"]) + 1
+    assert len(r.per_layer) == len(manifest.layers) + 1
     for key in ("luts", "ffs", "bram"):
         assert sum(row[key] for row in r.per_layer) == r.hierarchical_total[key]
     assert r.macs_per_frame == macs_per_frame(manifest) == 64 * 48 + 48 * 32 + 32 * 4
@@ -97,10 +100,8 @@ def test_xc7_totals_breakdown_and_memories(tmp_path: Path, small_rtl: tuple[Path
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("target", "part"), [("ecp5", "LFE5U-25F"), ("ice40", "hx8k")])
-def test_place_and_route_fmax(
-    tmp_path: Path, small_rtl: tuple[Path, dict], target: str, part: str
-) -> None:
-    r = synthesize(small_rtl[0], tmp_path, target, part, breakdown=False, progress=False)
+def test_place_and_route_fmax(tmp_path: Path, small_rtl: Manifest, target: str, part: str) -> None:
+    r = synthesize(small_rtl, tmp_path, target, part, breakdown=False, progress=False)
     assert r.fits and r.luts > 0 and r.ffs > 0
     assert r.fmax_mhz is not None and r.fmax_mhz > 10
     assert r.critical_path is not None and r.critical_path["steps"] > 0

@@ -15,6 +15,7 @@ import re
 
 from hwqnn.bundle import Bundle
 from hwqnn.hw.fold_choice import LANE_SLACK, fold_for_target
+from hwqnn.hw.manifest import DEFAULT_AXIS_BITS
 from hwqnn.hw.plan import (
     MAX_LANES,
     FoldingError,
@@ -29,7 +30,9 @@ from hwqnn.hw.stages import stage_class
 __all__ = ["LANE_SLACK", "MAX_LANES", "fold_for_target", "input_beats"]
 
 
-def validate_folding(bundle: Bundle, folds: list[LayerFold], axis_bits: int = 64) -> None:
+def validate_folding(
+    bundle: Bundle, folds: list[LayerFold], axis_bits: int = DEFAULT_AXIS_BITS
+) -> None:
     """Raise :class:`FoldingError` naming the layer if a PE or SIMD does not fit."""
     plan(bundle, folds, axis_bits)
 
@@ -55,7 +58,7 @@ def parse_folding(text: str, bundle: Bundle) -> list[LayerFold]:
 
 
 def choose_folding(
-    bundle: Bundle, target_cycles: int | None = None, axis_bits: int = 64
+    bundle: Bundle, target_cycles: int | None = None, axis_bits: int = DEFAULT_AXIS_BITS
 ) -> list[LayerFold]:
     """:func:`balance`, validated (:func:`hwqnn.hw.plan.plan`)."""
     folds = balance(bundle, target_cycles, axis_bits)
@@ -64,7 +67,7 @@ def choose_folding(
 
 
 def balance(
-    bundle: Bundle, target_cycles: int | None = None, axis_bits: int = 64
+    bundle: Bundle, target_cycles: int | None = None, axis_bits: int = DEFAULT_AXIS_BITS
 ) -> list[LayerFold]:
     """Balance every folded layer to ``target_cycles`` per frame (default: a budget that keeps
     simulation quick: 1024 cycles, or fewer for small nets). Layer 0 is fed ``axis_bits //
@@ -112,13 +115,15 @@ def estimate_luts(p: Plan) -> float:
     return float(TOP_LUTS + LAYER_LUTS * len(p.folds)) + sum(st.luts() for st in p.stages)
 
 
-def cycles_per_frame(bundle: Bundle, folds: list[LayerFold], axis_bits: int = 64) -> int:
+def cycles_per_frame(
+    bundle: Bundle, folds: list[LayerFold], axis_bits: int = DEFAULT_AXIS_BITS
+) -> int:
     """The pipeline's interval under ``folds`` (:attr:`hwqnn.hw.plan.Plan.cycles_per_frame`)."""
     return plan(bundle, folds, axis_bits).cycles_per_frame
 
 
 def folding_for_fps(
-    bundle: Bundle, fps: float, clock_mhz: float, axis_bits: int = 64
+    bundle: Bundle, fps: float, clock_mhz: float, axis_bits: int = DEFAULT_AXIS_BITS
 ) -> list[LayerFold]:
     """The cheapest balanced folding that reaches ``fps`` frames/s at ``clock_mhz`` (not yet
     validated: plan it)."""
@@ -134,7 +139,9 @@ def folding_for_fps(
     return balance(bundle, cycles, axis_bits)
 
 
-def cycle_grid(bundle: Bundle, axis_bits: int = 64, steps_per_octave: int = 4) -> list[int]:
+def cycle_grid(
+    bundle: Bundle, axis_bits: int = DEFAULT_AXIS_BITS, steps_per_octave: int = 4
+) -> list[int]:
     """Cycles/frame targets from the input's beats per frame (the fastest a design can take
     frames) to the largest layer's rows x cols (one lane), ``steps_per_octave`` per doubling."""
     beats = input_beats(bundle, axis_bits)
@@ -152,7 +159,9 @@ def cycle_grid(bundle: Bundle, axis_bits: int = 64, steps_per_octave: int = 4) -
         k += 1
 
 
-def folding_for_budget(bundle: Bundle, lut_budget: int, axis_bits: int = 64) -> list[LayerFold]:
+def folding_for_budget(
+    bundle: Bundle, lut_budget: int, axis_bits: int = DEFAULT_AXIS_BITS
+) -> list[LayerFold]:
     """The fastest folding on :func:`cycle_grid` whose estimated LUTs (:func:`estimate_luts`)
     fit ``lut_budget``."""
     grid = cycle_grid(bundle, axis_bits)

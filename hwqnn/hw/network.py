@@ -31,7 +31,6 @@ and no top-level input reaches the datapath combinationally.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 
 from amaranth.hdl import Cat, ClockDomain, Const, Module, Mux, Signal
 from amaranth.lib import wiring
@@ -40,6 +39,7 @@ from amaranth.lib.wiring import In, Out
 
 from hwqnn.hw.collector import Collector
 from hwqnn.hw.inputq import InputQuantizer
+from hwqnn.hw.manifest import Ports
 from hwqnn.hw.mvtu import MVTU
 from hwqnn.hw.plan import Plan
 from hwqnn.hw.skid import RegisterSlice
@@ -49,22 +49,6 @@ from hwqnn.intmath import ceil_div
 
 def _bytes(bits: int) -> int:
     return ceil_div(bits, 8)
-
-
-@dataclass(frozen=True)
-class TopShape:
-    """Port widths and layout of the top level (also written to the manifest)."""
-
-    axis_bits: int
-    in_chunk: int
-    in_beats: int
-    s_tdata_bits: int
-    classes: int
-    score_width: int
-    class_bits: int
-    m_tdata_bits: int
-    perf_layers: int
-    in_bits: int = 8  # bits of one raw input value in s_axis_tdata (8 for pixels)
 
 
 def _synchronized_reset(m: Module, aclk: Signal, aresetn: Signal) -> Signal:
@@ -155,7 +139,7 @@ class Top(wiring.Component):
         bundle, axis_bits = p.bundle, p.axis_bits
         self.net = Network(p)
         c = self.net.collector
-        self.shape = TopShape(
+        self.ports = Ports(
             axis_bits=axis_bits,
             in_chunk=p.in_chunk,
             in_beats=p.in_beats,
@@ -171,11 +155,11 @@ class Top(wiring.Component):
             {
                 "aclk": In(1),
                 "aresetn": In(1),
-                "s_axis_tdata": In(self.shape.s_tdata_bits),
+                "s_axis_tdata": In(self.ports.s_tdata_bits),
                 "s_axis_tvalid": In(1),
                 "s_axis_tready": Out(1),
                 "s_axis_tlast": In(1),
-                "m_axis_tdata": Out(self.shape.m_tdata_bits),
+                "m_axis_tdata": Out(self.ports.m_tdata_bits),
                 "m_axis_tvalid": Out(1),
                 "m_axis_tready": In(1),
                 "m_axis_tlast": Out(1),
@@ -205,7 +189,7 @@ class Top(wiring.Component):
             out_slice.o.ready.eq(self.m_axis_tready),
             self.m_axis_tlast.eq(1),
         ]
-        beats = self.shape.in_beats
+        beats = self.ports.in_beats
         beat = Signal(range(max(2, beats)))
         with m.If(self.s_axis_tvalid & self.s_axis_tready):
             m.d.sync += beat.eq(Mux(beat == beats - 1, 0, beat + 1))

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from hwqnn.bundle import Bundle
 from hwqnn.hw.layerfold import FoldingError, LayerFold
+from hwqnn.hw.manifest import DEFAULT_AXIS_BITS
 from hwqnn.hw.stages import MatrixStage, Stage, stage_class
 from hwqnn.intmath import ceil_div
 
-DEFAULT_AXIS_BITS = 64  # s_axis_tdata bits unless the user chooses (a DMA's width)
 MAX_LANES = 1 << 16  # PE * SIMD of one layer
 AXIS_BITS_RANGE = (8, 1024)
 

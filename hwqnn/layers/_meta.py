@@ -25,7 +25,10 @@ def int_field(v: object, fld: str, fail: Fail, allowed: tuple[int, ...] | range)
 
 
 def child(fld: str, key: str) -> str:
-    """``fld.key``, or ``fld['key']`` (escaped) for a key that is not a plain name."""
+    """``fld.key``, or ``fld['key']`` (escaped) for a key that is not a plain name; ``key``
+    alone at the top level (``fld`` empty)."""
+    if not fld and key.isidentifier():
+        return key
     return f"{fld}.{key}" if key.isidentifier() else f"{fld}[{key!r}]"
 
 

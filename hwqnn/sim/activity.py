@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from hwqnn.errors import ToolError
+from hwqnn.hw.manifest import Manifest
 from hwqnn.sim.runner import run_harness
 
 _LINE = re.compile(r"^C '(.*)' (\d+)$")
@@ -66,17 +67,17 @@ def per_layer(cov: dict[str, dict[str, int]], layers: int, cycles: int) -> list[
 
 
 def measure_activity(
-    rtl_dir: Path, build_dir: Path, images: np.ndarray, layers: int
+    manifest: Manifest, build_dir: Path, images: np.ndarray, layers: int
 ) -> dict[str, Any]:
     """Run ``images`` through a toggle-coverage build of the RTL; per-layer activity."""
     cov_file = build_dir / "toggle-coverage.dat"
     cov_file.unlink(missing_ok=True)
-    r = run_harness(rtl_dir, build_dir, images, 1, coverage_file=cov_file)
+    r = run_harness(manifest, build_dir, images, coverage_file=cov_file)
     if not cov_file.is_file():
         raise ToolError(f"{cov_file}: the coverage build wrote no toggle data")
     return {
         "images": len(images),
-        "cycles": int(r["cycles"]),
-        "build_seconds": round(float(r["build_seconds"]), 1),
-        "layers": per_layer(parse_coverage(cov_file), layers, int(r["cycles"])),
+        "cycles": r.cycles,
+        "build_seconds": round(r.build_seconds, 1),
+        "layers": per_layer(parse_coverage(cov_file), layers, r.cycles),
     }

@@ -26,26 +26,6 @@ class Transfer:
     cycles: int = 0
 
 
-def unpack_word(word: int, count: int, width: int, signed: bool, offset: int = 0) -> list[int]:
-    """``count`` fields of ``width`` bits from ``word`` (field i at bit ``offset + i*width``)."""
-    out = []
-    for i in range(count):
-        v = (word >> (offset + i * width)) & ((1 << width) - 1)
-        out.append(v - (1 << width) if signed and v >> (width - 1) else v)
-    return out
-
-
-def frame_beats(image: list[int], chunk: int, beats: int, bits: int = 8) -> list[int]:
-    """Pack one frame's codes (``bits`` each, 8 for pixels) into ``beats`` words of ``chunk``."""
-    words = []
-    for b in range(beats):
-        w = 0
-        for j, px in enumerate(image[b * chunk : (b + 1) * chunk]):
-            w |= int(px) << (bits * j)
-        words.append(w)
-    return words
-
-
 async def stream_frames(
     dut: Any,
     frames: list[list[int]],

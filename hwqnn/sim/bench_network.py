@@ -20,7 +20,8 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 
-from hwqnn.sim.axis import frame_beats, stream_frames, unpack_word
+from hwqnn.hw.manifest import Ports, from_ints, to_ints
+from hwqnn.sim.axis import stream_frames
 
 
 def load_config() -> dict[str, Any]:
@@ -28,13 +29,10 @@ def load_config() -> dict[str, Any]:
     return cfg
 
 
-def decode(word: int, ports: dict[str, int]) -> list[int]:
-    """One output beat -> [score_0, ..., score_{C-1}, argmax]."""
-    sw, c = ports["score_width"], ports["classes"]
-    return [
-        *unpack_word(word, c, sw, True),
-        *unpack_word(word, 1, ports["class_bits"], False, c * sw),
-    ]
+def decode(words: list[int], ports: Ports) -> list[list[int]]:
+    """Output beats -> [score_0, ..., score_{C-1}, argmax] each (the manifest's codec)."""
+    scores, cls = ports.unpack(from_ints(words, ports.m_tdata_bits))
+    return np.column_stack([scores, cls]).tolist()  # type: ignore[no-any-return]
 
 
 async def start(dut: Any) -> None:
@@ -48,16 +46,18 @@ async def start(dut: Any) -> None:
     dut.aresetn.value = 1
 
 
-def frames_of(images: np.ndarray, ports: dict[str, int]) -> list[list[int]]:
-    bits = ports.get("in_bits", 8)
-    return [frame_beats(img.tolist(), ports["in_chunk"], ports["in_beats"], bits) for img in images]
+def frames_of(images: np.ndarray, ports: Ports) -> list[list[int]]:
+    """Each frame's ``s_axis`` beats as ``tdata`` integers (the manifest's codec)."""
+    beats = to_ints(ports.pack(images))
+    n = ports.in_beats
+    return [beats[i * n : (i + 1) * n] for i in range(len(images))]
 
 
 @cocotb.test()
 async def stream_test_set(dut: Any) -> None:
     """Every frame in comes out exactly once, in order, equal to the golden model."""
     cfg = load_config()
-    ports = cfg["ports"]
+    ports = Ports(**cfg["ports"])
     images = np.load(cfg["images"])
     expected = np.load(cfg["expected"])
     await start(dut)
@@ -73,7 +73,7 @@ async def stream_test_set(dut: Any) -> None:
         max_cycles=cfg.get("max_cycles", 10**9),
     )
     seconds = time.perf_counter() - t0
-    got = [decode(w, ports) for w in res.outputs]
+    got = decode(res.outputs, ports)
     # nothing more comes out after the last frame
     dut.m_axis_tready.value = 1
     for _ in range(cfg.get("drain_cycles", 20)):
@@ -102,7 +102,7 @@ async def reset_mid_frame(dut: Any) -> None:
     cfg = load_config()
     if not cfg.get("reset_test", True):
         return
-    ports = cfg["ports"]
+    ports = Ports(**cfg["ports"])
     images = np.load(cfg["images"])[:4]
     expected = np.load(cfg["expected"])[:4].tolist()
     await start(dut)
@@ -126,5 +126,5 @@ async def reset_mid_frame(dut: Any) -> None:
         assert not dut.s_axis_tready.value, "s_axis_tready high during reset"
     dut.aresetn.value = 1
     res = await stream_frames(dut, frames[2:4], 2, max_cycles=100_000)
-    got = [decode(w, ports) for w in res.outputs]
+    got = decode(res.outputs, ports)
     assert got == expected[2:4], f"after reset: got {got}, expected {expected[2:4]}"

@@ -13,12 +13,16 @@ import os
 import shutil
 import subprocess
 import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hwqnn.errors import ToolError
+from hwqnn.hw.manifest import LayerManifest, Manifest, words
+
+AnyManifest = Manifest | LayerManifest
 
 log = logging.getLogger(__name__)
 
@@ -74,23 +78,22 @@ def lint(verilog: Path, top: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, check=False)
 
 
-def build(rtl_dir: Path, build_dir: Path) -> tuple[Any, dict[str, Any]]:
-    """Verilate the design described by ``rtl_dir/manifest.json`` (incrementally)."""
+def build(man: AnyManifest, build_dir: Path) -> Any:
+    """Verilate the design ``man`` describes for cocotb (incrementally); the runner."""
     from cocotb_tools.runner import get_runner
 
     setup_env()
-    manifest: dict[str, Any] = json.loads((rtl_dir / "manifest.json").read_text())
     build_dir.mkdir(parents=True, exist_ok=True)
     runner = get_runner("verilator")
-    log.info("building %s with Verilator in %s", rtl_dir / manifest["verilog"], build_dir)
+    log.info("building %s with Verilator in %s", man.verilog_path, build_dir)
     # cocotb's runner makes every signal public (--public-flat-rw), which stops Verilator from
     # optimising the design; the benches touch only the top's ports, so make just those public
     vlt = build_dir / "public_ports.vlt"
-    vlt.write_text(f'`verilator_config\npublic_flat_rw -module "{manifest["top"]}" -var "*"\n')
+    vlt.write_text(f'`verilator_config\npublic_flat_rw -module "{man.top}" -var "*"\n')
     try:
         runner.build(
-            sources=[rtl_dir / manifest["verilog"]],
-            hdl_toplevel=manifest["top"],
+            sources=[man.verilog_path.resolve()],
+            hdl_toplevel=man.top,
             build_dir=build_dir,
             build_args=[
                 *waiver_args(),
@@ -112,11 +115,11 @@ def build(rtl_dir: Path, build_dir: Path) -> tuple[Any, dict[str, Any]]:
             else ""
         )
         raise SimError(f"Verilator build failed in {build_dir}:\n{tail}") from e
-    return runner, manifest
+    return runner
 
 
 def run_bench(
-    rtl_dir: Path,
+    man: AnyManifest,
     build_dir: Path,
     module: str,
     arrays: dict[str, np.ndarray],
@@ -127,11 +130,11 @@ def run_bench(
     .npy) and ``config`` from a JSON file and writes its result JSON, which is returned."""
     from cocotb_tools.check_results import get_results
 
-    rtl_dir, build_dir = rtl_dir.resolve(), build_dir.resolve()  # the bench runs elsewhere
-    runner, manifest = build(rtl_dir, build_dir)
+    build_dir = build_dir.resolve()  # the bench runs elsewhere
+    runner = build(man, build_dir)
     with tempfile.TemporaryDirectory(dir=build_dir) as td:
         tdir = Path(td)
-        cfg = {"ports": manifest["ports"], "result": str(tdir / "result.json"), **config}
+        cfg = {"ports": asdict(man.ports), "result": str(tdir / "result.json"), **config}
         for name, arr in arrays.items():
             np.save(tdir / f"{name}.npy", arr)
             cfg[name] = str(tdir / f"{name}.npy")
@@ -147,7 +150,7 @@ def run_bench(
         with contextlib.suppress(SystemExit):
             runner.test(
                 test_module=module,
-                hdl_toplevel=manifest["top"],
+                hdl_toplevel=man.top,
                 build_dir=build_dir,
                 test_dir=tdir,
                 results_xml=str(results_xml),
@@ -172,7 +175,7 @@ def run_bench(
 
 
 def run_cocotb(
-    rtl_dir: Path,
+    man: Manifest,
     images: np.ndarray,
     golden_scores: np.ndarray,
     build_dir: Path,
@@ -190,7 +193,7 @@ def run_cocotb(
     """
     expected = np.concatenate([golden_scores, golden_scores.argmax(1)[:, None]], axis=1)
     return run_bench(
-        rtl_dir,
+        man,
         build_dir,
         "hwqnn.sim.bench_network",
         {"images": np.ascontiguousarray(images, dtype=np.uint8), "expected": expected},
@@ -212,76 +215,58 @@ def run_cocotb(
 HARNESS = Path(__file__).with_name("harness.cpp")
 
 
-def _words(bits: int) -> int:
-    return max(1, -(-bits // 32))
+@dataclass(frozen=True)
+class HarnessRun:
+    """What the C++ harness gave: every output beat (``uint32[M, words]``), the cycle each was
+    taken, the cycle of each frame's first input beat, and for a network top the beats unpacked
+    by the generated driver header (``int64[M, classes + 1]``) and the perf counters."""
+
+    beats: np.ndarray
+    out_cycles: np.ndarray
+    in_first_cycles: np.ndarray
+    cycles: int
+    seconds: float
+    build_seconds: float
+    frame_error: bool
+    driver_results: np.ndarray | None
+    perf: tuple[int, ...]
 
 
-def pack_beats(codes: np.ndarray, chunk: int, beats: int, bits: int, s_bits: int) -> np.ndarray:
-    """Codes ``[N, K]`` -> input beats ``uint32[N * beats, words]`` (element j at bits j*bits)."""
-    n, k = codes.shape
-    padded = np.zeros((n, beats * chunk), dtype=np.uint16)
-    padded[:, :k] = codes
-    planes = (padded[..., None] >> np.arange(bits, dtype=np.uint16)) & 1  # [N, beats*chunk, bits]
-    flat = planes.reshape(n * beats, chunk * bits).astype(np.uint8)
-    w = _words(s_bits)
-    full = np.zeros((n * beats, w * 32), dtype=np.uint8)
-    full[:, : chunk * bits] = flat
-    return np.packbits(full, axis=1, bitorder="little").view("<u4")
+def build_harness(man: AnyManifest, build_dir: Path, coverage: bool = False) -> Path:
+    """Verilate the design ``man`` describes with the C++ harness (rebuilt only when the Verilog
+    changed); ``coverage`` adds Verilator's toggle coverage (for switching activity)."""
+    import hashlib
 
-
-def unpack_fields(
-    words: np.ndarray, width: int, count: int, signed: bool, offset: int = 0
-) -> np.ndarray:
-    """Output beats ``uint32[M, words]`` -> ``int64[M, count]`` fields of ``width`` bits."""
-    bits = np.unpackbits(np.ascontiguousarray(words).view(np.uint8), axis=1, bitorder="little")
-    f = bits[:, offset : offset + width * count].reshape(len(words), count, width).astype(np.int64)
-    vals = (f << np.arange(width, dtype=np.int64)).sum(axis=2)
-    if signed:
-        vals = np.where(vals >> (width - 1), vals - (1 << width), vals)
-    return vals
-
-
-def build_harness(
-    rtl_dir: Path, build_dir: Path, coverage: bool = False
-) -> tuple[Path, dict[str, Any]]:
-    """Verilate ``rtl_dir`` with the C++ harness (rebuilt only when the Verilog changed);
-    ``coverage`` adds Verilator's toggle coverage (for switching activity)."""
     setup_env()
-    manifest: dict[str, Any] = json.loads((rtl_dir / "manifest.json").read_text())
-    ports = manifest["ports"]
-    top = manifest["top"]
-    s_bits = ports.get("s_tdata_bits") or 8 * -(-ports["in_chunk"] * ports.get("in_bits", 8) // 8)
-    m_bits = ports.get("m_tdata_bits") or 8 * -(-ports["pe"] * ports["out_width"] // 8)
-    src = rtl_dir / manifest["verilog"]
+    ports = man.ports
+    s_bits, m_bits = ports.s_tdata_bits, ports.m_tdata_bits
+    src = man.verilog_path
     mdir = build_dir / ("cpp-toggle" if coverage else "cpp")
     exe = mdir / "Vharness"
     stamp = mdir / "source.stamp"
-    drv = rtl_dir / manifest["driver"] if "driver" in manifest else None
+    drv = man.driver_path if isinstance(man, Manifest) else None
     drv_text = drv.read_text() if drv is not None else ""
     key = f"{src.read_text()}\n{HARNESS.read_text()}\n{drv_text}\n{s_bits},{m_bits}"
-    import hashlib
-
     digest = hashlib.sha256(key.encode()).hexdigest()
-    info = {"s_bits": s_bits, "m_bits": m_bits, "in_beats": ports["in_beats"], "driver": bool(drv)}
     if exe.is_file() and stamp.is_file() and stamp.read_text() == digest:
-        return exe, {**manifest, "harness": info}
+        return exe
     # a build interrupted (or killed) half way may have left objects newer than their sources:
     # start clean whenever the stamp does not match
     shutil.rmtree(mdir, ignore_errors=True)
     mdir.mkdir(parents=True, exist_ok=True)
     defines = (
-        f"-DHWQNN_TOP=V{top} -DHWQNN_TOP_H=V{top}.h -DIN_BEATS={ports['in_beats']} "
-        f"-DS_WORDS={_words(s_bits)} -DM_WORDS={_words(m_bits)} -O2 -std=c++17"
+        f"-DHWQNN_TOP=V{man.top} -DHWQNN_TOP_H=V{man.top}.h -DIN_BEATS={ports.in_beats} "
+        f"-DS_WORDS={words(s_bits)} -DM_WORDS={words(m_bits)} -O2 -std=c++17"
     )
-    if "perf_layers" in ports:
-        defines += f" -DPERF_WORDS={2 * ports['perf_layers']}"
+    if isinstance(man, Manifest):
+        defines += f" -DPERF_WORDS={2 * man.ports.perf_layers}"
     if drv is not None:  # pack and unpack with the generated host driver
         defines += f" -DHWQNN_DRIVER -I{drv.parent.resolve()}"
     cmd = [
         "verilator", "--cc", "--exe", "--build", "-j", "2", "-O3",
         "--x-assign", "fast", "--x-initial", "fast", *waiver_args(),
         *(["--coverage-toggle"] if coverage else []),
-        "--top-module", top, "-Mdir", str(mdir), "-o", "Vharness",
+        "--top-module", man.top, "-Mdir", str(mdir), "-o", "Vharness",
         "-CFLAGS", defines, str(src), str(HARNESS),
     ]  # fmt: skip
     log.info("building the C++ harness for %s", src)
@@ -291,43 +276,36 @@ def build_harness(
             f"Verilator C++ build failed in {mdir}:\n{(proc.stdout + proc.stderr)[-3000:]}"
         )
     stamp.write_text(digest)
-    return exe, {**manifest, "harness": info}
+    return exe
 
 
 def run_harness(
-    rtl_dir: Path,
+    man: AnyManifest,
     build_dir: Path,
     codes: np.ndarray,
-    outs_per_frame: int,
     *,
-    in_bits: int = 8,
     seed: int = 0,
     idle_pct: int = 0,
     stall_pct: int = 0,
     coverage_file: Path | None = None,
-) -> dict[str, Any]:
-    """Stream input codes ``[N, K]`` through the RTL with the C++ harness.
-
-    Returns ``words`` (uint32 ``[N * outs_per_frame, M_WORDS]``), ``driver_results`` (for a
-    network top: int64 ``[N, classes + 1]`` unpacked by ``hwqnn_driver.h``), ``out_cycles``,
-    ``in_first_cycles``, ``cycles``, ``seconds``, ``build_seconds``, ``frame_error``.
-    """
+) -> HarnessRun:
+    """Stream input frames ``[N, K]`` (raw values for a network top, codes for one layer)
+    through the RTL with the C++ harness, packed by the manifest's ports (a network top's by the
+    generated driver header, which the harness checks against them)."""
     import time
 
     t0 = time.perf_counter()
-    exe, manifest = build_harness(rtl_dir, build_dir, coverage=coverage_file is not None)
+    exe = build_harness(man, build_dir, coverage=coverage_file is not None)
     build_s = time.perf_counter() - t0
-    h = manifest["harness"]
-    ports = manifest["ports"]
+    network = isinstance(man, Manifest)
+    outs_per_frame = 1 if isinstance(man, Manifest) else man.ports.nf
     n = len(codes)
     with tempfile.TemporaryDirectory(dir=build_dir) as td:
         tdir = Path(td)
-        if h["driver"]:  # the driver header packs the codes inside the harness
+        if network:  # the driver header packs the values inside the harness
             np.ascontiguousarray(codes, dtype=np.uint8).tofile(tdir / "in.bin")
         else:
-            pack_beats(codes, ports["in_chunk"], h["in_beats"], in_bits, h["s_bits"]).tofile(
-                tdir / "in.bin"
-            )
+            man.ports.pack(codes).tofile(tdir / "in.bin")
         cmd = [str(exe), str(tdir / "in.bin"), str(n), str(tdir / "out.bin"), str(tdir / "cyc.bin"),
                str(outs_per_frame)]  # fmt: skip
         if idle_pct or stall_pct:
@@ -339,21 +317,26 @@ def run_harness(
         if proc.returncode != 0:
             raise SimError(f"the C++ harness failed ({proc.returncode}): {proc.stderr[-2000:]}")
         stats: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-        words = np.fromfile(tdir / "out.bin", dtype="<u4").reshape(-1, _words(h["m_bits"]))
+        beats = np.fromfile(tdir / "out.bin", dtype="<u4").reshape(
+            -1, words(man.ports.m_tdata_bits)
+        )
         cyc = np.fromfile(tdir / "cyc.bin", dtype="<u8").astype(np.int64)
         driver_results = (
             np.fromfile(tdir / "out.bin.scores", dtype="<i4")
             .astype(np.int64)
-            .reshape(len(words), -1)
-            if h["driver"]
+            .reshape(len(beats), -1)
+            if network
             else None
         )
     n_out = n * outs_per_frame
-    return {
-        **stats,
-        "words": words,
-        "out_cycles": cyc[:n_out],
-        "in_first_cycles": cyc[n_out:],
-        "driver_results": driver_results,
-        "build_seconds": build_s,
-    }
+    return HarnessRun(
+        beats=beats,
+        out_cycles=cyc[:n_out],
+        in_first_cycles=cyc[n_out:],
+        cycles=int(stats["cycles"]),
+        seconds=float(stats["seconds"]),
+        build_seconds=build_s,
+        frame_error=bool(stats.get("frame_error")),
+        driver_results=driver_results,
+        perf=tuple(int(v) for v in stats.get("perf", [])),
+    )
