@@ -153,3 +153,12 @@ def test_not_a_zip(tmp_path: Path) -> None:
     with pytest.raises(B.BundleError, match="not a readable bundle"):
         B.load(bad)
     assert zipfile.is_zipfile(bad) is False
+
+
+def test_kinds_register_themselves_once_with_their_version() -> None:
+    from hwqnn.layers import KINDS, register
+
+    assert {k: c.since for k, c in KINDS.items()} == {"dense": 1, "conv2d": 2, "maxpool2d": 2}
+    with pytest.raises(ValueError, match="layer kind 'dense' is registered twice"):
+        register("dense", since=9)(type("Other", (), {}))
+    assert KINDS["dense"].__name__ == "DenseHeader"

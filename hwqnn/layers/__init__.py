@@ -4,8 +4,9 @@ layer's ``meta`` ``"kind"``.
 A kind is two classes. Its *header* is the checked ``meta`` entry, read before any array, that
 knows its arrays' dtypes and shapes (so the loader reads them bounded) and builds the layer. The
 *layer* holds the arrays and computes its golden forward pass on codes. Both share the shape
-protocol below; :data:`KINDS` maps the ``"kind"`` string to the header class, and an unknown kind
-is refused with one line naming the field.
+protocol below; a header registers itself with ``@register("kind", since=VERSION)`` into
+:data:`KINDS`, and an unknown kind is refused with one line naming the field. The back end's
+half of the registry is :mod:`hwqnn.hw.stages`.
 
 Activations between layers are code vectors ``[N, size]``; an image-shaped activation
 ``(height, width, channels)`` is flattened channel-fastest (HWC), as FINN streams it.
@@ -18,8 +19,9 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from hwqnn.layers._meta import Fail
-from hwqnn.layers.conv import Conv2d, ConvHeader, MaxPool2d, PoolHeader, Window
-from hwqnn.layers.dense import ArraySpecs, DenseHeader, Layer
+from hwqnn.layers._registry import KINDS, register
+from hwqnn.layers.conv import Conv2d, MaxPool2d, Window  # registers conv2d, maxpool2d
+from hwqnn.layers.dense import ArraySpecs, Layer  # registers dense
 
 
 class Shaped(Protocol):
@@ -66,9 +68,6 @@ class NetLayer(Shaped, Protocol):
     def arrays(self, i: int) -> dict[str, np.ndarray]: ...
     def check(self, i: int, fail: Fail) -> None: ...
     def forward(self, codes: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]: ...
-
-
-KINDS: dict[str, Any] = {"dense": DenseHeader, "conv2d": ConvHeader, "maxpool2d": PoolHeader}
 
 
 def size(shape: tuple[int, ...]) -> int:
@@ -142,5 +141,6 @@ __all__ = [
     "Window",
     "check_chain",
     "parse_header",
+    "register",
     "size",
 ]

@@ -21,14 +21,15 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from hwqnn.errors import InputError
 from hwqnn.layers._meta import Fail, int_field, keys
+from hwqnn.layers._registry import register
 from hwqnn.layers.dense import (
     MAX_FEATURES,
     OUT_BITS,
     SUPPORTED_BITS,
     ArraySpecs,
+    DenseHeader,
     Layer,
     check_matrix,
-    matrix_arrays,
 )
 
 MAX_SIDE = 1 << 12  # image height and width
@@ -219,11 +220,12 @@ class Conv2d:
         return np.concatenate(accs), np.concatenate(outs)
 
 
+@register("conv2d", since=2)
 @dataclass(frozen=True)
 class ConvHeader:
     """A ``conv2d`` entry of ``meta``, checked."""
 
-    since: ClassVar[int] = 2
+    since: ClassVar[int]
     KEYS: ClassVar[set[str]] = {"kind", "in_shape", "out_channels", "kernel", "stride",
                                 "padding", "in_bits", "w_bits", "out_bits"}  # fmt: skip
 
@@ -261,21 +263,17 @@ class ConvHeader:
     def out_shape(self) -> tuple[int, ...]:
         return (self.window.out_h, self.window.out_w, self.out_channels)
 
+    @property
+    def matrix(self) -> DenseHeader:
+        """The header of the matrix applied at every position: the dense kind's, reused."""
+        w = self.window
+        return DenseHeader(w.fan_in, self.out_channels, self.in_bits, self.w_bits, self.out_bits)
+
     def arrays(self, i: int) -> ArraySpecs:
-        return matrix_arrays(i, self.out_channels, self.window.fan_in, self.w_bits, self.out_bits)
+        return self.matrix.arrays(i)
 
     def build(self, i: int, arrays: dict[str, np.ndarray]) -> Conv2d:
-        matrix = Layer(
-            in_features=self.window.fan_in,
-            out_features=self.out_channels,
-            in_bits=self.in_bits,
-            w_bits=self.w_bits,
-            out_bits=self.out_bits,
-            weights=arrays[f"layer{i}.weights"],
-            thresholds=arrays.get(f"layer{i}.thresholds"),
-            flip=arrays.get(f"layer{i}.flip"),
-        )
-        return Conv2d(self.window, matrix)
+        return Conv2d(self.window, self.matrix.build(i, arrays))
 
 
 @dataclass(frozen=True)
@@ -350,11 +348,12 @@ class MaxPool2d:
         return None, v.max(axis=(4, 5)).reshape(len(codes), self.out_size).astype(np.int64)
 
 
+@register("maxpool2d", since=2)
 @dataclass(frozen=True)
 class PoolHeader:
     """A ``maxpool2d`` entry of ``meta``, checked."""
 
-    since: ClassVar[int] = 2
+    since: ClassVar[int]
     KEYS: ClassVar[set[str]] = {"kind", "in_shape", "kernel", "stride", "bits"}
 
     window: Window

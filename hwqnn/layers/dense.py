@@ -14,6 +14,7 @@ import numpy as np
 from hwqnn.errors import InputError
 from hwqnn.fold import apply_thresholds
 from hwqnn.layers._meta import Fail, int_field, keys
+from hwqnn.layers._registry import register
 from hwqnn.packing import WORD_BITS, level_scale, pack_codes, unpack_codes, words_for
 
 SUPPORTED_BITS = (1, 2, 4, 8)  # input and weight bits
@@ -181,6 +182,7 @@ def check_matrix(layer: Layer, p: str, fail: Fail) -> None:
         fail(f"{p}.flip", "0 or 1", "other values")
 
 
+@register("dense", since=1)
 @dataclass(frozen=True)
 class DenseHeader:
     """A dense layer's ``meta`` entry, checked; knows its arrays' dtypes and shapes."""
@@ -191,7 +193,7 @@ class DenseHeader:
     w_bits: int
     out_bits: int
 
-    since: ClassVar[int] = 1  # the bundle version that introduced the kind
+    since: ClassVar[int]  # the bundle version that introduced the kind (set by register)
     KEYS: ClassVar[set[str]] = {"kind", "in_features", "out_features", "in_bits", "w_bits",
                                 "out_bits"}  # fmt: skip
 
