@@ -15,6 +15,7 @@ import numpy as np
 
 from hwqnn import atomic
 from hwqnn.bundle import Bundle, BundleError, InputQuant, Layer, validate, words_for
+from hwqnn.layers.activation import Thresholds
 
 MAGIC = b"HWQNNFLT"
 VERSION = 2  # 2 adds the input record (input quantization); identity-input nets are written as 1
@@ -52,11 +53,11 @@ def to_bytes(bundle: Bundle) -> bytes:
         )  # fmt: skip
     for ly in layers:
         parts.append(np.ascontiguousarray(ly.weights, dtype="<u8").tobytes())
-        if not ly.is_last:
-            assert ly.thresholds is not None and ly.flip is not None
-            parts.append(np.ascontiguousarray(ly.thresholds, dtype="<i8").tobytes())
+        act = ly.act
+        if isinstance(act, Thresholds):  # scores carry no arrays
+            parts.append(np.ascontiguousarray(act.table, dtype="<i8").tobytes())
             flip = np.zeros(-(-ly.out_features // 8) * 8, dtype=np.uint8)
-            flip[: ly.out_features] = ly.flip
+            flip[: ly.out_features] = act.flip
             parts.append(flip.tobytes())
     body = b"".join(parts)
     return body + struct.pack("<Q", fnv1a64(body))

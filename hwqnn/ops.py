@@ -84,7 +84,7 @@ def energy(ops: list[LayerOps], bundle: Bundle) -> dict[str, Any]:
         buf_codes = 2 * ly.in_size  # a frame buffer holds two frames, a window unit two images
         buf_bit, _ = memory_pj_per_bit(buf_codes * ly.in_bits / 8, t)
         memory = o.weight_bits_read * mem_bit + o.act_bits_read * buf_bit
-        bn = 0 if ly.is_last else o.rows * o.vectors
+        bn = o.activations
         twins = {}
         for name, w_bits, mult, add in (
             ("float32", 32, e["fp32_mult"], e["fp32_add"]),

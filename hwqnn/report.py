@@ -7,21 +7,17 @@ from typing import Any
 from hwqnn.bundle import Bundle
 from hwqnn.hw.manifest import Manifest
 from hwqnn.layers import matrix_of
+from hwqnn.layers.activation import Thresholds
 
 
 def model_bits(b: Bundle) -> dict[str, int]:
     """Deployed bits (weights, thresholds, flips) against float32 weights + BatchNorm."""
     mats = [m for ly in b.layers if (m := matrix_of(ly)) is not None]
+    hidden = [(m, m.act) for m in mats if isinstance(m.act, Thresholds)]  # BatchNorm folded
     weights = sum(ly.in_features * ly.out_features * ly.w_bits for ly in mats)
-    thr = sum(
-        ly.out_features * ((2**ly.out_bits - 1) * (ly.acc_max + 1).bit_length() + 1)
-        for ly in mats
-        if not ly.is_last
-    )
-    f32 = sum(
-        32 * (ly.in_features * ly.out_features + (0 if ly.is_last else 4 * ly.out_features))
-        for ly in mats
-    )
+    thr = sum(m.out_features * (a.levels * (m.acc_max + 1).bit_length() + 1) for m, a in hidden)
+    f32 = 32 * (sum(m.in_features * m.out_features for m in mats)
+                + sum(4 * m.out_features for m, _ in hidden))  # fmt: skip
     return {
         "weight_bits": weights,
         "threshold_bits": thr,

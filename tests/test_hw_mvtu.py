@@ -79,11 +79,11 @@ def test_mvtu_matches_golden(
 
 def test_bad_parameters_are_named() -> None:
     layer = random_bundle(0, 10, (4,), 2).layers[0]
-    kw = dict(weights=layer.weight_codes(), thresholds=layer.thresholds, flip=layer.flip)
+    kw = dict(weights=layer.weight_codes(), act=layer.act)
     with pytest.raises(ValueError, match=r"pe must be in 1\.\.4, not 5"):
-        MVTU(**kw, in_bits=8, w_bits=1, out_bits=1, pe=5, simd=1, in_chunk=1)  # type: ignore[arg-type]
+        MVTU(**kw, in_bits=8, w_bits=1, pe=5, simd=1, in_chunk=1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"simd must be in 1\.\.10, not 0"):
-        MVTU(**kw, in_bits=8, w_bits=1, out_bits=1, pe=1, simd=0, in_chunk=1)  # type: ignore[arg-type]
+        MVTU(**kw, in_bits=8, w_bits=1, pe=1, simd=0, in_chunk=1)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("n", "lat"), [(1, 1), (2, 1), (16, 1), (17, 2), (256, 2), (257, 3)])

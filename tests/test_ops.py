@@ -31,6 +31,21 @@ def test_counts_follow_the_folding() -> None:
     uneven = layer_ops(plan(b, [LayerFold(5, 10), LayerFold(3, 7)]))
     assert uneven[0].lane_cycles == 5 * 10 * 7 * 7  # ceil(32/5) * ceil(64/10) issues
     assert uneven[0].compares == 5 * 7 and uneven[1].compares == 0
+    # a folded BatchNorm + activation per hidden output, none behind the scores
+    assert [o.activations for o in uneven] == [32, 0]
+
+
+def test_a_conv_nets_counts_per_kind() -> None:
+    from hwqnn.arch import parse_arch
+    from hwqnn.randnet import random_net
+
+    b = random_net(2, parse_arch("cnv:4c3-mp2-fc6"), (6, 6, 1), 3)
+    ops = layer_ops(plan(b, [LayerFold(2, 9), LayerFold(1, 4), LayerFold(1, 6)]))
+    assert [o.title for o in ops] == ["0 (conv2d)", "1 (maxpool2d)", "2", "3"]
+    conv, pool, _, last = ops
+    assert (conv.vectors, conv.macs, conv.activations) == (16, 16 * 4 * 9, 16 * 4)
+    assert (pool.compares, pool.macs, pool.activations) == (4 * 4 * 3, 0, 0)  # 4 x 4 ch x 3
+    assert last.activations == 0 and last.compares == 0
 
 
 def test_energy_table_and_buckets() -> None:

@@ -20,6 +20,7 @@ from hwqnn.bundle import Bundle, InputQuant, Layer, NetLayer
 from hwqnn.errors import InputError
 from hwqnn.gpu.kernels import naive_gemm_kernel, xnor_gemm_kernel
 from hwqnn.layers import Conv2d, MaxPool2d, Window
+from hwqnn.layers.activation import Scores, Thresholds
 
 
 def interpreted() -> bool:
@@ -38,22 +39,24 @@ class DeviceLayer:
     weights: torch.Tensor  # int32 [N, planes_w, KW32]
     thresholds: torch.Tensor  # int32 [N, NT] (1 column of zeros for the last layer)
     flip: torch.Tensor  # int32 [N]
+    scores: bool  # the activation is signed scores (no thresholds)
 
     @classmethod
     def from_layer(cls, layer: Layer, device: torch.device) -> DeviceLayer:
         w32 = np.ascontiguousarray(layer.weights).view("<u4").view(np.int32)
-        if layer.is_last:
+        act = layer.act
+        if isinstance(act, Thresholds):
+            thr = act.table.astype(np.int32)
+            flip = act.flip.astype(np.int32)
+        else:  # scores: the kernel takes no thresholds
             thr = np.zeros((layer.out_features, 1), np.int32)
             flip = np.zeros(layer.out_features, np.int32)
-        else:
-            assert layer.thresholds is not None and layer.flip is not None
-            thr = layer.thresholds.astype(np.int32)
-            flip = layer.flip.astype(np.int32)
         return cls(
             layer,
             torch.from_numpy(w32.copy()).to(device),
             torch.from_numpy(np.ascontiguousarray(thr)).to(device),
             torch.from_numpy(flip).to(device),
+            isinstance(act, Scores),
         )
 
     @property
@@ -158,7 +161,7 @@ def layer_gemm(
         acts.stride(0), acts.stride(1), dl.weights.stride(0), dl.weights.stride(1),
         out.stride(0), ly.acc_max,
     )  # fmt: skip
-    consts = dict(PA=ly.in_bits, PW=ly.w_bits, NT=dl.thresholds.shape[1], LAST=ly.is_last)
+    consts = dict(PA=ly.in_bits, PW=ly.w_bits, NT=dl.thresholds.shape[1], LAST=dl.scores)
     if naive:
         naive_gemm_kernel[(m, n)](*args, **consts, HW_POPC=hw)
     else:

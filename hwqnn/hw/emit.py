@@ -25,6 +25,7 @@ from hwqnn.hw.manifest import (
 from hwqnn.hw.mvtu import MVTU
 from hwqnn.hw.network import LayerTop, Top
 from hwqnn.hw.plan import Plan
+from hwqnn.layers.activation import Scores
 
 log = logging.getLogger(__name__)
 TOP_NAME = "hwqnn_top"
@@ -101,8 +102,9 @@ def generate_layer(
     unit = MVTU.from_layer(layer, fold.pe, fold.simd, in_chunk)
     top = LayerTop(unit)
     text = "`default_nettype none\n" + verilog.convert(top, name="hwqnn_layer", emit_src=False)
+    signed = isinstance(layer.act, Scores)
     ports = LayerPorts(in_chunk=in_chunk, in_beats=unit.beats, in_bits=layer.in_bits, pe=unit.pe,
-                       nf=unit.nf, out_width=unit.out_width, signed=layer.is_last)  # fmt: skip
+                       nf=unit.nf, out_width=unit.out_width, signed=signed)  # fmt: skip
     manifest = LayerManifest("hwqnn_layer", "hwqnn_layer.v", ports, unit.cycles_per_frame,
                              unit.latency, dir=out)  # fmt: skip
     write_if_changed(out / "hwqnn_layer.v", text + "`default_nettype wire\n")

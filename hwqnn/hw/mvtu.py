@@ -10,8 +10,9 @@ Data flow (bit layout as in :mod:`hwqnn.bundle`)::
 Parameters
 ----------
 weights : int[rows, cols]   weight codes (0 .. 2**w_bits - 1)
-thresholds, flip            folded thresholds (hidden layers) or None (last layer: scores)
-in_bits, w_bits, out_bits   code widths; ``out_bits = 0`` outputs signed scores ``2*A - C*K``
+act                         the activation (:mod:`hwqnn.layers.activation`): thresholds and
+                            flips (hidden layers: codes) or scores (last: signed ``2*A - C*K``)
+in_bits, w_bits             input and weight code widths
 pe, simd                    the folding (see :mod:`hwqnn.hw.folding`)
 in_chunk                    codes per input beat (the producer's PE, or the top's input width)
 
@@ -43,7 +44,7 @@ synchronous, so each memory can map to block RAM or LUT RAM.
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -52,6 +53,7 @@ from hwqnn.bundle import Layer, level_scale
 from hwqnn.hw.adder_tree import adder_tree, tree_latency
 from hwqnn.hw.framebuffer import FrameBuffer
 from hwqnn.intmath import ceil_div
+from hwqnn.layers.activation import Activation, Thresholds
 
 
 def levels_per_stage(leaf_bits: int) -> int:
@@ -66,15 +68,6 @@ def levels_per_stage(leaf_bits: int) -> int:
 BLOCK_ROM_BITS = 1024  # a weight memory this large goes to block RAM (a RAMB18 holds 18 kbit)
 
 
-def _signed_width(v: int) -> int:
-    return max(1, v.bit_length()) + 1
-
-
-def score_width(acc_max: int) -> int:
-    """Width of a signed score in ``-acc_max .. acc_max``."""
-    return _signed_width(acc_max)
-
-
 class MVTU(wiring.Component):
     """One layer: matrix-vector product of codes with weights, then thresholds or scores."""
 
@@ -82,11 +75,9 @@ class MVTU(wiring.Component):
         self,
         *,
         weights: np.ndarray,
-        thresholds: np.ndarray | None,
-        flip: np.ndarray | None,
+        act: Activation,
         in_bits: int,
         w_bits: int,
-        out_bits: int,
         pe: int,
         simd: int,
         in_chunk: int,
@@ -98,19 +89,16 @@ class MVTU(wiring.Component):
             raise ValueError(f"simd must be in 1..{cols}, not {simd!r}")
         if not 1 <= in_chunk <= cols:
             raise ValueError(f"in_chunk must be in 1..{cols}, not {in_chunk!r}")
-        if (thresholds is None) != (out_bits == 0):
-            raise ValueError("thresholds are needed exactly when out_bits > 0")
         self._weights = np.asarray(weights, dtype=np.int64)
-        self._thresholds = None if thresholds is None else np.asarray(thresholds, np.int64)
-        self._flip = None if flip is None else np.asarray(flip, np.int64)
+        self.act = act
         self.rows, self.cols = int(rows), int(cols)
-        self.in_bits, self.w_bits, self.out_bits = in_bits, w_bits, out_bits
+        self.in_bits, self.w_bits = in_bits, w_bits
         self.pe, self.simd, self.in_chunk = pe, simd, in_chunk
         self.nf = ceil_div(rows, pe)
         self.sf = ceil_div(cols, simd)
         self.beats = ceil_div(cols, in_chunk)
         self.acc_max = level_scale(in_bits, w_bits) * cols
-        self.out_width = out_bits if out_bits else score_width(self.acc_max)
+        self.out_width = act.out_width(self.acc_max)
         # counters: cycles that issued one (nf, sf) step (each reads one weight word per PE and
         # drives PE * SIMD XNOR lanes), and output beats taken
         self.perf_issues = Signal(32, name="perf_issues")
@@ -127,11 +115,9 @@ class MVTU(wiring.Component):
         """The unit for one bundle layer with the folding ``pe`` x ``simd``."""
         return cls(
             weights=layer.weight_codes(),
-            thresholds=layer.thresholds,
-            flip=layer.flip,
+            act=layer.act,
             in_bits=layer.in_bits,
             w_bits=layer.w_bits,
-            out_bits=layer.out_bits,
             pe=pe,
             simd=simd,
             in_chunk=in_chunk,
@@ -172,14 +158,13 @@ class MVTU(wiring.Component):
                 words.append(int(sum(int(c) << int(s) for c, s in zip(chunk, shifts, strict=True))))
         return words
 
-    def _threshold_words(self, p: int, t_width: int) -> list[int]:
-        assert self._thresholds is not None and self._flip is not None
-        n_t = self._thresholds.shape[1]
+    def _threshold_words(self, act: Thresholds, p: int, t_width: int) -> list[int]:
+        n_t = act.levels
         words = []
         for nf in range(self.nf):
             r = nf * self.pe + p
             if r < self.rows:
-                ts, fl = self._thresholds[r], int(self._flip[r])
+                ts, fl = act.table[r], int(act.flip[r])
             else:  # pad neuron: never fires, output code 0
                 ts, fl = np.full(n_t, self.acc_max + 1), 0
             w = fl
@@ -295,34 +280,10 @@ class MVTU(wiring.Component):
 
         # ---- threshold compare (or score) into the output register ---------------------------
         outs = [Signal(self.out_width, name=f"out{p}") for p in range(self.pe)]
-        if self.out_bits:
-            assert self._thresholds is not None
-            t_width = (self.acc_max + 1).bit_length()
-            n_t = self._thresholds.shape[1]
-            for p in range(self.pe):
-                words = self._threshold_words(p, t_width)
-                tdepth = max(2, nf_n)
-                words += [0] * (tdepth - len(words))
-                tmem = Memory(shape=unsigned(1 + n_t * t_width), depth=tdepth, init=words)
-                m.submodules[f"tmem{p}"] = tmem
-                # read two stages ahead of the compare and registered again, so the compare
-                # starts from flip-flops, not from a RAM's output
-                tp = tmem.read_port()
-                m.d.comb += [tp.addr.eq(nf_early), tp.en.eq(ce)]
-                t_r = Signal.like(tp.data, name=f"t_r{p}")
-                with m.If(ce):
-                    m.d.sync += t_r.eq(tp.data)
-                a_eff = Mux(t_r[0], self.acc_max - accs[p], accs[p])
-                fires = [a_eff >= t_r[1 + i * t_width : 1 + (i + 1) * t_width] for i in range(n_t)]
-                code = fires[0].as_unsigned()
-                for f in fires[1:]:
-                    code = code + f.as_unsigned()
-                m.d.comb += outs[p].eq(code)
+        if isinstance(self.act, Thresholds):
+            self._threshold_unit(m, self.act, accs, outs, nf_early, ce)
         else:
-            for p in range(self.pe):
-                score = Signal(signed(self.out_width), name=f"score{p}")
-                doubled = Cat(Const(0, 1), accs[p], Const(0, 1)).as_signed()  # 2*A, non-negative
-                m.d.comb += [score.eq(doubled - self.acc_max), outs[p].eq(score.as_unsigned())]
+            self._score_unit(m, accs, outs)
         payload = Cat(*outs)
         with m.If(ce):
             m.d.sync += self.o.valid.eq(done)
@@ -335,3 +296,37 @@ class MVTU(wiring.Component):
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.perf_outputs.eq(self.perf_outputs + 1)
         return m
+
+    def _threshold_unit(
+        self, m: Module, act: Thresholds, accs: list[Signal], outs: list[Signal],
+        nf_early: Value, ce: Signal,
+    ) -> None:  # fmt: skip
+        """Output codes: each PE's accumulator (flipped where its row's flip bit is set) against
+        its row's thresholds, read from a per-PE memory two stages ahead and registered again,
+        so the compare starts from flip-flops, not from a RAM's output."""
+        t_width = (self.acc_max + 1).bit_length()
+        n_t = act.levels
+        for p in range(self.pe):
+            words = self._threshold_words(act, p, t_width)
+            tdepth = max(2, self.nf)
+            words += [0] * (tdepth - len(words))
+            tmem = Memory(shape=unsigned(1 + n_t * t_width), depth=tdepth, init=words)
+            m.submodules[f"tmem{p}"] = tmem
+            tp = tmem.read_port()
+            m.d.comb += [tp.addr.eq(nf_early), tp.en.eq(ce)]
+            t_r = Signal.like(tp.data, name=f"t_r{p}")
+            with m.If(ce):
+                m.d.sync += t_r.eq(tp.data)
+            a_eff = Mux(t_r[0], self.acc_max - accs[p], accs[p])
+            fires = [a_eff >= t_r[1 + i * t_width : 1 + (i + 1) * t_width] for i in range(n_t)]
+            code = fires[0].as_unsigned()
+            for f in fires[1:]:
+                code = code + f.as_unsigned()
+            m.d.comb += outs[p].eq(code)
+
+    def _score_unit(self, m: Module, accs: list[Signal], outs: list[Signal]) -> None:
+        """Signed scores ``2*A - C*K``."""
+        for p in range(self.pe):
+            score = Signal(signed(self.out_width), name=f"score{p}")
+            doubled = Cat(Const(0, 1), accs[p], Const(0, 1)).as_signed()  # 2*A, non-negative
+            m.d.comb += [score.eq(doubled - self.acc_max), outs[p].eq(score.as_unsigned())]

@@ -38,3 +38,4 @@ class LayerOps:
     weight_bits_read: int
     act_bits_read: int
     macs: int
+    activations: int = 0  # outputs through a folded BatchNorm and activation (thresholds)

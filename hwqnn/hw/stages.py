@@ -44,6 +44,7 @@ from hwqnn.hw.resources import layer_luts
 from hwqnn.hw.window import MaxReduce, SlidingWindow
 from hwqnn.intmath import ceil_div
 from hwqnn.layers import Conv2d, Layer, MaxPool2d, NetLayer, Window
+from hwqnn.layers.activation import Scores
 from hwqnn.packing import level_scale
 
 STAGES: dict[str, type[Stage]] = {}
@@ -291,7 +292,7 @@ class MatrixStage(Stage):
         leaf_bits = ly.in_bits + ly.w_bits - 1 if ly.w_bits > 1 else ly.in_bits
         t_adds, t_bits = tree_add_bits(self.simd, leaf_bits)
         acc_bits = max(1, ly.acc_max.bit_length())
-        n_thr = 0 if ly.is_last else 2**ly.out_bits - 1
+        n_thr = ly.act.levels
         return LayerOps(
             layer=self.index,
             kind=self.kind,
@@ -311,6 +312,7 @@ class MatrixStage(Stage):
             weight_bits_read=self.pe * self.simd * ly.w_bits * issues,
             act_bits_read=self.simd * ly.in_bits * issues,
             macs=v * ly.out_features * ly.in_features,
+            activations=v * ly.out_features if n_thr else 0,
         )
 
     def luts(self) -> float:
@@ -333,7 +335,7 @@ class MatrixStage(Stage):
         if not diff.size:
             return None
         n = int(diff[0])
-        what = "score" if self.matrix.is_last else "code"
+        what = "score" if isinstance(self.matrix.act, Scores) else "code"
         return Fault(self.index, n, int(expected[0, n]), int(got[0, n]), what)
 
 

@@ -12,9 +12,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hwqnn.errors import InputError
-from hwqnn.fold import apply_thresholds
 from hwqnn.layers._meta import Fail, int_field, keys
 from hwqnn.layers._registry import register
+from hwqnn.layers.activation import Activation, Scores, Thresholds
 from hwqnn.packing import WORD_BITS, level_scale, pack_codes, unpack_codes, words_for
 
 SUPPORTED_BITS = (1, 2, 4, 8)  # input and weight bits
@@ -51,6 +51,14 @@ class Layer:
     @property
     def is_last(self) -> bool:
         return self.out_bits == 0
+
+    @property
+    def act(self) -> Activation:
+        """The activation (:mod:`hwqnn.layers.activation`): scores, or thresholds and flips."""
+        if self.out_bits == 0:
+            return Scores()
+        assert self.thresholds is not None and self.flip is not None
+        return Thresholds(self.thresholds, self.flip, self.out_bits)
 
     @property
     def scale(self) -> int:
@@ -119,10 +127,7 @@ class Layer:
 
     def activate(self, acc: np.ndarray) -> np.ndarray:
         """Output codes (hidden) or integer scores ``2*A - C*K`` (last) of accumulators."""
-        if self.is_last:
-            return 2 * acc - self.acc_max
-        assert self.thresholds is not None and self.flip is not None
-        return apply_thresholds(acc, self.thresholds, self.flip, self.acc_max)
+        return self.act.apply(acc, self.acc_max)
 
     def forward(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(acc, out)`` of input codes ``[N, in_size]``: the golden model of this layer."""

@@ -15,6 +15,7 @@ from hwqnn import atomic
 from hwqnn.bundle import Bundle, validate
 from hwqnn.errors import InputError
 from hwqnn.layers import Conv2d, Layer, MaxPool2d, NetLayer
+from hwqnn.layers.activation import Scores
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
 FLOAT_EXACT = 2**24  # float32 holds every integer below this exactly
@@ -73,17 +74,17 @@ def _weights(g: _Graph, levels: np.ndarray, w_bits: int, hint: str) -> str:
 def _activation(g: _Graph, x: str, m: Layer, hint: str, spatial: bool) -> str:
     """The activation on the dot product ``x`` (``[N, C]``, or ``[N, C, H, W]`` if
     ``spatial``): the scores themselves (last layer), or thresholds giving levels."""
-    if m.is_last:
+    act = m.act
+    if isinstance(act, Scores):
         return x
-    assert m.thresholds is not None and m.flip is not None
     ck = m.acc_max
-    sign = np.where(m.flip == 1, -1.0, 1.0).astype(np.float32)
+    sign = np.where(act.flip == 1, -1.0, 1.0).astype(np.float32)
     shape = (1, m.out_features, 1, 1) if spatial else (1, m.out_features)
     x = g.node("Mul", [x, g.const("flip_sign", sign.reshape(shape))], hint + "_flip")
-    tau = (2 * m.thresholds - ck).astype(np.float32)  # A' >= T  <=>  s' >= 2T - CK
-    n = 2**m.out_bits - 1
+    tau = (2 * act.table - ck).astype(np.float32)  # A' >= T  <=>  s' >= 2T - CK
+    n = act.levels
     return g.node("MultiThreshold", [x, g.const("thresholds", tau)], hint + "_act", True,
-                  out_dtype=_level_type(m.out_bits), out_scale=2.0, out_bias=float(-n))  # fmt: skip
+                  out_dtype=_level_type(act.bits), out_scale=2.0, out_bias=float(-n))  # fmt: skip
 
 
 def _level_type(bits: int) -> str:
