@@ -11,9 +11,12 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
+from typing import TypeVar
 
 from hwqnn.hw.manifest import DEFAULT_AXIS_BITS
+from hwqnn.options import FlowOptions, FoldOptions, SimOptions, TrainOptions
 
 log = logging.getLogger("hwqnn")
 
@@ -64,10 +67,25 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     _add_data(p)
 
 
+T = TypeVar("T")
+
+
+def _record(cls: type[T], args: argparse.Namespace, **given: object) -> T:
+    """The option record ``cls`` from the parsed flags of the same names (``given`` for its
+    nested records); a field without a flag keeps its default."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    found = {k: getattr(args, k) for k in names if hasattr(args, k) and k not in given}
+    return cls(**found, **given)
+
+
+def _hw(args: argparse.Namespace) -> FoldOptions:
+    return _record(FoldOptions, args)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from hwqnn.pipeline import train_stage
 
-    metrics = train_stage(args, Path(args.out))
+    metrics = train_stage(_record(TrainOptions, args), Path(args.out))
     print(json.dumps({k: metrics[k] for k in metrics if k.endswith("acc")}, indent=1))
     return 0
 
@@ -82,15 +100,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from hwqnn import bundle as bundle_io
-    from hwqnn.pipeline import test_set, verify_c_stage, verify_torch_stage
+    from hwqnn.verify import c_vs_golden, test_set, torch_vs_golden
 
     if args.checkpoint:
-        res = verify_torch_stage(Path(args.bundle), Path(args.checkpoint), args.data, args.n)
+        res = torch_vs_golden(Path(args.bundle), Path(args.checkpoint), args.data, args.n)
         bad = res["mismatches"] + res["c"].get("mismatches", 0)
     else:
         b = bundle_io.load(Path(args.bundle))
         test = test_set(b, args.bundle, args.data, args.n)
-        res = {"c": verify_c_stage(b, test.images, test.labels)}
+        res = {"c": c_vs_golden(b, test.images, test.labels)}
         bad = res["c"]["mismatches"]
     print(json.dumps(res, indent=1))
     return 0 if bad == 0 else 1
@@ -141,7 +159,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
 def cmd_rtl(args: argparse.Namespace) -> int:
     from hwqnn.pipeline import rtl_stage
 
-    manifest = rtl_stage(Path(args.bundle), Path(args.output), args)
+    manifest = rtl_stage(Path(args.bundle), Path(args.output), _hw(args))
     pipe = manifest.pipeline
     print(json.dumps(manifest.to_json()["pipeline"], indent=1))
     print(
@@ -177,7 +195,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_sim(args: argparse.Namespace) -> int:
     from hwqnn.pipeline import sim_stage
 
-    res = sim_stage(Path(args.bundle), args)
+    res = sim_stage(Path(args.bundle), _record(SimOptions, args, hw=_hw(args)))
     print(json.dumps(res, indent=1))
     return 0 if res["mismatches"] == 0 else 1
 
@@ -185,7 +203,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
 def cmd_flow(args: argparse.Namespace) -> int:
     from hwqnn.pipeline import flow
 
-    report = flow(args)
+    opts = _record(FlowOptions, args, train=_record(TrainOptions, args), hw=_hw(args))
+    report = flow(opts)
     return 0 if report["mismatches"] == 0 else 1
 
 
@@ -221,9 +240,20 @@ def cmd_dse(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from hwqnn.pipeline import bench_stage
+    from hwqnn import bench
+    from hwqnn import bundle as bundle_io
 
-    return bench_stage(args)
+    b = bundle_io.load(Path(args.bundle)) if args.bundle else None
+    json_out = Path(args.json) if args.json else None
+    if args.what == "gpu":
+        return bench.gpu(b, args.quick, args.interpret)
+    if args.what == "cpu":
+        return bench.cpu(b, args.quick, json_out, getattr(args, "data", None))
+    if args.what == "synth":
+        nets = tuple(args.nets.split(",")) if getattr(args, "nets", None) else None
+        return bench.synth(args.target or ["xc7", "ecp5"], args.quick, b, json_out=json_out,
+                           only=nets)  # fmt: skip
+    return bench.golden_cpu(b, args.quick)
 
 
 def _add_hw_args(p: argparse.ArgumentParser) -> None:

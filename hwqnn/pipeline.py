@@ -5,71 +5,69 @@ This module only sequences the stages; the work lives in the stage modules it im
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from hwqnn import bundle as bundle_io
 from hwqnn import golden
 from hwqnn.atomic import write_bytes, write_json
-from hwqnn.compare import first_mismatch
 from hwqnn.data import Split, load_dataset
 from hwqnn.errors import InputError, MismatchError
 from hwqnn.hw.manifest import DEFAULT_AXIS_BITS
+from hwqnn.options import FlowOptions, FoldOptions, SimOptions, TrainOptions
+from hwqnn.verify import c_or_skipped, test_set, torch_vs_golden
 
 if TYPE_CHECKING:
     from hwqnn.hw.manifest import Manifest
     from hwqnn.hw.plan import Plan
 
 log = logging.getLogger(__name__)
-VERIFY_BATCH = 500  # images compared at a time, every layer kept (a ConvNet's are large)
 
 
-def train_stage(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+def train_stage(opts: TrainOptions, out: Path) -> dict[str, Any]:
     """Train the quantized model (and the float twin if asked); write checkpoints and metrics."""
     import torch
 
     from hwqnn.model import build, parse_arch
     from hwqnn.train import TrainConfig, fit, recipe_for, save_checkpoint
 
-    arch = parse_arch(args.arch, args.w_bits, args.a_bits)
-    train, test = load_dataset(args.data, "train"), load_dataset(args.data, "test")
+    arch = parse_arch(opts.arch, opts.w_bits, opts.a_bits)
+    train, test = load_dataset(opts.data, "train"), load_dataset(opts.data, "test")
     if arch.features:  # convolutions read HWC images (CIFAR-10 is stored channel-major)
         train, test = train.hwc(), test.hwc()
     out.mkdir(parents=True, exist_ok=True)
     recipe = recipe_for(arch)
     cfg = TrainConfig(
-        epochs=recipe.epochs if args.epochs is None else args.epochs,
-        batch_size=args.batch_size,
-        lr=recipe.lr if args.lr is None else args.lr,
-        lr_end=args.lr_end,
-        seed=args.seed,
-        calibrate=getattr(args, "calibrate", False),
+        epochs=recipe.epochs if opts.epochs is None else opts.epochs,
+        batch_size=opts.batch_size,
+        lr=recipe.lr if opts.lr is None else opts.lr,
+        lr_end=opts.lr_end,
+        seed=opts.seed,
+        calibrate=opts.calibrate,
     )
     meta = {
         "in_features": train.images.shape[1],
         "input_shape": list(train.shape),
         "classes": list(train.classes),
-        "data": str(args.data or "fashion-mnist"),
+        "data": str(opts.data or "fashion-mnist"),
     }
     metrics: dict[str, Any] = {"arch": arch.spec, "w_bits": arch.w_bits, "a_bits": arch.a_bits}
-    torch.manual_seed(args.seed)
+    torch.manual_seed(opts.seed)
     model = build("quant", train.images.shape[1], len(train.classes), arch, train.shape)
     res = fit(model, train, test, cfg, desc=f"train {arch.spec} w{arch.w_bits}a{arch.a_bits}")
     save_checkpoint(model, arch, "quant", meta, out / "model.pt")
     metrics["quant_acc"] = res["test_acc"]
     metrics["quant"] = res
-    if getattr(args, "float_twin", False):
-        torch.manual_seed(args.seed)
+    if opts.float_twin:
+        torch.manual_seed(opts.seed)
         twin = build("float", train.images.shape[1], len(train.classes), arch, train.shape)
-        given = (getattr(args, "float_epochs", None), args.epochs, recipe.float_epochs)
+        given = (opts.float_epochs, opts.epochs, recipe.float_epochs)
         f_epochs = next(e for e in given if e is not None)
-        fcfg = replace(cfg, lr=args.float_lr, lr_end=args.float_lr / 100, epochs=f_epochs)
+        fcfg = replace(cfg, lr=opts.float_lr, lr_end=opts.float_lr / 100, epochs=f_epochs)
         fres = fit(twin, train, test, fcfg, desc=f"train {arch.spec} float twin")
         save_checkpoint(twin, arch, "float", meta, out / "float.pt")
         metrics["float_acc"] = fres["test_acc"]
@@ -91,95 +89,6 @@ def export_stage(checkpoint: Path, output: Path) -> bundle_io.Bundle:
     b = export_model(model, tuple(meta["input_shape"]), tuple(meta["classes"]), info)
     bundle_io.save(b, output)
     return b
-
-
-def test_set(
-    b: bundle_io.Bundle, where: Path | str, data: str | None, n: int | None = None
-) -> Split:
-    """The test split for bundle ``b`` (at ``where``), the first ``n`` images if given, checked to
-    have the bundle's input size: a mismatch names the bundle, the field and the dataset."""
-    test = load_dataset(data, "test")
-    if test.channel_major and tuple(b.input_shape) == (*test.shape[1:], test.shape[0]):  # HWC
-        test = test.hwc()
-    if test.images.shape[1] != b.in_features:
-        raise InputError(
-            f"{where}: field 'meta.input.shape': the network takes {b.in_features} inputs, the "
-            f"dataset {data or 'fashion-mnist'} has {test.images.shape[1]} per image"
-        )
-    return test.head(n) if n is not None else test
-
-
-def verify_torch_stage(
-    bundle_path: Path, checkpoint: Path, data: str | None, n: int | None
-) -> dict[str, Any]:
-    """Torch (eval, quantized) vs golden on the test set: integer scores compared exactly."""
-    import torch
-
-    from hwqnn.model import QuantNet
-    from hwqnn.train import load_checkpoint
-
-    b = bundle_io.load(bundle_path)
-    model, _ = load_checkpoint(checkpoint)
-    if not isinstance(model, QuantNet):
-        raise InputError(f"{checkpoint}: not a quantized model")
-    test = test_set(b, bundle_path, data, n)
-    bad, mm, t_right, g_right = 0, None, 0, 0
-    for start in range(0, len(test), VERIFY_BATCH):  # bounded memory for ConvNets
-        imgs = test.images[start : start + VERIFY_BATCH]
-        labels = test.labels[start : start + VERIFY_BATCH]
-        x = torch.from_numpy(imgs)
-        t_scores = model.scores(x).numpy()
-        trace = golden.run(b, imgs)
-        assert trace.scores is not None
-        if mm is None:
-            t_layers = [c.numpy() for c in model.codes(x)] + [t_scores]
-            found = first_mismatch([*trace.codes, trace.scores], t_layers)
-            mm = None if found is None else replace(found, image=found.image + start)
-        bad += int((t_scores != trace.scores).any(axis=1).sum())
-        t_right += int((t_scores.argmax(1) == labels).sum())
-        g_right += int((trace.predictions == labels).sum())
-    return {
-        "images": len(test),
-        "mismatches": bad,
-        "first_mismatch": None if mm is None else str(mm),
-        "accuracy_torch": t_right / max(1, len(test)),
-        "accuracy_golden": g_right / max(1, len(test)),
-        "c": _c_or_skipped(b, test.images, test.labels),
-    }
-
-
-def _c_or_skipped(
-    b: bundle_io.Bundle, images: np.ndarray, labels: np.ndarray | None
-) -> dict[str, Any]:
-    """The C comparison, or for a net the C library does not run, why it was skipped: said in
-    the result, never counted as passed."""
-    try:
-        return verify_c_stage(b, images, labels)
-    except bundle_io.UnsupportedKindError as e:
-        return {"skipped": str(e)}
-
-
-def verify_c_stage(
-    b: bundle_io.Bundle, images: np.ndarray, labels: np.ndarray | None
-) -> dict[str, Any]:
-    """The C library (``sw/``) vs golden: every layer's outputs compared exactly, each layer fed
-    the C library's own previous output, so a mismatch names its first layer and neuron."""
-    from hwqnn import clib
-
-    b.dense("the C library")  # before any work: a net it does not run is refused at once
-    trace = golden.run(b, images)
-    assert trace.scores is not None
-    c_layers = clib.trace(b, images)
-    mm = first_mismatch([*trace.codes, trace.scores], c_layers)
-    bad = int((c_layers[-1] != trace.scores).any(axis=1).sum())
-    acc = None if labels is None else float((c_layers[-1].argmax(1) == labels).mean())
-    return {
-        "images": len(images),
-        "mismatches": bad,
-        "first_mismatch": None if mm is None else str(mm),
-        "accuracy_c": acc,
-        "kernel": clib.isa(),
-    }
 
 
 def golden_stage(bundle_path: Path, data: str | None, n: int | None) -> dict[str, Any]:
@@ -234,41 +143,41 @@ def resolve_plan(
     return plan(b, folds, axis_bits)
 
 
-def plan_from_args(b: bundle_io.Bundle, args: argparse.Namespace) -> Plan:
+def plan_for(b: bundle_io.Bundle, hw: FoldOptions) -> Plan:
+    """:func:`resolve_plan` as the options ``hw`` ask."""
     return resolve_plan(
-        b, args.fold, args.target_cycles, args.axis_bits,
-        fps=args.target_fps, clock_mhz=args.clock_mhz, lut_budget=args.lut_budget,
+        b, hw.fold, hw.target_cycles, hw.axis_bits,
+        fps=hw.target_fps, clock_mhz=hw.clock_mhz, lut_budget=hw.lut_budget,
     )  # fmt: skip
 
 
-def rtl_stage(bundle_path: Path, out: Path, args: argparse.Namespace) -> Manifest:
-    """Bundle -> Verilog + manifest in ``out``, folded as ``args`` ask."""
+def rtl_stage(bundle_path: Path, out: Path, hw: FoldOptions) -> Manifest:
+    """Bundle -> Verilog + manifest in ``out``, folded as ``hw`` asks."""
     from hwqnn.hw.emit import generate
 
     b = bundle_io.load(bundle_path)
-    return generate(plan_from_args(b, args), out)
+    return generate(plan_for(b, hw), out)
 
 
-def sim_stage(bundle_path: Path, args: argparse.Namespace) -> dict[str, Any]:
+def sim_stage(bundle_path: Path, opts: SimOptions) -> dict[str, Any]:
     """Generate, build and simulate the RTL on test images; compare with golden; write sim.json."""
     from hwqnn.hw.emit import generate
     from hwqnn.verify_rtl import verify_rtl
 
     b = bundle_io.load(bundle_path)
-    p = plan_from_args(b, args)
-    test = test_set(b, bundle_path, args.data)
-    if not args.all:
-        test = test.head(args.n)
-    engine = args.engine or ("cpp" if args.all else "cocotb")
-    key = f"{b.digest()[:12]}-{'_'.join(str(f) for f in p.folds)}-a{args.axis_bits}"
-    build = Path(args.build_dir) if args.build_dir else Path("build") / "sim" / key
+    p = plan_for(b, opts.hw)
+    test = test_set(b, bundle_path, opts.data)
+    if not opts.all:
+        test = test.head(opts.n)
+    engine = opts.engine or ("cpp" if opts.all else "cocotb")
+    key = f"{b.digest()[:12]}-{'_'.join(str(f) for f in p.folds)}-a{p.axis_bits}"
+    build = Path(opts.build_dir) if opts.build_dir else Path("build") / "sim" / key
     manifest = generate(p, build / "rtl")
     res = verify_rtl(
         b, p, manifest, test.images, test.labels, engine, build,
-        stalls=getattr(args, "stalls", False), seed=getattr(args, "seed", 1),
-        clock_mhz=args.clock_mhz,
+        stalls=opts.stalls, seed=opts.seed, clock_mhz=opts.hw.clock_mhz,
     )  # fmt: skip
-    out = Path(args.out) if args.out else build
+    out = Path(opts.out) if opts.out else build
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "sim.json", res)
     return res
@@ -288,109 +197,151 @@ def _prepare_run_dir(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def flow(args: argparse.Namespace) -> dict[str, Any]:
-    """train -> export -> torch==golden -> Verilog -> simulation -> comparison -> report.
+@dataclass
+class FlowRun:
+    """What the flow's steps have made so far (each step reads and adds to it)."""
+
+    opts: FlowOptions
+    out: Path
+    bundle_path: Path
+    test: Split
+    train: dict[str, Any] | None = None
+    torch_check: dict[str, Any] | None = None
+    c_check: dict[str, Any] | None = None
+    bundle: bundle_io.Bundle | None = None
+    plan: Plan | None = None
+    manifest: Manifest | None = None
+    sim: dict[str, Any] = field(default_factory=dict)
+    resources: dict[str, Any] | None = None
+    ops: dict[str, Any] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def need(self) -> tuple[bundle_io.Bundle, Plan, Manifest]:
+        """The bundle, plan and manifest a later step needs (the earlier steps made them)."""
+        assert self.bundle is not None and self.plan is not None and self.manifest is not None
+        return self.bundle, self.plan, self.manifest
+
+
+def _train(run: FlowRun) -> None:
+    run.train = train_stage(replace(run.opts.train, float_twin=True), run.out / "train")
+
+
+def _export(run: FlowRun) -> None:
+    export_stage(run.out / "train" / "model.pt", run.bundle_path)
+
+
+def _torch_vs_golden(run: FlowRun) -> None:
+    if not run.opts.bundle:
+        run.torch_check = check = torch_vs_golden(
+            run.bundle_path, run.out / "train" / "model.pt", run.opts.data, None
+        )
+        if check["mismatches"]:
+            raise MismatchError(f"torch and golden disagree: {check['first_mismatch']}")
+    run.bundle = b = bundle_io.load(run.bundle_path)
+    run.test = test_set(b, run.bundle_path, run.opts.data)
+    run.plan = plan_for(b, run.opts.hw)
+
+
+def _c_vs_golden(run: FlowRun) -> None:
+    assert run.bundle is not None
+    run.c_check = check = c_or_skipped(run.bundle, run.test.images, run.test.labels)
+    if check.get("mismatches"):
+        raise MismatchError(f"the C library and golden disagree: {check['first_mismatch']}")
+
+
+def _verilog(run: FlowRun) -> None:
+    from hwqnn.hw.emit import generate
+
+    assert run.plan is not None
+    run.manifest = generate(run.plan, run.out / "rtl")
+
+
+def _simulate(run: FlowRun) -> None:
+    from hwqnn.verify_rtl import verify_rtl
+
+    b, p, man = run.need()
+    images = run.test.head(run.opts.n) if run.opts.n else run.test
+    run.sim = verify_rtl(
+        b, p, man, images.images, images.labels, run.opts.engine or "cpp", run.out / "build",
+        clock_mhz=run.opts.hw.clock_mhz,
+    )  # fmt: skip
+    write_json(run.out / "sim.json", run.sim)
+
+
+def _synth(run: FlowRun) -> None:
+    _, _, man = run.need()
+    run.resources = synth_for_report(man, run.out / "synth", run.opts.synth, run.opts.part)
+
+
+def _ops(run: FlowRun) -> None:
+    from hwqnn.ops import summarize
+
+    b, p, man = run.need()
+    ops = summarize(p, run.sim["counters"] or None, run.sim["images"], run.out / "ops.png")
+    if run.opts.activity_images:
+        from hwqnn.sim.activity import measure_activity
+
+        images = run.test.images[: run.opts.activity_images]
+        ops["activity"] = measure_activity(man, run.out / "build", images, len(b.layers))
+    write_json(run.out / "ops.json", {k: v for k, v in ops.items() if k != "table_md"})
+    run.ops = ops
+
+
+def _report(run: FlowRun) -> None:
+    from hwqnn.report import build_report, render_markdown
+
+    b, _, man = run.need()
+    run.report = build_report(b, run.train, run.torch_check, run.sim, man, run.ops,
+                              run.timings, run.resources, run.c_check)  # fmt: skip
+    text = render_markdown(run.report)
+    write_bytes(run.out / "report.md", lambda f: f.write(text.encode()))
+    write_json(run.out / "report.json", run.report)
+
+
+FLOW_STEPS: tuple[tuple[str, Callable[[FlowRun], None]], ...] = (
+    ("train", _train),
+    ("export", _export),
+    ("torch==golden", _torch_vs_golden),
+    ("C==golden", _c_vs_golden),
+    ("verilog", _verilog),
+    ("simulate", _simulate),
+    ("synth", _synth),
+    ("ops", _ops),
+    ("report", _report),
+)
+
+
+def flow(opts: FlowOptions) -> dict[str, Any]:
+    """train -> export -> torch==golden -> C==golden -> Verilog -> simulation -> comparison ->
+    synthesis -> ops -> report (:data:`FLOW_STEPS`; from ``torch==golden`` on when a bundle is
+    given).
 
     The run directory is complete when ``report.json`` exists (written last, atomically); a
     failure leaves ``FAILED.txt`` with the reason instead.
     """
     from tqdm import tqdm
 
-    from hwqnn.hw.emit import generate
-    from hwqnn.report import build_report, render_markdown
-    from hwqnn.verify_rtl import verify_rtl
-
-    out = Path(args.out)
+    out = Path(opts.out)
     _prepare_run_dir(out)
-    stages = [
-        "train",
-        "export",
-        "torch==golden",
-        "C==golden",
-        "verilog",
-        "simulate",
-        "synth",
-        "ops",
-        "report",
-    ]
-    if args.bundle:
-        stages = stages[2:]
-    timings: dict[str, float] = {}
-    bar = tqdm(stages, desc="flow", unit="stage", leave=True)
-    train_metrics: dict[str, Any] | None = None
-    torch_check: dict[str, Any] | None = None
-    c_check: dict[str, Any] | None = None
-    resources: dict[str, Any] | None = None
+    steps = FLOW_STEPS[2:] if opts.bundle else FLOW_STEPS
+    bar = tqdm(steps, desc="flow", unit="stage", leave=True)
     try:
-        bundle_path = Path(args.bundle) if args.bundle else out / "bundle.npz"
-        test = load_dataset(args.data, "test")  # fail early on a missing dataset
-        for stage in bar:
-            bar.set_postfix_str(stage)
+        bundle_path = Path(opts.bundle) if opts.bundle else out / "bundle.npz"
+        test = load_dataset(opts.data, "test")  # fail early on a missing dataset
+        run = FlowRun(opts, out, bundle_path, test)
+        for name, step in bar:
+            bar.set_postfix_str(name)
             t0 = time.perf_counter()
-            if stage == "train":
-                args.float_twin = True
-                train_metrics = train_stage(args, out / "train")
-            elif stage == "export":
-                export_stage(out / "train" / "model.pt", bundle_path)
-            elif stage == "torch==golden":
-                if not args.bundle:
-                    torch_check = verify_torch_stage(
-                        bundle_path, out / "train" / "model.pt", args.data, None
-                    )
-                    if torch_check["mismatches"]:
-                        raise MismatchError(
-                            f"torch and golden disagree: {torch_check['first_mismatch']}"
-                        )
-                b = bundle_io.load(bundle_path)
-                test = test_set(b, bundle_path, args.data)
-                p = plan_from_args(b, args)
-            elif stage == "C==golden":
-                c_check = _c_or_skipped(b, test.images, test.labels)
-                if c_check.get("mismatches"):
-                    raise MismatchError(
-                        f"the C library and golden disagree: {c_check['first_mismatch']}"
-                    )
-            elif stage == "verilog":
-                manifest = generate(p, out / "rtl")
-            elif stage == "simulate":
-                images = test.head(args.n) if args.n else test
-                engine = args.engine or "cpp"
-                sim = verify_rtl(
-                    b, p, manifest, images.images, images.labels, engine, out / "build",
-                    clock_mhz=args.clock_mhz,
-                )  # fmt: skip
-                write_json(out / "sim.json", sim)
-            elif stage == "synth":
-                resources = synth_for_report(manifest, out / "synth", args.synth, args.part)
-            elif stage == "ops":
-                from hwqnn.ops import summarize
-
-                ops = summarize(p, sim["counters"] or None, sim["images"], out / "ops.png")
-                if args.activity_images:
-                    from hwqnn.sim.activity import measure_activity
-
-                    ops["activity"] = measure_activity(
-                        manifest,
-                        out / "build",
-                        test.images[: args.activity_images],
-                        len(b.layers),
-                    )
-                write_json(out / "ops.json", {k: v for k, v in ops.items() if k != "table_md"})
-            elif stage == "report":
-                report = build_report(
-                    b, train_metrics, torch_check, sim, manifest, ops, timings, resources, c_check
-                )
-                text = render_markdown(report)
-                write_bytes(out / "report.md", lambda f: f.write(text.encode()))  # noqa: B023
-                write_json(out / "report.json", report)
-            timings[stage] = round(time.perf_counter() - t0, 1)
+            step(run)
+            run.timings[name] = round(time.perf_counter() - t0, 1)
         bar.close()
     except BaseException as e:
         bar.close()
         (out / "FAILED.txt").write_text(f"{type(e).__name__}: {e}\n")
         raise
     print((out / "report.md").read_text())
-    return report
+    return run.report
 
 
 def synth_for_report(
@@ -458,49 +409,19 @@ def ops_stage(bundle_path: Path, sim_json: str | None, chart: str | None, activi
     return text
 
 
-def bench_stage(args: argparse.Namespace) -> int:
-    from hwqnn import bench
-
-    b = bundle_io.load(Path(args.bundle)) if args.bundle else None
-    if args.what == "gpu":
-        return bench.gpu(b, args.quick, args.interpret)
-    if args.what == "cpu":
-        json_out = Path(args.json) if args.json else None
-        return bench.cpu(b, args.quick, json_out, getattr(args, "data", None))
-    if args.what == "synth":
-        targets = args.target or ["xc7", "ecp5"]
-        nets = tuple(args.nets.split(",")) if getattr(args, "nets", None) else None
-        return bench.synth(targets, args.quick, b, json_out=Path(args.json) if args.json else None,
-                           only=nets)  # fmt: skip
-    return bench.golden_cpu(b, args.quick)
-
-
 def export_onnx_stage(
     bundle_path: Path, out: Path, data: str | None, check: int | None
 ) -> dict[str, Any]:
     """Write the bundle as a QONNX graph; with ``check`` (0: the whole test set) run that many
     test images through ``qonnx``'s executor and compare every score with the golden model."""
-    from hwqnn.onnxio.export import save_onnx, to_model
-    from hwqnn.onnxio.run import execute
+    from hwqnn.onnxio.check import check_export
+    from hwqnn.onnxio.export import save_onnx
 
     b = bundle_io.load(bundle_path)
     path = save_onnx(b, out)
     res: dict[str, Any] = {"onnx": str(path), "arch": b.arch(), "bytes": path.stat().st_size}
     if check is not None:
-        test = test_set(b, bundle_path, data, check or None)
-        t0 = time.perf_counter()
-        got = execute(to_model(b, batch=min(500, max(1, len(test)))), test.images, progress=True)
-        want = golden.scores(b, test.images)
-        exact = got == want  # float64 of float32 integers against int64
-        res.update(
-            images=len(test),
-            images_equal=int(exact.all(axis=1).sum()),
-            scores_equal=int(exact.sum()),
-            scores=int(exact.size),
-            classes_equal=int((got.argmax(1) == want.argmax(1)).sum()),
-            accuracy_qonnx=float((got.argmax(1) == test.labels).mean()),
-            qonnx_seconds=round(time.perf_counter() - t0, 1),
-        )
+        res.update(check_export(b, test_set(b, bundle_path, data, check or None)))
     return res
 
 
@@ -513,16 +434,10 @@ def import_onnx_stage(
     input_bias: float = 0.0,
     raw_bits: int = 8,
 ) -> dict[str, Any]:
-    """Fold a QONNX graph into a bundle; with ``check`` (0: the whole test set) run the original
-    graph with ``qonnx``'s executor on the test images and compare with the golden model: its
-    float scores read back through ``P * s + R`` (integers, every score) and its classes (one of
-    golden's top classes: at a tie the float sums may order the tied classes differently)."""
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.transformation.change_batchsize import ChangeBatchSize
-    from qonnx.util.cleanup import cleanup_model
-
+    """Fold a QONNX graph into a bundle; with ``check`` (0: the whole test set) compare the
+    original graph with the golden model on the test images (:func:`check_import`)."""
+    from hwqnn.onnxio.check import check_import
     from hwqnn.onnxio.importer import import_qonnx
-    from hwqnn.onnxio.run import execute
 
     if not model_path.is_file():
         raise FileNotFoundError(f"{model_path}: no such model file")
@@ -534,20 +449,5 @@ def import_onnx_stage(
     }  # fmt: skip
     if check is not None:
         test = test_set(r.bundle, path, data, check or None)
-        batch = min(500, max(1, len(test)))
-        model = cleanup_model(ModelWrapper(str(model_path)).transform(ChangeBatchSize(batch)))
-        t0 = time.perf_counter()
-        z = execute(model, test.images, input_scale, input_bias, progress=True)
-        s = golden.scores(r.bundle, test.images)
-        back = np.rint((z - r.score_bias) / r.score_scale)  # the executor's scores as ours
-        top = s == s.max(axis=1, keepdims=True)
-        res.update(
-            images=len(test),
-            scores_equal=int((back == s).all(axis=1).sum()),
-            classes_equal=int(top[np.arange(len(s)), z.argmax(1)].sum()),
-            classes_tied=int((top.sum(axis=1) > 1).sum()),
-            accuracy_qonnx=float((z.argmax(1) == test.labels).mean()),
-            accuracy_golden=float((s.argmax(1) == test.labels).mean()),
-            qonnx_seconds=round(time.perf_counter() - t0, 1),
-        )
+        res.update(check_import(model_path, r, test, input_scale, input_bias))
     return res

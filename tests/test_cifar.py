@@ -132,7 +132,7 @@ def test_cli_trains_a_convnet_on_cifar_and_verifies_it(
     """A ConvNet reads CIFAR-10 as HWC: training reorders the planes, the bundle's input is
     [32, 32, 3], and verify reorders the test split the same way: torch == golden == GPU."""
     from hwqnn.bundle import load
-    from hwqnn.pipeline import test_set
+    from hwqnn.verify import test_set
 
     (tmp_path / "c").mkdir()
     written = _dataset(tmp_path / "c", (12, 12, 12, 12, 12), 20)

@@ -1,0 +1,65 @@
+"""QONNX against golden, every score: a bundle's exported graph, or the graph a bundle was
+imported from, run by ``qonnx``'s own executor on test images and compared with the golden
+model (integers, exactly)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwqnn import golden
+from hwqnn.bundle import Bundle
+from hwqnn.data import Split
+from hwqnn.onnxio.importer import ImportResult
+from hwqnn.onnxio.run import execute
+
+
+def check_export(b: Bundle, test: Split) -> dict[str, Any]:
+    """The exported graph of ``b`` against golden on ``test``: every score equal, as floats of
+    exact integers."""
+    from hwqnn.onnxio.export import to_model
+
+    t0 = time.perf_counter()
+    got = execute(to_model(b, batch=min(500, max(1, len(test)))), test.images, progress=True)
+    want = golden.scores(b, test.images)
+    exact = got == want  # float64 of float32 integers against int64
+    return {
+        "images": len(test),
+        "images_equal": int(exact.all(axis=1).sum()),
+        "scores_equal": int(exact.sum()),
+        "scores": int(exact.size),
+        "classes_equal": int((got.argmax(1) == want.argmax(1)).sum()),
+        "accuracy_qonnx": float((got.argmax(1) == test.labels).mean()),
+        "qonnx_seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def check_import(
+    model_path: Path, r: ImportResult, test: Split, input_scale: float, input_bias: float
+) -> dict[str, Any]:
+    """The original graph at ``model_path`` against the imported bundle on ``test``: its float
+    scores read back through ``P * s + R`` (integers, every score) and its classes (one of
+    golden's top classes: at a tie the float sums may order the tied classes differently)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.change_batchsize import ChangeBatchSize
+    from qonnx.util.cleanup import cleanup_model
+
+    batch = min(500, max(1, len(test)))
+    model = cleanup_model(ModelWrapper(str(model_path)).transform(ChangeBatchSize(batch)))
+    t0 = time.perf_counter()
+    z = execute(model, test.images, input_scale, input_bias, progress=True)
+    s = golden.scores(r.bundle, test.images)
+    back = np.rint((z - r.score_bias) / r.score_scale)  # the executor's scores as ours
+    top = s == s.max(axis=1, keepdims=True)
+    return {
+        "images": len(test),
+        "scores_equal": int((back == s).all(axis=1).sum()),
+        "classes_equal": int(top[np.arange(len(s)), z.argmax(1)].sum()),
+        "classes_tied": int((top.sum(axis=1) > 1).sum()),
+        "accuracy_qonnx": float((z.argmax(1) == test.labels).mean()),
+        "accuracy_golden": float((s.argmax(1) == test.labels).mean()),
+        "qonnx_seconds": round(time.perf_counter() - t0, 1),
+    }
