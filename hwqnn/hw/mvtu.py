@@ -175,7 +175,7 @@ class MVTU(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        ka, kw = self.in_bits, self.w_bits
+        ka = self.in_bits
         nf_n, sf_n = self.nf, self.sf
 
         # ---- input side: the frame buffer (double buffer in a memory, width conversion) -----
@@ -221,6 +221,50 @@ class MVTU(wiring.Component):
             ]
 
         # ---- per-PE weight memories and popcount trees ---------------------------------------
+        sums = self._pe_sums(m, chunk_r, issue, ce)
+        t_lat = tree_latency(self.simd, self.levels_per_stage)
+
+        # control delayed to match the data register and the tree
+        vd, firstd, lastd, nf_early = self._delay_control(m, (v1, first1, last1, nf1), t_lat, ce)
+
+        # ---- accumulate over SF cycles -------------------------------------------------------
+        acc_w = max(1, self.acc_max.bit_length())
+        accs = [Signal(acc_w, name=f"acc{p}") for p in range(self.pe)]
+        done = Signal()
+        with m.If(ce):
+            m.d.sync += done.eq(vd & lastd)
+            with m.If(vd):
+                for p in range(self.pe):
+                    m.d.sync += accs[p].eq(Mux(firstd, sums[p], accs[p] + sums[p]))
+
+        # ---- threshold compare (or score) into the output register ---------------------------
+        outs = [Signal(self.out_width, name=f"out{p}") for p in range(self.pe)]
+        if isinstance(self.act, Thresholds):
+            self._threshold_unit(m, self.act, accs, outs, nf_early, ce)
+        else:
+            self._score_unit(m, accs, outs)
+        payload = Cat(*outs)
+        with m.If(ce):
+            m.d.sync += self.o.valid.eq(done)
+            with m.If(done):
+                m.d.sync += self.o.payload.eq(payload)
+
+        self._perf_counters(m, issue)
+        return m
+
+    def _perf_counters(self, m: Module, issue: Signal) -> None:
+        """Issue cycles and output beats taken, wrapping at 2**32."""
+        with m.If(issue):
+            m.d.sync += self.perf_issues.eq(self.perf_issues + 1)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.perf_outputs.eq(self.perf_outputs + 1)
+
+    def _pe_sums(self, m: Module, chunk_r: Signal, issue: Signal, ce: Signal) -> list[Value]:
+        """Per PE: a weight memory (``NF * SF`` words of SIMD codes, read at the issue counter
+        and registered like ``chunk_r``) and the pipelined tree of the SIMD leaves
+        ``sum_m 2**m * (w_m ? a : ~a)``; the trees' sums, ``tree_latency`` cycles later."""
+        ka, kw = self.in_bits, self.w_bits
+        nf_n, sf_n = self.nf, self.sf
         depth = max(2, nf_n * sf_n)
         addr = Signal(range(depth))  # = nf * SF + sf, counted rather than multiplied
         with m.If(issue):
@@ -253,49 +297,29 @@ class MVTU(wiring.Component):
             s, lat = adder_tree(m, leaves, ce, self.levels_per_stage, name=f"pe{p}")
             assert lat == t_lat
             sums.append(s)
+        return sums
 
-        # control delayed to match the data register and the tree
-        vd, firstd, lastd, nfd = v1, first1, last1, nf1
+    @staticmethod
+    def _delay_control(
+        m: Module, ctl: tuple[Signal, Signal, Signal, Signal], t_lat: int, ce: Signal
+    ) -> tuple[Signal, Signal, Signal, Signal]:
+        """(valid, first, last, neuron fold) delayed ``t_lat + 1`` cycles, to meet the tree's
+        sums at the accumulator; the last is the neuron fold one stage earlier (the threshold
+        memories read ahead)."""
+        vd, firstd, lastd, nfd = ctl
+        nf_early = nfd
         for d in range(t_lat + 1):
             nv, nfi, nla = (
                 Signal(name=f"v_d{d}"),
                 Signal(name=f"first_d{d}"),
                 Signal(name=f"last_d{d}"),
             )
-            nn = Signal.like(nf, name=f"nf_d{d}")
+            nn = Signal.like(ctl[3], name=f"nf_d{d}")
             with m.If(ce):
                 m.d.sync += [nv.eq(vd), nfi.eq(firstd), nla.eq(lastd), nn.eq(nfd)]
             nf_early = nfd  # the neuron fold one stage ahead of the accumulator
             vd, firstd, lastd, nfd = nv, nfi, nla, nn
-
-        # ---- accumulate over SF cycles -------------------------------------------------------
-        acc_w = max(1, self.acc_max.bit_length())
-        accs = [Signal(acc_w, name=f"acc{p}") for p in range(self.pe)]
-        done = Signal()
-        with m.If(ce):
-            m.d.sync += done.eq(vd & lastd)
-            with m.If(vd):
-                for p in range(self.pe):
-                    m.d.sync += accs[p].eq(Mux(firstd, sums[p], accs[p] + sums[p]))
-
-        # ---- threshold compare (or score) into the output register ---------------------------
-        outs = [Signal(self.out_width, name=f"out{p}") for p in range(self.pe)]
-        if isinstance(self.act, Thresholds):
-            self._threshold_unit(m, self.act, accs, outs, nf_early, ce)
-        else:
-            self._score_unit(m, accs, outs)
-        payload = Cat(*outs)
-        with m.If(ce):
-            m.d.sync += self.o.valid.eq(done)
-            with m.If(done):
-                m.d.sync += self.o.payload.eq(payload)
-
-        # ---- performance counters (wrap at 2**32) --------------------------------------------
-        with m.If(issue):
-            m.d.sync += self.perf_issues.eq(self.perf_issues + 1)
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += self.perf_outputs.eq(self.perf_outputs + 1)
-        return m
+        return vd, firstd, lastd, nf_early
 
     def _threshold_unit(
         self, m: Module, act: Thresholds, accs: list[Signal], outs: list[Signal],
