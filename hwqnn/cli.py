@@ -330,6 +330,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
         return p
 
+    _add_software_commands(add)
+    _add_hardware_commands(add)
+    _add_analysis_commands(add)
+    return ap
+
+
+Add = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
+
+
+def _add_software_commands(add: Add) -> None:
+    """train, export, verify, flat, export-onnx, import, golden."""
     p = add("train", cmd_train, "train a quantized MLP (and optionally its float twin)")
     _add_train_args(p)
     p.add_argument("--out", default="runs/train", help="directory for model.pt and metrics.json")
@@ -373,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=None, help="test images (default: all)")
     _add_data(p)
 
+
+def _add_hardware_commands(add: Add) -> None:
+    """rtl, synth, sim, flow."""
     p = add("rtl", cmd_rtl, "generate Verilog and a manifest for a bundle")
     p.add_argument("bundle")
     p.add_argument("-o", "--output", required=True, help="output directory, e.g. rtl/fmnist")
@@ -421,6 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
         "minutes for large nets; default 0: skip)",
     )
 
+
+def _add_analysis_commands(add: Add) -> None:
+    """ops, dse, bench."""
     p = add("ops", cmd_ops, "operation counts and energy estimate per layer")
     p.add_argument("bundle")
     p.add_argument("--rtl", default=None, help="sim.json of a run, for measured counts")
@@ -473,7 +490,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--nets", default=None, help="synth: reference nets by name, comma-separated (e.g. cnv)"
     )
-    return ap
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -96,6 +96,28 @@ def build_report(
     }
 
 
+def hardware_table(layers: list[dict[str, Any]]) -> list[str]:
+    """The report's Hardware table: one row per manifest layer."""
+    lines = [
+        "## Hardware",
+        "",
+        "| layer | shape (out x in) | bits in/w/out | PE x SIMD | cycles/frame |",
+        "|---|---|---|---|---|",
+    ]
+    for i, ly in enumerate(layers):
+        out_b = ly["out_bits"] or "score"
+        name = f"{i} ({ly['kind']})"
+        shape = f"{ly['rows']} x {ly['cols']}" if ly["rows"] else "-"
+        if w := ly.get("window"):
+            shape += f", {w['kernel']}x{w['kernel']}/{w['stride']} over {w['in_shape']}"
+        fold = f"{ly['pe']} x {ly['simd']}" if ly["pe"] else "-"
+        lines.append(
+            f"| {name} | {shape} | {ly['in_bits']}/{ly['w_bits'] or '-'}/{out_b} | "
+            f"{fold} | {ly['cycles_per_frame']} |"
+        )
+    return lines
+
+
 def render_markdown(r: dict[str, Any]) -> str:
     acc = r["accuracy"]
     lines = [
@@ -131,23 +153,7 @@ def render_markdown(r: dict[str, Any]) -> str:
         lines += [f"C library: not run ({r['c_skipped']}).", ""]
     if r["first_mismatch"]:
         lines += [f"First RTL mismatch: `{r['first_mismatch']}`", ""]
-    lines += [
-        "## Hardware",
-        "",
-        "| layer | shape (out x in) | bits in/w/out | PE x SIMD | cycles/frame |",
-        "|---|---|---|---|---|",
-    ]
-    for i, ly in enumerate(r["layers"]):
-        out_b = ly["out_bits"] or "score"
-        name = f"{i} ({ly['kind']})"
-        shape = f"{ly['rows']} x {ly['cols']}" if ly["rows"] else "-"
-        if w := ly.get("window"):
-            shape += f", {w['kernel']}x{w['kernel']}/{w['stride']} over {w['in_shape']}"
-        fold = f"{ly['pe']} x {ly['simd']}" if ly["pe"] else "-"
-        lines.append(
-            f"| {name} | {shape} | {ly['in_bits']}/{ly['w_bits'] or '-'}/{out_b} | "
-            f"{fold} | {ly['cycles_per_frame']} |"
-        )
+    lines += hardware_table(r["layers"])
     mb = r["model_bits"]
     lines += [
         "",
