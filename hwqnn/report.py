@@ -79,7 +79,7 @@ def build_report(
         "images_simulated": sim["images"],
         "engine": sim["engine"],
         "folding": list(manifest.folding),
-        "layers": list(manifest.layers),
+        "layers": [ly.to_json() for ly in manifest.layers],
         "cycles_per_frame": sim["cycles_per_frame_measured"],
         "cycles_per_frame_predicted": sim["cycles_per_frame_predicted"],
         "latency_cycles": sim["latency_cycles"],

@@ -469,9 +469,7 @@ def _nextpnr(
 def macs_per_frame(manifest: Manifest) -> int:
     """Multiply-accumulates of one frame (rows x cols summed over layers), as the FINN papers
     count them: one per weight, whatever its bit widths."""
-    return sum(
-        int(ly["rows"]) * int(ly["cols"]) * int(ly.get("vectors", 1)) for ly in manifest.layers
-    )
+    return sum(ly.macs for ly in manifest.layers)
 
 
 def synthesize(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 from amaranth.back import verilog
 
@@ -16,6 +15,7 @@ from hwqnn.bundle import Layer
 from hwqnn.hw import driver
 from hwqnn.hw.folding import LayerFold, estimate_luts
 from hwqnn.hw.manifest import (
+    LayerEntry,
     LayerManifest,
     LayerPorts,
     Manifest,
@@ -32,7 +32,7 @@ TOP_NAME = "hwqnn_top"
 DRIVER_NAME = "hwqnn_driver.h"
 
 
-def predict(top: Top) -> tuple[tuple[dict[str, Any], ...], Pipeline]:
+def predict(top: Top) -> tuple[tuple[LayerEntry, ...], Pipeline]:
     """Each stage's manifest row, and the pipeline's timing: cycles per frame and the latency of
     one frame, cycles from the first input beat's handshake to ``m_axis_tvalid`` with an empty
     pipeline (predicted where every stage models its latency; ``None`` when a window unit is in

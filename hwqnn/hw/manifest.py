@@ -19,7 +19,6 @@ least significant word first.
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -32,7 +31,7 @@ from hwqnn.layers._meta import Fail, int_field, keys, refuse
 
 MANIFEST_NAME = "manifest.json"
 DEFAULT_AXIS_BITS = 64  # s_axis_tdata bits unless the user chooses (a DMA's width)
-MAX_BITS = 1 << 20  # any width or count in a manifest
+COUNT = range(0, 1 << 62)  # any width or count in a manifest
 
 
 class ManifestError(InputError):
@@ -101,7 +100,7 @@ def _ints(
                 fail(f"{where}.{f.name}", "true or false", f"{v!r}"[:60])
             out[f.name] = v
         else:
-            out[f.name] = int_field(v, f"{where}.{f.name}", fail, range(0, MAX_BITS + 1))
+            out[f.name] = int_field(v, f"{where}.{f.name}", fail, COUNT)
     return out
 
 
@@ -183,6 +182,81 @@ class LayerPorts:
 
 
 @dataclass(frozen=True)
+class WindowEntry:
+    """A window unit's geometry in a manifest row: ``kernel x kernel`` by ``stride`` over an
+    ``in_shape`` (H, W, C) image padded by ``padding``."""
+
+    in_shape: tuple[int, int, int]
+    kernel: int
+    stride: int
+    padding: int
+
+
+@dataclass(frozen=True)
+class LayerEntry:
+    """One stage's row in the manifest (:meth:`hwqnn.hw.stages.Stage.entry`): its kind, cycles
+    per frame, code widths, folding and matrix shape (0 for a kind without weights); ``nf``,
+    ``sf`` and ``latency`` for a kind with an MVTU, ``window`` for a kind with a window unit."""
+
+    kind: str
+    cycles_per_frame: int
+    in_bits: int
+    out_bits: int
+    pe: int
+    simd: int
+    rows: int
+    cols: int
+    vectors: int
+    w_bits: int
+    weight_bits: int
+    nf: int | None = None
+    sf: int | None = None
+    latency: int | None = None
+    window: WindowEntry | None = None
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates per frame: one per weight per input vector."""
+        return self.rows * self.cols * self.vectors
+
+    def to_json(self) -> dict[str, Any]:
+        d = {
+            f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None
+        }
+        if self.window is not None:
+            d["window"] = {**asdict(self.window), "in_shape": list(self.window.in_shape)}
+        return d
+
+    @classmethod
+    def from_json(cls, d: object, where: str, fail: Fail) -> LayerEntry:
+        names = {f.name for f in fields(cls)}
+        optional = frozenset({"nf", "sf", "latency", "window"})
+        m = keys(d, where, names, fail, optional=set(optional))
+        if not isinstance(m["kind"], str) or not m["kind"]:
+            fail(f"{where}.kind", "a layer kind", f"{m['kind']!r}"[:60])
+        ints: dict[str, int] = {}
+        for f in fields(cls):
+            v = m.get(f.name)
+            if f.name in ("kind", "window") or (f.name in optional and v is None):
+                continue
+            ints[f.name] = int_field(v, f"{where}.{f.name}", fail, COUNT)
+        window = None
+        if m.get("window") is not None:
+            w = keys(m["window"], f"{where}.window", {"in_shape", "kernel", "stride", "padding"},
+                     fail, set())  # fmt: skip
+            shape = w["in_shape"]
+            if not isinstance(shape, list) or len(shape) != 3:
+                fail(f"{where}.window.in_shape", "[height, width, channels]", f"{shape!r}"[:60])
+            window = WindowEntry(
+                tuple(int_field(v, f"{where}.window.in_shape", fail, range(1, COUNT.stop))
+                      for v in shape),  # type: ignore[arg-type]
+                *(int_field(w[k], f"{where}.window.{k}", fail, COUNT)
+                  for k in ("kernel", "stride", "padding")),
+            )  # fmt: skip
+        return cls(kind=m["kind"], window=window, **ints)
+
+
+@dataclass(frozen=True)
 class Pipeline:
     """Predicted timing of the whole design (``pipeline`` in the manifest)."""
 
@@ -206,7 +280,7 @@ class Manifest:
     ports: Ports
     driver: str
     estimated_luts: int
-    layers: tuple[dict[str, Any], ...]
+    layers: tuple[LayerEntry, ...]
     pipeline: Pipeline
     dir: Path = field(default=Path("."), compare=False)
 
@@ -225,7 +299,7 @@ class Manifest:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "dir"}
         d["folding"] = list(self.folding)
         d["ports"] = asdict(self.ports)
-        d["layers"] = copy.deepcopy(list(self.layers))
+        d["layers"] = [ly.to_json() for ly in self.layers]
         d["pipeline"] = asdict(self.pipeline)
         return d
 
@@ -242,15 +316,14 @@ class Manifest:
                 fail(s, "a non-empty string", f"{m[s]!r}"[:60])
         if not isinstance(m["folding"], list) or not all(isinstance(f, str) for f in m["folding"]):
             fail("folding", "a list of PExSIMD strings", f"{m['folding']!r}"[:60])
-        if not isinstance(m["layers"], list) or not all(isinstance(x, dict) for x in m["layers"]):
+        if not isinstance(m["layers"], list):
             fail("layers", "a list of JSON objects", f"{m['layers']!r}"[:60])
-        for i, ly in enumerate(m["layers"]):
-            for k in ("kind", "cycles_per_frame", "rows", "cols"):
-                if k not in ly:
-                    fail(f"layers[{i}].{k}", "a value", "nothing")
+        layers = tuple(
+            LayerEntry.from_json(ly, f"layers[{i}]", fail) for i, ly in enumerate(m["layers"])
+        )
         pm = keys(m["pipeline"], "pipeline", {f.name for f in fields(Pipeline)}, fail, set())
         lat = pm["latency_cycles"]
-        any_int = range(0, 1 << 62)
+        any_int = COUNT
         pipeline = Pipeline(
             int_field(pm["cycles_per_frame"], "pipeline.cycles_per_frame", fail, any_int),
             int_field(pm["slowest_layer"], "pipeline.slowest_layer", fail, any_int),
@@ -263,7 +336,7 @@ class Manifest:
             folding=tuple(m["folding"]),
             ports=Ports.from_json(m["ports"], "ports", fail),
             estimated_luts=int_field(m["estimated_luts"], "estimated_luts", fail, any_int),
-            layers=tuple(m["layers"]),
+            layers=layers,
             pipeline=pipeline,
             dir=rtl_dir,
         )
@@ -298,7 +371,7 @@ class LayerManifest:
         for s in ("top", "verilog"):
             if not isinstance(m[s], str) or not m[s]:
                 fail(s, "a non-empty string", f"{m[s]!r}"[:60])
-        any_int = range(0, 1 << 62)
+        any_int = COUNT
         return cls(
             m["top"], m["verilog"], LayerPorts.from_json(m["ports"], "ports", fail),
             int_field(m["cycles_per_frame"], "cycles_per_frame", fail, any_int),

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from amaranth.lib import wiring
@@ -38,6 +38,7 @@ from amaranth.lib import wiring
 from hwqnn.errors import InputError
 from hwqnn.hw.fold_choice import fold_for_target
 from hwqnn.hw.layerfold import FoldingError, LayerFold
+from hwqnn.hw.manifest import LayerEntry, WindowEntry
 from hwqnn.hw.mvtu import MVTU
 from hwqnn.hw.opcount import LayerOps, tree_add_bits
 from hwqnn.hw.resources import layer_luts
@@ -162,10 +163,13 @@ class Stage:
     def units(self) -> Units:
         raise NotImplementedError
 
-    def entry(self, units: Units) -> dict[str, Any]:
+    def entry(self, units: Units) -> LayerEntry:
         """Its row in the manifest's ``layers``."""
-        return {"kind": self.kind, "cycles_per_frame": self.cycles,
-                "in_bits": self.in_bits, "out_bits": self.out_bits}  # fmt: skip
+        raise NotImplementedError
+
+    def window_entry(self) -> WindowEntry | None:
+        """Its window unit's geometry, for the manifest (``None``: no window unit)."""
+        return None
 
     def latency(self, units: Units) -> int | None:
         """Cycles this stage adds to one frame's latency in an empty pipeline, or ``None``
@@ -185,9 +189,8 @@ class Stage:
         return None
 
 
-def _window_row(w: Window) -> dict[str, Any]:
-    return {"in_shape": list(w.in_shape), "kernel": w.kernel, "stride": w.stride,
-            "padding": w.pad}  # fmt: skip
+def _window_entry(w: Window) -> WindowEntry:
+    return WindowEntry(w.in_shape, w.kernel, w.stride, w.pad)
 
 
 def _window_chunk(index: int, w: Window, chunk: int) -> int:
@@ -275,15 +278,16 @@ class MatrixStage(Stage):
     def mvtu(self) -> MVTU:
         return MVTU.from_layer(self.matrix, self.pe, self.simd, self.mv_chunk)
 
-    def entry(self, units: Units) -> dict[str, Any]:
+    def entry(self, units: Units) -> LayerEntry:
         u = units.mvtu
         assert u is not None
-        return {
-            **super().entry(units),
-            "pe": u.pe, "simd": u.simd, "nf": u.nf, "sf": u.sf, "latency": u.latency,
-            "w_bits": u.w_bits, "rows": u.rows, "cols": u.cols, "vectors": self.vectors,
-            "weight_bits": u.pe * max(2, u.nf * u.sf) * u.simd * u.w_bits,
-        }  # fmt: skip
+        return LayerEntry(
+            kind=self.kind, cycles_per_frame=self.cycles, in_bits=self.in_bits,
+            out_bits=self.out_bits, pe=u.pe, simd=u.simd, rows=u.rows, cols=u.cols,
+            vectors=self.vectors, w_bits=u.w_bits,
+            weight_bits=u.pe * max(2, u.nf * u.sf) * u.simd * u.w_bits,
+            nf=u.nf, sf=u.sf, latency=u.latency, window=self.window_entry(),
+        )  # fmt: skip
 
     def ops(self) -> LayerOps:
         ly = self.matrix
@@ -423,8 +427,8 @@ class ConvStage(MatrixStage):
         unit = self.mvtu()
         return Units(((f"layer{self.index}_window", sw), (f"layer{self.index}", unit)), unit)
 
-    def entry(self, units: Units) -> dict[str, Any]:
-        return {**super().entry(units), "window": _window_row(self.window)}
+    def window_entry(self) -> WindowEntry | None:
+        return _window_entry(self.window)
 
     def bench_rows(self, x: np.ndarray) -> np.ndarray:
         return self.window.patches(x)[0]
@@ -457,9 +461,12 @@ class PoolStage(Stage):
         reduce = MaxReduce(channels=w.channels, bits=self.in_bits, group=w.kernel**2)
         return Units(((f"layer{self.index}_window", sw), (f"layer{self.index}_reduce", reduce)))
 
-    def entry(self, units: Units) -> dict[str, Any]:
-        return {**super().entry(units), "pe": 0, "simd": 0, "rows": 0, "cols": 0, "vectors": 0,
-                "w_bits": 0, "weight_bits": 0, "window": _window_row(self.window)}  # fmt: skip
+    def entry(self, units: Units) -> LayerEntry:
+        return LayerEntry(
+            kind=self.kind, cycles_per_frame=self.cycles, in_bits=self.in_bits,
+            out_bits=self.out_bits, pe=0, simd=0, rows=0, cols=0, vectors=0, w_bits=0,
+            weight_bits=0, window=_window_entry(self.window),
+        )  # fmt: skip
 
     def ops(self) -> LayerOps:
         w = self.window
