@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
-from amaranth.lib.memory import Memory
+from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
 
 from hwqnn.intmath import ceil_div
@@ -77,6 +77,10 @@ def buffer_geometry(cols: int, in_chunk: int, simd: int) -> BufferGeometry:
     )
 
 
+def _counter(limit: int, name: str) -> Signal:
+    return Signal(range(max(2, limit)), name=name)
+
+
 class FrameBuffer(wiring.Component):
     """Double-buffered input frame, written in beats and read in SIMD slices."""
 
@@ -111,17 +115,21 @@ class FrameBuffer(wiring.Component):
         m.submodules.mem = mem
         wp = mem.write_port()
         rp = mem.read_port()
-
-        def counter(limit: int, name: str) -> Signal:
-            return Signal(range(max(2, limit)), name=name)
-
         full = Signal(2)
+        self._write_side(m, wp, full)
+        self._read_side(m, rp, full)
+        return m
+
+    def _write_side(self, m: Module, wp: WritePort, full: Signal) -> None:
+        """Beats of the producer into words of the buffer ``wsel`` being written; sets its full
+        flag with the frame's last beat."""
+        ka, d = self.ka, self.words_per_frame
         # ---- write side: beats shift into a word; whole words are written -------------------
         # (one write enable for the whole word, so a word of any width packs densely into block
         # RAM or LUT RAM; writing beat-wide lanes instead costs one LUT RAM per lane)
         wsel = Signal()
-        beat, lane = counter(self.beats, "beat"), counter(self.lanes, "lane")
-        wword = counter(d, "wword")
+        beat, lane = _counter(self.beats, "beat"), _counter(self.lanes, "lane")
+        wword = _counter(d, "wword")
         bw = self.in_chunk * ka
         m.d.comb += [
             self.i.ready.eq(~full.bit_select(wsel, 1)),
@@ -156,19 +164,23 @@ class FrameBuffer(wiring.Component):
                 with m.Else():
                     m.d.sync += lane.eq(lane + 1)
 
+    def _read_side(self, m: Module, rp: ReadPort, full: Signal) -> None:
+        """SF slices of SIMD codes of the buffer ``rsel`` being read, again for every neuron fold;
+        clears its full flag on ``release``."""
+        ka, d = self.ka, self.words_per_frame
         # ---- read side: SF slices of buffer rsel, again for every neuron fold ----------------
         rsel = Signal()
         sf, piece, rword = (
-            counter(self.sf, "sf"),
-            counter(self.slices, "piece"),
-            counter(d, "rword"),
+            _counter(self.sf, "sf"),
+            _counter(self.slices, "piece"),
+            _counter(d, "rword"),
         )
         m.d.comb += [
             self.avail.eq(full.bit_select(rsel, 1)),
             rp.addr.eq(Mux(rsel, d, 0) + rword),
             rp.en.eq(self.en),
         ]
-        piece_r = counter(self.slices, "piece_r")
+        piece_r = _counter(self.slices, "piece_r")
         last_r = Signal()
         with m.If(self.en):
             m.d.sync += [piece_r.eq(piece), last_r.eq(sf == self.sf - 1)]
@@ -196,4 +208,3 @@ class FrameBuffer(wiring.Component):
             m.d.comb += self.data.eq(Mux(last_r, chunk[:keep], chunk))
         else:
             m.d.comb += self.data.eq(chunk)
-        return m

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import stream, wiring
-from amaranth.lib.memory import Memory
+from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
 
 from hwqnn.layers import Window
@@ -106,7 +106,7 @@ class SlidingWindow(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         win, rows = self.window, self.rows
-        k, s, p, width = win.kernel, win.stride, win.pad, win.width
+        k, width = win.kernel, win.width
         pix_bits = win.channels * self.bits
         m.submodules.mem = mem = Memory(shape=unsigned(pix_bits), depth=rows * width, init=[])
         wr = mem.write_port()
@@ -118,6 +118,18 @@ class SlidingWindow(wiring.Component):
         freed = Signal(nbits)  # rows below this one may be overwritten (the reader's top row)
         need = Signal(nbits)  # the last row the reader's current window row reads
 
+        self._write_side(m, wr, written, freed, nbits)
+        self._read_side(m, rd, written, freed, need, nbits)
+        return m
+
+    def _write_side(
+        self, m: Module, wr: WritePort, written: Signal, freed: Signal, nbits: int
+    ) -> None:
+        """Gather a pixel, write it into its row's slot, count the rows complete; hold
+        ``i.ready`` low while every slot holds a row the reader still needs."""
+        win, rows = self.window, self.rows
+        width = win.width
+        pix_bits = win.channels * self.bits
         # ---- write side: gather a pixel, write it into its row's slot, count rows
         w_slot = Signal(range(max(2, rows)))
         w_x = Signal(range(max(2, width)))
@@ -143,6 +155,14 @@ class SlidingWindow(wiring.Component):
                     m.d.sync += [written.eq(written + 1),
                                  w_slot.eq(Mux(w_slot == rows - 1, 0, w_slot + 1))]  # fmt: skip
 
+    def _read_side(
+        self, m: Module, rd: ReadPort, written: Signal, freed: Signal, need: Signal, nbits: int
+    ) -> None:
+        """(oy, ox, ky, kx) counters -> address -> the memory's read register = the output
+        pixel (code 0 outside the image); waits until every row a window row reads is in."""
+        win, rows = self.window, self.rows
+        k, s, p, width = win.kernel, win.stride, win.pad, win.width
+        pix_bits = win.channels * self.bits
         # ---- read side: (oy, ox, ky, kx) counters -> address -> memory read register = output
         oy = Signal(range(max(2, win.out_h)))
         ox = Signal(range(max(2, win.out_w)))
@@ -212,7 +232,6 @@ class SlidingWindow(wiring.Component):
                                          top_slot.eq(_wrap(nb + ((-p) % rows), rows))]  # fmt: skip
                         with m.Else():
                             m.d.sync += [y0.eq(y0 + s), top_slot.eq(_wrap(next_top, rows))]
-        return m
 
 
 class MaxReduce(wiring.Component):
