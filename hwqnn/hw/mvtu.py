@@ -32,8 +32,9 @@ through logic: RAM clock-to-out is the slowest start a path can have), the tree,
 accumulator, the output register. The whole pipeline advances on one clock enable, low while
 an output beat waits for ``o.ready``.
 
-Counters: ``perf_issues`` (cycles that issued a step: each reads one weight word per PE and
-drives PE * SIMD XNOR lanes) and ``perf_outputs`` (output beats taken), 32 bits, wrapping.
+Counters, on the ``perf`` port (:class:`PerfSignature`): ``issues`` (cycles that issued a step:
+each reads one weight word per PE and drives PE * SIMD XNOR lanes) and ``outputs`` (output beats
+taken), 32 bits, wrapping.
 
 Memory: the frame buffer; one weight memory per PE (``NF * SF`` words of ``SIMD * w_bits`` bits;
 row ``r`` lives in PE ``r % PE`` at neuron fold ``r // PE``); one threshold memory per PE (``NF``
@@ -68,6 +69,14 @@ def levels_per_stage(leaf_bits: int) -> int:
 BLOCK_ROM_BITS = 1024  # a weight memory this large goes to block RAM (a RAMB18 holds 18 kbit)
 
 
+class PerfSignature(wiring.Signature):
+    """A unit's performance counters, 32 bits each, wrapping: ``issues`` (cycles that issued a
+    step) and ``outputs`` (output beats taken)."""
+
+    def __init__(self) -> None:
+        super().__init__({"issues": Out(32), "outputs": Out(32)})
+
+
 class MVTU(wiring.Component):
     """One layer: matrix-vector product of codes with weights, then thresholds or scores."""
 
@@ -99,14 +108,11 @@ class MVTU(wiring.Component):
         self.beats = ceil_div(cols, in_chunk)
         self.acc_max = level_scale(in_bits, w_bits) * cols
         self.out_width = act.out_width(self.acc_max)
-        # counters: cycles that issued one (nf, sf) step (each reads one weight word per PE and
-        # drives PE * SIMD XNOR lanes), and output beats taken
-        self.perf_issues = Signal(32, name="perf_issues")
-        self.perf_outputs = Signal(32, name="perf_outputs")
         super().__init__(
             {
                 "i": In(stream.Signature(unsigned(in_chunk * in_bits))),
                 "o": Out(stream.Signature(unsigned(pe * self.out_width))),
+                "perf": Out(PerfSignature()),
             }
         )
 
@@ -255,9 +261,9 @@ class MVTU(wiring.Component):
     def _perf_counters(self, m: Module, issue: Signal) -> None:
         """Issue cycles and output beats taken, wrapping at 2**32."""
         with m.If(issue):
-            m.d.sync += self.perf_issues.eq(self.perf_issues + 1)
+            m.d.sync += self.perf.issues.eq(self.perf.issues + 1)
         with m.If(self.o.valid & self.o.ready):
-            m.d.sync += self.perf_outputs.eq(self.perf_outputs + 1)
+            m.d.sync += self.perf.outputs.eq(self.perf.outputs + 1)
 
     def _pe_sums(self, m: Module, chunk_r: Signal, issue: Signal, ce: Signal) -> list[Value]:
         """Per PE: a weight memory (``NF * SF`` words of SIMD codes, read at the issue counter

@@ -101,6 +101,7 @@ class Network(wiring.Component):
             {
                 "i": In(StreamSignature(self.in_chunk * bundle.raw_bits)),
                 "o": Out(StreamSignature(len(self.collector.o.payload))),
+                "perf": Out(64 * len(self.mvtus)),  # per MVTU: issues, then outputs
             }
         )
 
@@ -128,6 +129,7 @@ class Network(wiring.Component):
         for a, b in itertools.pairwise(self.chain):
             wiring.connect(m, a.o, b.i)  # a's output beat is b's input chunk (pad codes are 0)
         wiring.connect(m, self.chain[-1].o, self.collector.i)
+        m.d.comb += self.perf.eq(Cat(*[Cat(u.perf.issues, u.perf.outputs) for u in self.mvtus]))
         wiring.connect(m, self.collector.o, wiring.flipped(self.o))
         return m
 
@@ -172,9 +174,7 @@ class Top(wiring.Component):
         m = Module()
         rst = _synchronized_reset(m, self.aclk, self.aresetn)
         m.submodules.net = net = self.net
-        m.d.comb += self.perf_counters.eq(
-            Cat(*[Cat(u.perf_issues, u.perf_outputs) for u in net.units])
-        )
+        m.d.comb += self.perf_counters.eq(net.perf)
         n_in = len(net.i.payload)
         m.submodules.in_slice = in_slice = RegisterSlice(n_in)
         m.submodules.out_slice = out_slice = RegisterSlice(len(net.o.payload))
