@@ -86,7 +86,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from hwqnn.pipeline import train_stage
 
     metrics = train_stage(_record(TrainOptions, args), Path(args.out))
-    print(json.dumps({k: metrics[k] for k in metrics if k.endswith("acc")}, indent=1))
+    accs = {"quant_acc": metrics.get("quant_acc"), "float_acc": metrics.get("float_acc")}
+    print(json.dumps({k: v for k, v in accs.items() if v is not None}, indent=1))
     return 0
 
 
@@ -105,12 +106,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.checkpoint:
         res = torch_vs_golden(Path(args.bundle), Path(args.checkpoint), args.data, args.n)
         bad = res["mismatches"] + res["c"].get("mismatches", 0)
+        print(json.dumps(res, indent=1))
     else:
         b = bundle_io.load(Path(args.bundle))
         test = test_set(b, args.bundle, args.data, args.n)
-        res = {"c": c_vs_golden(b, test.images, test.labels)}
-        bad = res["c"]["mismatches"]
-    print(json.dumps(res, indent=1))
+        c = c_vs_golden(b, test.images, test.labels)
+        bad = c.get("mismatches", 0)
+        print(json.dumps({"c": c}, indent=1))
     return 0 if bad == 0 else 1
 
 

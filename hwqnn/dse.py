@@ -36,6 +36,7 @@ from hwqnn.hw.folding import (
 )
 from hwqnn.hw.manifest import DEFAULT_AXIS_BITS
 from hwqnn.hw.plan import plan
+from hwqnn.results import DsePoint
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def sweep_foldings(
 
 def _run_point(
     bundle_path: str, folds: list[str], axis_bits: int, out: str, target: str, clock_mhz: float
-) -> dict[str, Any]:
+) -> DsePoint:
     """One design point, in a worker process: generate, synthesize, summarize."""
     from hwqnn.hw.emit import generate
     from hwqnn.hw.folding import parse_folds
@@ -73,40 +74,35 @@ def _run_point(
     b = bundle_io.load(bundle_path)
     manifest = generate(plan(b, parse_folds(",".join(folds)), axis_bits), Path(out) / "rtl")
     cpf = manifest.pipeline.cycles_per_frame
-    point = {
-        "folding": list(manifest.folding),
-        "cycles_per_frame": cpf,
-        "fps": round(clock_mhz * 1e6 / cpf, 1),
-        "estimated_luts": manifest.estimated_luts,
-        "dir": out,
-    }
+    point = DsePoint(
+        folding=list(manifest.folding),
+        cycles_per_frame=cpf,
+        fps=round(clock_mhz * 1e6 / cpf, 1),
+        estimated_luts=manifest.estimated_luts,
+        dir=out,
+    )
     try:
         r = synthesize(
             manifest, Path(out) / "synth", target, clock_mhz=clock_mhz,
             breakdown=False, progress=False,
         )  # fmt: skip
     except HwqnnError as e:  # one point failing (a tool out of memory) leaves the others
-        return {**point, "error": str(e).splitlines()[0]}
-    return {
-        **point,
-        "luts": r.luts,
-        "ffs": r.ffs,
-        "bram": r.bram,
-        "fits": r.fits,
-        "fmax_mhz": r.fmax_mhz,
-        "mac_per_lut_cycle": r.mac_per_lut_cycle,
-        "wall_s": r.wall_s,
-        "peak_rss_mb": r.peak_rss_mb,
-    }
+        point["error"] = str(e).splitlines()[0]
+        return point
+    point.update(
+        DsePoint(
+            luts=r.luts, ffs=r.ffs, bram=r.bram, fits=r.fits, fmax_mhz=r.fmax_mhz,
+            mac_per_lut_cycle=r.mac_per_lut_cycle, wall_s=r.wall_s, peak_rss_mb=r.peak_rss_mb,
+        )
+    )  # fmt: skip
+    return point
 
 
 Call = tuple[str, list[str], int, str, str, float]
 Progress = Callable[[int, int], None] | None
 
 
-def _map_pool(
-    calls: list[Call], jobs: int, progress: Progress, _: str | None
-) -> list[dict[str, Any]]:
+def _map_pool(calls: list[Call], jobs: int, progress: Progress, _: str | None) -> list[DsePoint]:
     points = []
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         futures = [pool.submit(_run_point, *c) for c in calls]
@@ -119,7 +115,7 @@ def _map_pool(
 
 def _map_ray(
     calls: list[Call], jobs: int, progress: Progress, address: str | None
-) -> list[dict[str, Any]]:
+) -> list[DsePoint]:
     """The points as Ray tasks of one CPU each. Every node needs ``hwqnn[synth]`` installed and
     the bundle and output directory at the same paths (a shared filesystem)."""
     try:
@@ -134,7 +130,7 @@ def _map_ray(
     try:
         task = ray.remote(num_cpus=1)(_run_point)
         pending = [task.remote(*c) for c in calls]
-        points: list[dict[str, Any]] = []
+        points: list[DsePoint] = []
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             points.extend(ray.get(done))
@@ -145,11 +141,11 @@ def _map_ray(
         ray.shutdown()
 
 
-def pareto(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def pareto(points: Sequence[DsePoint]) -> list[DsePoint]:
     """Points no other point beats on both frames/s (higher) and LUTs (lower); failed points
     (with an ``error``) take no part."""
     points = [p for p in points if "error" not in p]
-    front = []
+    front: list[DsePoint] = []
     for p in points:
         dominated = any(
             q["fps"] >= p["fps"]
@@ -162,7 +158,7 @@ def pareto(points: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(front, key=lambda p: p["luts"])
 
 
-def model_error(points: Sequence[dict[str, Any]]) -> dict[str, float]:
+def model_error(points: Sequence[DsePoint]) -> dict[str, float]:
     """The LUT model against synthesis: mean and worst relative error over the points."""
     errs: list[float] = [
         (p["estimated_luts"] - p["luts"]) / p["luts"] for p in points if p.get("luts")
@@ -176,9 +172,7 @@ def model_error(points: Sequence[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def _plot(
-    points: Sequence[dict[str, Any]], front: Sequence[dict[str, Any]], path: Path, title: str
-) -> None:
+def _plot(points: Sequence[DsePoint], front: Sequence[DsePoint], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -202,7 +196,7 @@ def _plot(
     plt.close(fig)
 
 
-def table_md(points: Sequence[dict[str, Any]], front: Sequence[dict[str, Any]]) -> str:
+def table_md(points: Sequence[DsePoint], front: Sequence[DsePoint]) -> str:
     on_front = {id(p) for p in front}
     lines = [
         "| folding | cycles/frame | frames/s | LUTs (model) | FFs | block RAM | MACs/LUT/cycle "

@@ -38,6 +38,7 @@ from hwqnn.atomic import write_bytes
 from hwqnn.bundle import Bundle
 from hwqnn.hw.opcount import LayerOps
 from hwqnn.hw.plan import Plan
+from hwqnn.results import OpsSummary
 
 
 def energy_table() -> dict[str, Any]:
@@ -206,14 +207,10 @@ def summarize(
     counters: list[dict[str, int]] | None = None,
     frames: int = 0,
     chart: str | os.PathLike[str] | None = None,
-) -> dict[str, Any]:
+) -> OpsSummary:
     ops = layer_ops(p)
     en = energy(ops, p.bundle)
-    res: dict[str, Any] = {
-        "layers": [asdict(o) for o in ops],
-        "energy": en,
-        "table_md": table_markdown(ops, en),
-    }
+    res = OpsSummary(layers=[asdict(o) for o in ops], energy=en, table_md=table_markdown(ops, en))
     if counters is not None:
         res["measured"] = measured_vs_analytic(ops, counters, frames)
     if chart is not None:

@@ -19,6 +19,7 @@ from hwqnn.data import Split, load_dataset
 from hwqnn.errors import InputError, MismatchError
 from hwqnn.hw.manifest import DEFAULT_AXIS_BITS
 from hwqnn.options import FlowOptions, FoldOptions, SimOptions, TrainOptions
+from hwqnn.results import CCheck, OpsSummary, Report, RtlCheck, TorchCheck, TrainMetrics
 from hwqnn.verify import c_or_skipped, test_set, torch_vs_golden
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def train_stage(opts: TrainOptions, out: Path) -> dict[str, Any]:
+def train_stage(opts: TrainOptions, out: Path) -> TrainMetrics:
     """Train the quantized model (and the float twin if asked); write checkpoints and metrics."""
     import torch
 
@@ -55,7 +56,7 @@ def train_stage(opts: TrainOptions, out: Path) -> dict[str, Any]:
         "classes": list(train.classes),
         "data": str(opts.data or "fashion-mnist"),
     }
-    metrics: dict[str, Any] = {"arch": arch.spec, "w_bits": arch.w_bits, "a_bits": arch.a_bits}
+    metrics = TrainMetrics(arch=arch.spec, w_bits=arch.w_bits, a_bits=arch.a_bits)
     torch.manual_seed(opts.seed)
     model = build("quant", train.images.shape[1], len(train.classes), arch, train.shape)
     res = fit(model, train, test, cfg, desc=f"train {arch.spec} w{arch.w_bits}a{arch.a_bits}")
@@ -159,7 +160,7 @@ def rtl_stage(bundle_path: Path, out: Path, hw: FoldOptions) -> Manifest:
     return generate(plan_for(b, hw), out)
 
 
-def sim_stage(bundle_path: Path, opts: SimOptions) -> dict[str, Any]:
+def sim_stage(bundle_path: Path, opts: SimOptions) -> RtlCheck:
     """Generate, build and simulate the RTL on test images; compare with golden; write sim.json."""
     from hwqnn.hw.emit import generate
     from hwqnn.verify_rtl import verify_rtl
@@ -205,17 +206,17 @@ class FlowRun:
     out: Path
     bundle_path: Path
     test: Split
-    train: dict[str, Any] | None = None
-    torch_check: dict[str, Any] | None = None
-    c_check: dict[str, Any] | None = None
+    train: TrainMetrics | None = None
+    torch_check: TorchCheck | None = None
+    c_check: CCheck | None = None
     bundle: bundle_io.Bundle | None = None
     plan: Plan | None = None
     manifest: Manifest | None = None
-    sim: dict[str, Any] = field(default_factory=dict)
+    sim: RtlCheck | None = None
     resources: dict[str, Any] | None = None
-    ops: dict[str, Any] | None = None
+    ops: OpsSummary | None = None
     timings: dict[str, float] = field(default_factory=dict)
-    report: dict[str, Any] = field(default_factory=dict)
+    report: Report | None = None
 
     def need(self) -> tuple[bundle_io.Bundle, Plan, Manifest]:
         """The bundle, plan and manifest a later step needs (the earlier steps made them)."""
@@ -278,6 +279,7 @@ def _ops(run: FlowRun) -> None:
     from hwqnn.ops import summarize
 
     b, p, man = run.need()
+    assert run.sim is not None
     ops = summarize(p, run.sim["counters"] or None, run.sim["images"], run.out / "ops.png")
     if run.opts.activity_images:
         from hwqnn.sim.activity import measure_activity
@@ -292,6 +294,7 @@ def _report(run: FlowRun) -> None:
     from hwqnn.report import build_report, render_markdown
 
     b, _, man = run.need()
+    assert run.sim is not None
     run.report = build_report(b, run.train, run.torch_check, run.sim, man, run.ops,
                               run.timings, run.resources, run.c_check)  # fmt: skip
     text = render_markdown(run.report)
@@ -312,7 +315,7 @@ FLOW_STEPS: tuple[tuple[str, Callable[[FlowRun], None]], ...] = (
 )
 
 
-def flow(opts: FlowOptions) -> dict[str, Any]:
+def flow(opts: FlowOptions) -> Report:
     """train -> export -> torch==golden -> C==golden -> Verilog -> simulation -> comparison ->
     synthesis -> ops -> report (:data:`FLOW_STEPS`; from ``torch==golden`` on when a bundle is
     given).
@@ -341,6 +344,7 @@ def flow(opts: FlowOptions) -> dict[str, Any]:
         (out / "FAILED.txt").write_text(f"{type(e).__name__}: {e}\n")
         raise
     print((out / "report.md").read_text())
+    assert run.report is not None
     return run.report
 
 

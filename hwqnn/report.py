@@ -8,6 +8,7 @@ from hwqnn.bundle import Bundle
 from hwqnn.hw.manifest import Manifest
 from hwqnn.layers import matrix_of
 from hwqnn.layers.activation import Thresholds
+from hwqnn.results import CCheck, OpsSummary, Report, RtlCheck, TorchCheck, TrainMetrics
 
 
 def model_bits(b: Bundle) -> dict[str, int]:
@@ -49,15 +50,15 @@ def _pct(v: float | None) -> str:
 
 def build_report(
     b: Bundle,
-    train: dict[str, Any] | None,
-    torch_check: dict[str, Any] | None,
-    sim: dict[str, Any],
+    train: TrainMetrics | None,
+    torch_check: TorchCheck | None,
+    sim: RtlCheck,
     manifest: Manifest,
-    ops: dict[str, Any] | None,
+    ops: OpsSummary | None,
     timings: dict[str, float],
     resources: dict[str, Any] | None = None,
-    c_check: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    c_check: CCheck | None = None,
+) -> Report:
     bits = model_bits(b)
     return {
         "arch": b.arch(),
@@ -118,7 +119,7 @@ def hardware_table(layers: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def render_markdown(r: dict[str, Any]) -> str:
+def render_markdown(r: Report) -> str:
     acc = r["accuracy"]
     lines = [
         f"# hwqnn run report: {r['arch']}",
@@ -172,8 +173,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"- simulation speed: {r['sim_cycles_per_s']:,} cycles/s",
         "",
     ]
-    if r.get("resources"):
-        lines += [*resource_lines(r["resources"], r["layers"][0]["in_bits"]), ""]
+    if res := r["resources"]:
+        lines += [*resource_lines(res, r["layers"][0]["in_bits"]), ""]
     if r["ops"]:
         lines += ["## Operations and energy per inference", "", r["ops"]["table_md"], ""]
         for m in r["ops"].get("measured", []):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -16,6 +15,7 @@ from hwqnn import golden
 from hwqnn.compare import first_mismatch
 from hwqnn.data import Split, load_dataset
 from hwqnn.errors import InputError
+from hwqnn.results import CCheck, TorchCheck
 
 VERIFY_BATCH = 500  # images compared at a time, every layer kept (a ConvNet's are large)
 
@@ -38,7 +38,7 @@ def test_set(
 
 def torch_vs_golden(
     bundle_path: Path, checkpoint: Path, data: str | None, n: int | None
-) -> dict[str, Any]:
+) -> TorchCheck:
     """Torch (eval, quantized) vs golden on the test set: integer scores compared exactly."""
     import torch
 
@@ -65,30 +65,26 @@ def torch_vs_golden(
         bad += int((t_scores != trace.scores).any(axis=1).sum())
         t_right += int((t_scores.argmax(1) == labels).sum())
         g_right += int((trace.predictions == labels).sum())
-    return {
-        "images": len(test),
-        "mismatches": bad,
-        "first_mismatch": None if mm is None else str(mm),
-        "accuracy_torch": t_right / max(1, len(test)),
-        "accuracy_golden": g_right / max(1, len(test)),
-        "c": c_or_skipped(b, test.images, test.labels),
-    }
+    return TorchCheck(
+        images=len(test),
+        mismatches=bad,
+        first_mismatch=None if mm is None else str(mm),
+        accuracy_torch=t_right / max(1, len(test)),
+        accuracy_golden=g_right / max(1, len(test)),
+        c=c_or_skipped(b, test.images, test.labels),
+    )
 
 
-def c_or_skipped(
-    b: bundle_io.Bundle, images: np.ndarray, labels: np.ndarray | None
-) -> dict[str, Any]:
+def c_or_skipped(b: bundle_io.Bundle, images: np.ndarray, labels: np.ndarray | None) -> CCheck:
     """The C comparison, or for a net the C library does not run, why it was skipped: said in
     the result, never counted as passed."""
     try:
         return c_vs_golden(b, images, labels)
     except bundle_io.UnsupportedKindError as e:
-        return {"skipped": str(e)}
+        return CCheck(skipped=str(e))
 
 
-def c_vs_golden(
-    b: bundle_io.Bundle, images: np.ndarray, labels: np.ndarray | None
-) -> dict[str, Any]:
+def c_vs_golden(b: bundle_io.Bundle, images: np.ndarray, labels: np.ndarray | None) -> CCheck:
     """The C library (``sw/``) vs golden: every layer's outputs compared exactly, each layer fed
     the C library's own previous output, so a mismatch names its first layer and neuron."""
     from hwqnn import clib
@@ -100,10 +96,10 @@ def c_vs_golden(
     mm = first_mismatch([*trace.codes, trace.scores], c_layers)
     bad = int((c_layers[-1] != trace.scores).any(axis=1).sum())
     acc = None if labels is None else float((c_layers[-1].argmax(1) == labels).mean())
-    return {
-        "images": len(images),
-        "mismatches": bad,
-        "first_mismatch": None if mm is None else str(mm),
-        "accuracy_c": acc,
-        "kernel": clib.isa(),
-    }
+    return CCheck(
+        images=len(images),
+        mismatches=bad,
+        first_mismatch=None if mm is None else str(mm),
+        accuracy_c=acc,
+        kernel=clib.isa(),
+    )

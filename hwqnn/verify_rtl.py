@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -20,32 +18,17 @@ from hwqnn import golden
 from hwqnn.bundle import Bundle
 from hwqnn.hw.emit import generate_layer
 from hwqnn.hw.layerfold import LayerFold
-from hwqnn.hw.manifest import Manifest, Pipeline
+from hwqnn.hw.manifest import Manifest
 from hwqnn.hw.plan import Plan
 from hwqnn.layers import Layer
-from hwqnn.sim.engines import SimRun
+from hwqnn.results import Fault, FirstMismatch, RtlCheck
 from hwqnn.sim.engines import engine as engine_named
 from hwqnn.sim.runner import SimError, run_harness
 
 log = logging.getLogger(__name__)
 
 
-def _timing(run: SimRun, predicted: Pipeline) -> dict[str, Any]:
-    diffs = np.diff(run.out_cycles)
-    measured = float(diffs.mean()) if len(diffs) else float("nan")
-    oc, first = run.out_cycles, run.in_first_cycles
-    return {
-        "cycles_per_frame_measured": int(diffs[0])
-        if len(diffs) and (diffs == diffs[0]).all()
-        else measured,
-        "cycles_per_frame_predicted": predicted.cycles_per_frame,
-        "frames_off_interval": int((diffs != predicted.cycles_per_frame).sum()),
-        "latency_cycles": int(oc[0] - first[0]) if len(oc) and len(first) else None,
-        "latency_cycles_predicted": predicted.latency_cycles,
-    }
-
-
-def localize(rtl: Plan, gold: Bundle, image: np.ndarray, build: Path) -> dict[str, Any]:
+def localize(rtl: Plan, gold: Bundle, image: np.ndarray, build: Path) -> Fault:
     """Run each stage's unit alone on golden inputs for one image (a convolution's MVTU on its
     im2col rows, one per window position); name the first that differs. A kind without a unit
     bench (max-pool) passes golden's output on."""
@@ -60,9 +43,10 @@ def localize(rtl: Plan, gold: Bundle, image: np.ndarray, build: Path) -> dict[st
         _, expected = golden.layer_forward(glayer, x)
         fault = st.localize(x, expected, run)
         if fault is not None:
-            return asdict(fault)
+            return Fault(layer=fault.layer, neuron=fault.neuron, golden=fault.golden,
+                         rtl=fault.rtl, what=fault.what)  # fmt: skip
         x = expected
-    return {"layer": None, "note": "every layer alone agrees; the fault is in the joins"}
+    return Fault(layer=None, note="every layer alone agrees; the fault is in the joins")
 
 
 def verify_rtl(
@@ -77,7 +61,7 @@ def verify_rtl(
     stalls: bool = False,
     seed: int = 1,
     clock_mhz: float = 100.0,
-) -> dict[str, Any]:
+) -> RtlCheck:
     """Simulate ``images`` through the RTL ``manifest`` describes (generated from the plan
     ``rtl``, built under ``build``) with ``engine`` (:data:`hwqnn.sim.engines.ENGINES`) and
     compare every score and class with ``gold`` (normally the plan's bundle; another injects a
@@ -93,39 +77,47 @@ def verify_rtl(
     differ = run.scores != trace.scores
     bad = np.flatnonzero(differ.any(axis=1) | (run.classes != trace.predictions))
     predicted = manifest.pipeline
-    res: dict[str, Any] = {
-        "engine": engine,
-        "images": len(images),
-        "mismatches": int(bad.size),
-        "first_mismatch": None,
-        "accuracy_rtl": float((run.classes == labels).mean()) if len(labels) else None,
-        "accuracy_golden": float((trace.predictions == labels).mean()) if len(labels) else None,
-        "sim_cycles": run.cycles,
-        "sim_seconds": round(run.seconds, 3),
-        "build_seconds": round(run.build_seconds, 1),
-        "golden_seconds": round(golden_s, 2),
-        "sim_cycles_per_s": round(run.cycles / run.seconds) if run.seconds > 0 else None,
-        "stalls": stalls,
-        "folding": [str(f) for f in rtl.folds],
-        "clock_mhz": clock_mhz,
-        "counters": list(run.counters),
-        "rtl_dir": str(manifest.dir),
-        "build_dir": str(build),
-        **_timing(run, predicted),
-        "fps_at_clock": round(clock_mhz * 1e6 / predicted.cycles_per_frame, 1),
-        "latency_us_at_clock": None
-        if predicted.latency_cycles is None
-        else round(predicted.latency_cycles / clock_mhz, 3),
-    }
+    diffs = np.diff(run.out_cycles)
+    steady = bool(len(diffs)) and bool((diffs == diffs[0]).all())
+    oc, first = run.out_cycles, run.in_first_cycles
+    lat = predicted.latency_cycles
+    res = RtlCheck(
+        engine=engine,
+        images=len(images),
+        mismatches=int(bad.size),
+        first_mismatch=None,
+        accuracy_rtl=float((run.classes == labels).mean()) if len(labels) else None,
+        accuracy_golden=float((trace.predictions == labels).mean()) if len(labels) else None,
+        sim_cycles=run.cycles,
+        sim_seconds=round(run.seconds, 3),
+        build_seconds=round(run.build_seconds, 1),
+        golden_seconds=round(golden_s, 2),
+        sim_cycles_per_s=round(run.cycles / run.seconds) if run.seconds > 0 else None,
+        stalls=stalls,
+        folding=[str(f) for f in rtl.folds],
+        clock_mhz=clock_mhz,
+        counters=list(run.counters),
+        rtl_dir=str(manifest.dir),
+        build_dir=str(build),
+        cycles_per_frame_measured=int(diffs[0])
+        if steady
+        else (float(diffs.mean()) if len(diffs) else float("nan")),
+        cycles_per_frame_predicted=predicted.cycles_per_frame,
+        frames_off_interval=int((diffs != predicted.cycles_per_frame).sum()),
+        latency_cycles=int(oc[0] - first[0]) if len(oc) and len(first) else None,
+        latency_cycles_predicted=lat,
+        fps_at_clock=round(clock_mhz * 1e6 / predicted.cycles_per_frame, 1),
+        latency_us_at_clock=None if lat is None else round(lat / clock_mhz, 3),
+    )
     if bad.size:
         img = int(bad[0])
         k = int(np.flatnonzero(differ[img])[0]) if differ[img].any() else None
-        res["first_mismatch"] = {
-            "image": img,
-            "output": k,
-            "golden_score": None if k is None else int(trace.scores[img, k]),
-            "rtl_score": None if k is None else int(run.scores[img, k]),
-            "first_bad_layer": localize(rtl, gold, images[img], build),
-        }
+        res["first_mismatch"] = FirstMismatch(
+            image=img,
+            output=k,
+            golden_score=None if k is None else int(trace.scores[img, k]),
+            rtl_score=None if k is None else int(run.scores[img, k]),
+            first_bad_layer=localize(rtl, gold, images[img], build),
+        )
         log.warning("RTL mismatch on %d image(s); first: %s", bad.size, res["first_mismatch"])
     return res

@@ -1,0 +1,153 @@
+"""The typed results the stages return and the report reads: JSON-ready dicts (``TypedDict``),
+written as ``sim.json``, ``ops.json``, ``report.json``, ``dse.json`` and printed by the CLI, with
+every key and its type stated once here."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+class Fault(TypedDict, total=False):
+    """The first layer whose unit, run alone on golden inputs, disagrees (``layer`` None: every
+    layer alone agrees, ``note`` says so)."""
+
+    layer: int | None
+    neuron: int
+    golden: int
+    rtl: int
+    what: str
+    note: str
+
+
+class FirstMismatch(TypedDict):
+    image: int
+    output: int | None
+    golden_score: int | None
+    rtl_score: int | None
+    first_bad_layer: Fault
+
+
+class RtlCheck(TypedDict):
+    """RTL against golden (:func:`hwqnn.verify_rtl.verify_rtl`; ``sim.json``)."""
+
+    engine: str
+    images: int
+    mismatches: int
+    first_mismatch: FirstMismatch | None
+    accuracy_rtl: float | None
+    accuracy_golden: float | None
+    sim_cycles: int
+    sim_seconds: float
+    build_seconds: float
+    golden_seconds: float
+    sim_cycles_per_s: int | None
+    stalls: bool
+    folding: list[str]
+    clock_mhz: float
+    counters: list[dict[str, int]]
+    rtl_dir: str
+    build_dir: str
+    cycles_per_frame_measured: int | float
+    cycles_per_frame_predicted: int
+    frames_off_interval: int
+    latency_cycles: int | None
+    latency_cycles_predicted: int | None
+    fps_at_clock: float
+    latency_us_at_clock: float | None
+
+
+class CCheck(TypedDict, total=False):
+    """The C library against golden, or why it was not run (``skipped``)."""
+
+    images: int
+    mismatches: int
+    first_mismatch: str | None
+    accuracy_c: float | None
+    kernel: str
+    skipped: str
+
+
+class TorchCheck(TypedDict):
+    """Torch (eval, quantized) against golden, and the C library's check on the same images."""
+
+    images: int
+    mismatches: int
+    first_mismatch: str | None
+    accuracy_torch: float
+    accuracy_golden: float
+    c: CCheck
+
+
+class TrainMetrics(TypedDict, total=False):
+    """``metrics.json`` of ``hwqnn train``: the fits' histories under ``quant`` and ``float``."""
+
+    arch: str
+    w_bits: int
+    a_bits: int
+    quant_acc: float
+    quant: dict[str, Any]
+    float_acc: float
+    float: dict[str, Any]
+
+
+class OpsSummary(TypedDict, total=False):
+    """Op counts and energy (:func:`hwqnn.ops.summarize`; ``ops.json``)."""
+
+    layers: list[dict[str, Any]]
+    energy: dict[str, Any]
+    table_md: str
+    measured: list[dict[str, Any]]
+    chart: str
+    activity: dict[str, Any]
+
+
+class Report(TypedDict):
+    """``report.json`` of a flow (:func:`hwqnn.report.build_report`)."""
+
+    arch: str
+    accuracy: dict[str, float | None]
+    torch_vs_golden_mismatches: int | None
+    torch_vs_golden_images: int | None
+    c_vs_golden_mismatches: int | None
+    c_vs_golden_images: int | None
+    c_kernel: str | None
+    c_skipped: str | None
+    mismatches: int
+    first_mismatch: FirstMismatch | None
+    images_simulated: int
+    engine: str
+    folding: list[str]
+    layers: list[dict[str, Any]]
+    cycles_per_frame: int | float
+    cycles_per_frame_predicted: int
+    latency_cycles: int | None
+    latency_cycles_predicted: int | None
+    clock_mhz: float
+    fps_at_clock: float
+    latency_us_at_clock: float | None
+    sim_cycles_per_s: int | None
+    model_bits: dict[str, int]
+    compression_vs_float32: float
+    ops: OpsSummary | None
+    resources: dict[str, Any] | None
+    seconds: dict[str, float]
+
+
+class DsePoint(TypedDict, total=False):
+    """One design point of ``hwqnn dse``: its folding and timing, and what synthesis measured
+    (or the ``error`` that stopped it)."""
+
+    folding: list[str]
+    cycles_per_frame: int
+    fps: float
+    estimated_luts: int
+    dir: str
+    error: str
+    luts: int
+    ffs: int
+    bram: int
+    fits: bool
+    fmax_mhz: float | None
+    mac_per_lut_cycle: float
+    wall_s: float
+    peak_rss_mb: float
