@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -94,3 +95,27 @@ def test_an_unknown_kind_is_refused_in_one_line_never_mistaken() -> None:
         to_device_layer(_Upsample(), torch.device("cpu"))  # type: ignore[arg-type]
     with pytest.raises(ExportError, match=r"^layer 0: QONNX export has no 'upsample2d' layers$"):
         _layer(None, 0, _Upsample(), "x", True)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("how", [[], ["--fold", "2x9,1x4,1x6"], ["--target-cycles", "300"]])
+def test_hwqnn_rtl_plans_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: list[str]
+) -> None:
+    """One plan per command: the generator, the manifest, the LUT model and the latency
+    prediction all read the same one."""
+    import hwqnn.hw.plan
+    from hwqnn.bundle import save
+    from hwqnn.cli import main
+
+    calls = []
+    real = hwqnn.hw.plan.plan
+
+    def counted(*a: object, **k: object) -> object:
+        calls.append(1)
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hwqnn.hw.plan, "plan", counted)
+    b = random_net(2, parse_arch("cnv:4c3-mp2-fc6"), (6, 6, 1), 3)
+    save(b, tmp_path / "b.npz")
+    assert main(["rtl", str(tmp_path / "b.npz"), "-o", str(tmp_path / "rtl"), *how]) == 0
+    assert len(calls) == 1
