@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -164,8 +164,19 @@ class MVTU(wiring.Component):
                 words.append(int(sum(int(c) << int(s) for c, s in zip(chunk, shifts, strict=True))))
         return words
 
-    def _threshold_words(self, act: Thresholds, p: int, t_width: int) -> list[int]:
+    def threshold_word(self, act: Thresholds) -> data.StructLayout:
+        """A threshold memory's word: the row's flip bit, then its ``2**bits - 1`` thresholds of
+        the accumulator's width plus one (a threshold of ``C*K + 1`` never fires)."""
+        t_width = (self.acc_max + 1).bit_length()
+        return data.StructLayout(
+            {"flip": unsigned(1), "t": data.ArrayLayout(unsigned(t_width), act.levels)}
+        )
+
+    def _threshold_words(self, act: Thresholds, p: int, layout: data.StructLayout) -> list[int]:
         n_t = act.levels
+        t_field = layout["t"]
+        t_off, t_width = t_field.offset, t_field.shape.elem_shape.width
+        flip_off = layout["flip"].offset
         words = []
         for nf in range(self.nf):
             r = nf * self.pe + p
@@ -173,9 +184,9 @@ class MVTU(wiring.Component):
                 ts, fl = act.table[r], int(act.flip[r])
             else:  # pad neuron: never fires, output code 0
                 ts, fl = np.full(n_t, self.acc_max + 1), 0
-            w = fl
+            w = fl << flip_off
             for i, t in enumerate(ts):
-                w |= int(t) << (1 + i * t_width)
+                w |= int(t) << (t_off + i * t_width)
             words.append(w)
         return words
 
@@ -334,21 +345,22 @@ class MVTU(wiring.Component):
         """Output codes: each PE's accumulator (flipped where its row's flip bit is set) against
         its row's thresholds, read from a per-PE memory two stages ahead and registered again,
         so the compare starts from flip-flops, not from a RAM's output."""
-        t_width = (self.acc_max + 1).bit_length()
+        layout = self.threshold_word(act)
         n_t = act.levels
         for p in range(self.pe):
-            words = self._threshold_words(act, p, t_width)
+            words = self._threshold_words(act, p, layout)
             tdepth = max(2, self.nf)
             words += [0] * (tdepth - len(words))
-            tmem = Memory(shape=unsigned(1 + n_t * t_width), depth=tdepth, init=words)
+            tmem = Memory(shape=unsigned(layout.size), depth=tdepth, init=words)
             m.submodules[f"tmem{p}"] = tmem
             tp = tmem.read_port()
             m.d.comb += [tp.addr.eq(nf_early), tp.en.eq(ce)]
             t_r = Signal.like(tp.data, name=f"t_r{p}")
             with m.If(ce):
                 m.d.sync += t_r.eq(tp.data)
-            a_eff = Mux(t_r[0], self.acc_max - accs[p], accs[p])
-            fires = [a_eff >= t_r[1 + i * t_width : 1 + (i + 1) * t_width] for i in range(n_t)]
+            word = data.View(layout, t_r)
+            a_eff = Mux(word.flip, self.acc_max - accs[p], accs[p])
+            fires = [a_eff >= word.t[i] for i in range(n_t)]
             code = fires[0].as_unsigned()
             for f in fires[1:]:
                 code = code + f.as_unsigned()
