@@ -326,23 +326,13 @@ SYNTH_CONV_NETS: tuple[tuple[str, str, tuple[int, int, int], int, str | None], .
 )
 
 
-def synth(
-    targets: Sequence[str],
-    quick: bool = False,
-    bundle: Bundle | None = None,
-    out: Path = Path("runs/bench/synth"),
-    json_out: Path | None = None,
-    only: Sequence[str] | None = None,
-) -> int:
-    """Synthesize the reference nets (``quick``: the small MLP and the small ConvNet only) and
-    ``bundle`` if given, for each target; print LUTs, FFs, block RAM, Fmax and MACs per LUT per
-    cycle."""
+def reference_nets(
+    quick: bool = False, only: Sequence[str] | None = None
+) -> list[tuple[str, Bundle, str | None]]:
+    """``(name, bundle, folding or None for the default)`` of the reference nets (random weights,
+    seed 1): all, the small MLP and the small ConvNet (``quick``), or those named in ``only``."""
     from hwqnn.arch import parse_arch
-    from hwqnn.hw.emit import generate
-    from hwqnn.hw.folding import balance, parse_folds
-    from hwqnn.hw.plan import plan
     from hwqnn.randnet import random_bundle, random_net
-    from hwqnn.synth import synthesize
 
     known = [n[0] for n in SYNTH_NETS] + [n[0] for n in SYNTH_CONV_NETS]
     if only is not None and not set(only) <= set(known):
@@ -360,6 +350,26 @@ def synth(
         (name, random_net(1, parse_arch(spec, 1, 1), image, classes), fold)
         for name, spec, image, classes, fold in conv
     ]
+    return nets
+
+
+def synth(
+    targets: Sequence[str],
+    quick: bool = False,
+    bundle: Bundle | None = None,
+    out: Path = Path("runs/bench/synth"),
+    json_out: Path | None = None,
+    only: Sequence[str] | None = None,
+) -> int:
+    """Synthesize the reference nets (``quick``: the small MLP and the small ConvNet only) and
+    ``bundle`` if given, for each target; print LUTs, FFs, block RAM, Fmax and MACs per LUT per
+    cycle."""
+    from hwqnn.hw.emit import generate
+    from hwqnn.hw.folding import balance, parse_folds
+    from hwqnn.hw.plan import plan
+    from hwqnn.synth import synthesize
+
+    nets = reference_nets(quick, only)
     if bundle is not None:
         nets.append(("bundle", bundle, None))
     rows, records = [], []

@@ -28,18 +28,11 @@ def _sha(data: bytes) -> str:
 
 
 def reference_nets() -> list[tuple[str, object, str | None]]:
-    from hwqnn.arch import parse_arch
-    from hwqnn.bench import SYNTH_CONV_NETS, SYNTH_NETS
-    from hwqnn.randnet import random_bundle, random_net, with_input_thresholds
+    """``hwqnn bench synth``'s reference nets, and the small net with input quantization."""
+    from hwqnn.bench import reference_nets as synth_nets
+    from hwqnn.randnet import random_bundle, with_input_thresholds
 
-    nets: list[tuple[str, object, str | None]] = [
-        (name, random_bundle(1, k, hidden, classes, in_bits=in_bits), fold)
-        for name, k, hidden, classes, in_bits, fold in SYNTH_NETS
-    ]
-    nets += [
-        (name, random_net(1, parse_arch(spec, 1, 1), image, classes), fold)
-        for name, spec, image, classes, fold in SYNTH_CONV_NETS
-    ]
+    nets: list[tuple[str, object, str | None]] = list(synth_nets())
     small_q = random_bundle(1, 64, (128, 128), 4, in_bits=1)
     nets.append(("small-inputq", with_input_thresholds(small_q, 3), "1x8,1x16,1x1"))
     return nets
