@@ -109,3 +109,27 @@ def test_ports_pack_and_unpack_are_inverse_to_the_bit_layout(rtl: Manifest) -> N
     got_scores, got_cls = p.unpack(from_ints(words, p.m_tdata_bits))
     np.testing.assert_array_equal(got_scores, scores)
     np.testing.assert_array_equal(got_cls, cls)
+
+
+@pytest.mark.parametrize(("classes", "sw", "cb"), [(4, 9, 2), (10, 12, 4), (2, 3, 1)])
+def test_ports_read_the_result_beat_at_the_collectors_layout(
+    classes: int, sw: int, cb: int
+) -> None:
+    """The m_axis beat is the collector's StructLayout; Ports (and the driver header rendered
+    from them) unpack it at the layout's offsets."""
+    from hwqnn.hw.collector import result_layout
+    from hwqnn.hw.manifest import Ports
+
+    lay = result_layout(classes, sw, cb)
+    assert lay["scores"].offset == 0 and lay["cls"].offset == classes * sw
+    ports = Ports(8, 1, 1, 8, classes, sw, cb, 8 * -(-lay.size // 8), 1)
+    rng = np.random.default_rng(classes)
+    scores = rng.integers(-(2 ** (sw - 1)), 2 ** (sw - 1), size=(5, classes))
+    cls = rng.integers(0, classes, 5)
+    words = [
+        int(lay.const({"scores": list(map(int, row)), "cls": int(c)}).as_value().value)
+        for row, c in zip(scores, cls, strict=True)
+    ]
+    got_scores, got_cls = ports.unpack(from_ints(words, ports.m_tdata_bits))
+    np.testing.assert_array_equal(got_scores, scores)
+    np.testing.assert_array_equal(got_cls, cls)

@@ -16,8 +16,8 @@ Latency: ``1 + ceil(log2(classes))`` cycles from the last score beat to ``o.vali
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
-from amaranth.lib import wiring
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, wiring
 from amaranth.lib.stream import Signature as StreamSignature
 from amaranth.lib.wiring import In, Out
 
@@ -27,6 +27,16 @@ def argmax_levels(classes: int) -> int:
     return max(0, (classes - 1).bit_length())
 
 
+def result_layout(classes: int, score_width: int, class_bits: int) -> data.StructLayout:
+    """The result beat (``m_axis_tdata``): ``classes`` signed scores of ``score_width`` bits,
+    class ``k`` at bit ``k * score_width``, then the argmax class of ``class_bits`` bits. The
+    manifest's :class:`hwqnn.hw.manifest.Ports` (and so the driver header) take their widths
+    and offsets from it."""
+    return data.StructLayout(
+        {"scores": data.ArrayLayout(signed(score_width), classes), "cls": unsigned(class_bits)}
+    )
+
+
 class Collector(wiring.Component):
     """Gathers the last layer's NF beats of PE scores into one frame and appends the argmax."""
 
@@ -34,11 +44,11 @@ class Collector(wiring.Component):
         self.pe, self.nf, self.classes, self.score_width = pe, nf, classes, score_width
         self.class_bits = max(1, (classes - 1).bit_length())
         self.latency = 1 + argmax_levels(classes)
-        out_w = classes * score_width + self.class_bits
+        self.layout = result_layout(classes, score_width, self.class_bits)
         super().__init__(
             {
                 "i": In(StreamSignature(pe * score_width)),
-                "o": Out(StreamSignature(out_w)),
+                "o": Out(StreamSignature(self.layout)),
             }
         )
 

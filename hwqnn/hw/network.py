@@ -100,7 +100,7 @@ class Network(wiring.Component):
         super().__init__(
             {
                 "i": In(StreamSignature(self.in_chunk * bundle.raw_bits)),
-                "o": Out(StreamSignature(len(self.collector.o.payload))),
+                "o": Out(StreamSignature(self.collector.layout)),
                 "perf": Out(64 * len(self.mvtus)),  # per MVTU: issues, then outputs
             }
         )
@@ -140,16 +140,17 @@ class Top(wiring.Component):
     def __init__(self, p: Plan) -> None:
         bundle, axis_bits = p.bundle, p.axis_bits
         self.net = Network(p)
-        c = self.net.collector
+        result = self.net.collector.layout  # the m_axis beat: widths and offsets come from it
+        scores = result["scores"].shape
         self.ports = Ports(
             axis_bits=axis_bits,
             in_chunk=p.in_chunk,
             in_beats=p.in_beats,
             s_tdata_bits=axis_bits,
-            classes=c.classes,
-            score_width=c.score_width,
-            class_bits=c.class_bits,
-            m_tdata_bits=8 * _bytes(len(c.o.payload)),
+            classes=scores.length,
+            score_width=scores.elem_shape.width,
+            class_bits=result["cls"].shape.width,
+            m_tdata_bits=8 * _bytes(result.size),
             perf_layers=len(self.net.units),
             in_bits=bundle.raw_bits,
         )
@@ -177,7 +178,7 @@ class Top(wiring.Component):
         m.d.comb += self.perf_counters.eq(net.perf)
         n_in = len(net.i.payload)
         m.submodules.in_slice = in_slice = RegisterSlice(n_in)
-        m.submodules.out_slice = out_slice = RegisterSlice(len(net.o.payload))
+        m.submodules.out_slice = out_slice = RegisterSlice(net.collector.layout)
         wiring.connect(m, in_slice.o, net.i)
         wiring.connect(m, net.o, out_slice.i)
         m.d.comb += [

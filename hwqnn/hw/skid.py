@@ -11,23 +11,24 @@ o : Out(stream.Signature(width))
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Module, Shape, Signal
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 
 class RegisterSlice(wiring.Component):
     """Two-entry skid buffer; see the module docstring."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, shape: int | data.Layout) -> None:
+        width = Shape.cast(shape).width
         if width < 1:
             raise ValueError(f"width must be >= 1, not {width!r}")
-        self.width = width
-        super().__init__({"i": In(stream.Signature(width)), "o": Out(stream.Signature(width))})
+        self.shape = shape
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        skid = Signal(self.width)
+        skid = Signal(self.shape)
         skid_valid = Signal()
         m.d.comb += self.i.ready.eq(~skid_valid)
         with m.If(~self.o.valid | self.o.ready):  # the output register is free this cycle
