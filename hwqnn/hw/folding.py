@@ -104,11 +104,6 @@ def window_floor(bundle: Bundle) -> int:
     return max(stage_class(ly, i).window_floor(ly) for i, ly in enumerate(bundle.layers))
 
 
-def input_chunk(bundle: Bundle, axis_bits: int) -> int:
-    """Codes per ``s_axis`` beat (see :mod:`hwqnn.hw.network`)."""
-    return first_chunk(bundle, axis_bits)
-
-
 def estimate_luts(p: Plan) -> float:
     """The LUT model of :mod:`hwqnn.hw.resources` for a whole design (xc7 LUTs; window units
     are not modelled yet)."""
