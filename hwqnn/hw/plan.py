@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from hwqnn.bundle import Bundle
 from hwqnn.hw.layerfold import FoldingError, LayerFold
 from hwqnn.hw.manifest import DEFAULT_AXIS_BITS
-from hwqnn.hw.stages import MatrixStage, Stage, stage_class
+from hwqnn.hw.stages import Stage, stage_class
 from hwqnn.intmath import ceil_div
 
 MAX_LANES = 1 << 16  # PE * SIMD of one layer
@@ -75,11 +75,6 @@ class Plan:
     @property
     def slowest_layer(self) -> int:
         return max(range(len(self.stages)), key=lambda i: self.stages[i].cycles)
-
-    @property
-    def matrix_stages(self) -> list[MatrixStage]:
-        """The weighted stages, in order (one MVTU and one perf-counter pair each)."""
-        return [st for st in self.stages if isinstance(st, MatrixStage)]
 
     @property
     def folding(self) -> str:
