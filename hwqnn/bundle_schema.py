@@ -56,7 +56,7 @@ class Spec:
     def arrays(self) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
         out: dict[str, tuple[np.dtype, tuple[int, ...]]] = dict(self.input_quant.arrays())
         for i, ly in enumerate(self.layers):
-            out.update(ly.arrays(i))
+            out.update(ly.array_specs(i))
         return out
 
     def nbytes(self) -> int:

@@ -1,12 +1,13 @@
 """Layer kinds: the one place where the bundle, the golden model and every consumer dispatch on a
 layer's ``meta`` ``"kind"``.
 
-A kind is two classes. Its *header* is the checked ``meta`` entry, read before any array, that
-knows its arrays' dtypes and shapes (so the loader reads them bounded) and builds the layer. The
-*layer* holds the arrays and computes its golden forward pass on codes. Both share the shape
-protocol below; a header registers itself with ``@register("kind", since=VERSION)`` into
-:data:`KINDS`, and an unknown kind is refused with one line naming the field. The back end's
-half of the registry is :mod:`hwqnn.hw.stages`.
+A kind is a *header* and a *layer*. The header is the checked ``meta`` entry, read before any
+array: it holds every shape fact of the kind (geometry, widths, sizes, its ``meta`` entry and
+its arrays' dtypes and shapes, so the loader reads them bounded) and builds the layer. The layer
+is a subclass of its header that binds the arrays and computes the golden forward pass on codes,
+so no shape fact is stated twice. A header registers itself with
+``@register("kind", since=VERSION)`` into :data:`KINDS`, and an unknown kind is refused with one
+line naming the field. The back end's half of the registry is :mod:`hwqnn.hw.stages`.
 
 Activations between layers are code vectors ``[N, size]``; an image-shaped activation
 ``(height, width, channels)`` is flattened channel-fastest (HWC), as FINN streams it.
@@ -38,11 +39,19 @@ class Shaped(Protocol):
 
 
 class Header(Shaped, Protocol):
-    """A layer's ``meta`` entry, checked."""
+    """A layer's ``meta`` entry, checked: the kind's shape facts."""
 
     @property
     def kind(self) -> str: ...
-    def arrays(self, i: int) -> ArraySpecs: ...
+    @property
+    def is_last(self) -> bool: ...
+    @property
+    def in_size(self) -> int: ...
+    @property
+    def out_size(self) -> int: ...
+    def label(self) -> str: ...
+    def meta(self) -> dict[str, Any]: ...
+    def array_specs(self, i: int) -> ArraySpecs: ...
     def build(self, i: int, arrays: dict[str, np.ndarray]) -> NetLayer: ...
 
 
@@ -52,19 +61,9 @@ class HeaderType(Protocol):
     def parse(self, lm: object, p: str, fail: Fail, last: bool) -> Header: ...
 
 
-class NetLayer(Shaped, Protocol):
+class NetLayer(Header, Protocol):
     """A layer with its arrays: what :class:`hwqnn.bundle.Bundle` holds."""
 
-    kind: ClassVar[str]
-
-    @property
-    def is_last(self) -> bool: ...
-    @property
-    def in_size(self) -> int: ...
-    @property
-    def out_size(self) -> int: ...
-    def label(self) -> str: ...
-    def meta(self) -> dict[str, Any]: ...
     def arrays(self, i: int) -> dict[str, np.ndarray]: ...
     def check(self, i: int, fail: Fail) -> None: ...
     def forward(self, codes: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]: ...

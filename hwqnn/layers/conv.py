@@ -126,16 +126,38 @@ def _window(m: dict[str, Any], p: str, fail: Fail, kind: str, last: bool) -> Win
     return window
 
 
+@register("conv2d", since=2)
 @dataclass(frozen=True)
-class Conv2d:
-    """A convolution: ``matrix`` (a :class:`Layer` of ``out_channels`` rows over the window's
-    ``fan_in``) applied at every position of ``window``. Output: ``(out_h, out_w, out_channels)``
-    codes, HWC."""
+class ConvHeader:
+    """A ``conv2d`` entry of ``meta``, checked: ``matrix`` (the dense kind's header,
+    ``out_channels`` rows over the window's ``fan_in``) applied at every position of ``window``,
+    and every shape fact of the kind. Output: ``(out_h, out_w, out_channels)`` codes, HWC.
+    :class:`Conv2d` is this with the matrix's arrays bound."""
 
     kind: ClassVar[str] = "conv2d"
+    since: ClassVar[int]
+    KEYS: ClassVar[set[str]] = {"kind", "in_shape", "out_channels", "kernel", "stride",
+                                "padding", "in_bits", "w_bits", "out_bits"}  # fmt: skip
 
     window: Window
-    matrix: Layer
+    matrix: DenseHeader
+
+    @classmethod
+    def parse(cls, lm: object, p: str, fail: Fail, last: bool) -> ConvHeader:
+        m = keys(lm, p, cls.KEYS, fail, optional=set())
+        window = _window(m, p, fail, "conv2d", last)
+        features = range(1, MAX_FEATURES + 1)
+        out = int_field(m["out_channels"], f"{p}.out_channels", fail, features)
+        if window.positions * out > MAX_FEATURES:
+            fail(f"{p}.out_channels", f"at most {MAX_FEATURES} outputs", window.positions * out)
+        matrix = DenseHeader(
+            in_features=window.fan_in,
+            out_features=out,
+            in_bits=int_field(m["in_bits"], f"{p}.in_bits", fail, SUPPORTED_BITS),
+            w_bits=int_field(m["w_bits"], f"{p}.w_bits", fail, SUPPORTED_BITS),
+            out_bits=int_field(m["out_bits"], f"{p}.out_bits", fail, OUT_BITS),
+        )
+        return cls(window, matrix)
 
     @property
     def in_bits(self) -> int:
@@ -192,6 +214,19 @@ class Conv2d:
             "out_bits": self.out_bits,
         }
 
+    def array_specs(self, i: int) -> ArraySpecs:
+        return self.matrix.array_specs(i)
+
+    def build(self, i: int, arrays: dict[str, np.ndarray]) -> Conv2d:
+        return Conv2d(self.window, self.matrix.build(i, arrays))
+
+
+@dataclass(frozen=True)
+class Conv2d(ConvHeader):
+    """A convolution with its matrix's arrays (a :class:`Layer`)."""
+
+    matrix: Layer
+
     def arrays(self, i: int) -> dict[str, np.ndarray]:
         return self.matrix.arrays(i)
 
@@ -220,70 +255,24 @@ class Conv2d:
         return np.concatenate(accs), np.concatenate(outs)
 
 
-@register("conv2d", since=2)
+@register("maxpool2d", since=2)
 @dataclass(frozen=True)
-class ConvHeader:
-    """A ``conv2d`` entry of ``meta``, checked."""
-
-    since: ClassVar[int]
-    KEYS: ClassVar[set[str]] = {"kind", "in_shape", "out_channels", "kernel", "stride",
-                                "padding", "in_bits", "w_bits", "out_bits"}  # fmt: skip
-
-    window: Window
-    out_channels: int
-    in_bits: int
-    w_bits: int
-    out_bits: int
-
-    @classmethod
-    def parse(cls, lm: object, p: str, fail: Fail, last: bool) -> ConvHeader:
-        m = keys(lm, p, cls.KEYS, fail, optional=set())
-        window = _window(m, p, fail, "conv2d", last)
-        features = range(1, MAX_FEATURES + 1)
-        out = int_field(m["out_channels"], f"{p}.out_channels", fail, features)
-        if window.positions * out > MAX_FEATURES:
-            fail(f"{p}.out_channels", f"at most {MAX_FEATURES} outputs", window.positions * out)
-        return cls(
-            window=window,
-            out_channels=out,
-            in_bits=int_field(m["in_bits"], f"{p}.in_bits", fail, SUPPORTED_BITS),
-            w_bits=int_field(m["w_bits"], f"{p}.w_bits", fail, SUPPORTED_BITS),
-            out_bits=int_field(m["out_bits"], f"{p}.out_bits", fail, OUT_BITS),
-        )
-
-    @property
-    def kind(self) -> str:
-        return Conv2d.kind
-
-    @property
-    def in_shape(self) -> tuple[int, ...]:
-        return self.window.in_shape
-
-    @property
-    def out_shape(self) -> tuple[int, ...]:
-        return (self.window.out_h, self.window.out_w, self.out_channels)
-
-    @property
-    def matrix(self) -> DenseHeader:
-        """The header of the matrix applied at every position: the dense kind's, reused."""
-        w = self.window
-        return DenseHeader(w.fan_in, self.out_channels, self.in_bits, self.w_bits, self.out_bits)
-
-    def arrays(self, i: int) -> ArraySpecs:
-        return self.matrix.arrays(i)
-
-    def build(self, i: int, arrays: dict[str, np.ndarray]) -> Conv2d:
-        return Conv2d(self.window, self.matrix.build(i, arrays))
-
-
-@dataclass(frozen=True)
-class MaxPool2d:
-    """Max-pooling of codes over ``window`` (no padding), channel by channel; no arrays."""
+class PoolHeader:
+    """A ``maxpool2d`` entry of ``meta``, checked: max-pooling of ``bits``-bit codes over
+    ``window`` (no padding), channel by channel, and every shape fact of the kind."""
 
     kind: ClassVar[str] = "maxpool2d"
+    since: ClassVar[int]
+    KEYS: ClassVar[set[str]] = {"kind", "in_shape", "kernel", "stride", "bits"}
 
     window: Window
     bits: int
+
+    @classmethod
+    def parse(cls, lm: object, p: str, fail: Fail, last: bool) -> PoolHeader:
+        m = keys(lm, p, cls.KEYS, fail, optional=set())
+        window = _window(m, p, fail, "maxpool2d", last)
+        return cls(window, int_field(m["bits"], f"{p}.bits", fail, OUT_BITS))
 
     @property
     def in_bits(self) -> int:
@@ -327,6 +316,17 @@ class MaxPool2d:
             "bits": self.bits,
         }
 
+    def array_specs(self, i: int) -> ArraySpecs:
+        return {}
+
+    def build(self, i: int, arrays: dict[str, np.ndarray]) -> MaxPool2d:
+        return MaxPool2d(self.window, self.bits)
+
+
+@dataclass(frozen=True)
+class MaxPool2d(PoolHeader):
+    """Max-pooling as a layer of the bundle (no arrays): the golden forward pass."""
+
     def arrays(self, i: int) -> dict[str, np.ndarray]:
         return {}
 
@@ -346,47 +346,3 @@ class MaxPool2d:
         v = sliding_window_view(x, (w.kernel, w.kernel), axis=(1, 2))  # [N, H', W', C, k, k]
         v = v[:, :: w.stride, :: w.stride][:, : w.out_h, : w.out_w]
         return None, v.max(axis=(4, 5)).reshape(len(codes), self.out_size).astype(np.int64)
-
-
-@register("maxpool2d", since=2)
-@dataclass(frozen=True)
-class PoolHeader:
-    """A ``maxpool2d`` entry of ``meta``, checked."""
-
-    since: ClassVar[int]
-    KEYS: ClassVar[set[str]] = {"kind", "in_shape", "kernel", "stride", "bits"}
-
-    window: Window
-    bits: int
-
-    @classmethod
-    def parse(cls, lm: object, p: str, fail: Fail, last: bool) -> PoolHeader:
-        m = keys(lm, p, cls.KEYS, fail, optional=set())
-        window = _window(m, p, fail, "maxpool2d", last)
-        return cls(window, int_field(m["bits"], f"{p}.bits", fail, OUT_BITS))
-
-    @property
-    def kind(self) -> str:
-        return MaxPool2d.kind
-
-    @property
-    def in_bits(self) -> int:
-        return self.bits
-
-    @property
-    def out_bits(self) -> int:
-        return self.bits
-
-    @property
-    def in_shape(self) -> tuple[int, ...]:
-        return self.window.in_shape
-
-    @property
-    def out_shape(self) -> tuple[int, ...]:
-        return (self.window.out_h, self.window.out_w, self.window.channels)
-
-    def arrays(self, i: int) -> ArraySpecs:
-        return {}
-
-    def build(self, i: int, arrays: dict[str, np.ndarray]) -> MaxPool2d:
-        return MaxPool2d(self.window, self.bits)

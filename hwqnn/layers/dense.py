@@ -32,33 +32,39 @@ def matrix_arrays(i: int, rows: int, cols: int, w_bits: int, out_bits: int) -> A
     return out
 
 
+@register("dense", since=1)
 @dataclass(frozen=True)
-class Layer:
-    """A dense layer: ``out_features`` rows over ``in_features`` inputs. ``out_bits == 0`` marks
-    the last layer (integer scores). Also the matrix part of a convolution."""
+class DenseHeader:
+    """A dense layer's ``meta`` entry, checked: ``out_features`` rows over ``in_features``
+    inputs, and every shape fact of the kind. ``out_bits == 0`` marks the last layer (integer
+    scores). :class:`Layer` is this with its arrays bound."""
 
     kind: ClassVar[str] = "dense"
+    since: ClassVar[int]  # the bundle version that introduced the kind (set by register)
+    KEYS: ClassVar[set[str]] = {"kind", "in_features", "out_features", "in_bits", "w_bits",
+                                "out_bits"}  # fmt: skip
 
     in_features: int
     out_features: int
     in_bits: int
     w_bits: int
     out_bits: int
-    weights: np.ndarray  # uint64 [out, w_bits, words]
-    thresholds: np.ndarray | None = None  # int64 [out, 2**out_bits - 1]
-    flip: np.ndarray | None = None  # uint8 [out]
+
+    @classmethod
+    def parse(cls, lm: object, p: str, fail: Fail, last: bool) -> DenseHeader:
+        m = keys(lm, p, cls.KEYS, fail, optional=set())
+        features = range(1, MAX_FEATURES + 1)
+        return cls(
+            in_features=int_field(m["in_features"], f"{p}.in_features", fail, features),
+            out_features=int_field(m["out_features"], f"{p}.out_features", fail, features),
+            in_bits=int_field(m["in_bits"], f"{p}.in_bits", fail, SUPPORTED_BITS),
+            w_bits=int_field(m["w_bits"], f"{p}.w_bits", fail, SUPPORTED_BITS),
+            out_bits=int_field(m["out_bits"], f"{p}.out_bits", fail, (0,) if last else OUT_BITS),
+        )
 
     @property
     def is_last(self) -> bool:
         return self.out_bits == 0
-
-    @property
-    def act(self) -> Activation:
-        """The activation (:mod:`hwqnn.layers.activation`): scores, or thresholds and flips."""
-        if self.out_bits == 0:
-            return Scores()
-        assert self.thresholds is not None and self.flip is not None
-        return Thresholds(self.thresholds, self.flip, self.out_bits)
 
     @property
     def scale(self) -> int:
@@ -89,10 +95,6 @@ class Layer:
         """This layer in :meth:`hwqnn.bundle.Bundle.arch`: ``256(1b)``, or ``10`` (scores)."""
         return f"{self.out_features}" + ("" if self.is_last else f"({self.out_bits}b)")
 
-    def weight_codes(self) -> np.ndarray:
-        """Unpacked weight codes ``int64[out, in]``."""
-        return unpack_codes(self.weights, self.in_features)
-
     def meta(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -102,6 +104,42 @@ class Layer:
             "w_bits": self.w_bits,
             "out_bits": self.out_bits,
         }
+
+    def array_specs(self, i: int) -> ArraySpecs:
+        return matrix_arrays(i, self.out_features, self.in_features, self.w_bits, self.out_bits)
+
+    def build(self, i: int, arrays: dict[str, np.ndarray]) -> Layer:
+        return Layer(
+            in_features=self.in_features,
+            out_features=self.out_features,
+            in_bits=self.in_bits,
+            w_bits=self.w_bits,
+            out_bits=self.out_bits,
+            weights=arrays[f"layer{i}.weights"],
+            thresholds=arrays.get(f"layer{i}.thresholds"),
+            flip=arrays.get(f"layer{i}.flip"),
+        )
+
+
+@dataclass(frozen=True)
+class Layer(DenseHeader):
+    """A dense layer with its arrays. Also the matrix part of a convolution."""
+
+    weights: np.ndarray  # uint64 [out, w_bits, words]
+    thresholds: np.ndarray | None = None  # int64 [out, 2**out_bits - 1]
+    flip: np.ndarray | None = None  # uint8 [out]
+
+    @property
+    def act(self) -> Activation:
+        """The activation (:mod:`hwqnn.layers.activation`): scores, or thresholds and flips."""
+        if self.out_bits == 0:
+            return Scores()
+        assert self.thresholds is not None and self.flip is not None
+        return Thresholds(self.thresholds, self.flip, self.out_bits)
+
+    def weight_codes(self) -> np.ndarray:
+        """Unpacked weight codes ``int64[out, in]``."""
+        return unpack_codes(self.weights, self.in_features)
 
     def arrays(self, i: int) -> dict[str, np.ndarray]:
         out = {f"layer{i}.weights": self.weights}
@@ -185,58 +223,3 @@ def check_matrix(layer: Layer, p: str, fail: Fail) -> None:
         fail(f"{p}.thresholds", "ascending per row", "a descending pair")
     if not bool(np.all(layer.flip <= 1)):
         fail(f"{p}.flip", "0 or 1", "other values")
-
-
-@register("dense", since=1)
-@dataclass(frozen=True)
-class DenseHeader:
-    """A dense layer's ``meta`` entry, checked; knows its arrays' dtypes and shapes."""
-
-    in_features: int
-    out_features: int
-    in_bits: int
-    w_bits: int
-    out_bits: int
-
-    since: ClassVar[int]  # the bundle version that introduced the kind (set by register)
-    KEYS: ClassVar[set[str]] = {"kind", "in_features", "out_features", "in_bits", "w_bits",
-                                "out_bits"}  # fmt: skip
-
-    @classmethod
-    def parse(cls, lm: object, p: str, fail: Fail, last: bool) -> DenseHeader:
-        m = keys(lm, p, cls.KEYS, fail, optional=set())
-        features = range(1, MAX_FEATURES + 1)
-        return cls(
-            in_features=int_field(m["in_features"], f"{p}.in_features", fail, features),
-            out_features=int_field(m["out_features"], f"{p}.out_features", fail, features),
-            in_bits=int_field(m["in_bits"], f"{p}.in_bits", fail, SUPPORTED_BITS),
-            w_bits=int_field(m["w_bits"], f"{p}.w_bits", fail, SUPPORTED_BITS),
-            out_bits=int_field(m["out_bits"], f"{p}.out_bits", fail, (0,) if last else OUT_BITS),
-        )
-
-    @property
-    def kind(self) -> str:
-        return Layer.kind
-
-    @property
-    def in_shape(self) -> tuple[int, ...]:
-        return (self.in_features,)
-
-    @property
-    def out_shape(self) -> tuple[int, ...]:
-        return (self.out_features,)
-
-    def arrays(self, i: int) -> ArraySpecs:
-        return matrix_arrays(i, self.out_features, self.in_features, self.w_bits, self.out_bits)
-
-    def build(self, i: int, arrays: dict[str, np.ndarray]) -> Layer:
-        return Layer(
-            in_features=self.in_features,
-            out_features=self.out_features,
-            in_bits=self.in_bits,
-            w_bits=self.w_bits,
-            out_bits=self.out_bits,
-            weights=arrays[f"layer{i}.weights"],
-            thresholds=arrays.get(f"layer{i}.thresholds"),
-            flip=arrays.get(f"layer{i}.flip"),
-        )
