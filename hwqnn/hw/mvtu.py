@@ -2,10 +2,16 @@
 
 Data flow (bit layout as in :mod:`hwqnn.bundle`)::
 
-    i (stream, `in_chunk` codes per beat) ─► FrameBuffer (2 frames, RAM) ─► SIMD codes per cycle
-        ─► per PE: leaves L_j = sum_m 2**m * (w_m ? a_j : ~a_j)   (XNOR for 1-bit)
-        ─► pipelined adder tree ─► accumulator over SF cycles ─► threshold compare (or score)
-        ─► o (stream, PE outputs per beat, one beat per neuron fold)
+    i (stream, `in_chunk` codes per beat)
+    MVCore:   ─► FrameBuffer (2 frames, RAM) ─► SIMD codes per cycle
+              ─► per PE: leaves L_j = sum_m 2**m * (w_m ? a_j : ~a_j)   (XNOR for 1-bit)
+              ─► pipelined adder tree ─► accumulator over SF cycles
+              ─► stream of PE accumulators (+ nf_next, the next neuron fold, one stage early)
+    ThresholdUnit | ScoreUnit (by the layer's activation):
+              ─► threshold compare (thresholds read at nf_next) or score ─► output register
+    ─► o (stream, PE outputs per beat, one beat per neuron fold)
+
+The MVTU is the two components joined by a stream; its perf counters are a port.
 
 Parameters
 ----------
@@ -192,17 +198,56 @@ class MVTU(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        ka = self.in_bits
-        nf_n, sf_n = self.nf, self.sf
+        m.submodules.core = core = MVCore(self)
+        unit: ActivationUnit
+        if isinstance(self.act, Thresholds):
+            m.submodules.thresholds = unit = ThresholdUnit(self, self.act)
+            m.d.comb += unit.nf_next.eq(core.nf_next)
+        else:
+            m.submodules.scores = unit = ScoreUnit(self)
+        wiring.connect(m, wiring.flipped(self.i), core.i)
+        wiring.connect(m, core.o, unit.i)
+        wiring.connect(m, unit.o, wiring.flipped(self.o))
+        # counters, wrapping at 2**32: issue cycles (the core's), output beats taken
+        m.d.comb += self.perf.issues.eq(core.issues)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.perf.outputs.eq(self.perf.outputs + 1)
+        return m
+
+
+class MVCore(wiring.Component):
+    """The matrix-vector part of an MVTU: frame buffer, issue counters, weight memories,
+    popcount trees and accumulators. ``o`` gives one beat per neuron fold, the PE accumulators
+    (``acc_width`` bits each, PE ``p`` at bits ``p * acc_width``); ``nf_next`` is the neuron fold
+    of the beat after the one ``o`` holds or is about to hold (one stage early, so an
+    activation unit can read its memories ahead); ``issues`` counts the cycles that issued a
+    step. The whole pipeline advances on ``o.ready`` (its clock enable)."""
+
+    def __init__(self, mv: MVTU) -> None:
+        self.mv = mv
+        self.acc_width = max(1, mv.acc_max.bit_length())
+        super().__init__(
+            {
+                "i": In(stream.Signature(unsigned(mv.in_chunk * mv.in_bits))),
+                "o": Out(stream.Signature(unsigned(mv.pe * self.acc_width))),
+                "nf_next": Out(range(max(2, mv.nf))),
+                "issues": Out(32),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        mv = self.mv
+        nf_n, sf_n = mv.nf, mv.sf
 
         # ---- input side: the frame buffer (double buffer in a memory, width conversion) -----
-        fb = FrameBuffer(cols=self.cols, ka=ka, in_chunk=self.in_chunk, simd=self.simd)
+        fb = FrameBuffer(cols=mv.cols, ka=mv.in_bits, in_chunk=mv.in_chunk, simd=mv.simd)
         m.submodules.fb = fb
         wiring.connect(m, wiring.flipped(self.i), fb.i)
 
         # ---- global clock enable: stall everything while an output waits --------------------
         ce = Signal()
-        m.d.comb += ce.eq(~self.o.valid | self.o.ready)
+        m.d.comb += ce.eq(self.o.ready)
 
         # ---- issue stage: (nf, sf) counters over the buffered frame --------------------------
         nf = Signal(range(max(2, nf_n)))
@@ -222,6 +267,7 @@ class MVTU(wiring.Component):
                     m.d.sync += nf.eq(nf + 1)
             with m.Else():
                 m.d.sync += sf.eq(sf + 1)
+            m.d.sync += self.issues.eq(self.issues + 1)
 
         # the slice issued two cycles ago, registered after the memory (pad codes already 0)
         chunk_r = Signal.like(fb.data, name="chunk_r")
@@ -239,60 +285,40 @@ class MVTU(wiring.Component):
 
         # ---- per-PE weight memories and popcount trees ---------------------------------------
         sums = self._pe_sums(m, chunk_r, issue, ce)
-        t_lat = tree_latency(self.simd, self.levels_per_stage)
+        t_lat = tree_latency(mv.simd, mv.levels_per_stage)
 
         # control delayed to match the data register and the tree
         vd, firstd, lastd, nf_early = self._delay_control(m, (v1, first1, last1, nf1), t_lat, ce)
+        m.d.comb += self.nf_next.eq(nf_early)
 
-        # ---- accumulate over SF cycles -------------------------------------------------------
-        acc_w = max(1, self.acc_max.bit_length())
-        accs = [Signal(acc_w, name=f"acc{p}") for p in range(self.pe)]
+        # ---- accumulate over SF cycles: the accumulators are o's payload ----------------------
+        accs = [Signal(self.acc_width, name=f"acc{p}") for p in range(mv.pe)]
         done = Signal()
         with m.If(ce):
             m.d.sync += done.eq(vd & lastd)
             with m.If(vd):
-                for p in range(self.pe):
+                for p in range(mv.pe):
                     m.d.sync += accs[p].eq(Mux(firstd, sums[p], accs[p] + sums[p]))
-
-        # ---- threshold compare (or score) into the output register ---------------------------
-        outs = [Signal(self.out_width, name=f"out{p}") for p in range(self.pe)]
-        if isinstance(self.act, Thresholds):
-            self._threshold_unit(m, self.act, accs, outs, nf_early, ce)
-        else:
-            self._score_unit(m, accs, outs)
-        payload = Cat(*outs)
-        with m.If(ce):
-            m.d.sync += self.o.valid.eq(done)
-            with m.If(done):
-                m.d.sync += self.o.payload.eq(payload)
-
-        self._perf_counters(m, issue)
+        m.d.comb += [self.o.valid.eq(done), self.o.payload.eq(Cat(*accs))]
         return m
-
-    def _perf_counters(self, m: Module, issue: Signal) -> None:
-        """Issue cycles and output beats taken, wrapping at 2**32."""
-        with m.If(issue):
-            m.d.sync += self.perf.issues.eq(self.perf.issues + 1)
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += self.perf.outputs.eq(self.perf.outputs + 1)
 
     def _pe_sums(self, m: Module, chunk_r: Signal, issue: Signal, ce: Signal) -> list[Value]:
         """Per PE: a weight memory (``NF * SF`` words of SIMD codes, read at the issue counter
         and registered like ``chunk_r``) and the pipelined tree of the SIMD leaves
         ``sum_m 2**m * (w_m ? a : ~a)``; the trees' sums, ``tree_latency`` cycles later."""
-        ka, kw = self.in_bits, self.w_bits
-        nf_n, sf_n = self.nf, self.sf
+        ka, kw = self.mv.in_bits, self.mv.w_bits
+        nf_n, sf_n = self.mv.nf, self.mv.sf
         depth = max(2, nf_n * sf_n)
         addr = Signal(range(depth))  # = nf * SF + sf, counted rather than multiplied
         with m.If(issue):
             m.d.sync += addr.eq(Mux(addr == nf_n * sf_n - 1, 0, addr + 1))
         sums = []
-        t_lat = tree_latency(self.simd, self.levels_per_stage)
-        for p in range(self.pe):
-            init = self._weight_words(p)
-            init += [(1 << (self.simd * kw)) - 1] * (depth - len(init))
+        t_lat = tree_latency(self.mv.simd, self.mv.levels_per_stage)
+        for p in range(self.mv.pe):
+            init = self.mv._weight_words(p)
+            init += [(1 << (self.mv.simd * kw)) - 1] * (depth - len(init))
             mem = Memory(
-                shape=unsigned(self.simd * kw), depth=depth, init=init, attrs=self._rom_attrs
+                shape=unsigned(self.mv.simd * kw), depth=depth, init=init, attrs=self.mv._rom_attrs
             )
             m.submodules[f"wmem{p}"] = mem
             rp = mem.read_port(domain="sync")
@@ -304,14 +330,14 @@ class MVTU(wiring.Component):
             with m.If(ce):
                 m.d.sync += w_r.eq(rp.data)
             leaves = []
-            for j in range(self.simd):
+            for j in range(self.mv.simd):
                 a = chunk_r[j * ka : (j + 1) * ka]
                 terms = [Mux(w_r[j * kw + mm], a, ~a).as_unsigned() << mm for mm in range(kw)]
                 leaf = terms[0]
                 for t in terms[1:]:
                     leaf = leaf + t
                 leaves.append(leaf)
-            s, lat = adder_tree(m, leaves, ce, self.levels_per_stage, name=f"pe{p}")
+            s, lat = adder_tree(m, leaves, ce, self.mv.levels_per_stage, name=f"pe{p}")
             assert lat == t_lat
             sums.append(s)
         return sums
@@ -338,37 +364,80 @@ class MVTU(wiring.Component):
             vd, firstd, lastd, nfd = nv, nfi, nla, nn
         return vd, firstd, lastd, nf_early
 
-    def _threshold_unit(
-        self, m: Module, act: Thresholds, accs: list[Signal], outs: list[Signal],
-        nf_early: Value, ce: Signal,
-    ) -> None:  # fmt: skip
-        """Output codes: each PE's accumulator (flipped where its row's flip bit is set) against
-        its row's thresholds, read from a per-PE memory two stages ahead and registered again,
-        so the compare starts from flip-flops, not from a RAM's output."""
-        layout = self.threshold_word(act)
+
+class ActivationUnit(wiring.Component):
+    """Accumulators in (a :class:`MVCore`'s beats), outputs out through one register: PE ``p``'s
+    output of ``out_width`` bits at bits ``p * out_width``. ``i.ready`` is the register being
+    free or read, which is the core's clock enable. Subclasses compute the outputs."""
+
+    def __init__(self, mv: MVTU, extra: dict[str, In | Out] | None = None) -> None:
+        self.mv = mv
+        self.acc_width = max(1, mv.acc_max.bit_length())
+        super().__init__(
+            {
+                "i": In(stream.Signature(unsigned(mv.pe * self.acc_width))),
+                "o": Out(stream.Signature(unsigned(mv.pe * mv.out_width))),
+                **(extra or {}),
+            }
+        )
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        ce = Signal()
+        m.d.comb += [ce.eq(~self.o.valid | self.o.ready), self.i.ready.eq(ce)]
+        w = self.acc_width
+        accs = [self.i.payload[p * w : (p + 1) * w] for p in range(self.mv.pe)]
+        outs = [Signal(self.mv.out_width, name=f"out{p}") for p in range(self.mv.pe)]
+        self.outputs(m, accs, outs, ce)
+        with m.If(ce):
+            m.d.sync += self.o.valid.eq(self.i.valid)
+            with m.If(self.i.valid):
+                m.d.sync += self.o.payload.eq(Cat(*outs))
+        return m
+
+    def outputs(self, m: Module, accs: list[Value], outs: list[Signal], ce: Signal) -> None:
+        raise NotImplementedError
+
+
+class ThresholdUnit(ActivationUnit):
+    """Output codes: each PE's accumulator (flipped where its row's flip bit is set) against
+    its row's thresholds, read from a per-PE memory at ``nf_next`` (two stages ahead of the
+    compare) and registered again, so the compare starts from flip-flops, not from a RAM's
+    output."""
+
+    def __init__(self, mv: MVTU, act: Thresholds) -> None:
+        self.act = act
+        super().__init__(mv, {"nf_next": In(range(max(2, mv.nf)))})
+
+    def outputs(self, m: Module, accs: list[Value], outs: list[Signal], ce: Signal) -> None:
+        mv, act = self.mv, self.act
+        layout = mv.threshold_word(act)
         n_t = act.levels
-        for p in range(self.pe):
-            words = self._threshold_words(act, p, layout)
-            tdepth = max(2, self.nf)
+        for p in range(mv.pe):
+            words = mv._threshold_words(act, p, layout)
+            tdepth = max(2, mv.nf)
             words += [0] * (tdepth - len(words))
             tmem = Memory(shape=unsigned(layout.size), depth=tdepth, init=words)
             m.submodules[f"tmem{p}"] = tmem
             tp = tmem.read_port()
-            m.d.comb += [tp.addr.eq(nf_early), tp.en.eq(ce)]
+            m.d.comb += [tp.addr.eq(self.nf_next), tp.en.eq(ce)]
             t_r = Signal.like(tp.data, name=f"t_r{p}")
             with m.If(ce):
                 m.d.sync += t_r.eq(tp.data)
             word = data.View(layout, t_r)
-            a_eff = Mux(word.flip, self.acc_max - accs[p], accs[p])
+            a_eff = Mux(word.flip, mv.acc_max - accs[p], accs[p])
             fires = [a_eff >= word.t[i] for i in range(n_t)]
             code = fires[0].as_unsigned()
             for f in fires[1:]:
                 code = code + f.as_unsigned()
             m.d.comb += outs[p].eq(code)
 
-    def _score_unit(self, m: Module, accs: list[Signal], outs: list[Signal]) -> None:
-        """Signed scores ``2*A - C*K``."""
-        for p in range(self.pe):
-            score = Signal(signed(self.out_width), name=f"score{p}")
+
+class ScoreUnit(ActivationUnit):
+    """Signed scores ``2*A - C*K``."""
+
+    def outputs(self, m: Module, accs: list[Value], outs: list[Signal], ce: Signal) -> None:
+        for p in range(self.mv.pe):
+            score = Signal(signed(self.mv.out_width), name=f"score{p}")
             doubled = Cat(Const(0, 1), accs[p], Const(0, 1)).as_signed()  # 2*A, non-negative
-            m.d.comb += [score.eq(doubled - self.acc_max), outs[p].eq(score.as_unsigned())]
+            m.d.comb += [score.eq(doubled - self.mv.acc_max), outs[p].eq(score.as_unsigned())]
