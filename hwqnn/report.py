@@ -6,14 +6,13 @@ from typing import Any
 
 from hwqnn.bundle import Bundle
 from hwqnn.hw.manifest import Manifest
-from hwqnn.layers import matrix_of
 from hwqnn.layers.activation import Thresholds
 from hwqnn.results import CCheck, OpsSummary, Report, RtlCheck, TorchCheck, TrainMetrics
 
 
 def model_bits(b: Bundle) -> dict[str, int]:
     """Deployed bits (weights, thresholds, flips) against float32 weights + BatchNorm."""
-    mats = [m for ly in b.layers if (m := matrix_of(ly)) is not None]
+    mats = [m for ly in b.layers for m in ly.matrices()]
     hidden = [(m, m.act) for m in mats if isinstance(m.act, Thresholds)]  # BatchNorm folded
     weights = sum(ly.in_features * ly.out_features * ly.w_bits for ly in mats)
     thr = sum(m.out_features * (a.levels * (m.acc_max + 1).bit_length() + 1) for m, a in hidden)

@@ -16,7 +16,6 @@ from hwqnn import bundle as B  # noqa: N812
 from hwqnn import golden
 from hwqnn.arch import parse_arch
 from hwqnn.cli import main
-from hwqnn.layers import matrix_of
 from hwqnn.onnxio.export import save_onnx, to_model
 from hwqnn.onnxio.importer import UnrepresentableGraphError, import_qonnx
 from hwqnn.onnxio.run import execute
@@ -73,7 +72,7 @@ def test_brevitas_nets_import_exactly(
     assert b.quant.thresholds is not None
     if b.quant.bits == 1:
         assert b.quant.thresholds.tolist() == [[128]]  # x * 2/255 - 1 >= 0: x >= 127.5
-    mats = [m for m in map(matrix_of, b.layers) if m is not None and m.flip is not None]
+    mats = [m for ly in b.layers for m in ly.matrices() if m.flip is not None]
     assert any(m.flip.any() for m in mats)  # gamma < 0 became flips
 
 

@@ -20,7 +20,7 @@ least significant word first.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -192,6 +192,15 @@ class WindowEntry:
     padding: int
 
 
+def _plain(v: object) -> object:
+    """A manifest row's field as JSON: a record (a dataclass) as an object, a tuple as a list."""
+    if is_dataclass(v) and not isinstance(v, type):
+        return {f.name: _plain(getattr(v, f.name)) for f in fields(v)}
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
+    return v
+
+
 @dataclass(frozen=True)
 class LayerEntry:
     """One stage's row in the manifest (:meth:`hwqnn.hw.stages.Stage.entry`): its kind, cycles
@@ -219,13 +228,9 @@ class LayerEntry:
         """Multiply-accumulates per frame: one per weight per input vector."""
         return self.rows * self.cols * self.vectors
 
-    def to_json(self) -> dict[str, Any]:
-        d = {
-            f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None
-        }
-        if self.window is not None:
-            d["window"] = {**asdict(self.window), "in_shape": list(self.window.in_shape)}
-        return d
+    def to_json(self) -> dict[str, object]:
+        """The row's fields that are set, a nested record as an object, a tuple as a list."""
+        return {f.name: _plain(v) for f in fields(self) if (v := getattr(self, f.name)) is not None}
 
     @classmethod
     def from_json(cls, d: object, where: str, fail: Fail) -> LayerEntry:

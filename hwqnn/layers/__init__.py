@@ -65,6 +65,10 @@ class NetLayer(Header, Protocol):
     """A layer with its arrays: what :class:`hwqnn.bundle.Bundle` holds."""
 
     def arrays(self, i: int) -> dict[str, np.ndarray]: ...
+    def matrices(self) -> tuple[Layer, ...]:
+        """The weight matrices this layer multiplies by (none for a kind without weights)."""
+        ...
+
     def check(self, i: int, fail: Fail) -> None: ...
     def forward(self, codes: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]: ...
 
@@ -87,21 +91,6 @@ def parse_header(lm: object, p: str, fail: Fail, last: bool, version: int) -> He
         fail(f"{p}.kind", f"a kind of bundle version {version}", f"{kind!r} (version {cls.since})")
     header: Header = cls.parse(lm, p, fail, last)
     return header
-
-
-def matrix_of(layer: NetLayer) -> Layer | None:
-    """The matrix a layer's MVTU multiplies by, or ``None`` for a kind without weights."""
-    if isinstance(layer, Layer):
-        return layer
-    if isinstance(layer, Conv2d):
-        return layer.matrix
-    return None
-
-
-def window_of(layer: NetLayer) -> Window | None:
-    if isinstance(layer, Conv2d | MaxPool2d):
-        return layer.window
-    return None
 
 
 def input_fits(input_shape: tuple[int, ...], first: Shaped) -> bool:

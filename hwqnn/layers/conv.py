@@ -227,6 +227,9 @@ class Conv2d(ConvHeader):
 
     matrix: Layer
 
+    def matrices(self) -> tuple[Layer, ...]:
+        return (self.matrix,)
+
     def arrays(self, i: int) -> dict[str, np.ndarray]:
         return self.matrix.arrays(i)
 
@@ -329,6 +332,9 @@ class MaxPool2d(PoolHeader):
 
     def arrays(self, i: int) -> dict[str, np.ndarray]:
         return {}
+
+    def matrices(self) -> tuple[Layer, ...]:
+        return ()
 
     def check(self, i: int, fail: Fail) -> None:
         self.window.check(f"layer{i}", fail)

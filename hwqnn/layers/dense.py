@@ -137,6 +137,9 @@ class Layer(DenseHeader):
         assert self.thresholds is not None and self.flip is not None
         return Thresholds(self.thresholds, self.flip, self.out_bits)
 
+    def matrices(self) -> tuple[Layer, ...]:
+        return (self,)
+
     def weight_codes(self) -> np.ndarray:
         """Unpacked weight codes ``int64[out, in]``."""
         return unpack_codes(self.weights, self.in_features)

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from hwqnn.bundle import Bundle, InputQuant, make_layer, validate
 from hwqnn.errors import InputError
-from hwqnn.layers import Conv2d, MaxPool2d, NetLayer, Window
+from hwqnn.layers import Conv2d, Layer, MaxPool2d, NetLayer, Window
 from hwqnn.layers.dense import SUPPORTED_BITS
 from hwqnn.packing import level_scale
 
@@ -62,6 +62,27 @@ class Levels:
     u: float
     v0: float
     bits: int
+
+
+@dataclass(frozen=True)
+class _Flat:
+    """A MatMul or Gemm's geometry: its matrix is the layer."""
+
+    spatial: ClassVar[bool] = False
+
+    def wrap(self, matrix: Layer) -> NetLayer:
+        return matrix
+
+
+@dataclass(frozen=True)
+class _Windowed:
+    """A Conv's geometry: its matrix applied at every position of ``window``."""
+
+    window: Window
+    spatial: ClassVar[bool] = True
+
+    def wrap(self, matrix: Layer) -> NetLayer:
+        return Conv2d(self.window, matrix)
 
 
 @dataclass
@@ -390,7 +411,7 @@ class _Builder:
             if node.op_type not in WEIGHTED:
                 raise _refuse(node, "expected a weighted layer here")
             wnode = node
-            alpha, levels, w_bits, window, bias = self._weights(wnode, pad, in_lv)
+            alpha, levels, w_bits, geo, bias = self._weights(wnode, pad, in_lv)
             rows = levels.shape[0]
             lv_sum = levels.reshape(rows, -1).sum(axis=1).astype(np.float64)
             n_in = 2**bits_in - 1
@@ -402,10 +423,10 @@ class _Builder:
             codes_w = ((levels + (2**w_bits - 1)) // 2).reshape(rows, -1)
             if end is None:  # the last layer: scores
                 score = self._scores(stage, wnode, a, b)
-                self._append(window, make_layer(codes_w, bits_in, w_bits, 0), None)
+                self._append(geo, make_layer(codes_w, bits_in, w_bits, 0), None)
                 break
             lv_out = rd.levels_of(stage.nodes[-1])
-            thr, flip = self._fold(stage, wnode, a, b, ck, rows, lv_out, window is not None)
+            thr, flip = self._fold(stage, wnode, a, b, ck, rows, lv_out, geo.spatial)
             if stage.pool is not None and flip.any():
                 raise _refuse(
                     stage.pool,
@@ -413,7 +434,7 @@ class _Builder:
                     "flipped (BatchNorm gamma < 0) is not the pool of codes",
                 )
             layer = make_layer(codes_w, bits_in, w_bits, lv_out.bits, thr, flip)
-            self._append(window, layer, stage.pool)
+            self._append(geo, layer, stage.pool)
             in_lv, bits_in = lv_out, lv_out.bits
             node = end
             while node is not None and node.op_type in RESHAPES | {"MaxPool"}:
@@ -505,7 +526,7 @@ class _Builder:
             win = Window(h, wd, c, int(k[0]), int(s[0]), pad)
             alpha, levels, bits = _weight_levels(w, node, declared)
             levels = levels.transpose(0, 2, 3, 1)  # [out, C, k, k] -> im2col (ky, kx, c)
-            return alpha, levels, bits, win, bias
+            return alpha, levels, bits, _Windowed(win), bias
         if self.layout != "flat" and (self.layers or self.image):
             raise _refuse(node, "a dense layer needs a flattened input")
         alpha, levels, bits = _weight_levels(w, node, declared)
@@ -513,7 +534,7 @@ class _Builder:
         if self.flat_order == "chw" and shape is not None:
             h, wd, c = shape
             levels = levels.reshape(-1, c, h, wd).transpose(0, 2, 3, 1).reshape(levels.shape[0], -1)
-        return alpha, levels, bits, None, bias
+        return alpha, levels, bits, _Flat(), bias
 
     def _stage(self, node: Any) -> tuple[_Stage, Any]:
         """Nodes after a weighted node up to its quantizer; returns the stage and the node after
@@ -588,8 +609,8 @@ class _Builder:
             )
         return float(p.mean()), float(r.mean())
 
-    def _append(self, window: Window | None, layer: Any, pool: Any) -> None:
-        self.layers.append(layer if window is None else Conv2d(window, layer))
+    def _append(self, geo: _Flat | _Windowed, layer: Layer, pool: Any) -> None:
+        self.layers.append(geo.wrap(layer))
         if pool is not None:
             self._append_pool(pool)
 
