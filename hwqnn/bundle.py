@@ -234,7 +234,7 @@ class Bundle:
         w_bits = [w for ly in self.layers if (w := getattr(ly, "w_bits", None)) is not None]
         return "-".join(parts) + f" w{w_bits[1 if len(w_bits) > 1 else 0]}"
 
-    def meta(self) -> dict[str, Any]:
+    def meta(self) -> dict[str, object]:
         return {
             "schema": SCHEMA,
             "version": self.version,

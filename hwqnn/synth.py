@@ -39,11 +39,12 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from hwqnn.atomic import write_json
 from hwqnn.errors import HwqnnError
 from hwqnn.hw.manifest import Manifest
+from hwqnn.results import CriticalPath, ReferencePoint
 
 log = logging.getLogger(__name__)
 
@@ -198,20 +199,20 @@ class SynthResult:
     carry: int
     fits: bool
     utilization: dict[str, float]
-    per_layer: list[dict[str, Any]]
+    per_layer: list[dict[str, int | str]]  # "layer" (an index or "other ..."), then counts
     hierarchical_total: dict[str, int]
     macs_per_frame: int
     cycles_per_frame: int
     macs_per_cycle: float
     mac_per_lut_cycle: float
     fmax_mhz: float | None
-    critical_path: dict[str, Any] | None
+    critical_path: CriticalPath | None
     wall_s: float
     peak_rss_mb: float
     tool_versions: dict[str, str]
     cells: dict[str, int] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         d = asdict(self)
         if self.bram_unit.startswith(("RAMB18", "DP16KD")):
             d["bram18"] = self.bram
@@ -325,7 +326,7 @@ def _yosys(
     *,
     flatten: bool = True,
     netlist: bool = False,
-) -> dict[str, Any]:
+) -> YosysStat:
     """Synthesize ``sources`` (in ``work``); return Yosys's ``stat -json``. With ``netlist``,
     also write ``netlist-{tag}.json`` for nextpnr."""
     stat = f"stat-{tag}.json"
@@ -340,7 +341,7 @@ def _yosys(
         f"yosys {tag}",
         progress,
     )
-    data: dict[str, Any] = json.loads((work / stat).read_text())
+    data: YosysStat = json.loads((work / stat).read_text())
     return data
 
 
@@ -399,7 +400,18 @@ def port_wrapper(verilog: str, top: str, clock: str = "aclk") -> str:
 NON_HARDWARE_CELLS = frozenset({"$scopeinfo"})  # names kept by ``flatten`` for debuggers
 
 
-def _cells(entry: Mapping[str, Any]) -> dict[str, int]:
+class StatEntry(TypedDict, total=False):
+    num_cells_by_type: dict[str, int]
+
+
+class YosysStat(TypedDict):
+    """What Yosys's ``stat -json`` writes (the keys read here)."""
+
+    modules: dict[str, StatEntry]
+    design: StatEntry
+
+
+def _cells(entry: StatEntry) -> dict[str, int]:
     return {
         k: int(v)
         for k, v in entry.get("num_cells_by_type", {}).items()
@@ -408,8 +420,8 @@ def _cells(entry: Mapping[str, Any]) -> dict[str, int]:
 
 
 def _per_layer(
-    stat: Mapping[str, Any], top: str, target: Target, layers: int
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    stat: YosysStat, top: str, target: Target, layers: int
+) -> tuple[list[dict[str, int | str]], dict[str, int]]:
     """Group the hierarchical run's modules: ``top.net.layerN*`` per layer, the rest together."""
     groups: dict[str, dict[str, int]] = {}
     for name, entry in stat["modules"].items():
@@ -419,7 +431,7 @@ def _per_layer(
         acc = groups.setdefault(key, {})
         for t, n in _cells(entry).items():
             acc[t] = acc.get(t, 0) + n
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, int | str]] = []
     for i in range(layers):
         rows.append({"layer": i, **target.count(groups.get(f"layer{i}", {}))})
     rows.append(
@@ -433,7 +445,7 @@ def _per_layer(
 
 def _nextpnr(
     target: Target, part: Part, netlist: str, work: Path, clock_mhz: float, progress: _Progress
-) -> tuple[float | None, dict[str, Any] | None]:
+) -> tuple[float | None, CriticalPath | None]:
     assert target.pnr is not None
     report = work / "pnr-report.json"
     cmd = [
@@ -454,15 +466,17 @@ def _nextpnr(
         steps = p.get("path", [])
         logic = sum(s.get("delay", 0.0) for s in steps if s.get("type") != "routing")
         routing = sum(s.get("delay", 0.0) for s in steps if s.get("type") == "routing")
-        crit = {
-            "from": p.get("from"),
-            "to": p.get("to"),
-            "logic_ns": round(logic, 3),
-            "routing_ns": round(routing, 3),
-            "steps": len(steps),
-            "start_cell": steps[0]["from"]["cell"] if steps else None,
-            "end_cell": steps[-1]["to"]["cell"] if steps else None,
-        }
+        crit = CriticalPath(
+            {
+                "from": p.get("from"),
+                "to": p.get("to"),
+                "logic_ns": round(logic, 3),
+                "routing_ns": round(routing, 3),
+                "steps": len(steps),
+                "start_cell": steps[0]["from"]["cell"] if steps else None,
+                "end_cell": steps[-1]["to"]["cell"] if steps else None,
+            }
+        )
     return (round(min(achieved), 2) if achieved else None), crit
 
 
@@ -576,19 +590,19 @@ def synthesize(
 
 # Published binarized accelerators, for scale: binary MACs per LUT per cycle = MACs per frame
 # (from the topology) x frames/s / clock / LUTs, with LUTs and frames/s as their authors report.
-REFERENCE_POINTS: tuple[dict[str, Any], ...] = (
-    {
-        "design": "FINN SFC-max (3x256 FC, MNIST), ZC706 at 200 MHz",
-        "source": "Umuroglu et al., FINN, FPGA 2017",
-        "luts": 91_131,
-        "mac_per_lut_cycle": 0.23,
-    },
-    {
-        "design": "BNN-PYNQ LFC-W1A1 (3x1024 FC, MNIST), Pynq-Z1 at 100 MHz",
-        "source": "Xilinx BNN-PYNQ, published resource figures",
-        "luts": 28_360,
-        "mac_per_lut_cycle": 0.37,
-    },
+REFERENCE_POINTS: tuple[ReferencePoint, ...] = (
+    ReferencePoint(
+        design="FINN SFC-max (3x256 FC, MNIST), ZC706 at 200 MHz",
+        source="Umuroglu et al., FINN, FPGA 2017",
+        luts=91_131,
+        mac_per_lut_cycle=0.23,
+    ),
+    ReferencePoint(
+        design="BNN-PYNQ LFC-W1A1 (3x1024 FC, MNIST), Pynq-Z1 at 100 MHz",
+        source="Xilinx BNN-PYNQ, published resource figures",
+        luts=28_360,
+        mac_per_lut_cycle=0.37,
+    ),
 )
 
 
@@ -603,12 +617,14 @@ def summary_lines(r: SynthResult) -> list[str]:
         f"{r.cycles_per_frame:,} cycles): {r.mac_per_lut_cycle:.3f} MACs per LUT per cycle",
     ]
     if r.fmax_mhz is not None:
-        cp = r.critical_path or {}
-        lines.append(
-            f"Fmax {r.fmax_mhz:.1f} MHz after place and route (critical path "
-            f"{cp.get('start_cell')} -> {cp.get('end_cell')}: {cp.get('logic_ns')} ns logic + "
-            f"{cp.get('routing_ns')} ns routing)"
+        cp = r.critical_path
+        where = (
+            f" (critical path {cp['start_cell']} -> {cp['end_cell']}: {cp['logic_ns']} ns logic + "
+            f"{cp['routing_ns']} ns routing)"
+            if cp is not None
+            else ""
         )
+        lines.append(f"Fmax {r.fmax_mhz:.1f} MHz after place and route{where}")
     if r.per_layer:
         lines += [
             "",

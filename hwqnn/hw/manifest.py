@@ -300,7 +300,7 @@ class Manifest:
     def driver_path(self) -> Path:
         return self.dir / self.driver
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "dir"}
         d["folding"] = list(self.folding)
         d["ports"] = asdict(self.ports)
@@ -316,9 +316,7 @@ class Manifest:
         fail = refuse(where, ManifestError)
         names = {f.name for f in fields(cls)} - {"dir"}
         m = keys(d, "", names, fail, optional=set())
-        for s in cls.STRINGS:
-            if not isinstance(m[s], str) or not m[s]:
-                fail(s, "a non-empty string", f"{m[s]!r}"[:60])
+        strings = {s: _string(m[s], s, fail) for s in cls.STRINGS}
         if not isinstance(m["folding"], list) or not all(isinstance(f, str) for f in m["folding"]):
             fail("folding", "a list of PExSIMD strings", f"{m['folding']!r}"[:60])
         if not isinstance(m["layers"], list):
@@ -337,7 +335,7 @@ class Manifest:
                       any_int),
         )  # fmt: skip
         return cls(
-            **{s: m[s] for s in cls.STRINGS},
+            **strings,
             folding=tuple(m["folding"]),
             ports=Ports.from_json(m["ports"], "ports", fail),
             estimated_luts=int_field(m["estimated_luts"], "estimated_luts", fail, any_int),
@@ -362,7 +360,7 @@ class LayerManifest:
     def verilog_path(self) -> Path:
         return self.dir / self.verilog
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {"top": self.top, "verilog": self.verilog, "ports": asdict(self.ports),
                 "cycles_per_frame": self.cycles_per_frame, "latency": self.latency}  # fmt: skip
 
@@ -373,12 +371,10 @@ class LayerManifest:
     def from_json(cls, d: object, where: str, rtl_dir: Path) -> LayerManifest:
         fail = refuse(where, ManifestError)
         m = keys(d, "", {"top", "verilog", "ports", "cycles_per_frame", "latency"}, fail, set())
-        for s in ("top", "verilog"):
-            if not isinstance(m[s], str) or not m[s]:
-                fail(s, "a non-empty string", f"{m[s]!r}"[:60])
         any_int = COUNT
         return cls(
-            m["top"], m["verilog"], LayerPorts.from_json(m["ports"], "ports", fail),
+            _string(m["top"], "top", fail), _string(m["verilog"], "verilog", fail),
+            LayerPorts.from_json(m["ports"], "ports", fail),
             int_field(m["cycles_per_frame"], "cycles_per_frame", fail, any_int),
             int_field(m["latency"], "latency", fail, any_int), dir=rtl_dir,
         )  # fmt: skip
@@ -410,7 +406,15 @@ def load_network(rtl_dir: Path) -> Manifest:
     return man
 
 
-def _text(d: dict[str, Any]) -> str:
+def _string(v: object, fld: str, fail: Fail) -> str:
+    """``v`` if it is a non-empty JSON string."""
+    if not isinstance(v, str) or not v:
+        fail(fld, "a non-empty string", f"{v!r}"[:60])
+    assert isinstance(v, str)
+    return v
+
+
+def _text(d: dict[str, object]) -> str:
     return json.dumps(d, indent=2, sort_keys=True) + "\n"
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import NoReturn
 
 Fail = Callable[[str, str, object], NoReturn]
 """``fail(field, expected, found)``: raise the one-line error naming the field."""
@@ -34,7 +34,7 @@ def child(fld: str, key: str) -> str:
 
 def keys(
     obj: object, fld: str, allowed: set[str], fail: Fail, optional: set[str]
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """``obj`` as a dict with exactly the keys ``allowed`` (``optional`` may be missing)."""
     if not isinstance(obj, dict):
         fail(fld, "a JSON object", type(obj).__name__)

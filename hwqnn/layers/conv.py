@@ -14,7 +14,7 @@ values; for 1-bit codes it is the OR of the window's bits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -108,7 +108,7 @@ def _in_shape(v: object, fld: str, fail: Fail) -> tuple[int, int, int]:
     return h, w, c
 
 
-def _window(m: dict[str, Any], p: str, fail: Fail, kind: str, last: bool) -> Window:
+def _window(m: dict[str, object], p: str, fail: Fail, kind: str, last: bool) -> Window:
     """The checked window of a ``conv2d`` or ``maxpool2d`` entry (pooling has no padding)."""
     h, w, c = _in_shape(m["in_shape"], f"{p}.in_shape", fail)
     pad = int_field(m["padding"], f"{p}.padding", fail, range(MAX_KERNEL)) if "padding" in m else 0
@@ -200,7 +200,7 @@ class ConvHeader:
         geo = (f"s{w.stride}" if w.stride != 1 else "") + (f"p{w.pad}" if w.pad else "")
         return f"{self.out_channels}c{w.kernel}{geo}({self.out_bits}b)"
 
-    def meta(self) -> dict[str, Any]:
+    def meta(self) -> dict[str, object]:
         w = self.window
         return {
             "kind": self.kind,
@@ -309,7 +309,7 @@ class PoolHeader:
         w = self.window
         return f"mp{w.kernel}" + (f"s{w.stride}" if w.stride != w.kernel else "")
 
-    def meta(self) -> dict[str, Any]:
+    def meta(self) -> dict[str, object]:
         w = self.window
         return {
             "kind": self.kind,

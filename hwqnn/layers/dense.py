@@ -7,7 +7,7 @@ each window position (:mod:`hwqnn.layers.conv`). The bit layout is in :mod:`hwqn
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -95,7 +95,7 @@ class DenseHeader:
         """This layer in :meth:`hwqnn.bundle.Bundle.arch`: ``256(1b)``, or ``10`` (scores)."""
         return f"{self.out_features}" + ("" if self.is_last else f"({self.out_bits}b)")
 
-    def meta(self) -> dict[str, Any]:
+    def meta(self) -> dict[str, object]:
         return {
             "kind": self.kind,
             "in_features": self.in_features,

@@ -16,7 +16,7 @@ front end, GPU path, C library). Two forms (the bit layout is in :mod:`hwqnn.bun
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -58,7 +58,7 @@ class InputQuant:
     def label(self) -> str:
         return f"{self.bits}b" if self.is_identity else f"{self.raw_bits}b>{self.bits}b"
 
-    def meta(self) -> dict[str, Any]:
+    def meta(self) -> dict[str, object]:
         """The keys this adds to ``meta.input`` (none for the identity: old files stay as they
         were)."""
         if self.is_identity:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from hwqnn.errors import ToolError
 from hwqnn.hw.manifest import Manifest
+from hwqnn.results import Activity, LayerActivity
 from hwqnn.sim.runner import run_harness
 
 _LINE = re.compile(r"^C '(.*)' (\d+)$")
@@ -39,9 +39,9 @@ def parse_coverage(path: Path) -> dict[str, dict[str, int]]:
     return dict(out)
 
 
-def per_layer(cov: dict[str, dict[str, int]], layers: int, cycles: int) -> list[dict[str, Any]]:
+def per_layer(cov: dict[str, dict[str, int]], layers: int, cycles: int) -> list[LayerActivity]:
     """Toggles per cycle and the activity factor (toggles / bit / cycle) of each layer."""
-    res = []
+    res: list[LayerActivity] = []
     for i in range(layers):
         key = f".net.layer{i}"
         t = sum(
@@ -55,29 +55,29 @@ def per_layer(cov: dict[str, dict[str, int]], layers: int, cycles: int) -> list[
             if key in h and h.split(key, 1)[1][:1] in ("", ".", "_")
         )
         res.append(
-            {
-                "layer": i,
-                "toggles": t,
-                "signal_bits": b,
-                "toggles_per_cycle": t / cycles if cycles else 0.0,
-                "activity_factor": t / (b * cycles) if b and cycles else 0.0,
-            }
+            LayerActivity(
+                layer=i,
+                toggles=t,
+                signal_bits=b,
+                toggles_per_cycle=t / cycles if cycles else 0.0,
+                activity_factor=t / (b * cycles) if b and cycles else 0.0,
+            )
         )
     return res
 
 
 def measure_activity(
     manifest: Manifest, build_dir: Path, images: np.ndarray, layers: int
-) -> dict[str, Any]:
+) -> Activity:
     """Run ``images`` through a toggle-coverage build of the RTL; per-layer activity."""
     cov_file = build_dir / "toggle-coverage.dat"
     cov_file.unlink(missing_ok=True)
     r = run_harness(manifest, build_dir, images, coverage_file=cov_file)
     if not cov_file.is_file():
         raise ToolError(f"{cov_file}: the coverage build wrote no toggle data")
-    return {
-        "images": len(images),
-        "cycles": r.cycles,
-        "build_seconds": round(r.build_seconds, 1),
-        "layers": per_layer(parse_coverage(cov_file), layers, r.cycles),
-    }
+    return Activity(
+        images=len(images),
+        cycles=r.cycles,
+        build_seconds=round(r.build_seconds, 1),
+        layers=per_layer(parse_coverage(cov_file), layers, r.cycles),
+    )
