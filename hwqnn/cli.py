@@ -9,16 +9,86 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import fields
+from fractions import Fraction
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from hwqnn.hw.manifest import DEFAULT_AXIS_BITS
 from hwqnn.options import FlowOptions, FoldOptions, SimOptions, TrainOptions
 
 log = logging.getLogger("hwqnn")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with hwqnn's error style: one line naming the flag, exit status 2 (``--help``
+    still shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        from hwqnn.errors import shown
+
+        self.exit(2, f"{self.prog}: error: {shown(message, 300)}\n")
+
+
+def count(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """An integer flag of at least ``lo`` (and at most ``hi``)."""
+
+    def parse(text: str) -> int:
+        if len(text) > 20:  # not a count anyone means; int() of 4,000 digits is slow to echo
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, found {len(text)} "
+                                             "characters")  # fmt: skip
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer >= {lo}, found {text!r}"
+            ) from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, found {v}")
+        if hi is not None and v > hi:
+            raise argparse.ArgumentTypeError(f"expected an integer in {lo}..{hi}, found {v}")
+        return v
+
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+def _number(text: str) -> float:
+    """A decimal number or a fraction (``2/255``)."""
+    try:
+        if "/" in text:
+            num, den = text.split("/", 1)
+            return float(Fraction(num.strip()) / Fraction(den.strip()))
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected a number, found {text!r}") from None
+
+
+def positive(text: str) -> float:
+    """A finite number > 0 (a rate, a clock, frames/s)."""
+    v = _number(text)
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, found {text!r}")
+    return v
+
+
+def finite(text: str) -> float:
+    """Any finite number (a bias)."""
+    v = _number(text)
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, found {text!r}")
+    return v
+
+
+def nonzero(text: str) -> float:
+    """A finite number other than 0 (a scale)."""
+    v = finite(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError("expected a finite number other than 0, found 0")
+    return v
 
 
 def _add_data(p: argparse.ArgumentParser) -> None:
@@ -39,17 +109,17 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--w-bits", type=int, default=1, choices=(1, 2, 4), help="weight bits")
     p.add_argument("--a-bits", type=int, default=1, choices=(1, 2, 4), help="activation bits")
     p.add_argument(
-        "--epochs", type=int, default=None, help="default: 6 for an mlp:, 20 for a cnv: net"
+        "--epochs", type=count(1), default=None, help="default: 6 for an mlp:, 20 for a cnv: net"
     )
-    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--batch-size", type=count(1, 1 << 16), default=100, help="(1..65536)")
     p.add_argument(
         "--lr",
-        type=float,
+        type=positive,
         default=None,
         help="initial learning rate (Adam, latent weights; default: 0.1 mlp:, 0.03 cnv:)",
     )
-    p.add_argument("--lr-end", type=float, default=3e-4, help="final learning rate")
-    p.add_argument("--float-lr", type=float, default=1e-3, help="float twin's initial rate")
+    p.add_argument("--lr-end", type=positive, default=3e-4, help="final learning rate (> 0)")
+    p.add_argument("--float-lr", type=positive, default=1e-3, help="float twin's initial rate")
     p.add_argument(
         "--calibrate",
         action="store_true",
@@ -58,11 +128,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--float-epochs",
-        type=int,
+        type=count(1),
         default=None,
         help="float twin's epochs (default: --epochs if given, else 6)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=count(0), default=0)
     p.add_argument("--float-twin", action="store_true", help="also train the float twin")
     _add_data(p)
 
@@ -266,28 +336,31 @@ def _add_hw_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--target-cycles",
-        type=int,
+        type=count(1),
         default=None,
         help="cycles/frame the default folding balances every layer to",
     )
     p.add_argument(
         "--target-fps",
-        type=float,
+        type=positive,
         default=None,
         help="the cheapest folding reaching this many frames/s at --clock-mhz",
     )
     p.add_argument(
         "--lut-budget",
-        type=int,
+        type=count(1),
         default=None,
         help="the fastest folding whose estimated xc7 LUTs fit this budget",
     )
     p.add_argument(
-        "--clock-mhz", type=float, default=100.0, help="clock for --target-fps and frames/s figures"
+        "--clock-mhz",
+        type=positive,
+        default=100.0,
+        help="clock for --target-fps and frames/s figures (> 0)",
     )
     p.add_argument(
         "--axis-bits",
-        type=int,
+        type=count(8),
         default=DEFAULT_AXIS_BITS,
         help=f"width of s_axis_tdata (a multiple of 8 in 8..1024; default {DEFAULT_AXIS_BITS}), "
         "independent of "
@@ -295,8 +368,13 @@ def _add_hw_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_sim_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-n", type=int, default=100, help="test images to simulate (flow: 0 = all)")
+def _add_sim_args(p: argparse.ArgumentParser, all_is_zero: bool = False) -> None:
+    p.add_argument(
+        "-n",
+        type=count(0 if all_is_zero else 1),
+        default=0 if all_is_zero else 100,
+        help="test images to simulate" + (" (0: all)" if all_is_zero else " (>= 1)"),
+    )
     p.add_argument("--all", action="store_true", help="the whole test set, through the C++ harness")
     p.add_argument(
         "--engine",
@@ -310,7 +388,7 @@ def _add_sim_args(p: argparse.ArgumentParser) -> None:
 
 def _add_qonnx_check(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument(
-        "--check", type=int, nargs="?", const=0, default=None, metavar="N",
+        "--check", type=count(0), nargs="?", const=0, default=None, metavar="N",
         help=f"run N test images (none given: all) through the graph with qonnx's executor and "
         f"compare {what} with the golden model",
     )  # fmt: skip
@@ -318,7 +396,7 @@ def _add_qonnx_check(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = Parser(
         prog="hwqnn",
         description="Train, export, generate Verilog for, simulate and verify quantized networks.",
     )
@@ -359,7 +437,7 @@ def _add_software_commands(add: Add) -> None:
     )
     p.add_argument("bundle")
     p.add_argument("--checkpoint", default=None, help="model.pt: also compare torch")
-    p.add_argument("-n", type=int, default=None, help="test images (default: all)")
+    p.add_argument("-n", type=count(1), default=None, help="test images (default: all)")
     _add_data(p)
 
     p = add("flat", cmd_flat, "write a bundle as the C library's flat file (sw/)")
@@ -374,16 +452,17 @@ def _add_software_commands(add: Add) -> None:
     p = add("import", cmd_import, "fold a QONNX graph (Brevitas, FINN) exactly into a bundle")
     p.add_argument("model", help="a QONNX .onnx file")
     p.add_argument("-o", "--output", required=True, help="bundle path (.npz)")
-    p.add_argument("--input-scale", type=float, default=1.0,
+    p.add_argument("--input-scale", type=nonzero, default=1.0,
                    help="the graph's input is raw * SCALE + BIAS (e.g. 2/255 and -1 for pixels "
                    "scaled to [-1, 1]; default: raw pixels)")  # fmt: skip
-    p.add_argument("--input-bias", type=float, default=0.0)
-    p.add_argument("--raw-bits", type=int, default=8, help="bits of a raw input value")
+    p.add_argument("--input-bias", type=finite, default=0.0)
+    p.add_argument("--raw-bits", type=int, default=8, choices=range(1, 9),
+                   help="bits of a raw input value (1..8)")  # fmt: skip
     _add_qonnx_check(p, "its classes and scores")
 
     p = add("golden", cmd_golden, "run the golden model on the test set and report accuracy")
     p.add_argument("bundle")
-    p.add_argument("-n", type=int, default=None, help="test images (default: all)")
+    p.add_argument("-n", type=count(1), default=None, help="test images (default: all)")
     _add_data(p)
 
 
@@ -399,7 +478,7 @@ def _add_hardware_commands(add: Add) -> None:
     p.add_argument("-o", "--output", required=True, help="directory for synth.json and the logs")
     p.add_argument("--target", choices=("xc7", "ecp5", "ice40"), default="xc7")
     p.add_argument("--part", default=None, help="device for the fit check and place-and-route")
-    p.add_argument("--clock-mhz", type=float, default=100.0, help="nextpnr's target clock")
+    p.add_argument("--clock-mhz", type=positive, default=100.0, help="nextpnr's target clock")
     p.add_argument("--no-pnr", action="store_true", help="ecp5/ice40: skip place-and-route")
     p.add_argument(
         "--no-breakdown", action="store_true", help="skip the hierarchical per-layer run"
@@ -411,14 +490,13 @@ def _add_hardware_commands(add: Add) -> None:
     _add_sim_args(p)
     _add_data(p)
     p.add_argument("--out", default=None, help="where sim.json goes (default: the build dir)")
-    p.add_argument("--seed", type=int, default=1, help="seed of the random stalls (cocotb)")
+    p.add_argument("--seed", type=count(0), default=1, help="seed of the random stalls (cocotb)")
     p.add_argument("--stalls", action="store_true", help="random input gaps and back-pressure")
 
     p = add("flow", cmd_flow, "train -> export -> golden -> Verilog -> simulation -> report")
     _add_train_args(p)
     _add_hw_args(p)
-    _add_sim_args(p)
-    p.set_defaults(n=0)  # the flow simulates the whole test set unless -n says otherwise
+    _add_sim_args(p, all_is_zero=True)  # the flow simulates the whole test set by default
     p.add_argument("--out", default="runs/flow", help="run directory")
     p.add_argument("--bundle", default=None, help="skip training: start from this bundle")
     p.add_argument(
@@ -431,7 +509,7 @@ def _add_hardware_commands(add: Add) -> None:
     p.add_argument("--part", default=None, help="device for --synth's fit check")
     p.add_argument(
         "--activity-images",
-        type=int,
+        type=count(0),
         default=0,
         help="also measure switching activity on N images (a toggle-coverage Verilator build: "
         "minutes for large nets; default 0: skip)",
@@ -446,7 +524,7 @@ def _add_analysis_commands(add: Add) -> None:
     p.add_argument("--chart", default=None, help="write a per-layer bar chart (PNG) here")
     p.add_argument(
         "--activity",
-        type=int,
+        type=count(0),
         default=0,
         help="measure toggles/cycle on N test images (needs --rtl)",
     )
@@ -456,15 +534,17 @@ def _add_analysis_commands(add: Add) -> None:
     p.add_argument("-o", "--output", required=True, help="directory for dse.md/json, pareto.png")
     p.add_argument(
         "--min-cycles",
-        type=int,
+        type=count(1),
         default=None,
         help="fastest point (default: 1/4 of the default folding's)",
     )
-    p.add_argument("--max-cycles", type=int, default=None, help="slowest point (default: 4x)")
-    p.add_argument("--axis-bits", type=int, default=DEFAULT_AXIS_BITS)
+    p.add_argument("--max-cycles", type=count(1), default=None, help="slowest point (default: 4x)")
+    p.add_argument("--axis-bits", type=count(8), default=DEFAULT_AXIS_BITS)
     p.add_argument("--target", choices=("xc7", "ecp5", "ice40"), default="xc7")
-    p.add_argument("--clock-mhz", type=float, default=100.0)
-    p.add_argument("--jobs", type=int, default=None, help="parallel syntheses (default: cores)")
+    p.add_argument("--clock-mhz", type=positive, default=100.0)
+    p.add_argument(
+        "--jobs", type=count(1), default=None, help="parallel syntheses (default: cores)"
+    )
     p.add_argument(
         "--ray",
         default=None,
@@ -494,6 +574,21 @@ def _add_analysis_commands(add: Add) -> None:
     )
 
 
+def one_line(e: BaseException) -> str:
+    """The message of ``e`` as one safe line. A tool's failure quotes the tool's output below
+    its first line: that line is kept and the rest is behind ``-v``. Any other message is one
+    line already, unless a file name or a field brought a control character: those are escaped
+    (so a newline in a file name does not cut the field from the message)."""
+    from hwqnn.errors import ToolError, printable, shown
+
+    text = str(e).strip("\n") or type(e).__name__
+    if isinstance(e, OSError) and e.filename is not None:  # "[Errno 2] ...: 'name'", escaped
+        return f"{printable(str(e.filename))}: {e.strerror or type(e).__name__}"
+    if isinstance(e, ToolError) and "\n" in text:
+        return shown(text.split("\n", 1)[0], 600) + " (rerun with -v for the details)"
+    return shown(text, 600)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from hwqnn.errors import USER_ERRORS
 
@@ -505,11 +600,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.fn(args))
     except USER_ERRORS as e:
-        lines = str(e).splitlines() or [type(e).__name__]
         if args.verbose:
             logging.getLogger("hwqnn").exception("bad input")
-        more = " (rerun with -v for the details)" if len(lines) > 1 and not args.verbose else ""
-        print(f"hwqnn: error: {lines[0]}{more}", file=sys.stderr)
+        print(f"hwqnn: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hwqnn: interrupted", file=sys.stderr)

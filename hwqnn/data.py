@@ -167,6 +167,12 @@ def load_idx_split(
     if classes is None:
         is_fashion = "fashion" in str(data_dir).lower()
         classes = FASHION_CLASSES if is_fashion else tuple(str(i) for i in range(n_classes))
+    if n_classes > len(classes):
+        bad = int(np.flatnonzero(labels >= len(classes))[0])
+        raise DataError(
+            f"{lbl_path}: label {bad}: expected 0..{len(classes) - 1} ({len(classes)} classes), "
+            f"found {int(labels[bad])}"
+        )
     h, w = images.shape[1:]
     return Split(images.reshape(len(images), h * w), labels.astype(np.int64), (h, w), classes)
 

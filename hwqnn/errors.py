@@ -30,3 +30,21 @@ class MismatchError(HwqnnError, RuntimeError):
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (HwqnnError, OSError)
+
+
+MAX_SHOWN = 120  # characters of an echoed value before it is cut
+
+
+def printable(text: str) -> str:
+    """``text`` safe for one terminal line: every control character (ESC, CR, LF, ...) and
+    every other non-printable one as its escape (``\\x1b``, ``\\n``)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def shown(value: object, limit: int = MAX_SHOWN) -> str:
+    """A value echoed in a message: :func:`printable`, cut to ``limit`` characters with the full
+    length said (a 4,000-digit number is not echoed whole)."""
+    text = printable(str(value))
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"

@@ -43,7 +43,7 @@ from typing import TypedDict
 
 from hwqnn.atomic import write_json
 from hwqnn.errors import HwqnnError
-from hwqnn.hw.manifest import Manifest
+from hwqnn.hw.manifest import MODULE_NAME, Manifest, inside
 from hwqnn.results import CriticalPath, ReferencePoint
 
 log = logging.getLogger(__name__)
@@ -522,9 +522,12 @@ def synthesize(
     ``out_dir/synth.json`` and the tools' logs; return the result."""
     tgt, part_name, dev = _target(target, part)
     top = man.top
+    if not MODULE_NAME.fullmatch(top):  # the Yosys script is built from checked values only
+        raise SynthError(f"{man.dir}: the manifest's top {top[:60]!r} is not a module name")
+    source = inside(man.dir, man.verilog, f"{man.dir}: the manifest's verilog")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(man.verilog_path, out_dir / "design.v")
+        shutil.copyfile(source, out_dir / "design.v")
     except OSError as e:
         raise SynthError(f"{out_dir}: cannot write the output directory ({e.strerror})") from e
     verilog = "design.v"

@@ -33,6 +33,12 @@ def test_set(
             f"{where}: field 'meta.input.shape': the network takes {b.in_features} inputs, the "
             f"dataset {data or 'fashion-mnist'} has {test.images.shape[1]} per image"
         )
+    if len(test) and int(test.labels.max()) >= len(b.classes):
+        bad = int(np.flatnonzero(test.labels >= len(b.classes))[0])
+        raise InputError(
+            f"{data or 'fashion-mnist'}: test label {bad} is {int(test.labels[bad])}, but "
+            f"{where} has {len(b.classes)} classes (field 'meta.classes')"
+        )
     return test.head(n) if n is not None else test
 
 

@@ -78,7 +78,7 @@ def test_simulator_failure_is_one_user_line(
 
     monkeypatch.setattr(runner, "verilator_root", broken)
     b = tmp_path / "b.npz"
-    save(random_bundle(1, 64, (8,), 3), b)
+    save(random_bundle(1, 64, (8,), 4), b)
     assert main(["sim", str(b), "-n", "2", "--data", "synthetic", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["hwqnn: error: Verilator build failed in b/: %Error: out of memory"]

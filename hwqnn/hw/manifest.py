@@ -15,11 +15,18 @@ beats and unpack output beats, and the generated C header ``hwqnn_driver.h``
 
 Beats in memory (NumPy, the C++ harness, the C header) are arrays of little-endian 32-bit words,
 least significant word first.
+
+An RTL directory is shared between people, so the manifest is a trust boundary: a module name is
+an identifier (:data:`MODULE_NAME`), a file it names is a plain name inside the directory
+(:data:`FILE_NAME`; no separator, no ``..``, no absolute path, not a link out of it), the file
+is at most :data:`MAX_MANIFEST_BYTES`, and every count is bounded. Tool scripts (Yosys's) are
+built from these checked values only.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,6 +39,10 @@ from hwqnn.layers._meta import Fail, int_field, keys, refuse
 MANIFEST_NAME = "manifest.json"
 DEFAULT_AXIS_BITS = 64  # s_axis_tdata bits unless the user chooses (a DMA's width)
 COUNT = range(0, 1 << 62)  # any width or count in a manifest
+MAX_MANIFEST_BYTES = 1 << 24
+MAX_ROWS = 4096  # layers and folding entries
+MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 class ManifestError(InputError):
@@ -317,13 +328,18 @@ class Manifest:
         names = {f.name for f in fields(cls)} - {"dir"}
         m = keys(d, "", names, fail, optional=set())
         strings = {s: _string(m[s], s, fail) for s in cls.STRINGS}
-        if not isinstance(m["folding"], list) or not all(isinstance(f, str) for f in m["folding"]):
-            fail("folding", "a list of PExSIMD strings", f"{m['folding']!r}"[:60])
-        if not isinstance(m["layers"], list):
-            fail("layers", "a list of JSON objects", f"{m['layers']!r}"[:60])
-        layers = tuple(
-            LayerEntry.from_json(ly, f"layers[{i}]", fail) for i, ly in enumerate(m["layers"])
-        )
+        _module(strings["top"], "top", fail)
+        _file(strings["verilog"], "verilog", (".v", ".sv"), fail)
+        _file(strings["driver"], "driver", (".h",), fail)
+        folding, rows = m["folding"], m["layers"]
+        if not isinstance(folding, list) or not all(isinstance(f, str) for f in folding):
+            fail("folding", "a list of PExSIMD strings", f"{folding!r}"[:60])
+        if not isinstance(rows, list):
+            fail("layers", "a list of JSON objects", f"{rows!r}"[:60])
+        for name, entries in (("folding", folding), ("layers", rows)):
+            if len(entries) > MAX_ROWS:
+                fail(name, f"at most {MAX_ROWS} entries", len(entries))
+        layers = tuple(LayerEntry.from_json(ly, f"layers[{i}]", fail) for i, ly in enumerate(rows))
         pm = keys(m["pipeline"], "pipeline", {f.name for f in fields(Pipeline)}, fail, set())
         lat = pm["latency_cycles"]
         any_int = COUNT
@@ -336,7 +352,7 @@ class Manifest:
         )  # fmt: skip
         return cls(
             **strings,
-            folding=tuple(m["folding"]),
+            folding=tuple(folding),
             ports=Ports.from_json(m["ports"], "ports", fail),
             estimated_luts=int_field(m["estimated_luts"], "estimated_luts", fail, any_int),
             layers=layers,
@@ -373,7 +389,8 @@ class LayerManifest:
         m = keys(d, "", {"top", "verilog", "ports", "cycles_per_frame", "latency"}, fail, set())
         any_int = COUNT
         return cls(
-            _string(m["top"], "top", fail), _string(m["verilog"], "verilog", fail),
+            _module(_string(m["top"], "top", fail), "top", fail),
+            _file(_string(m["verilog"], "verilog", fail), "verilog", (".v", ".sv"), fail),
             LayerPorts.from_json(m["ports"], "ports", fail),
             int_field(m["cycles_per_frame"], "cycles_per_frame", fail, any_int),
             int_field(m["latency"], "latency", fail, any_int), dir=rtl_dir,
@@ -385,16 +402,31 @@ def load(rtl_dir: Path) -> Manifest | LayerManifest:
     its ``top``); a :class:`ManifestError` names the file and the field."""
     path = Path(rtl_dir) / MANIFEST_NAME
     try:
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ManifestError(f"{path}: larger than {MAX_MANIFEST_BYTES} bytes: not a manifest")
         d = json.loads(path.read_text())
     except FileNotFoundError as e:
         raise ManifestError(f"{path}: no manifest (generate the RTL with 'hwqnn rtl' first)") from e
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ManifestError(f"{path}: not a readable manifest ({e})") from e
+    except RecursionError as e:
+        raise ManifestError(f"{path}: not a readable manifest (nested too deeply)") from e
     kind = LayerManifest if isinstance(d, dict) and d.get("top") == "hwqnn_layer" else Manifest
     man = kind.from_json(d, str(path), Path(rtl_dir))
+    inside(Path(rtl_dir), man.verilog, f"{path}: field 'verilog'")
     if not man.verilog_path.is_file():
         raise ManifestError(f"{man.verilog_path}: the Verilog named by the manifest is missing")
     return man
+
+
+def inside(rtl_dir: Path, name: str, what: str) -> Path:
+    """``rtl_dir / name``, refused unless it resolves inside ``rtl_dir`` (a link out of the
+    directory is refused like a path)."""
+    base = rtl_dir.resolve()
+    target = (base / name).resolve()
+    if not target.is_relative_to(base):
+        raise ManifestError(f"{what}: expected a file inside {rtl_dir}, found a link out of it")
+    return target
 
 
 def load_network(rtl_dir: Path) -> Manifest:
@@ -411,6 +443,21 @@ def _string(v: object, fld: str, fail: Fail) -> str:
     if not isinstance(v, str) or not v:
         fail(fld, "a non-empty string", f"{v!r}"[:60])
     assert isinstance(v, str)
+    return v
+
+
+def _module(v: str, fld: str, fail: Fail) -> str:
+    """``v`` if it is a Verilog module name (an identifier, at most 128 characters)."""
+    if not MODULE_NAME.fullmatch(v):
+        fail(fld, "a module name (letters, digits, _)", repr(v)[:60])
+    return v
+
+
+def _file(v: str, fld: str, suffixes: tuple[str, ...], fail: Fail) -> str:
+    """``v`` if it is a plain file name (no separator, no leading dot) ending in ``suffixes``."""
+    if not FILE_NAME.fullmatch(v) or not v.endswith(suffixes):
+        fail(fld, f"a file name in the RTL directory ending in {' or '.join(suffixes)}",
+             repr(v)[:60])  # fmt: skip
     return v
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NoReturn
 
+from hwqnn.errors import printable, shown
+
 Fail = Callable[[str, str, object], NoReturn]
 """``fail(field, expected, found)``: raise the one-line error naming the field."""
 
@@ -54,9 +56,8 @@ def refuse(where: str, error: type[Exception]) -> Fail:
     """A ``fail`` that raises ``error(f"{where}: field '{fld}': expected ..., found ...")``."""
 
     def fail(fld: str, expected: str, found: object) -> NoReturn:
-        msg = f"{where}: field '{fld}': expected {expected}, found {found}"
-        raise error(
-            msg.replace("\r", "\\r").replace("\n", "\\n")
-        )  # one line, whatever the file says
+        # one line, whatever the file says: names and values escaped, a long value cut
+        raise error(f"{printable(where)}: field '{shown(fld)}': expected {expected}, "
+                    f"found {shown(found)}")  # fmt: skip
 
     return fail
