@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import socket
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -26,7 +28,7 @@ from typing import Any
 from hwqnn import bundle as bundle_io
 from hwqnn.atomic import write_bytes, write_json
 from hwqnn.bundle import Bundle
-from hwqnn.errors import HwqnnError
+from hwqnn.errors import HwqnnError, InputError, ToolError, shown
 from hwqnn.hw.folding import (
     FoldingError,
     LayerFold,
@@ -66,20 +68,37 @@ def sweep_foldings(
 def _run_point(
     bundle_path: str, folds: list[str], axis_bits: int, out: str, target: str, clock_mhz: float
 ) -> DsePoint:
-    """One design point, in a worker process: generate, synthesize, summarize."""
+    """One design point, in a worker process: generate, synthesize, summarize. The point is
+    built in ``OUT.part`` and renamed to ``OUT`` when done, so a point directory is never
+    half-written (a killed or failed worker leaves only ``.part``, removed by the next run)."""
+    final, part = Path(out), Path(out + ".part")
+    shutil.rmtree(part, ignore_errors=True)
+    try:
+        point = _build_point(bundle_path, folds, axis_bits, part, target, clock_mhz)
+        shutil.rmtree(final, ignore_errors=True)
+        part.rename(final)
+    finally:
+        shutil.rmtree(part, ignore_errors=True)
+    point["dir"] = out
+    return point
+
+
+def _build_point(
+    bundle_path: str, folds: list[str], axis_bits: int, out: Path, target: str, clock_mhz: float
+) -> DsePoint:
     from hwqnn.hw.emit import generate
     from hwqnn.hw.folding import parse_folds
     from hwqnn.synth import synthesize
 
     b = bundle_io.load(bundle_path)
-    manifest = generate(plan(b, parse_folds(",".join(folds)), axis_bits), Path(out) / "rtl")
+    manifest = generate(plan(b, parse_folds(",".join(folds)), axis_bits), out / "rtl")
     cpf = manifest.pipeline.cycles_per_frame
     point = DsePoint(
         folding=list(manifest.folding),
         cycles_per_frame=cpf,
         fps=round(clock_mhz * 1e6 / cpf, 1),
         estimated_luts=manifest.estimated_luts,
-        dir=out,
+        dir=str(out),
     )
     try:
         r = synthesize(
@@ -123,9 +142,10 @@ def _map_ray(
     except ImportError as e:
         raise HwqnnError("--ray needs Ray: pip install 'hwqnn[ray]' (or: make setup)") from e
     opts: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-    if address == "local":
+    if address is None or address == "local":
         ray.init(num_cpus=jobs, **opts)
     else:
+        check_reachable(address)  # ray.init waits without end for an address nobody serves
         ray.init(address=address, **opts)
     try:
         task = ray.remote(num_cpus=1)(_run_point)
@@ -139,6 +159,26 @@ def _map_ray(
         return points
     finally:
         ray.shutdown()
+
+
+RAY_CONNECT_S = 10.0
+
+
+def check_reachable(address: str, timeout: float = RAY_CONNECT_S) -> None:
+    """Refuse a Ray address (``host:port`` or ``ray://host:port``) that does not accept a TCP
+    connection within ``timeout`` seconds, in one line."""
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"--ray: expected 'local' or HOST:PORT, found {shown(address)!r}")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        raise ToolError(
+            f"--ray {shown(address)}: no Ray head answers there within {timeout:g} s "
+            f"({e.strerror or type(e).__name__})"
+        ) from None
 
 
 def pareto(points: Sequence[DsePoint]) -> list[DsePoint]:

@@ -6,6 +6,7 @@ This module only sequences the stages; the work lives in the stage modules it im
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -38,7 +39,24 @@ log = logging.getLogger(__name__)
 
 
 def train_stage(opts: TrainOptions, out: Path) -> TrainMetrics:
-    """Train the quantized model (and the float twin if asked); write checkpoints and metrics."""
+    """Train the quantized model (and the float twin if asked); write checkpoints and metrics.
+    The directory never mixes two runs: an earlier run's outputs are removed when this one
+    starts, and this run's are removed if it fails."""
+    outputs = [out / n for n in TRAIN_OUTPUTS]
+    for f in outputs:
+        f.unlink(missing_ok=True)
+    try:
+        return _train_into(opts, out)
+    except BaseException:
+        for f in outputs:
+            f.unlink(missing_ok=True)
+        raise
+
+
+TRAIN_OUTPUTS = ("model.pt", "float.pt", "metrics.json")
+
+
+def _train_into(opts: TrainOptions, out: Path) -> TrainMetrics:
     import torch
 
     from hwqnn.model import build, parse_arch
@@ -192,9 +210,16 @@ def sim_stage(bundle_path: Path, opts: SimOptions) -> RtlCheck:
     return res
 
 
-def _prepare_run_dir(out: Path) -> None:
-    """Create ``out`` (or check it), make sure it is writable, and drop the completion markers
-    of an earlier run so a failed run never looks complete."""
+RUN_FILES = ("report.json", "report.md", "FAILED.txt", "sim.json", "ops.json", "ops.png",
+             "bundle.npz")  # fmt: skip
+RUN_DIRS = ("rtl", "synth", "train")  # build/ stays: a cache keyed by the sources' digest
+
+
+def _prepare_run_dir(out: Path, keep: Path | None = None) -> None:
+    """Create ``out`` (or check it), make sure it is writable, and remove every output of an
+    earlier run (and temporary files a killed run left), so the directory never mixes two
+    runs and a failed run never looks complete. ``keep`` (the user's bundle) is never
+    removed."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -202,8 +227,16 @@ def _prepare_run_dir(out: Path) -> None:
         probe.unlink()
     except OSError as e:
         raise OSError(f"{out}: cannot write the run directory ({e.strerror})") from e
-    for name in ("report.json", "report.md", "FAILED.txt"):
-        (out / name).unlink(missing_ok=True)
+    kept = keep.resolve() if keep is not None else None
+    for name in RUN_FILES:
+        if (out / name).resolve() != kept:
+            (out / name).unlink(missing_ok=True)
+    for name in RUN_DIRS:
+        d = out / name
+        if d.is_dir() and not (kept is not None and kept.is_relative_to(d.resolve())):
+            shutil.rmtree(d)
+    for stale in out.rglob(".*.tmp"):  # hwqnn.atomic's temporary names
+        stale.unlink(missing_ok=True)
 
 
 @dataclass
@@ -334,7 +367,7 @@ def flow(opts: FlowOptions) -> Report:
     from tqdm import tqdm
 
     out = Path(opts.out)
-    _prepare_run_dir(out)
+    _prepare_run_dir(out, Path(opts.bundle) if opts.bundle else None)
     steps = FLOW_STEPS[2:] if opts.bundle else FLOW_STEPS
     bar = tqdm(steps, desc="flow", unit="stage", leave=True)
     try:

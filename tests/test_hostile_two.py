@@ -198,3 +198,144 @@ def test_a_long_value_is_cut_with_its_length(
     assert main(["synth", str(d), "-o", str(tmp_path / "out")]) == 2
     line = _one_line(capsys)
     assert "(4,000 characters)" in line and len(line) < 600
+
+
+# ---- QONNX graphs, bounded before anything is allocated or run ----------------------------------
+
+
+def _graph(
+    in_dims: list[int] | None = None, op: str = "MatMul", domain: str = "", opset: int = 13,
+    lie: bool = False, meta: dict[str, str] | None = None,
+) -> bytes:  # fmt: skip
+    from onnx import TensorProto, helper
+
+    in_dims = in_dims or [1, 4]
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 2], [1.0] * 8)
+    if lie:  # claims a billion columns, holds eight values
+        w = helper.make_tensor("w", TensorProto.FLOAT, [4, 2], [1.0] * 8)
+        w.dims[1] = 1_000_000_000
+    node = helper.make_node(op, ["x", "w"], ["y"], domain=domain, name="n0")
+    g = helper.make_graph(
+        [node], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_dims)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+        [w],
+    )  # fmt: skip
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    for k, v in (meta or {}).items():
+        helper.set_model_props(m, {k: v})
+    return bytes(m.SerializeToString())
+
+
+HOSTILE_GRAPHS = {
+    "empty file": (b"", "an empty file"),
+    "not onnx": (b"\x00garbage\xff" * 10, "not a readable ONNX model"),
+    "huge declared input": (_graph([1, 1, 60000, 60000]), "over the 16,777,216 limit"),
+    "lying initializer": (_graph(lie=True), "initializer 'w'"),
+    "unknown op": (_graph(op="Frobnicate"), "the graph does not run"),
+    "unknown domain": (_graph(domain="evil.ops"), "the graph does not run"),
+    "newer opset": (_graph(opset=99), "the graph does not run"),
+    "deep metadata": (
+        _graph(meta={"hwqnn.info": "[" * 100_000 + "]" * 100_000}),
+        "nested 100000 deep",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_GRAPHS))
+def test_a_hostile_qonnx_graph_is_one_line_naming_the_file(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, message = HOSTILE_GRAPHS[case]
+    model = tmp_path / "m.onnx"
+    model.write_bytes(data)
+    out = tmp_path / "b.npz"
+    assert main(["import", str(model), "-o", str(out)]) == 2
+    line = _one_line(capsys)
+    assert line.startswith(f"hwqnn: error: {model}") and message in line, line
+    assert not out.exists()
+
+
+def test_a_graph_without_input_is_refused(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    from hwqnn.onnxio.bounds import GraphBoundsError, read_model
+
+    c = helper.make_tensor("c", TensorProto.FLOAT, [1], [1.0])
+    node = helper.make_node("Identity", ["c"], ["y"])
+    g = helper.make_graph(
+        [node], "g", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], [c]
+    )
+    p = tmp_path / "m.onnx"
+    p.write_bytes(helper.make_model(g).SerializeToString())
+    with pytest.raises(GraphBoundsError, match="the graph has no input"):
+        read_model(p)
+
+
+def test_a_ray_address_nobody_serves_fails_in_bounded_time() -> None:
+    import time
+
+    from hwqnn.dse import check_reachable
+    from hwqnn.errors import InputError, ToolError
+
+    t0 = time.monotonic()
+    with pytest.raises(ToolError, match=r"--ray 127\.0\.0\.1:1: no Ray head answers there"):
+        check_reachable("127.0.0.1:1", timeout=2.0)
+    assert time.monotonic() - t0 < 5.0
+    with pytest.raises(InputError, match="expected 'local' or HOST:PORT"):
+        check_reachable("nowhere")
+
+
+# ---- a run directory never mixes two runs -------------------------------------------------------
+
+
+def test_a_failed_flow_leaves_no_output_of_an_earlier_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    for d in ("rtl", "synth", "train", "build"):
+        (out / d).mkdir(parents=True)
+        (out / d / "old.txt").write_text("earlier run")
+    for f in ("sim.json", "ops.json", "ops.png", "report.json", "report.md", "bundle.npz"):
+        (out / f).write_text("earlier run")
+    (out / "rtl" / ".hwqnn_top.v.abc123.tmp").write_text("a killed run's temporary file")
+    bad = tmp_path / "b.npz"
+    bad.write_bytes(b"not a bundle")
+    assert main(["flow", "--data", "synthetic", "--bundle", str(bad), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith("hwqnn: error:")  # after the bar
+    left = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert left == ["FAILED.txt", "build", "build/old.txt"]  # build/ is a content-keyed cache
+
+
+def test_the_users_bundle_inside_the_run_directory_is_kept(tmp_path: Path) -> None:
+    from hwqnn.pipeline import _prepare_run_dir
+
+    out = tmp_path / "run"
+    (out / "train").mkdir(parents=True)
+    mine = out / "bundle.npz"
+    mine.write_text("the user's")
+    _prepare_run_dir(out, mine)
+    assert mine.read_text() == "the user's" and not (out / "train").exists()
+
+
+def test_a_failed_training_leaves_no_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hwqnn import train
+    from hwqnn.errors import InputError
+
+    real_fit = train.fit
+
+    def fit(model: object, *a: object, **k: object) -> object:
+        if "float" in str(k.get("desc", "")):
+            raise InputError("the float twin diverged")
+        return real_fit(model, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(train, "fit", fit)
+    out = tmp_path / "t"
+    out.mkdir()
+    (out / "metrics.json").write_text("earlier run")
+    args = ["train", "--data", "synthetic", "--arch", "mlp:16", "--epochs", "1", "--float-twin"]
+    assert main([*args, "--out", str(out)]) == 2
+    assert "the float twin diverged" in _one_line(capsys)
+    assert list(out.iterdir()) == []

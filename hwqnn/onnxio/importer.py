@@ -26,16 +26,17 @@ weight quantizers become quantized initializers) and then read as one chain from
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
 from hwqnn.bundle import Bundle, InputQuant, make_layer, validate
-from hwqnn.errors import InputError
+from hwqnn.errors import InputError, shown
 from hwqnn.layers import Conv2d, Layer, MaxPool2d, NetLayer, Window
 from hwqnn.layers.dense import SUPPORTED_BITS
+from hwqnn.onnxio.bounds import GraphBoundsError, check_model, metadata_json, read_model
 from hwqnn.packing import level_scale
 
 WEIGHTED = {"MatMul", "Gemm", "Conv"}
@@ -300,24 +301,41 @@ def import_qonnx(
     from qonnx.transformation.change_batchsize import ChangeBatchSize
     from qonnx.util.cleanup import cleanup_model
 
+    if raw_bits not in range(1, 9):
+        raise InputError(f"raw_bits must be in 1..8, not {raw_bits!r}")
+    if not (math.isfinite(input_scale) and input_scale != 0 and math.isfinite(input_bias)):
+        raise InputError(f"the input mapping must be finite with a scale other than 0, not "
+                         f"scale {input_scale!r}, bias {input_bias!r}")  # fmt: skip
     model = model_or_path
-    if not isinstance(model, ModelWrapper):
-        try:
-            model = ModelWrapper(str(model_or_path))
-        except Exception as e:  # protobuf and onnx raise many kinds on foreign bytes
-            raise UnrepresentableGraphError(
-                f"{model_or_path}: not a readable ONNX model ({type(e).__name__})"
-            ) from e
+    if isinstance(model, ModelWrapper):
+        where = "<model>"
+        check_model(model.model, where)
+    else:
+        where = shown(model_or_path)
+        model = ModelWrapper(read_model(model_or_path))
     props = {p.key: p.value for p in model.model.metadata_props}  # hwqnn's own export
     if classes is None and "hwqnn.classes" in props:
-        classes = list(json.loads(props["hwqnn.classes"]))
-    info = json.loads(props["hwqnn.info"]) if "hwqnn.info" in props else None
-    shape = json.loads(props.get("hwqnn.input_shape", "null"))
-    model = cleanup_model(model.transform(ChangeBatchSize(1)))
-    inp = model.graph.input[0]
-    in_shape = tuple(int(d) for d in model.get_tensor_shape(inp.name))
-    probe = np.zeros(in_shape, np.float32) + np.float32(input_bias)
-    ctx = execute_onnx(model, {inp.name: probe}, return_full_exec_context=True)
+        named = metadata_json(props["hwqnn.classes"], "hwqnn.classes", where)
+        if not isinstance(named, list) or not all(isinstance(c, str) for c in named):
+            raise GraphBoundsError(f"{where}: metadata 'hwqnn.classes': not a list of names")
+        classes = named
+    info = (
+        metadata_json(props["hwqnn.info"], "hwqnn.info", where) if "hwqnn.info" in props else None
+    )
+    if info is not None and not isinstance(info, dict):
+        raise GraphBoundsError(f"{where}: metadata 'hwqnn.info': not a JSON object")
+    shape = metadata_json(props.get("hwqnn.input_shape", "null"), "hwqnn.input_shape", where)
+    try:
+        model = cleanup_model(model.transform(ChangeBatchSize(1)))
+        inp = model.graph.input[0]
+        in_shape = tuple(int(d) for d in model.get_tensor_shape(inp.name))
+        probe = np.zeros(in_shape, np.float32) + np.float32(input_bias)
+        ctx = execute_onnx(model, {inp.name: probe}, return_full_exec_context=True)
+    except Exception as e:  # onnx, onnxruntime and qonnx raise their own kinds on bad graphs
+        first = str(e).strip().split("\n", 1)[0]
+        raise UnrepresentableGraphError(
+            f"{where}: the graph does not run ({type(e).__name__}: {shown(first)})"
+        ) from e
     rd = _Reader(model, ctx)
     result = _Builder(rd, in_shape, input_scale, input_bias, raw_bits).run(classes, info)
     if isinstance(shape, list) and all(type(d) is int for d in shape):  # the shape hwqnn wrote
