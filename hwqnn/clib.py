@@ -16,14 +16,13 @@ import ctypes
 import hashlib
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from types import TracebackType
 
 import numpy as np
 
-from hwqnn import flat
+from hwqnn import flat, procs
 from hwqnn.bundle import Bundle, BundleError
 from hwqnn.errors import HwqnnError, InputError
 
@@ -52,7 +51,7 @@ def _build_from_source() -> Path:
     os.close(fd)
     cmd = [cc, *CFLAGS, "-I", str(SW_DIR / "include"), str(SW_DIR / SOURCES[0]), "-o", tmp]
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True)
+        res = procs.run(cmd, capture_output=True, text=True)
         if res.returncode:
             raise HwqnnError(f"building {SW_DIR / SOURCES[0]} failed: {res.stderr.strip()}")
         os.replace(tmp, out)

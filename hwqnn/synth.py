@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypedDict
 
+from hwqnn import procs
 from hwqnn.atomic import write_json
 from hwqnn.errors import HwqnnError
 from hwqnn.hw.manifest import MODULE_NAME, Manifest, inside
@@ -285,12 +286,14 @@ def _run_logged(cmd: list[str], log_file: Path, job: str, progress: _Progress) -
     in; raise on failure."""
     progress.set(job, "starting")
     with log_file.open("w") as lf:
-        proc = subprocess.Popen(
-            cmd, stdout=lf, stderr=subprocess.STDOUT, text=True, cwd=log_file.parent
-        )
-        while proc.poll() is None:
-            time.sleep(0.5)
-            progress.set(job, _last_phase(log_file))
+        proc = procs.popen(cmd, stdout=lf, stderr=subprocess.STDOUT, text=True, cwd=log_file.parent)
+        try:
+            while proc.poll() is None:
+                time.sleep(0.5)
+                progress.set(job, _last_phase(log_file))
+        except BaseException:  # Ctrl-C or an error: the tool does not outlive the run
+            procs.kill_group(proc)
+            raise
     if proc.returncode != 0:
         tail = log_file.read_text(errors="replace")[-1500:]
         raise SynthError(

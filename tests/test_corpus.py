@@ -1,10 +1,12 @@
-"""The fuzz corpus as regression tests: every file in ``tests/corpus/bundle`` (the named hostile
-cases, and any input a fuzzer ever crashed the loader with) is refused with one line naming the
-file, or loads as a valid bundle; and the coverage-guided fuzzer (atheris) runs for a bounded time
-in the slow tier without a crash."""
+"""The fuzz corpus as regression tests: every file in ``tests/corpus/bundle``, ``manifest`` and
+``onnx`` (the named hostile cases, and any input a fuzzer ever crashed a reader with) is refused
+with one line naming the file, or reads as a valid bundle, manifest or graph; and the
+coverage-guided fuzzer (atheris) runs for a bounded time on each reader in the slow tier without
+a crash."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tracemalloc
@@ -16,6 +18,8 @@ from hwqnn import bundle as B  # noqa: N812
 
 CORPUS = Path(__file__).parent / "corpus" / "bundle"
 FILES = sorted(CORPUS.iterdir())
+MANIFESTS = sorted((CORPUS.parent / "manifest").iterdir())
+GRAPHS = sorted((CORPUS.parent / "onnx").iterdir())
 
 
 def test_the_corpus_is_there() -> None:
@@ -40,12 +44,45 @@ def test_corpus_file(path: Path) -> None:
     assert peak <= 4 * path.stat().st_size + (12 << 20)
 
 
+@pytest.mark.parametrize("path", MANIFESTS, ids=[p.stem for p in MANIFESTS])
+def test_manifest_corpus_file(path: Path, tmp_path: Path) -> None:
+    from hwqnn.hw.manifest import ManifestError, load
+
+    rtl = tmp_path / "rtl"
+    shutil.copytree(CORPUS.parent / "rtl", rtl)
+    shutil.copy(path, rtl / "manifest.json")
+    try:
+        load(rtl)
+    except ManifestError as e:
+        assert str(e).startswith(str(rtl)) and "\n" not in str(e) and "\x1b" not in str(e)
+        assert path.stem != "valid"
+        return
+    assert path.stem == "valid"
+
+
+@pytest.mark.parametrize("path", GRAPHS, ids=[p.stem for p in GRAPHS])
+def test_onnx_corpus_file(path: Path) -> None:
+    from hwqnn.errors import HwqnnError
+    from hwqnn.onnxio.importer import import_qonnx
+
+    try:
+        import_qonnx(path)
+    except HwqnnError as e:
+        assert str(e).startswith(str(path)) and "\n" not in str(e)
+        assert path.stem != "valid"
+        return
+    assert path.stem == "valid"
+
+
 @pytest.mark.slow
-def test_atheris_finds_no_crash_in_a_minute(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("target", "seconds"), [("bundle", 60), ("manifest", 30), ("onnx", 30)])
+def test_atheris_finds_no_crash(tmp_path: Path, target: str, seconds: int) -> None:
     pytest.importorskip("atheris")
-    cmd = [sys.executable, str(Path(__file__).parent / "fuzz_atheris.py"), str(tmp_path / "new"),
-           str(CORPUS), "-max_total_time=60", "-rss_limit_mb=2048", "-malloc_limit_mb=256",
-           "-seed=1", f"-artifact_prefix={tmp_path}/"]  # fmt: skip
+    corpus = CORPUS.parent / target
+    cmd = [sys.executable, str(Path(__file__).parent / "fuzz_atheris.py"), f"--target={target}",
+           str(tmp_path / "new"), str(corpus), f"-max_total_time={seconds}",
+           "-rss_limit_mb=2048", "-malloc_limit_mb=256", "-seed=1",
+           f"-artifact_prefix={tmp_path}/"]  # fmt: skip
     (tmp_path / "new").mkdir()
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     crashes = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("crash-", "oom-")))

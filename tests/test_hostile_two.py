@@ -339,3 +339,40 @@ def test_a_failed_training_leaves_no_checkpoint(
     assert main([*args, "--out", str(out)]) == 2
     assert "the float twin diverged" in _one_line(capsys)
     assert list(out.iterdir()) == []
+
+
+# ---- children die with hwqnn --------------------------------------------------------------------
+
+HOLDER = """
+import sys
+from hwqnn import procs
+procs.run(["sh", "-c", "sleep {t} & sleep {t}; wait"], capture_output=True)
+"""
+
+
+def _survivors(marker: str) -> list[str]:
+    import subprocess
+
+    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in ps.splitlines() if line.split(None, 1)[-1] == marker]
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])
+def test_the_tools_under_hwqnn_die_with_it(sig: str) -> None:
+    """``kill -INT`` of the hwqnn process alone and ``kill -9`` leave no tool running: the tool
+    and what it started (here a shell and two sleeps) are gone 2 s later."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    t = f"{37 + (sig == 'SIGKILL')}.{os.getpid() % 1000:03d}"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER.format(t=t)])
+    deadline = time.monotonic() + 20
+    while len(_survivors(f"sleep {t}")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(_survivors(f"sleep {t}")) == 2, "the tool did not start"
+    holder.send_signal(getattr(signal, sig))
+    holder.wait(timeout=10)
+    time.sleep(2)
+    assert _survivors(f"sleep {t}") == []

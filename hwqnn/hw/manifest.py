@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from hwqnn.errors import InputError
+from hwqnn.errors import InputError, shown
 from hwqnn.layers._meta import Fail, int_field, keys, refuse
 
 MANIFEST_NAME = "manifest.json"
@@ -407,8 +407,8 @@ def load(rtl_dir: Path) -> Manifest | LayerManifest:
         d = json.loads(path.read_text())
     except FileNotFoundError as e:
         raise ManifestError(f"{path}: no manifest (generate the RTL with 'hwqnn rtl' first)") from e
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ManifestError(f"{path}: not a readable manifest ({e})") from e
+    except (OSError, ValueError) as e:  # bad UTF-8, bad JSON, an integer of 5,000 digits
+        raise ManifestError(f"{path}: not a readable manifest ({shown(e)})") from e
     except RecursionError as e:
         raise ManifestError(f"{path}: not a readable manifest (nested too deeply)") from e
     kind = LayerManifest if isinstance(d, dict) and d.get("top") == "hwqnn_layer" else Manifest

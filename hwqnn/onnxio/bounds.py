@@ -62,6 +62,8 @@ def check_model(model: Any, where: str) -> None:
     for t in g.initializer:
         _check_initializer(t, where)
     for prop in model.metadata_props:
+        if not isinstance(prop.key, str):
+            raise GraphBoundsError(f"{where}: a metadata key that is not UTF-8 text")
         if len(prop.value) > MAX_META_BYTES:
             raise GraphBoundsError(
                 f"{where}: metadata {shown(prop.key, 60)!r}: {len(prop.value):,} bytes, over "
@@ -104,8 +106,13 @@ def _check_initializer(t: Any, where: str) -> None:
         )
     if t.data_location == 1:  # EXTERNAL
         raise GraphBoundsError(f"{where}: initializer {name!r}: external data is not read")
-    if t.raw_data:
+    try:
         itemsize = helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+    except (KeyError, ValueError, TypeError):
+        raise GraphBoundsError(
+            f"{where}: initializer {name!r}: data type {t.data_type} is not an ONNX type"
+        ) from None
+    if t.raw_data:
         if len(t.raw_data) != values * itemsize:
             raise GraphBoundsError(
                 f"{where}: initializer {name!r}: {len(t.raw_data):,} bytes of data for shape "
@@ -124,6 +131,8 @@ def _check_initializer(t: Any, where: str) -> None:
 
 def metadata_json(value: str, key: str, where: str) -> object:
     """A metadata value hwqnn wrote as JSON, parsed with its nesting bounded."""
+    if not isinstance(value, str):  # protobuf hands back bytes that are not UTF-8
+        raise GraphBoundsError(f"{where}: metadata {key!r}: not UTF-8 text")
     depth = deepest = 0
     in_string = escaped = False
     for c in value:  # bracket depth outside strings, before the parser recurses
@@ -142,5 +151,5 @@ def metadata_json(value: str, key: str, where: str) -> object:
         )
     try:
         return json.loads(value)
-    except json.JSONDecodeError as e:
-        raise GraphBoundsError(f"{where}: metadata {key!r}: not JSON ({e.msg})") from e
+    except ValueError as e:  # bad JSON, or an integer of 5,000 digits
+        raise GraphBoundsError(f"{where}: metadata {key!r}: not JSON ({shown(e)})") from e

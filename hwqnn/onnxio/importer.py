@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hwqnn.bundle import Bundle, InputQuant, make_layer, validate
-from hwqnn.errors import InputError, shown
+from hwqnn.errors import HwqnnError, InputError, shown
 from hwqnn.layers import Conv2d, Layer, MaxPool2d, NetLayer, Window
 from hwqnn.layers.dense import SUPPORTED_BITS
 from hwqnn.onnxio.bounds import GraphBoundsError, check_model, metadata_json, read_model
@@ -337,7 +337,17 @@ def import_qonnx(
             f"{where}: the graph does not run ({type(e).__name__}: {shown(first)})"
         ) from e
     rd = _Reader(model, ctx)
-    result = _Builder(rd, in_shape, input_scale, input_bias, raw_bits).run(classes, info)
+    try:
+        result = _Builder(rd, in_shape, input_scale, input_bias, raw_bits).run(classes, info)
+    except HwqnnError as e:
+        if isinstance(e, UnrepresentableGraphError) and not str(e).startswith(where):
+            raise UnrepresentableGraphError(f"{where}: {e}") from e
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+        # a node whose attributes or inputs are not of the types ONNX gives them: foreign input
+        raise UnrepresentableGraphError(
+            f"{where}: a malformed graph ({type(e).__name__}: {shown(e)})"
+        ) from e
     if isinstance(shape, list) and all(type(d) is int for d in shape):  # the shape hwqnn wrote
         b = result.bundle
         named = Bundle(b.layers, tuple(shape), b.classes, b.info, b.input_quant)

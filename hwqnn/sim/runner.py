@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from hwqnn import procs
 from hwqnn.errors import ToolError
 from hwqnn.hw.manifest import LayerManifest, Manifest, words
 
@@ -75,7 +76,7 @@ def lint(verilog: Path, top: str) -> subprocess.CompletedProcess[str]:
     """``verilator --lint-only -Wall`` with the named waivers."""
     setup_env()
     cmd = ["verilator", "--lint-only", "-Wall", *waiver_args(), "--top-module", top, str(verilog)]
-    return subprocess.run(cmd, capture_output=True, text=True, check=False)
+    return procs.run(cmd, capture_output=True, text=True, check=False)
 
 
 def build(man: AnyManifest, build_dir: Path) -> Any:
@@ -270,7 +271,7 @@ def build_harness(man: AnyManifest, build_dir: Path, coverage: bool = False) -> 
         "-CFLAGS", defines, str(src), str(HARNESS),
     ]  # fmt: skip
     log.info("building the C++ harness for %s", src)
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = procs.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0 or not exe.is_file():
         raise SimError(
             f"Verilator C++ build failed in {mdir}:\n{(proc.stdout + proc.stderr)[-3000:]}"
@@ -313,7 +314,7 @@ def run_harness(
         env = dict(os.environ)
         if coverage_file is not None:
             env["HWQNN_COVERAGE"] = str(coverage_file)
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+        proc = procs.run(cmd, capture_output=True, text=True, check=False, env=env)
         if proc.returncode != 0:
             raise SimError(f"the C++ harness failed ({proc.returncode}): {proc.stderr[-2000:]}")
         stats: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])

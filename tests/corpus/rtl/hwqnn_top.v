@@ -1,0 +1,1 @@
+module hwqnn_top; endmodule
