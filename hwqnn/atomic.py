@@ -1,7 +1,9 @@
 """Files written whole or not at all: a temporary file in the target's directory, flushed to
 disk, given the permissions a plain ``open()`` would give (0666 less the umask; ``mkstemp``
 alone makes them 0600, unreadable to a colleague or a web server), then renamed over the
-target. An interrupted write leaves the old file, or none, never a half-written one."""
+target. An interrupted write leaves the old file, or none, never a half-written one; a
+``kill -9`` can leave the temporary file (``.NAME.*.tmp``), which the next write of the same
+target removes."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,6 +37,8 @@ def write_bytes(path: str | os.PathLike[str], write: Callable[[IO[bytes]], objec
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    for stale in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):  # a killed writer's
+        stale.unlink(missing_ok=True)
     return path
 
 

@@ -376,3 +376,15 @@ def test_the_tools_under_hwqnn_die_with_it(sig: str) -> None:
     holder.wait(timeout=10)
     time.sleep(2)
     assert _survivors(f"sleep {t}") == []
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path: Path) -> None:
+    from hwqnn.atomic import write_json
+
+    stale = tmp_path / ".out.json.k2x9q.tmp"
+    stale.write_text("half of a file: the writer was killed")
+    other = tmp_path / ".other.json.k2x9q.tmp"
+    other.write_text("another target's")
+    write_json(tmp_path / "out.json", {"ok": 1})
+    assert not stale.exists() and other.exists()
+    assert json.loads((tmp_path / "out.json").read_text()) == {"ok": 1}
