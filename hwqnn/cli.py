@@ -363,8 +363,10 @@ def _add_hw_args(p: argparse.ArgumentParser) -> None:
         type=count(8),
         default=DEFAULT_AXIS_BITS,
         help=f"width of s_axis_tdata (a multiple of 8 in 8..1024; default {DEFAULT_AXIS_BITS}), "
-        "independent of "
-        "the folding: the design converts widths inside",
+        "independent of the folding. A beat carries in_chunk raw values: as many as fit for a "
+        "dense first layer, the largest divisor of the channels that fits for an image (a "
+        "grayscale ConvNet: one pixel a beat); manifest.json's ports.in_chunk and "
+        "ports.in_beats say both",
     )
 
 

@@ -16,10 +16,13 @@ then)::
                                           at 64i+32 (32 bits each, wrapping); may be left open
 
 ``AXIS_BITS`` is the user's choice (``axis_bits``: a multiple of 8 in 8..1024, independent of the
-folding): a beat carries ``in_chunk = min(AXIS_BITS // R, in_features)`` raw values of ``R`` bits
-(the bundle's ``raw_bits``: layer 0's ``in_bits`` unless the bundle quantizes its input), and bits
-above ``in_chunk * R`` are ignored. A frame is ``ceil(in_features / in_chunk)`` beats; values
-above ``in_features`` in the last beat are ignored. A bundle with input thresholds gets a front
+folding): a beat carries ``in_chunk`` raw values of ``R`` bits (the bundle's ``raw_bits``: layer
+0's ``in_bits`` unless the bundle quantizes its input), bits above ``in_chunk * R`` ignored, with
+``in_chunk`` (:func:`hwqnn.hw.plan.first_chunk`) ``min(AXIS_BITS // R, in_features)`` for a
+dense first layer and, for an image-shaped one, the largest divisor of its channel count that
+fits (a beat never splits a pixel: a grayscale ConvNet takes one pixel a beat). A frame is
+``ceil(in_features / in_chunk)`` beats; values above ``in_features`` in the last beat are
+ignored. The manifest's ``ports.in_chunk`` and ``ports.in_beats`` say both. A bundle with input thresholds gets a front
 end (:mod:`hwqnn.hw.inputq`, one register stage) that turns each beat into layer 0's codes.
 Each layer's frame buffer converts its producer's beat width to its own SIMD width, and holds two
 frames: the FIFO between layers.
