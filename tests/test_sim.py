@@ -119,6 +119,30 @@ def test_lint_wall_with_named_waivers(tmp_path: Path) -> None:
     assert len(WAIVERS) <= 6 and all(WAIVERS.values())  # short, each explained
 
 
+def test_a_testbench_with_its_own_timescale_compiles_without_a_warning(tmp_path: Path) -> None:
+    """The generated file has a timescale of its own: a testbench that sets one does not get a
+    TIMESCALEMOD warning per module (nor a mixed-timescale error)."""
+    import subprocess
+
+    from hwqnn.sim.runner import setup_env, waiver_args
+
+    b = random_bundle(7, 40, (16,), 3)
+    generate(plan(b, choose_folding(b, 20)), tmp_path)
+    assert (tmp_path / "hwqnn_top.v").read_text().splitlines()[2:4] == [
+        "`default_nettype none",
+        "`timescale 1ns / 1ps",
+    ]
+    (tmp_path / "tb.sv").write_text(
+        "`timescale 1ns / 1ps\nmodule tb(input wire aclk, input wire aresetn);\n"
+        "  hwqnn_top dut(.aclk(aclk), .aresetn(aresetn));\nendmodule\n"
+    )
+    setup_env()
+    cmd = ["verilator", "--lint-only", "-Wall", *waiver_args(), "-Wno-PINMISSING",
+           "--top-module", "tb", "tb.sv", "hwqnn_top.v"]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0 and "TIMESCALE" not in res.stderr, res.stderr[-2000:]
+
+
 def test_generation_is_deterministic(tmp_path: Path) -> None:
     b = random_bundle(8, 40, (16,), 3)
     f = choose_folding(b, 20)

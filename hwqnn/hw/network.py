@@ -22,8 +22,9 @@ folding): a beat carries ``in_chunk`` raw values of ``R`` bits (the bundle's ``r
 dense first layer and, for an image-shaped one, the largest divisor of its channel count that
 fits (a beat never splits a pixel: a grayscale ConvNet takes one pixel a beat). A frame is
 ``ceil(in_features / in_chunk)`` beats; values above ``in_features`` in the last beat are
-ignored. The manifest's ``ports.in_chunk`` and ``ports.in_beats`` say both. A bundle with input thresholds gets a front
-end (:mod:`hwqnn.hw.inputq`, one register stage) that turns each beat into layer 0's codes.
+ignored. The manifest's ``ports.in_chunk`` and ``ports.in_beats`` say both. A bundle with input
+thresholds gets a front end (:mod:`hwqnn.hw.inputq`, one register stage) that turns each beat
+into layer 0's codes.
 Each layer's frame buffer converts its producer's beat width to its own SIMD width, and holds two
 frames: the FIFO between layers.
 Register slices sit behind both AXI-Stream ports (one cycle each): every top-level output comes
