@@ -11,7 +11,8 @@ then)::
     m_axis_tdata  [OUT_BITS-1:0]    out   one beat per frame: class score k (signed, SCORE_W bits)
                                           at bits k*SCORE_W.., then the argmax class above them
     m_axis_tvalid, m_axis_tready, m_axis_tlast (always 1: every beat ends a frame)
-    frame_error                     out   sticky: a tlast arrived off a frame boundary
+    frame_error                     out   sticky: a tlast off a frame boundary (or none on a
+                                          frame's last beat); only a reset clears it
     perf_counters [64*L-1:0]        out   per layer i: issue cycles at bits 64i, output beats
                                           at 64i+32 (32 bits each, wrapping); may be left open
 

@@ -95,10 +95,45 @@ async def stream_test_set(dut: Any) -> None:
     assert not mism, f"{len(mism)} frame(s) differ from the golden model, first: image {mism[0]}"
 
 
+async def send_beats(dut: Any, beats: list[tuple[int, bool]]) -> None:
+    """Drive ``(tdata, tlast)`` beats into ``s_axis`` one after another, no outputs taken.
+    Inputs change at falling edges; ``tready`` (a register) read there is what the next rising
+    edge sees, so a beat is taken exactly when it was read high (as in :mod:`hwqnn.sim.axis`)."""
+    await FallingEdge(dut.aclk)
+    for w, last in beats:
+        dut.s_axis_tdata.value = w
+        dut.s_axis_tlast.value = int(last)
+        dut.s_axis_tvalid.value = 1
+        while True:
+            taken = bool(dut.s_axis_tready.value)
+            await FallingEdge(dut.aclk)
+            if taken:
+                break
+    dut.s_axis_tvalid.value = 0
+    dut.s_axis_tlast.value = 0
+
+
+def with_last(frame: list[int]) -> list[tuple[int, bool]]:
+    """A frame's beats with ``tlast`` on its last beat only: a well-formed frame."""
+    return [(w, i == len(frame) - 1) for i, w in enumerate(frame)]
+
+
+async def reset_pulse(dut: Any) -> None:
+    """Two cycles of reset with a consumer ready: no beat may be offered or taken during it."""
+    dut.aresetn.value = 0
+    dut.m_axis_tready.value = 1
+    for _ in range(2):
+        await RisingEdge(dut.aclk)
+        assert not dut.m_axis_tvalid.value, "m_axis_tvalid high during reset"
+        assert not dut.s_axis_tready.value, "s_axis_tready high during reset"
+    dut.aresetn.value = 1
+
+
 @cocotb.test()
 async def reset_mid_frame(dut: Any) -> None:
-    """Reset with frames in flight and half a frame sent: nothing of them comes out after reset,
-    and the frames sent after it come out right."""
+    """Well-formed frames (tlast on each last beat), reset with two frames in flight and half a
+    frame sent: ``frame_error`` stays clear throughout, nothing of those frames comes out after
+    the reset, and the frames sent after it come out exact."""
     cfg = load_config()
     if not cfg.get("reset_test", True):
         return
@@ -107,24 +142,43 @@ async def reset_mid_frame(dut: Any) -> None:
     expected = np.load(cfg["expected"])[:4].tolist()
     await start(dut)
     frames = frames_of(images, ports)
-    # two whole frames then the first half of a third, no outputs taken
-    partial = frames[0] + frames[1] + frames[2][: max(1, len(frames[2]) // 2)]
-    for w in partial:
-        dut.s_axis_tdata.value = w
-        dut.s_axis_tvalid.value = 1
-        while True:
-            await RisingEdge(dut.aclk)
-            if dut.s_axis_tready.value:
-                break
-    dut.s_axis_tvalid.value = 0
+    half = frames[2][: len(frames[2]) // 2]  # none for a one-beat frame: it has no middle
+    await send_beats(dut, with_last(frames[0]) + with_last(frames[1]) + [(w, False) for w in half])
     await ClockCycles(dut.aclk, 5)
-    dut.aresetn.value = 0
-    dut.m_axis_tready.value = 1  # a consumer taking beats during reset must be offered none
-    for _ in range(2):
-        await RisingEdge(dut.aclk)
-        assert not dut.m_axis_tvalid.value, "m_axis_tvalid high during reset"
-        assert not dut.s_axis_tready.value, "s_axis_tready high during reset"
-    dut.aresetn.value = 1
+    assert not dut.frame_error.value, "frame_error set on well-formed frames before the reset"
+    await reset_pulse(dut)
+    assert not dut.frame_error.value, "frame_error set by the reset"
     res = await stream_frames(dut, frames[2:4], 2, max_cycles=100_000)
     got = decode(res.outputs, ports)
     assert got == expected[2:4], f"after reset: got {got}, expected {expected[2:4]}"
+    assert not dut.frame_error.value, "frame_error set on well-formed frames after the reset"
+
+
+@cocotb.test()
+async def frame_error_is_sticky_until_reset(dut: Any) -> None:
+    """A ``tlast`` off a frame boundary sets ``frame_error``; it stays set through later
+    well-formed frames and only a reset clears it; frames after the reset come out exact."""
+    cfg = load_config()
+    if not cfg.get("reset_test", True):
+        return
+    ports = Ports(**cfg["ports"])
+    images = np.load(cfg["images"])[:4]
+    expected = np.load(cfg["expected"])[:4].tolist()
+    await start(dut)
+    frames = frames_of(images, ports)
+    if len(frames[0]) < 2:
+        return  # a one-beat frame has no beat off its boundary
+    early = [(w, i == 0) for i, w in enumerate(frames[0])]  # tlast on the first beat
+    await send_beats(dut, early)
+    await ClockCycles(dut.aclk, 3)
+    assert dut.frame_error.value, "a tlast off the frame boundary did not set frame_error"
+    await send_beats(dut, with_last(frames[1]))
+    await ClockCycles(dut.aclk, 3)
+    assert dut.frame_error.value, "frame_error is not sticky"
+    await reset_pulse(dut)
+    await ClockCycles(dut.aclk, 2)
+    assert not dut.frame_error.value, "the reset did not clear frame_error"
+    res = await stream_frames(dut, frames[2:4], 2, max_cycles=100_000)
+    got = decode(res.outputs, ports)
+    assert got == expected[2:4], f"after reset: got {got}, expected {expected[2:4]}"
+    assert not dut.frame_error.value, "frame_error set on well-formed frames after the reset"
