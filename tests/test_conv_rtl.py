@@ -65,8 +65,9 @@ def _folds(b: Bundle, n: Net) -> list:  # type: ignore[type-arg]
 @pytest.mark.parametrize("net", NETS)
 def test_conv_net_rtl_equals_golden(tmp_path: Path, net: Net) -> None:
     """Every score of every frame equal to golden, with and without random input gaps and output
-    back-pressure; without them one frame per predicted interval, exactly; the design's counters
-    equal the analytic issue counts of every MVTU."""
+    back-pressure; without them one frame per predicted interval and the first frame's latency
+    as predicted, exactly; the design's counters equal the analytic issue counts of every
+    MVTU."""
     b = _net(net, len(net.spec))
     folds = _folds(b, net)
     design = plan(b, folds, net.axis)
@@ -82,6 +83,7 @@ def test_conv_net_rtl_equals_golden(tmp_path: Path, net: Net) -> None:
     r = verify_rtl(b, design, man, x, labels, "cpp", tmp_path)
     assert r["cycles_per_frame_measured"] == man.pipeline.cycles_per_frame
     assert r["frames_off_interval"] == 0
+    assert r["latency_cycles"] == man.pipeline.latency_cycles  # the timing model, exactly
 
 
 def test_cocotb_bench_on_a_conv_net(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from hwqnn.hw.manifest import (
 from hwqnn.hw.mvtu import MVTU
 from hwqnn.hw.network import LayerTop, Top
 from hwqnn.hw.plan import Plan
+from hwqnn.hw.timing import frame_latency
 from hwqnn.layers.activation import Scores
 
 log = logging.getLogger(__name__)
@@ -35,18 +36,21 @@ DRIVER_NAME = "hwqnn_driver.h"
 def predict(top: Top) -> tuple[tuple[LayerEntry, ...], Pipeline]:
     """Each stage's manifest row, and the pipeline's timing: cycles per frame and the latency of
     one frame, cycles from the first input beat's handshake to ``m_axis_tvalid`` with an empty
-    pipeline (predicted where every stage models its latency; ``None`` when a window unit is in
-    the pipeline)."""
+    pipeline. A pipeline of store-and-forward stages (MVTUs) has a closed form, the sum below; a
+    pipeline with window units, which stream and stall each other, is stepped through its
+    handshakes (:func:`hwqnn.hw.timing.frame_latency`, which equals the sum where both apply:
+    tested)."""
     net = top.net
     p = net.plan
     rows = list(zip(p.stages, net.stage_units, strict=True))
-    latency: int | None = None
     per_stage = [st.latency(u) for st, u in rows]
     if all(lat is not None for lat in per_stage):
         slices = 2  # the register slices behind s_axis and in front of m_axis
         slices += net.front.latency if net.front is not None else 0
         argmax = net.collector.latency - 1  # the collector's comparison stages
         latency = p.in_beats + slices + argmax + sum(lat or 0 for lat in per_stage)
+    else:
+        latency = frame_latency([*net.chain, net.collector], p.in_beats)
     pipeline = Pipeline(p.cycles_per_frame, p.slowest_layer, latency, p.in_beats)
     return tuple(st.entry(u) for st, u in rows), pipeline
 
