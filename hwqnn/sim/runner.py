@@ -86,6 +86,7 @@ def build(man: AnyManifest, build_dir: Path) -> Any:
     setup_env()
     build_dir.mkdir(parents=True, exist_ok=True)
     runner = get_runner("verilator")
+    _under_reaper(runner)
     log.info("building %s with Verilator in %s", man.verilog_path, build_dir)
     # cocotb's runner makes every signal public (--public-flat-rw), which stops Verilator from
     # optimising the design; the benches touch only the top's ports, so make just those public
@@ -117,6 +118,22 @@ def build(man: AnyManifest, build_dir: Path) -> Any:
         )
         raise SimError(f"Verilator build failed in {build_dir}:\n{tail}") from e
     return runner
+
+
+def _under_reaper(runner: Any) -> None:
+    """Run the cocotb runner's commands (Verilator's make and compilers, the simulation) under
+    :mod:`hwqnn.reaper`, so they die with hwqnn like every other tool. The runner runs each
+    command through its ``_execute_cmds``; this replaces it on the instance with the same
+    behaviour through :func:`hwqnn.procs.run`."""
+
+    def execute(cmds: Any, cwd: Any, stdout: Any = None) -> None:
+        for cmd in cmds:
+            stderr = None if stdout is None else subprocess.STDOUT
+            res = procs.run(cmd, cwd=cwd, env=runner.env, stdout=stdout, stderr=stderr)
+            if res.returncode != 0:
+                raise RuntimeError(f"Command failed with return code: {res.returncode}")
+
+    runner._execute_cmds = execute
 
 
 def run_bench(
