@@ -34,6 +34,11 @@ def _dense_rgb() -> Bundle:  # 4x5x3 input, 8 values a beat: beats cut across pi
     return with_input_thresholds(b, 2, channels=3)
 
 
+def _conv_8bit_codes() -> Bundle:  # 255 thresholds per value: the front end's balanced sum
+    b = random_net(34, parse_arch("cnv:4c3-mp2-fc6", 1, 1), (6, 6, 1), 4, in_bits=8)
+    return with_input_thresholds(b, 4)
+
+
 def _conv_rgb() -> Bundle:
     b = random_net(33, parse_arch("cnv:5c3p1-mp2-fc6", 1, 1), (6, 6, 3), 4, in_bits=2)
     return with_input_thresholds(b, 3, channels=3)
@@ -41,8 +46,8 @@ def _conv_rgb() -> Bundle:
 
 @pytest.mark.parametrize(
     ("make", "axis", "target"),
-    [(_lfc_like, 64, 40), (_dense_rgb, 64, 30), (_conv_rgb, 16, 200)],
-    ids=["binarized-mlp", "dense-3ch", "conv-3ch"],
+    [(_lfc_like, 64, 40), (_dense_rgb, 64, 30), (_conv_rgb, 16, 200), (_conv_8bit_codes, 64, 100)],
+    ids=["binarized-mlp", "dense-3ch", "conv-3ch", "conv-8bit-codes"],
 )
 def test_quantized_input_rtl_equals_golden(
     tmp_path: Path, make: object, axis: int, target: int

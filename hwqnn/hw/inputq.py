@@ -23,6 +23,8 @@ from amaranth.lib.wiring import In, Out
 
 from hwqnn.layers.inputq import InputQuant
 
+CHAIN_MAX = 15  # terms summed as a chain (the codes of up to 4 bits, as synthesized so far)
+
 
 class InputQuantizer(wiring.Component):
     """Raw values to codes; see the module docstring."""
@@ -46,14 +48,25 @@ class InputQuantizer(wiring.Component):
         )
 
     def _code(self, raw: Value, channel: int) -> Value:
-        """``sum_i [raw >= T[channel, i]]`` with constant thresholds."""
+        """``sum_i [raw >= T[channel, i]]`` with constant thresholds: a chain of additions for
+        up to :data:`CHAIN_MAX` terms (1- to 4-bit codes), a balanced tree for more (8-bit
+        codes: 255 terms, a chain Amaranth cannot elaborate without exceeding Python's
+        recursion limit)."""
         rb, ob = self.quant.raw_bits, self.quant.bits
-        total: Value = Const(0, ob)
+        terms: list[Value] = []
         for t in self.table[channel]:
             if t == 0:  # always met
-                total = (total + 1)[:ob]
+                terms.append(Const(1, 1))
             elif t < 2**rb:  # 2**raw_bits is never met
-                total = (total + (raw >= Const(t, rb)))[:ob]  # the count fits ob bits: exact
+                terms.append(raw >= Const(t, rb))
+        if len(terms) > CHAIN_MAX:
+            while len(terms) > 1:  # the count fits ob bits at every level: exact
+                pairs = [(terms[i] + terms[i + 1])[:ob] for i in range(0, len(terms) - 1, 2)]
+                terms = pairs + terms[len(pairs) * 2 :]
+            return terms[0]
+        total: Value = Const(0, ob)
+        for term in terms:
+            total = (total + term)[:ob]
         return total
 
     def elaborate(self, platform: object) -> Module:
