@@ -20,7 +20,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -199,10 +199,33 @@ POPCNT_PEAK_GMACS = {"avx512": 830.0, "scalar": 258.0}
 
 
 def binary_macs(b: Bundle) -> int:
-    """Binary (1-bit x 1-bit) MACs per image: each k-bit x m-bit MAC is k*m of them."""
+    """Binary (1-bit x 1-bit) MACs per image: each k-bit x m-bit MAC is k*m of them (a
+    convolution's matrix counts once per output pixel)."""
     return sum(
-        ly.in_bits * ly.w_bits * ly.in_features * ly.out_features for ly in b.dense("the benchmark")
+        m.in_bits * m.w_bits * m.in_features * ly.out_size for ly in b.layers for m in ly.matrices()
     )
+
+
+def float_twin(b: Bundle) -> Any:
+    """The float net of ``b``'s topology (conv/BatchNorm/ReLU, max-pool, linear; eval mode):
+    what ``bench cpu`` times the C library against."""
+    from hwqnn.arch import Arch, Conv, Feature, Pool
+    from hwqnn.layers import Conv2d, MaxPool2d
+    from hwqnn.model import FloatNet
+
+    features: list[Feature] = []
+    hidden: list[int] = []
+    for ly in b.layers[:-1]:
+        if isinstance(ly, Conv2d):
+            w = ly.window
+            features.append(Conv(ly.out_channels, w.kernel, w.stride, w.pad))
+        elif isinstance(ly, MaxPool2d):
+            features.append(Pool(ly.window.kernel, ly.window.stride))
+        else:
+            hidden.append(ly.out_size)
+    arch = Arch(tuple(hidden), features=tuple(features))
+    image = cast(tuple[int, int, int], tuple(b.input_shape)) if features else None
+    return FloatNet(b.in_features, b.num_classes, arch, image).eval()
 
 
 def _cpu_point(
@@ -214,7 +237,7 @@ def _cpu_point(
     from hwqnn import golden
     from hwqnn.randnet import random_codes
 
-    x = random_codes(1, m, b.in_features, b.dense("the benchmark")[0].in_bits).astype(np.uint8)
+    x = random_codes(1, m, b.in_features, b.quant.raw_bits).astype(np.uint8)
     xt = torch.from_numpy(x)
     out = np.empty((m, b.num_classes), dtype=np.int32)
     reps = max(5, min(200, 4096 // m))
@@ -247,13 +270,11 @@ def cpu(
     import torch
 
     from hwqnn import clib, golden
-    from hwqnn.data import load_dataset
-    from hwqnn.model import Arch, FloatNet
     from hwqnn.randnet import random_bundle, random_codes
+    from hwqnn.verify import test_set
 
     b = bundle or random_bundle(0, 784, (512, 512, 512), 10)
-    hidden = tuple(ly.out_features for ly in b.dense("the benchmark")[:-1])
-    twin = FloatNet(b.in_features, b.num_classes, Arch(hidden)).eval()
+    twin = float_twin(b)
     timed = _timer(False)
     cores = os.cpu_count() or 1
     old_threads = torch.get_num_threads()
@@ -272,19 +293,17 @@ def cpu(
                              f"{rec['binary_gmacs']:.0f}"])  # fmt: skip
                 records.append(rec)
         per_isa = []
-        x = random_codes(2, 256, b.in_features, b.dense("the benchmark")[0].in_bits).astype(
-            np.uint8
-        )
+        x = random_codes(2, 256, b.in_features, b.quant.raw_bits).astype(np.uint8)
         out = np.empty((256, b.num_classes), dtype=np.int32)
         for name in clib.available():
             clib.set_isa(name)
             per_isa.append((name, timed(lambda: net.scores_into(x, out, 1), 5)))
         clib.set_isa(None)
-        try:
-            test = load_dataset(data, "test")
+        try:  # HWC images for a ConvNet, checked against the bundle's input
+            test = test_set(b, "the bundle", data)
             images, labels, what = test.images, test.labels, "test images"
         except (OSError, ValueError):
-            images = random_codes(3, 10_000, b.in_features, b.dense("the benchmark")[0].in_bits)
+            images = random_codes(3, 10_000, b.in_features, b.quant.raw_bits)
             labels, what = None, "random images (no dataset)"
         c_scores = net.scores(images)
     torch.set_num_threads(old_threads)

@@ -78,22 +78,35 @@ Flat file (the C library's input)
 ``hwqnn flat BUNDLE -o NET`` (:mod:`hwqnn.flat`) writes the same network for ``sw/`` (C99, no
 zip or JSON parser needed). Little-endian throughout; every array starts 8-byte aligned::
 
-    header, 32 bytes     char magic[8] = "HWQNNFLT"; u32 version (1, or 2 with an input record);
-                         u32 n_layers;
-                         u32 in_features; u32 in_bits (layer 0's); u32 classes; u32 0
-    input record         version 2 only (a bundle with input quantization): u32 raw_bits;
-                         u32 channels; u32 levels = 2**in_bits - 1; u32 0; then
-                         i64 thresholds[channels][levels]
-    layer table          n_layers records of 8 x u32: in_features, out_features, in_bits,
-                         w_bits, out_bits, words = ceil(in_features / 64), 0, 0
-    per layer, in order  u64 weights[out][w_bits][words]        (as ``layer{i}.weights``)
-                         hidden layers only: i64 thresholds[out][2**out_bits - 1];
-                         u8 flip[out], zero-padded to a multiple of 8 bytes
+    header, 32 bytes     char magic[8] = "HWQNNFLT"; u32 version; u32 n_layers;
+                         u32 in_features (raw inputs, HWC); u32 in_bits (layer 0's);
+                         u32 classes; u32 0
+    input record         versions 2 and 3: u32 raw_bits; u32 channels;
+                         u32 levels = 2**in_bits - 1; u32 0; then
+                         i64 thresholds[channels][levels]. Version 3 writes it for every net:
+                         channels = levels = 0 and raw_bits = in_bits is the identity
+    layer table          versions 1 and 2 (dense layers only): n_layers records of 8 x u32:
+                         in_features, out_features, in_bits, w_bits, out_bits,
+                         words = ceil(in_features / 64), 0, 0.
+                         Version 3 (any kind): n_layers records of 16 x u32: kind (0 dense,
+                         1 conv2d, 2 maxpool2d), in (codes in), out (codes out), in_bits,
+                         w_bits, out_bits, rows, cols, words = ceil(cols / 64), height, width,
+                         channels, kernel, stride, padding, 0. A dense layer: rows = out,
+                         cols = in, no window (0s). A conv2d: the window over the
+                         height x width x channels input, rows = out_channels,
+                         cols = kernel * kernel * channels, out = out_h * out_w * rows. A
+                         maxpool2d: w_bits = rows = cols = words = padding = 0 and
+                         out_bits = in_bits
+    per matrix, in order u64 weights[rows][w_bits][words]      (as ``layer{i}.weights``)
+                         hidden layers only: i64 thresholds[rows][2**out_bits - 1];
+                         u8 flip[rows], zero-padded to a multiple of 8 bytes
     trailer              u64 FNV-1a-64 of every byte before it
 
-A reader checks the checksum, then every field and the chain between layers (``in_features``
-and ``in_bits`` of layer ``i+1`` are ``out_features`` and ``out_bits`` of layer ``i``), then that
-the file's length is exactly what the table implies, before it allocates anything.
+A net of dense layers is written as version 1 (identity input) or 2, as before version 3 existed,
+so its file is unchanged; a net with a conv2d or maxpool2d layer as version 3. A reader checks
+the checksum, then every field and the chain between layers (``in`` and ``in_bits`` of layer
+``i+1`` are ``out`` and ``out_bits`` of layer ``i``), then that the file's length is exactly what
+the table implies, before it allocates anything.
 
 Fields
 ------

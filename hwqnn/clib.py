@@ -220,11 +220,22 @@ class CNet:
             raise HwqnnError(f"hwqnn_quantize_input failed with code {rc}")
         return out.astype(np.int64)
 
+    def trace(self, bundle: Bundle, images: np.ndarray) -> list[np.ndarray]:
+        """Per-layer outputs of raw images (hidden codes..., scores) through this net, loaded
+        from ``bundle``, one layer at a time (see :func:`trace`)."""
+        outs: list[np.ndarray] = []
+        x = self.quantize_input(images)
+        for i, ly in enumerate(bundle.layers):
+            _, x = self.forward_layer(i, x, ly.in_size, ly.in_bits)
+            outs.append(x)
+        return outs
+
     def forward_layer(
         self, layer: int, codes: np.ndarray, width: int, bits: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """One layer alone: ``(acc int64 [N, out], out int64 [N, out])``, ``out`` the codes of a
-        hidden layer or the scores of the last."""
+        hidden layer (a convolution's and a max-pool's in HWC order) or the scores of the last;
+        a max-pool layer's ``acc`` is 0s (it has none)."""
         x = self._images(codes, width, bits)
         n_out = int(self._lib.hwqnn_out_features(self._handle(), layer))
         acc = np.empty((x.shape[0], n_out), dtype=np.int64)
@@ -240,10 +251,5 @@ class CNet:
 def trace(bundle: Bundle, images: np.ndarray) -> list[np.ndarray]:
     """Per-layer outputs of the C library (hidden codes..., scores), each layer fed the C
     library's own previous output: what :func:`hwqnn.compare.first_mismatch` takes."""
-    outs: list[np.ndarray] = []
     with CNet(bundle) as net:
-        x = net.quantize_input(images)
-        for i, ly in enumerate(bundle.dense("the C library")):
-            _, x = net.forward_layer(i, x, ly.in_features, ly.in_bits)
-            outs.append(x)
-    return outs
+        return net.trace(bundle, images)

@@ -10,18 +10,34 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
 from hwqnn import atomic
-from hwqnn.bundle import Bundle, BundleError, InputQuant, Layer, validate, words_for
+from hwqnn.bundle import (
+    Bundle,
+    BundleError,
+    InputQuant,
+    Layer,
+    NetLayer,
+    UnsupportedKindError,
+    validate,
+    words_for,
+)
+from hwqnn.layers import Conv2d, MaxPool2d, Window
 from hwqnn.layers.activation import Thresholds
+from hwqnn.layers.dense import MAX_FEATURES, OUT_BITS, SUPPORTED_BITS
 
 MAGIC = b"HWQNNFLT"
-VERSION = 2  # 2 adds the input record (input quantization); identity-input nets are written as 1
+# 2 adds the input record (input quantization), 3 the layer kinds (16-field records, conv2d and
+# maxpool2d); a net of dense layers is written as 1 (identity input) or 2, as before
+VERSION = 3
 _HEADER = struct.Struct("<8s6I")
 _INPUT = struct.Struct("<4I")
 _RECORD = struct.Struct("<8I")
+_RECORD3 = struct.Struct("<16I")
+KIND_CODES = {"dense": 0, "conv2d": 1, "maxpool2d": 2}
 _FNV_OFFSET, _FNV_PRIME = 0xCBF29CE484222325, 0x100000001B3
 
 
@@ -33,32 +49,67 @@ def fnv1a64(data: bytes) -> int:
     return h
 
 
+def _record3(ly: NetLayer) -> tuple[int, ...]:
+    """A layer's version-3 record: kind, in, out, in_bits, w_bits, out_bits, rows, cols, words,
+    height, width, channels, kernel, stride, padding, 0."""
+    if isinstance(ly, MaxPool2d):
+        w = ly.window
+        return (2, ly.in_size, ly.out_size, ly.bits, 0, ly.bits, 0, 0, 0,
+                w.height, w.width, w.channels, w.kernel, w.stride, 0, 0)  # fmt: skip
+    (m,) = ly.matrices()
+    head = (ly.in_size, ly.out_size, m.in_bits, m.w_bits, m.out_bits,
+            m.out_features, m.in_features, words_for(m.in_features))  # fmt: skip
+    if isinstance(ly, Conv2d):
+        w = ly.window
+        return (1, *head, w.height, w.width, w.channels, w.kernel, w.stride, w.pad, 0)
+    return (0, *head, 0, 0, 0, 0, 0, 0, 0)
+
+
+def _matrix_bytes(m: Layer) -> list[bytes]:
+    parts = [np.ascontiguousarray(m.weights, dtype="<u8").tobytes()]
+    act = m.act
+    if isinstance(act, Thresholds):  # scores carry no arrays
+        parts.append(np.ascontiguousarray(act.table, dtype="<i8").tobytes())
+        flip = np.zeros(-(-m.out_features // 8) * 8, dtype=np.uint8)
+        flip[: m.out_features] = act.flip
+        parts.append(flip.tobytes())
+    return parts
+
+
 def to_bytes(bundle: Bundle) -> bytes:
     """The flat file's bytes for ``bundle`` (validated first)."""
     validate(bundle)
-    layers = bundle.dense("the C library")
-    first = layers[0]
+    for i, ly in enumerate(bundle.layers):
+        if ly.kind not in KIND_CODES:
+            raise UnsupportedKindError(
+                f"layer {i} is a {ly.kind!r} layer: the C library runs "
+                f"{', '.join(KIND_CODES)} layers"
+            )
+    layers = bundle.layers
     q = bundle.quant
+    dense = all(isinstance(ly, Layer) for ly in layers)
+    version = (1 if q.is_identity else 2) if dense else 3
     parts = [
-        _HEADER.pack(MAGIC, 1 if q.is_identity else 2, len(layers), first.in_features,
-                     first.in_bits, bundle.num_classes, 0)
+        _HEADER.pack(MAGIC, version, len(layers), layers[0].in_size, layers[0].in_bits,
+                     bundle.num_classes, 0)
     ]  # fmt: skip
     if q.thresholds is not None:
         parts.append(_INPUT.pack(q.raw_bits, q.channels, q.levels, 0))
         parts.append(np.ascontiguousarray(q.thresholds, dtype="<i8").tobytes())
+    elif version == 3:  # the identity: raw values are the codes
+        parts.append(_INPUT.pack(q.bits, 0, 0, 0))
     for ly in layers:
-        parts.append(
-            _RECORD.pack(ly.in_features, ly.out_features, ly.in_bits, ly.w_bits, ly.out_bits,
-                         words_for(ly.in_features), 0, 0)
-        )  # fmt: skip
+        if version == 3:
+            parts.append(_RECORD3.pack(*_record3(ly)))
+        else:
+            assert isinstance(ly, Layer)
+            parts.append(
+                _RECORD.pack(ly.in_features, ly.out_features, ly.in_bits, ly.w_bits,
+                             ly.out_bits, words_for(ly.in_features), 0, 0)
+            )  # fmt: skip
     for ly in layers:
-        parts.append(np.ascontiguousarray(ly.weights, dtype="<u8").tobytes())
-        act = ly.act
-        if isinstance(act, Thresholds):  # scores carry no arrays
-            parts.append(np.ascontiguousarray(act.table, dtype="<i8").tobytes())
-            flip = np.zeros(-(-ly.out_features // 8) * 8, dtype=np.uint8)
-            flip[: ly.out_features] = act.flip
-            parts.append(flip.tobytes())
+        for m in ly.matrices():
+            parts += _matrix_bytes(m)
     body = b"".join(parts)
     return body + struct.pack("<Q", fnv1a64(body))
 
@@ -69,46 +120,33 @@ def write(bundle: Bundle, path: str | os.PathLike[str]) -> Path:
     return atomic.write_bytes(path, lambda f: f.write(data))
 
 
-def from_bytes(data: bytes, where: str = "<memory>") -> Bundle:
-    """Read a flat file back into a :class:`Bundle` (classes are named ``c0..``: the flat file
-    carries no names). Raises :class:`BundleError` naming the field."""
+class _Reader:
+    """The checks :func:`from_bytes` shares between records: each raises naming the field."""
 
-    def bad(fld: str, expected: object, found: object) -> BundleError:
-        return BundleError(f"{where}: field '{fld}': expected {expected}, found {found}")
+    def __init__(self, data: bytes, where: str) -> None:
+        self.data, self.where = data, where
 
-    if len(data) < _HEADER.size + 8 or data[:8] != MAGIC:
-        raise bad("magic", "an hwqnn flat file (HWQNNFLT)", "other bytes")
-    _, version, n_layers, in_f, in_bits, classes, _ = _HEADER.unpack_from(data)
-    if version not in (1, 2):
-        raise bad("version", f"1..{VERSION}", version)
-    (checksum,) = struct.unpack_from("<Q", data, len(data) - 8)
-    if fnv1a64(data[:-8]) != checksum:
-        raise bad("checksum", "the FNV-1a of the content", "another value")
-    table, quant = _HEADER.size, None
-    if version == 2:
-        if len(data) < _HEADER.size + _INPUT.size + 8:
-            raise bad("input", "a complete input record", f"{len(data)} bytes")
-        raw_bits, channels, levels, r0 = _INPUT.unpack_from(data, _HEADER.size)
-        if not 1 <= channels <= in_f or levels != 2**in_bits - 1 or r0:
-            raise bad("input.channels/levels", f"1..{in_f}/{2**in_bits - 1}", (channels, levels))
-        table += _INPUT.size + channels * levels * 8
-        if len(data) < table + 8:
-            raise bad("input.thresholds", "the bytes the input record implies", len(data))
-        tq = np.frombuffer(data, "<i8", channels * levels, _HEADER.size + _INPUT.size)
-        quant = InputQuant(raw_bits, in_bits, tq.astype(np.int64).reshape(channels, levels))
-    if not 1 <= n_layers <= 256 or len(data) < table + n_layers * _RECORD.size + 8:
-        raise bad("n_layers", "1..256 and a complete layer table", n_layers)
-    records = [_RECORD.unpack_from(data, table + i * _RECORD.size) for i in range(n_layers)]
-    off = table + n_layers * _RECORD.size
-    layers: list[Layer] = []
-    for i, (k, o, ka, kw, ko, words, r0, r1) in enumerate(records):
-        if words != words_for(k) or r0 or r1:
-            raise bad(f"layer{i}.words", words_for(k), words)
+    def bad(self, fld: str, expected: object, found: object) -> BundleError:
+        return BundleError(f"{self.where}: field '{fld}': expected {expected}, found {found}")
+
+    def fail(self, fld: str, expected: str, found: object) -> NoReturn:
+        raise self.bad(fld, expected, found)
+
+    def matrix(self, i: int, off: int, rec: tuple[int, ...]) -> tuple[Layer, int]:
+        """The arrays of a matrix record ``(cols, rows, in_bits, w_bits, out_bits, words)`` at
+        ``off``, after checking that the file holds them; and the offset after them."""
+        data = self.data
+        k, o, ka, kw, ko, words = rec
+        if words != words_for(k):
+            raise self.bad(f"layer{i}.words", words_for(k), words)
+        if not (1 <= k <= MAX_FEATURES and 1 <= o <= MAX_FEATURES and kw in SUPPORTED_BITS
+                and ko in (0, *OUT_BITS)):  # fmt: skip
+            raise self.bad(f"layer{i}", "a matrix in range", rec)
         size = o * kw * words * 8
         n_t = 2**ko - 1 if ko else 0
         fpad = -(-o // 8) * 8 if ko else 0
         if off + size + o * n_t * 8 + fpad > len(data) - 8:
-            raise bad("payload", "the bytes the layer table implies", f"{len(data)} bytes")
+            raise self.bad("payload", "the bytes the layer table implies", f"{len(data)} bytes")
         w = np.frombuffer(data, "<u8", o * kw * words, off).astype(np.uint64).reshape(o, kw, words)
         off += size
         t = f = None
@@ -117,17 +155,98 @@ def from_bytes(data: bytes, where: str = "<memory>") -> Bundle:
             off += o * n_t * 8
             f = np.frombuffer(data, np.uint8, o, off).copy()
             if any(data[off + o : off + fpad]):
-                raise bad(f"layer{i}.flip", "zero padding", "a non-zero pad byte")
+                raise self.bad(f"layer{i}.flip", "zero padding", "a non-zero pad byte")
             off += fpad
-        layers.append(Layer(k, o, ka, kw, ko, w, t, f))
+        return Layer(k, o, ka, kw, ko, w, t, f), off
+
+    def layer3(self, i: int, off: int, rec: tuple[int, ...]) -> tuple[NetLayer, int]:
+        """A version-3 record's layer (its window checked before any size is computed)."""
+        kind, k_in, k_out, ka, kw, ko, rows, cols, words, *geo, r0 = rec
+        if r0:
+            raise self.bad(f"layer{i}.reserved", 0, r0)
+        ly: NetLayer
+        if kind == 0:
+            if any(geo) or (rows, cols) != (k_out, k_in):
+                raise self.bad(f"layer{i}.rows/cols", "a dense layer's out/in and no window", rec)
+            ly, off = self.matrix(i, off, (cols, rows, ka, kw, ko, words))
+        elif kind in (1, 2):
+            h, w, c, kernel, stride, pad = geo
+            window = Window(h, w, c, kernel, stride, pad)
+            window.check(f"layer{i}", self.fail)
+            if kind == 1:
+                m, off = self.matrix(i, off, (cols, rows, ka, kw, ko, words))
+                ly = Conv2d(window, m)
+            else:
+                if (kw, rows, cols, words, pad) != (0, 0, 0, 0, 0) or ko != ka:
+                    raise self.bad(f"layer{i}.rows", "no matrix on a max-pool layer", rec)
+                ly = MaxPool2d(window, ka)
+        else:
+            raise self.bad(f"layer{i}.kind", "0, 1 or 2", kind)
+        if (ly.in_size, ly.out_size) != (k_in, k_out):
+            raise self.bad(f"layer{i}.in_features/out_features", (ly.in_size, ly.out_size),
+                           (k_in, k_out))  # fmt: skip
+        return ly, off
+
+
+def from_bytes(data: bytes, where: str = "<memory>") -> Bundle:
+    """Read a flat file back into a :class:`Bundle` (classes are named ``c0..``: the flat file
+    carries no names). Raises :class:`BundleError` naming the field."""
+    rd = _Reader(data, where)
+    bad = rd.bad
+    if len(data) < _HEADER.size + 8 or data[:8] != MAGIC:
+        raise bad("magic", "an hwqnn flat file (HWQNNFLT)", "other bytes")
+    _, version, n_layers, in_f, in_bits, classes, h0 = _HEADER.unpack_from(data)
+    if version not in (1, 2, 3):
+        raise bad("version", f"1..{VERSION}", version)
+    if h0:
+        raise bad("reserved", 0, h0)
+    (checksum,) = struct.unpack_from("<Q", data, len(data) - 8)
+    if fnv1a64(data[:-8]) != checksum:
+        raise bad("checksum", "the FNV-1a of the content", "another value")
+    table, quant = _HEADER.size, None
+    if version >= 2:
+        if len(data) < _HEADER.size + _INPUT.size + 8:
+            raise bad("input", "a complete input record", f"{len(data)} bytes")
+        raw_bits, channels, levels, r0 = _INPUT.unpack_from(data, _HEADER.size)
+        table += _INPUT.size
+        if version == 3 and channels == 0:
+            if (raw_bits, levels, r0) != (in_bits, 0, 0):
+                raise bad("input.raw_bits", f"in_bits ({in_bits}) for the identity", raw_bits)
+        else:
+            if not 1 <= channels <= in_f or levels != 2**in_bits - 1 or r0:
+                raise bad("input.channels/levels", f"1..{in_f}/{2**in_bits - 1}",
+                          (channels, levels))  # fmt: skip
+            table += channels * levels * 8
+            if len(data) < table + 8:
+                raise bad("input.thresholds", "the bytes the input record implies", len(data))
+            tq = np.frombuffer(data, "<i8", channels * levels, _HEADER.size + _INPUT.size)
+            quant = InputQuant(raw_bits, in_bits, tq.astype(np.int64).reshape(channels, levels))
+    rec = _RECORD3 if version == 3 else _RECORD
+    if not 1 <= n_layers <= 256 or len(data) < table + n_layers * rec.size + 8:
+        raise bad("n_layers", "1..256 and a complete layer table", n_layers)
+    records = [rec.unpack_from(data, table + i * rec.size) for i in range(n_layers)]
+    off = table + n_layers * rec.size
+    layers: list[NetLayer] = []
+    for i, r in enumerate(records):
+        if version == 3:
+            ly, off = rd.layer3(i, off, r)
+        else:
+            k, o, ka, kw, ko, words, r0, r1 = r
+            if r0 or r1:
+                raise bad(f"layer{i}.reserved", 0, (r0, r1))
+            ly, off = rd.matrix(i, off, (k, o, ka, kw, ko, words))
+        layers.append(ly)
     if off != len(data) - 8:
         raise bad("payload", f"{off + 8} bytes", f"{len(data)} bytes")
-    in_out = (layers[0].in_features, layers[0].in_bits, layers[-1].out_features)
+    in_out = (layers[0].in_size, layers[0].in_bits, layers[-1].out_size)
     if (in_f, in_bits, classes) != in_out:
         raise bad("in_features/in_bits/classes", "the layer table's", (in_f, in_bits, classes))
-    # the flat file keeps no image shape: per-channel input thresholds get a [1, W, C] stand-in
-    ch = quant.channels if quant is not None else 1
-    shape: tuple[int, ...] = (in_f,) if ch == 1 or in_f % ch else (1, in_f // ch, ch)
+    shape: tuple[int, ...] = layers[0].in_shape
+    if len(shape) == 1:
+        # the flat file keeps no image shape for an MLP: per-channel input thresholds get a
+        # [1, W, C] stand-in
+        ch = quant.channels if quant is not None else 1
+        shape = (in_f,) if ch == 1 or in_f % ch else (1, in_f // ch, ch)
     b = Bundle(tuple(layers), shape, tuple(f"c{i}" for i in range(classes)), {}, quant)
     validate(b, where)
     return b

@@ -92,20 +92,28 @@ def c_or_skipped(b: bundle_io.Bundle, images: np.ndarray, labels: np.ndarray | N
 
 def c_vs_golden(b: bundle_io.Bundle, images: np.ndarray, labels: np.ndarray | None) -> CCheck:
     """The C library (``sw/``) vs golden: every layer's outputs compared exactly, each layer fed
-    the C library's own previous output, so a mismatch names its first layer and neuron."""
+    the C library's own previous output, so a mismatch names its first layer and neuron (a
+    convolution's neuron is its HWC index). Images go :data:`VERIFY_BATCH` at a time: a
+    ConvNet's layers of a whole test set would take gigabytes."""
     from hwqnn import clib
 
-    b.dense("the C library")  # before any work: a net it does not run is refused at once
-    trace = golden.run(b, images)
-    assert trace.scores is not None
-    c_layers = clib.trace(b, images)
-    mm = first_mismatch([*trace.codes, trace.scores], c_layers)
-    bad = int((c_layers[-1] != trace.scores).any(axis=1).sum())
-    acc = None if labels is None else float((c_layers[-1].argmax(1) == labels).mean())
+    bad, right, mm = 0, 0, None
+    with clib.CNet(b) as net:  # a net the C library does not run is refused here, before work
+        for start in range(0, len(images), VERIFY_BATCH):
+            imgs = images[start : start + VERIFY_BATCH]
+            trace = golden.run(b, imgs)
+            assert trace.scores is not None
+            c_layers = net.trace(b, imgs)
+            if mm is None:
+                found = first_mismatch([*trace.codes, trace.scores], c_layers)
+                mm = None if found is None else replace(found, image=found.image + start)
+            bad += int((c_layers[-1] != trace.scores).any(axis=1).sum())
+            if labels is not None:
+                right += int((c_layers[-1].argmax(1) == labels[start : start + len(imgs)]).sum())
     return CCheck(
         images=len(images),
         mismatches=bad,
         first_mismatch=None if mm is None else str(mm),
-        accuracy_c=acc,
+        accuracy_c=None if labels is None else right / max(1, len(images)),
         kernel=clib.isa(),
     )

@@ -15,10 +15,12 @@ import numpy as np
 import pytest
 
 from hwqnn import clib, flat, golden
+from hwqnn.arch import parse_arch
 from hwqnn.bundle import Bundle, BundleError, make_layer
 from hwqnn.cli import main
 from hwqnn.compare import first_mismatch
-from hwqnn.randnet import random_bundle, random_codes, with_input_thresholds
+from hwqnn.layers import Conv2d, MaxPool2d
+from hwqnn.randnet import random_bundle, random_codes, random_net, with_input_thresholds
 from tests.conftest import random_bundle as exported_bundle
 
 KERNELS = clib.available()
@@ -100,6 +102,64 @@ def test_flat_round_trip() -> None:
         assert replace(back, classes=b.classes, info=b.info).digest() == b.digest()
 
 
+# ConvNets (flat file version 3): (arch, image, input bits, weight bits, activation bits)
+CONV_NETS = [
+    pytest.param("cnv:8c3-mp2-16c3-fc32", (12, 12, 1), 8, 1, 1, id="cnv-small-8bit"),
+    pytest.param("cnv:5c3s2p1-mp3s2-4c1-fc7", (11, 9, 3), 2, 2, 2, id="s2p1-overlapping-pool"),
+    pytest.param("cnv:6c5p2-fc8", (7, 7, 2), 1, 1, 4, id="k5p2-a4"),
+    pytest.param("cnv:70c3p1-mp2-3c3-fc5", (6, 6, 70), 1, 4, 2, id="c70-w4"),
+    pytest.param("cnv:4c1-mp2s1-9c2s2-fc6", (5, 7, 4), 4, 4, 1, id="k1-k2s2-w4"),
+]
+
+
+@pytest.mark.parametrize(("spec", "image", "in_bits", "w_bits", "a_bits"), CONV_NETS)
+def test_conv_nets_equal_golden_on_every_layer(
+    kernel: object, spec: str, image: tuple[int, int, int], in_bits: int, w_bits: int, a_bits: int
+) -> None:
+    """Convolutions (padding, strides, 1x1 and 5x5 kernels, 70 channels: a window of two words
+    and more) and max-pooling (overlapping, stride 1) in the C library: every layer's codes (HWC)
+    and every score equal golden's, on every kernel; all threads and the flat file round trip."""
+    b = random_net(len(spec), parse_arch(spec, w_bits, a_bits), image, 5, in_bits=in_bits)
+    assert any(isinstance(ly, Conv2d) for ly in b.layers)
+    x = random_codes(3, 23, b.in_features, in_bits)
+    expected = _layers(b, x)
+    for e, g in zip(expected, clib.trace(b, x), strict=True):
+        np.testing.assert_array_equal(g, e)
+    with clib.CNet(b) as net:
+        assert net.in_features == b.in_features and net.num_layers == len(b.layers)
+        for threads in (1, 3, 0):
+            np.testing.assert_array_equal(net.scores(x, threads), expected[-1])
+    back = flat.from_bytes(flat.to_bytes(b))
+    assert replace(back, classes=b.classes, info=b.info).digest() == b.digest()
+
+
+def test_conv_net_with_input_thresholds_equals_golden(kernel: object) -> None:
+    """Per-channel input thresholds ahead of a convolution (the version-3 file's input record)."""
+    b = random_net(31, parse_arch("cnv:6c3p1-mp2-fc9"), (6, 6, 3), 4, in_bits=2)
+    b = with_input_thresholds(b, 31, 3)
+    x = random_codes(4, 19, b.in_features)
+    with clib.CNet(b) as net:
+        assert net.raw_bits == 8 and net.in_bits == 2
+        np.testing.assert_array_equal(net.scores(x), golden.scores(b, x))
+    for got, want in zip(clib.trace(b, x), _layers(b, x), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_dense_nets_keep_their_flat_version() -> None:
+    """Version 3 is written only for a net with a conv or pool layer: an MLP's file is the same
+    as before it (version 1, 8-field records), an input-quantized MLP's version 2."""
+    b = random_bundle(7, 131, (67, 33), 7, 2, 2)
+    data = flat.to_bytes(b)
+    assert struct.unpack_from("<I", data, 8)[0] == 1
+    words = [-(-k // 64) for k in (131, 67, 33)]
+    payload = sum(o * 2 * w * 8 for o, w in zip((67, 33, 7), words, strict=True))
+    payload += 67 * 3 * 8 + 72 + 33 * 3 * 8 + 40  # thresholds and padded flips
+    assert len(data) == 32 + 3 * 32 + payload + 8
+    assert struct.unpack_from("<I", flat.to_bytes(_quantized(3, 3)), 8)[0] == 2
+    cnv = random_net(1, parse_arch("cnv:4c3-fc5"), (5, 5, 1), 3)
+    assert struct.unpack_from("<I", flat.to_bytes(cnv), 8)[0] == 3
+
+
 def _patched(data: bytes, offset: int, fmt: str, value: int) -> bytes:
     """The flat file with one field changed and the checksum made right again, so the loader
     must find the field itself."""
@@ -116,7 +176,8 @@ REC = 32 + 32  # layer 1's record (after the header and layer 0's record)
 W0 = 32 + 3 * 32  # layer 0's weights
 CORRUPT: list[tuple[str, Callable[[bytes], bytes], str]] = [
     ("magic", lambda d: b"HWQNNXXX" + d[8:], "magic"),
-    ("version", lambda d: _patched(d, 8, "<I", 3), "version"),
+    ("version", lambda d: _patched(d, 8, "<I", 4), "version"),
+    ("header-reserved", lambda d: _patched(d, 28, "<I", 1), "reserved"),
     ("no-layers", lambda d: _patched(d, 12, "<I", 0), "n_layers"),
     ("in-bits-3", lambda d: _patched(d, 32 + 8, "<I", 3), "layer0.in_bits"),
     ("words", lambda d: _patched(d, 32 + 20, "<I", 9), "layer0.words"),
@@ -214,6 +275,52 @@ def test_corrupt_input_record_is_refused_naming_the_field(
     with pytest.raises(BundleError, match=rf"q\.hwq: field '{re.escape(field)}"):
         clib.CNet.from_file(path)
     with pytest.raises(BundleError, match=r"q\.hwq: field '"):
+        flat.from_bytes(path.read_bytes(), str(path))
+
+
+# A version-3 file: header, identity input record, then 16-field records; the net below is
+# conv 4c3p1 on 6x6x2 (layer 0), max-pool 2 (layer 1), the last dense layer (layer 2).
+R3 = 32 + 16  # layer 0's record
+P3 = R3 + 64  # layer 1's (the pool)
+
+
+def _v3(field: int, layer_at: int = R3) -> int:
+    return layer_at + 4 * field
+
+
+V3_CORRUPT = [
+    ("kind", lambda d: _patched(d, _v3(0), "<I", 7), "layer0.kind"),
+    ("last-kind", lambda d: _patched(d, _v3(0, P3 + 64), "<I", 1), "layer2.kind"),
+    ("kernel-0", lambda d: _patched(d, _v3(12), "<I", 0), "layer0.kernel"),
+    ("kernel-17", lambda d: _patched(d, _v3(12), "<I", 17), "layer0.kernel"),
+    ("stride-0", lambda d: _patched(d, _v3(13), "<I", 0), "layer0.stride"),
+    ("pad-kernel", lambda d: _patched(d, _v3(14), "<I", 3), "layer0.padding"),
+    ("pool-pad", lambda d: _patched(d, _v3(14, P3), "<I", 1), "layer1.padding"),
+    ("height-huge", lambda d: _patched(d, _v3(9), "<I", 1 << 31), "layer0.in_shape"),
+    ("channels", lambda d: _patched(d, _v3(11), "<I", 3), "layer0.in"),
+    ("cols", lambda d: _patched(d, _v3(7), "<I", 17), "layer0.cols"),
+    ("out", lambda d: _patched(d, _v3(2), "<I", 143), "layer0.out_features"),
+    ("pool-w-bits", lambda d: _patched(d, _v3(4, P3), "<I", 1), "layer1.in_bits"),
+    ("pool-rows", lambda d: _patched(d, _v3(6, P3), "<I", 4), "layer1.rows"),
+    ("dense-window", lambda d: _patched(d, _v3(12, P3 + 64), "<I", 3), "layer2.in_shape"),
+    ("reserved", lambda d: _patched(d, _v3(15), "<I", 1), "layer0.reserved"),
+    ("identity-raw-bits", lambda d: _patched(d, 32, "<I", 7), "input.raw_bits"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "field"), [pytest.param(m, f, id=i) for i, m, f in V3_CORRUPT])
+def test_corrupt_conv_flat_file_is_refused_naming_the_field(
+    tmp_path: Path, mutate: Callable[[bytes], bytes], field: str
+) -> None:
+    b = random_net(40, parse_arch("cnv:4c3p1-mp2"), (6, 6, 2), 5)
+    assert isinstance(b.layers[1], MaxPool2d)
+    data = flat.to_bytes(b)
+    assert struct.unpack_from("<I", data, 8)[0] == 3
+    path = tmp_path / "c.hwq"
+    path.write_bytes(mutate(data))
+    with pytest.raises(BundleError, match=rf"c\.hwq: field '{re.escape(field)}"):
+        clib.CNet.from_file(path)
+    with pytest.raises(BundleError, match=r"c\.hwq: field '"):
         flat.from_bytes(path.read_bytes(), str(path))
 
 

@@ -1,12 +1,11 @@
 """Conv and max-pool layer kinds: im2col and pooling against brute-force loops, torch == golden
 on random conv nets, the pooling equivalence the hardware relies on, and the bundle's version-2
-contract (round trip, strict meta, one-line refusals by consumers that run dense layers only)."""
+contract (round trip, strict meta)."""
 
 from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 import torch
 
 from hwqnn import bundle as B  # noqa: N812
-from hwqnn import flat, golden
+from hwqnn import golden
 from hwqnn.arch import parse_arch
 from hwqnn.bundle import code_to_level
 from hwqnn.cli import main
@@ -307,26 +306,6 @@ def test_a_channel_major_input_shape_is_refused() -> None:
         B.validate(B.Bundle(b.layers, (2, 6, 6), b.classes))
 
 
-def _flat(b: B.Bundle, p: Path) -> object:
-    return flat.write(b, p / "n.hwq")
-
-
-@pytest.mark.parametrize(
-    ("consumer", "call"),
-    [
-        pytest.param("the C library", _flat, id="flat"),
-    ],
-)
-def test_dense_only_consumers_refuse_a_conv_net_in_one_line(
-    tmp_path: Path, consumer: str, call: Callable[[B.Bundle, Path], object]
-) -> None:
-    b = random_net(3, parse_arch("cnv:5c3-fc6"), (6, 6, 1), 3)
-    with pytest.raises(B.UnsupportedKindError) as err:
-        call(b, tmp_path)
-    assert str(err.value) == f"layer 0 is a 'conv2d' layer: {consumer} runs dense layers only"
-    assert not list(tmp_path.iterdir())  # nothing half-written
-
-
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
@@ -354,9 +333,8 @@ def test_default_cnv_fits_28x28() -> None:
 def test_conv_net_trains_exports_and_verifies_on_the_cli(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """train -> export -> verify (torch == golden on every test image) for a small ConvNet; the
-    C comparison says it was skipped rather than passing, and the C library's writer refuses the
-    net in one line."""
+    """train -> export -> verify (torch == golden and C == golden on every test image) for a small
+    ConvNet; its flat file runs in the C library to golden's scores."""
     run = tmp_path / "run"
     spec = "cnv:6c3p1-mp2-5c3-fc12"
     args = ["train", "--data", "synthetic", "--arch", spec, "--epochs", "3", "--float-twin"]
@@ -374,10 +352,12 @@ def test_conv_net_trains_exports_and_verifies_on_the_cli(
     res = json.loads(capsys.readouterr().out)
     assert res["mismatches"] == 0 and res["images"] == 500
     assert res["accuracy_torch"] == res["accuracy_golden"] > 0.5
-    assert res["c"] == {
-        "skipped": "layer 0 is a 'conv2d' layer: the C library runs dense layers only"
-    }
-    assert main(["flat", str(bundle), "-o", str(tmp_path / "net.hwq")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.endswith("layer 0 is a 'conv2d' layer: the C library runs dense layers only")
-    assert "\n" not in err and not (tmp_path / "net.hwq").exists()
+    assert res["c"]["mismatches"] == 0 and res["c"]["images"] == 500
+    assert res["c"]["accuracy_c"] == res["accuracy_golden"] and "skipped" not in res["c"]
+    assert main(["flat", str(bundle), "-o", str(tmp_path / "net.hwq")]) == 0
+    from hwqnn import clib
+
+    b = B.load(bundle)
+    x = random_codes(4, 30, b.in_features)
+    with clib.CNet.from_file(tmp_path / "net.hwq") as net:
+        np.testing.assert_array_equal(net.scores(x), golden.scores(b, x))

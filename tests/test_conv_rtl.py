@@ -130,8 +130,8 @@ def test_fault_in_a_conv_layer_is_localised(tmp_path: Path, layer: int, channel:
 
 
 def test_flow_on_a_conv_net(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """train -> export -> torch==golden -> (C skipped, said) -> Verilog -> simulation ->
-    synthesis -> ops -> report, for a ConvNet."""
+    """train -> export -> torch==golden -> C==golden -> Verilog -> simulation -> synthesis ->
+    ops -> report, for a ConvNet."""
     import json
 
     from hwqnn.cli import main
@@ -143,12 +143,14 @@ def test_flow_on_a_conv_net(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert r["mismatches"] == 0 and r["images_simulated"] == 500
     assert r["torch_vs_golden_mismatches"] == 0
     acc = r["accuracy"]
-    assert acc["torch"] == acc["golden"] == acc["rtl"] and acc["c"] is None
-    assert "runs dense layers only" in r["c_skipped"]
+    assert acc["torch"] == acc["golden"] == acc["rtl"] == acc["c"]
+    assert r["c_vs_golden_mismatches"] == 0 and r["c_vs_golden_images"] == 500
+    assert not r["c_skipped"]
     assert r["cycles_per_frame"] == r["cycles_per_frame_predicted"]
     assert [ly["kind"] for ly in r["layers"]] == ["conv2d", "maxpool2d", "conv2d", "dense", "dense"]
     assert all(m["equal"] for m in r["ops"]["measured"])
     assert len(r["ops"]["activity"]["layers"]) == 5
     assert r["resources"]["luts"] > 0
     text = capsys.readouterr().out
-    assert "0 mismatches on 500 images" in text and "C library: not run" in text
+    assert "0 mismatches on 500 images" in text and "C library: not run" not in text
+    assert "vs golden: 0 of 500 images differ" in text

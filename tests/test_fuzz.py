@@ -355,16 +355,56 @@ def test_folding_goal_flags(
 
 # ---- the C library's flat file -----------------------------------------------------------------
 
-FLAT = None
+FLATS: dict[str, bytes] = {}
 
 
-def _flat() -> bytes:
-    global FLAT
-    if FLAT is None:
+def _flat(which: str) -> bytes:
+    """The valid flat files the readers are fuzzed from: ``dense`` (version 1, the valid
+    bundle) and ``conv`` (version 3: conv with padding, overlapping max-pool, dense)."""
+    if which not in FLATS:
         from hwqnn import flat
+        from hwqnn.randnet import random_net
 
-        FLAT = flat.to_bytes(VALID)
-    return FLAT
+        b = (
+            VALID
+            if which == "dense"
+            else random_net(2, parse_arch("cnv:4c3p1-mp3s2-fc6", 1, 2), (7, 7, 2), 4, in_bits=2)
+        )
+        FLATS[which] = flat.to_bytes(b)
+    return FLATS[which]
+
+
+def _readers_agree(which: str, patches: list[tuple[int, int]], cut: int | None) -> None:
+    """The C loader and the Python reader of the flat file (checksum made right, so the field
+    checks are what is tested) refuse the same files, and run an accepted one identically."""
+    from hwqnn import clib, flat, golden
+    from hwqnn.randnet import random_codes
+
+    body = bytearray(_flat(which)[:-8])
+    for off, v in patches:
+        off -= off % 4
+        if off + 4 <= len(body):
+            struct.pack_into("<I", body, off, v)
+    if cut is not None:
+        del body[cut:]
+    data = bytes(body) + struct.pack("<Q", flat.fnv1a64(bytes(body)))
+    STATS[f"load:flat-{which}"] += 1
+    with tempfile.TemporaryDirectory() as td:
+        p = Path(td) / "net.hwq"
+        p.write_bytes(data)
+        try:
+            net = clib.CNet.from_file(p)
+        except B.BundleError as e:
+            assert str(e).startswith(f"{p}: field '") and "\n" not in str(e), str(e)
+            with pytest.raises(B.BundleError):
+                flat.from_bytes(data, str(p))
+            STATS[f"refused:flat-{which}"] += 1
+            return
+    STATS[f"accepted:flat-{which}"] += 1
+    b = flat.from_bytes(data)  # the Python reader accepts it too, and they compute the same
+    x = random_codes(5, 9, b.in_features, b.quant.raw_bits)
+    with net:
+        assert (net.scores(x) == golden.scores(b, x)).all()
 
 
 @FUZZ
@@ -375,31 +415,21 @@ def _flat() -> bytes:
     cut=st.one_of(st.none(), st.integers(0, 4000)),
 )
 def test_flat_file_readers_agree(patches: list[tuple[int, int]], cut: int | None) -> None:
-    """The C loader and the Python reader of the flat file (checksum made right, so the field
-    checks are what is tested) refuse the same files, and run an accepted one identically."""
-    from hwqnn import clib, flat, golden
-    from hwqnn.randnet import random_codes
+    """A dense net's file (version 1): hostile header, record and first-weight words."""
+    _readers_agree("dense", patches, cut)
 
-    body = bytearray(_flat()[:-8])
-    for off, v in patches:
-        struct.pack_into("<I", body, off - off % 4, v)
-    if cut is not None:
-        del body[cut:]
-    data = bytes(body) + struct.pack("<Q", flat.fnv1a64(bytes(body)))
-    STATS["load:flat"] += 1
-    with tempfile.TemporaryDirectory() as td:
-        p = Path(td) / "net.hwq"
-        p.write_bytes(data)
-        try:
-            net = clib.CNet.from_file(p)
-        except B.BundleError as e:
-            assert str(e).startswith(f"{p}: field '") and "\n" not in str(e), str(e)
-            with pytest.raises(B.BundleError):
-                flat.from_bytes(data, str(p))
-            STATS["refused:flat"] += 1
-            return
-    STATS["accepted:flat"] += 1
-    b = flat.from_bytes(data)  # the Python reader accepts it too, and they compute the same
-    x = random_codes(5, 9, b.in_features, b.layers[0].in_bits)
-    with net:
-        assert (net.scores(x) == golden.scores(b, x)).all()
+
+@FUZZ
+@given(
+    patches=st.lists(
+        st.tuples(
+            st.integers(0, 32 + 16 + 4 * 64 + 64),
+            st.one_of(st.integers(0, 2**32 - 1), st.integers(0, 20)),  # small: plausible
+        ),
+        max_size=3,
+    ),
+    cut=st.one_of(st.none(), st.integers(0, 3000)),
+)
+def test_conv_flat_file_readers_agree(patches: list[tuple[int, int]], cut: int | None) -> None:
+    """A ConvNet's file (version 3): hostile header, input record, kinds and windows."""
+    _readers_agree("conv", patches, cut)

@@ -5,8 +5,10 @@
  * arithmetic are stated once, in the docstring of hwqnn/bundle.py ("Flat file" and the bit
  * layout). In short: each layer's accumulator is A = sum_n sum_m 2^(n+m) popcount(XNOR(input
  * plane n, weight plane m)) over 64-bit words; a hidden layer turns A into a code with integer
- * thresholds (and a flip bit), the last layer outputs the class score 2A - C*K. Results are
- * integers and equal the golden model's exactly.
+ * thresholds (and a flip bit), the last layer outputs the class score 2A - C*K. A convolution
+ * computes the same at every output pixel over its window's codes (code 0 outside the image), a
+ * max-pool layer takes the largest code of each window; images are codes in HWC order. Results
+ * are integers and equal the golden model's exactly.
  *
  * Every function returns HWQNN_OK (0) or a negative error code; those that take `err` write a
  * one-line message there naming the file and the field.
@@ -21,7 +23,7 @@
 extern "C" {
 #endif
 
-#define HWQNN_FLAT_VERSION 2 /* the newest flat file version this library reads (1 and 2) */
+#define HWQNN_FLAT_VERSION 3 /* the newest flat file version this library reads (1, 2 and 3) */
 
 enum {
     HWQNN_OK = 0,
@@ -41,11 +43,11 @@ int hwqnn_open_memory(const void *data, size_t size, const char *name, hwqnn_net
 void hwqnn_close(hwqnn_net *net);
 
 int hwqnn_num_layers(const hwqnn_net *net);
-int hwqnn_in_features(const hwqnn_net *net);
+int hwqnn_in_features(const hwqnn_net *net); /* raw inputs per image (an image: H*W*C, HWC) */
 int hwqnn_in_bits(const hwqnn_net *net);  /* layer 0's codes lie in 0 .. 2^in_bits - 1 */
 int hwqnn_raw_bits(const hwqnn_net *net); /* raw inputs (pixels) lie in 0 .. 2^raw_bits - 1 */
 int hwqnn_num_classes(const hwqnn_net *net);
-int hwqnn_out_features(const hwqnn_net *net, int layer);
+int hwqnn_out_features(const hwqnn_net *net, int layer); /* codes out (an image: H*W*C) */
 
 /* Scores of n images: pixels is uint8 [n][in_features], raw inputs that the net's input
  * quantization turns into layer 0's codes (the identity for most nets: pixels are the codes);
@@ -62,8 +64,9 @@ int hwqnn_classify(const hwqnn_net *net, const uint8_t *pixels, size_t n, int32_
 int hwqnn_quantize_input(const hwqnn_net *net, const uint8_t *pixels, size_t n, uint8_t *codes);
 
 /* One layer alone, for locating a disagreement: codes is uint8 [n][in] (layer 0: its codes, after
- * the input quantization), acc is int64 [n][out],
- * out is int32 [n][out]: the output codes (hidden layer) or the scores (last layer). */
+ * the input quantization), acc is int64 [n][out] (a max-pool layer has none and writes 0s),
+ * out is int32 [n][out]: the output codes (hidden layer) or the scores (last layer); in and out
+ * count codes (a convolution's: out_h * out_w * out_channels, HWC). */
 int hwqnn_forward_layer(const hwqnn_net *net, int layer, const uint8_t *codes, size_t n,
                         int64_t *acc, int32_t *out);
 

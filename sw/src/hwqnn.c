@@ -4,7 +4,9 @@
  * The file layout and the arithmetic are stated once, in hwqnn/bundle.py. This file holds the
  * loader (every field checked before anything is allocated from it), the bit-plane packer, one
  * accumulate kernel per instruction set (portable C, scalar POPCNT, AVX2, AVX-512 VPOPCNTQ; the
- * best one the CPU has is chosen at run time) and a batch driver over POSIX threads.
+ * best one the CPU has is chosen at run time), the layer kinds (dense; conv2d as the same kernels
+ * on each window's codes, gathered in im2col order; maxpool2d on codes) and a batch driver over
+ * POSIX threads.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "hwqnn.h"
@@ -27,12 +29,30 @@
 
 #define MAGIC "HWQNNFLT"
 #define HEADER_BYTES 32u
-#define INPUT_BYTES 16u /* version 2: the input record after the header */
-#define RECORD_BYTES 32u
+#define INPUT_BYTES 16u   /* versions 2 and 3: the input record after the header */
+#define RECORD_BYTES 32u  /* versions 1 and 2: 8 x u32, dense layers */
+#define RECORD3_BYTES 64u /* version 3: 16 x u32, any kind */
 #define MAX_LAYERS 256u
 #define MAX_FEATURES (1u << 24)
+#define MAX_SIDE (1u << 12)
+#define MAX_KERNEL 16u
+#define MAX_STRIDE 8u
+
+enum { KIND_DENSE = 0, KIND_CONV = 1, KIND_POOL = 2 };
+
+/* One layer record, whatever the file's version: a dense layer of version 1 or 2 is kind 0 with
+ * rows = out, cols = in and no geometry. */
+typedef struct {
+    uint32_t kind, in, out, in_bits, w_bits, out_bits, rows, cols, words;
+    uint32_t height, width, channels, kernel, stride, pad, reserved;
+} rec_t;
 
 typedef struct {
+    uint32_t kind;
+    uint32_t in_size, out_size;    /* codes in and out (a conv or pool layer: HWC images) */
+    uint32_t height, width, channels, kernel, stride, pad, out_h, out_w; /* conv and pool */
+    int pack_next;                 /* 1-bit codes that only a dense layer reads next */
+    /* the matrix (dense and conv): `out` rows of fan-in `in`, what the kernels read */
     uint32_t in, out, in_bits, w_bits, out_bits, words, n_t;
     int64_t acc_max;
     const uint64_t *w;    /* [out][w_bits][words] */
@@ -41,7 +61,7 @@ typedef struct {
 } layer_t;
 
 struct hwqnn_net {
-    uint32_t n_layers, max_width, max_plane_words;
+    uint32_t n_layers, max_width, max_rows, max_cols, max_plane_words;
     uint32_t raw_bits, in_channels, in_levels; /* input quantization; in_channels 0: identity */
     const int64_t *in_t;                       /* [in_channels][in_levels], ascending */
     layer_t *layers;
@@ -108,6 +128,242 @@ static int mul_size(size_t *out, size_t a, size_t b) {
 }
 
 static int bits_ok(uint32_t k) { return k == 1 || k == 2 || k == 4 || k == 8; }
+static int code_bits_ok(uint32_t k) { return k == 1 || k == 2 || k == 4; }
+
+/* The record at r as one shape for every version. */
+static rec_t read_record(const unsigned char *r, uint32_t version) {
+    if (version < 3) {
+        uint32_t in = rd32(r), out = rd32(r + 4);
+        return (rec_t){KIND_DENSE, in, out, rd32(r + 8), rd32(r + 12), rd32(r + 16), out, in,
+                       rd32(r + 20), 0, 0, 0, 0, 0, 0, rd32(r + 24) | rd32(r + 28)};
+    }
+    uint32_t f[16];
+    for (int k = 0; k < 16; k++) f[k] = rd32(r + 4 * k);
+    return (rec_t){f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7],
+                   f[8], f[9], f[10], f[11], f[12], f[13], f[14], f[15]};
+}
+
+/* A conv or pool record's window: every field in range and the image it reads. Out: the output
+ * image's height and width. */
+static int check_window(const rec_t *r, uint32_t i, const char *name, char *err, size_t err_len,
+                        uint32_t *out_h, uint32_t *out_w) {
+    if (r->height < 1 || r->height > MAX_SIDE || r->width < 1 || r->width > MAX_SIDE ||
+        r->channels < 1 || r->channels > MAX_FEATURES)
+        return fail(err, err_len, HWQNN_EFORMAT,
+                    "%s: field 'layer%u.in_shape': expected height and width in 1..%u and channels "
+                    "in 1..%u, found %ux%ux%u",
+                    name, i, MAX_SIDE, MAX_FEATURES, r->height, r->width, r->channels);
+    if (r->kernel < 1 || r->kernel > MAX_KERNEL)
+        return fail(err, err_len, HWQNN_EFORMAT,
+                    "%s: field 'layer%u.kernel': expected 1..%u, found %u", name, i, MAX_KERNEL,
+                    r->kernel);
+    if (r->stride < 1 || r->stride > MAX_STRIDE)
+        return fail(err, err_len, HWQNN_EFORMAT,
+                    "%s: field 'layer%u.stride': expected 1..%u, found %u", name, i, MAX_STRIDE,
+                    r->stride);
+    uint32_t max_pad = r->kind == KIND_POOL ? 0 : r->kernel - 1;
+    if (r->pad > max_pad)
+        return fail(err, err_len, HWQNN_EFORMAT,
+                    "%s: field 'layer%u.padding': expected 0..%u, found %u", name, i, max_pad,
+                    r->pad);
+    if (r->height + 2 * r->pad < r->kernel || r->width + 2 * r->pad < r->kernel)
+        return fail(err, err_len, HWQNN_EFORMAT,
+                    "%s: field 'layer%u.in_shape': a padded %ux%u image is smaller than the "
+                    "%ux%u kernel",
+                    name, i, r->height, r->width, r->kernel, r->kernel);
+    if ((uint64_t)r->height * r->width * r->channels != r->in)
+        return fail(err, err_len, HWQNN_EFORMAT,
+                    "%s: field 'layer%u.in_features': expected %ux%ux%u = %llu, found %u", name, i,
+                    r->height, r->width, r->channels,
+                    (unsigned long long)r->height * r->width * r->channels, r->in);
+    *out_h = (r->height + 2 * r->pad - r->kernel) / r->stride + 1;
+    *out_w = (r->width + 2 * r->pad - r->kernel) / r->stride + 1;
+    return HWQNN_OK;
+}
+
+/* Every field of record i on its own, then against the header and the record before it. */
+static int check_record(const rec_t *r, const rec_t *prev, uint32_t i, int last,
+                        const unsigned char *header, const char *name, char *err,
+                        size_t err_len) {
+    if (r->kind > KIND_POOL || (last && r->kind != KIND_DENSE))
+        return fail(err, err_len, HWQNN_EFORMAT, "%s: field 'layer%u.kind': expected %s, found %u",
+                    name, i, last ? "0 (dense: the last layer outputs scores)" : "0, 1 or 2",
+                    r->kind);
+    if (r->in < 1 || r->in > MAX_FEATURES)
+        return fail(err, err_len, HWQNN_EFORMAT,
+                    "%s: field 'layer%u.in_features': expected 1..%u, found %u", name, i,
+                    MAX_FEATURES, r->in);
+    if (r->out < 1 || r->out > MAX_FEATURES)
+        return fail(err, err_len, HWQNN_EFORMAT,
+                    "%s: field 'layer%u.out_features': expected 1..%u, found %u", name, i,
+                    MAX_FEATURES, r->out);
+    uint32_t out_h = 1, out_w = 1, positions_out = r->rows;
+    if (r->kind == KIND_DENSE) {
+        if (r->height | r->width | r->channels | r->kernel | r->stride | r->pad)
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'layer%u.in_shape': expected no window (0s) on a dense layer",
+                        name, i);
+        if (r->rows != r->out || r->cols != r->in)
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'layer%u.rows/cols': expected %u/%u (a dense layer's "
+                        "out/in_features), found %u/%u",
+                        name, i, r->out, r->in, r->rows, r->cols);
+    } else {
+        int rc = check_window(r, i, name, err, err_len, &out_h, &out_w);
+        if (rc) return rc;
+        positions_out = r->kind == KIND_CONV ? r->rows : r->channels;
+        if ((uint64_t)out_h * out_w * positions_out != r->out)
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'layer%u.out_features': expected %ux%ux%u = %llu, found %u",
+                        name, i, out_h, out_w, positions_out,
+                        (unsigned long long)out_h * out_w * positions_out, r->out);
+    }
+    if (r->kind == KIND_POOL) {
+        if (!code_bits_ok(r->in_bits) || r->out_bits != r->in_bits || r->w_bits)
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'layer%u.in_bits': expected equal in_bits and out_bits of 1, 2 "
+                        "or 4 and w_bits 0 (max-pooling), found %u, %u, %u",
+                        name, i, r->in_bits, r->out_bits, r->w_bits);
+        if (r->rows | r->cols | r->words)
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'layer%u.rows': expected no matrix (0s) on a max-pool layer",
+                        name, i);
+    } else {
+        if (!bits_ok(r->in_bits) || !bits_ok(r->w_bits))
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'layer%u.%s': expected 1, 2, 4 or 8, found %u", name, i,
+                        bits_ok(r->in_bits) ? "w_bits" : "in_bits",
+                        bits_ok(r->in_bits) ? r->w_bits : r->in_bits);
+        if (last ? r->out_bits != 0 : !code_bits_ok(r->out_bits))
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'layer%u.out_bits': expected %s, found %u", name, i,
+                        last ? "0 (the last layer outputs scores)" : "1, 2 or 4", r->out_bits);
+        uint64_t cols = r->kind == KIND_CONV
+                            ? (uint64_t)r->kernel * r->kernel * r->channels : r->in;
+        if (r->cols != cols || cols > MAX_FEATURES)
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'layer%u.cols': expected %llu (at most %u), found %u", name, i,
+                        (unsigned long long)cols, MAX_FEATURES, r->cols);
+        if (r->words != (r->cols + 63) / 64)
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'layer%u.words': expected %u, found %u", name, i,
+                        (r->cols + 63) / 64, r->words);
+        /* scores 2A - C*K must fit int32 */
+        uint64_t c = (uint64_t)((1u << r->in_bits) - 1) * ((1u << r->w_bits) - 1);
+        if (c * r->cols > (uint64_t)INT32_MAX / 2)
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'layer%u.in_features': an accumulator of %u x %u-bit x %u-bit "
+                        "does not fit this library's 32-bit scores",
+                        name, i, r->cols, r->in_bits, r->w_bits);
+    }
+    if (r->reserved)
+        return fail(err, err_len, HWQNN_EFORMAT, "%s: field 'layer%u.reserved': expected 0", name,
+                    i);
+    uint32_t want_in = prev ? prev->out : rd32(header + 16);
+    uint32_t want_bits = prev ? prev->out_bits : rd32(header + 20);
+    if (r->in != want_in || r->in_bits != want_bits) {
+        if (!prev)
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'in_features/in_bits': the header says %u/%u, layer 0 %u/%u",
+                        name, want_in, want_bits, r->in, r->in_bits);
+        return fail(err, err_len, HWQNN_EFORMAT,
+                    "%s: field 'layer%u.in_features/in_bits': expected %u/%u from layer %u, found "
+                    "%u/%u",
+                    name, i, want_in, want_bits, i - 1, r->in, r->in_bits);
+    }
+    if (last && r->out != rd32(header + 24))
+        return fail(err, err_len, HWQNN_EFORMAT,
+                    "%s: field 'classes': the header says %u, the last layer %u", name,
+                    rd32(header + 24), r->out);
+    return HWQNN_OK;
+}
+
+/* The input record (versions 2 and 3): raw_bits, channels, levels, 0. Version 3 writes one for
+ * every net: channels = levels = 0 and raw_bits = in_bits is the identity (raw values are the
+ * codes). Out: the record's fields and the size of what follows it. */
+static int check_input(const unsigned char *p, size_t size, uint32_t version, const char *name,
+                       char *err, size_t err_len, uint32_t *raw_bits, uint32_t *channels,
+                       uint32_t *levels, size_t *table) {
+    uint32_t in_bits0 = rd32(p + 20);
+    *raw_bits = in_bits0;
+    *channels = *levels = 0;
+    *table = HEADER_BYTES;
+    if (version < 2) return HWQNN_OK;
+    if (size < HEADER_BYTES + INPUT_BYTES + 8)
+        return fail(err, err_len, HWQNN_EFORMAT,
+                    "%s: field 'input': the file ends inside the input record", name);
+    const unsigned char *q = p + HEADER_BYTES;
+    *raw_bits = rd32(q);
+    *channels = rd32(q + 4);
+    *levels = rd32(q + 8);
+    if (version >= 3 && *channels == 0) { /* the identity */
+        if (*raw_bits != in_bits0 || *levels || rd32(q + 12))
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'input.raw_bits': expected in_bits (%u) and no levels without "
+                        "channels (the identity), found %u and %u",
+                        name, in_bits0, *raw_bits, *levels);
+        *table = HEADER_BYTES + INPUT_BYTES;
+        return HWQNN_OK;
+    }
+    if (*raw_bits < 1 || *raw_bits > 8)
+        return fail(err, err_len, HWQNN_EFORMAT,
+                    "%s: field 'input.raw_bits': expected 1..8, found %u", name, *raw_bits);
+    if (!bits_ok(in_bits0) || *levels != (1u << in_bits0) - 1)
+        return fail(err, err_len, HWQNN_EFORMAT,
+                    "%s: field 'input.levels': expected 2^in_bits - 1, found %u", name, *levels);
+    if (*channels < 1 || *channels > rd32(p + 16) || rd32(q + 12))
+        return fail(err, err_len, HWQNN_EFORMAT,
+                    "%s: field 'input.channels': expected 1..in_features, found %u", name,
+                    *channels);
+    *table = HEADER_BYTES + INPUT_BYTES + (size_t)*channels * *levels * 8;
+    return HWQNN_OK;
+}
+
+/* The arrays of a matrix layer (dense, conv) in the blob: pad bits, thresholds and flips. */
+static int bind_matrix(layer_t *L, const unsigned char *base, size_t *off, uint32_t i,
+                       const char *name, char *err, size_t err_len) {
+    L->acc_max = (int64_t)(((1 << L->in_bits) - 1) * ((1 << L->w_bits) - 1)) * L->in;
+    L->w = (const uint64_t *)(base + *off);
+    *off += (size_t)L->out * L->w_bits * L->words * 8;
+    /* pad bits above in_features are 1 in the weights (the padding rule) */
+    uint32_t pad = L->in % 64;
+    if (pad) {
+        uint64_t high = ~((1ull << pad) - 1);
+        for (size_t row = 0; row < (size_t)L->out * L->w_bits; row++) {
+            if ((L->w[row * L->words + L->words - 1] & high) != high)
+                return fail(err, err_len, HWQNN_EFORMAT,
+                            "%s: field 'layer%u.weights': expected pad bits above in_features "
+                            "set to 1, found a 0 pad bit (row %zu)",
+                            name, i, row / L->w_bits);
+        }
+    }
+    if (!L->out_bits) return HWQNN_OK;
+    L->n_t = (1u << L->out_bits) - 1;
+    L->t = (const int64_t *)(base + *off);
+    *off += (size_t)L->out * L->n_t * 8;
+    L->flip = base + *off;
+    *off += ((size_t)L->out + 7) / 8 * 8;
+    for (size_t o = 0; o < L->out; o++) {
+        const int64_t *t = L->t + o * L->n_t;
+        for (uint32_t k = 0; k < L->n_t; k++) {
+            if (t[k] < 0 || t[k] > L->acc_max + 1 || (k && t[k] < t[k - 1]))
+                return fail(err, err_len, HWQNN_EFORMAT,
+                            "%s: field 'layer%u.thresholds': expected ascending values in "
+                            "0..%lld, found %lld (neuron %zu)",
+                            name, i, (long long)L->acc_max + 1, (long long)t[k], o);
+        }
+        if (L->flip[o] > 1)
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'layer%u.flip': expected 0 or 1, found %u (neuron %zu)", name,
+                        i, L->flip[o], o);
+    }
+    for (size_t o = L->out; o < ((size_t)L->out + 7) / 8 * 8; o++) {
+        if (L->flip[o])
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'layer%u.flip': expected zero padding", name, i);
+    }
+    return HWQNN_OK;
+}
 
 int hwqnn_open_memory(const void *data, size_t size, const char *name, hwqnn_net **net, char *err,
                       size_t err_len) {
@@ -128,31 +384,15 @@ int hwqnn_open_memory(const void *data, size_t size, const char *name, hwqnn_net
     if (n_layers < 1 || n_layers > MAX_LAYERS)
         return fail(err, err_len, HWQNN_EFORMAT,
                     "%s: field 'n_layers': expected 1..%u, found %u", name, MAX_LAYERS, n_layers);
-    /* version 2: the input record (raw_bits, channels, levels, 0) and its thresholds */
-    uint32_t in_bits0 = rd32(p + 20), raw_bits = in_bits0, in_channels = 0, in_levels = 0;
-    size_t table = HEADER_BYTES;
-    if (version >= 2) {
-        if (size < HEADER_BYTES + INPUT_BYTES + 8)
-            return fail(err, err_len, HWQNN_EFORMAT,
-                        "%s: field 'input': the file ends inside the input record", name);
-        const unsigned char *q = p + HEADER_BYTES;
-        raw_bits = rd32(q);
-        in_channels = rd32(q + 4);
-        in_levels = rd32(q + 8);
-        if (raw_bits < 1 || raw_bits > 8)
-            return fail(err, err_len, HWQNN_EFORMAT,
-                        "%s: field 'input.raw_bits': expected 1..8, found %u", name, raw_bits);
-        if (!bits_ok(in_bits0) || in_levels != (1u << in_bits0) - 1)
-            return fail(err, err_len, HWQNN_EFORMAT,
-                        "%s: field 'input.levels': expected 2^in_bits - 1, found %u", name,
-                        in_levels);
-        if (in_channels < 1 || in_channels > rd32(p + 16) || rd32(q + 12))
-            return fail(err, err_len, HWQNN_EFORMAT,
-                        "%s: field 'input.channels': expected 1..in_features, found %u", name,
-                        in_channels);
-        table = HEADER_BYTES + INPUT_BYTES + (size_t)in_channels * in_levels * 8;
-    }
-    size_t need = table + (size_t)n_layers * RECORD_BYTES + 8;
+    if (rd32(p + 28))
+        return fail(err, err_len, HWQNN_EFORMAT, "%s: field 'reserved': expected 0", name);
+    uint32_t raw_bits, in_channels, in_levels;
+    size_t table;
+    int rc = check_input(p, size, version, name, err, err_len, &raw_bits, &in_channels,
+                         &in_levels, &table);
+    if (rc) return rc;
+    size_t rec_bytes = version >= 3 ? RECORD3_BYTES : RECORD_BYTES;
+    size_t need = table + (size_t)n_layers * rec_bytes + 8;
     if (size < need)
         return fail(err, err_len, HWQNN_EFORMAT,
                     "%s: field 'layers': the file ends inside the layer table (%zu bytes)", name,
@@ -166,70 +406,29 @@ int hwqnn_open_memory(const void *data, size_t size, const char *name, hwqnn_net
                     name);
     /* the layer table: every field, the chain between layers, the payload size */
     size_t payload = 0;
-    uint32_t max_width = rd32(p + 16), max_plane_words = 0;
+    uint32_t max_width = rd32(p + 16), max_rows = 0, max_cols = 0, max_plane_words = 0;
+    rec_t prev = {0};
     for (uint32_t i = 0; i < n_layers; i++) {
-        const unsigned char *r = p + table + (size_t)i * RECORD_BYTES;
-        uint32_t in = rd32(r), out = rd32(r + 4), ka = rd32(r + 8), kw = rd32(r + 12);
-        uint32_t ko = rd32(r + 16), words = rd32(r + 20);
-        int last = i == n_layers - 1;
-        if (in < 1 || in > MAX_FEATURES)
-            return fail(err, err_len, HWQNN_EFORMAT,
-                        "%s: field 'layer%u.in_features': expected 1..%u, found %u", name, i,
-                        MAX_FEATURES, in);
-        if (out < 1 || out > MAX_FEATURES)
-            return fail(err, err_len, HWQNN_EFORMAT,
-                        "%s: field 'layer%u.out_features': expected 1..%u, found %u", name, i,
-                        MAX_FEATURES, out);
-        if (!bits_ok(ka) || !bits_ok(kw))
-            return fail(err, err_len, HWQNN_EFORMAT,
-                        "%s: field 'layer%u.%s': expected 1, 2, 4 or 8, found %u", name, i,
-                        bits_ok(ka) ? "w_bits" : "in_bits", bits_ok(ka) ? kw : ka);
-        if (last ? ko != 0 : !(ko == 1 || ko == 2 || ko == 4))
-            return fail(err, err_len, HWQNN_EFORMAT,
-                        "%s: field 'layer%u.out_bits': expected %s, found %u", name, i,
-                        last ? "0 (the last layer outputs scores)" : "1, 2 or 4", ko);
-        if (words != (in + 63) / 64)
-            return fail(err, err_len, HWQNN_EFORMAT,
-                        "%s: field 'layer%u.words': expected %u, found %u", name, i,
-                        (in + 63) / 64, words);
-        if (rd32(r + 24) || rd32(r + 28))
-            return fail(err, err_len, HWQNN_EFORMAT,
-                        "%s: field 'layer%u.reserved': expected 0", name, i);
-        if (i == 0 && (in != rd32(p + 16) || ka != rd32(p + 20)))
-            return fail(err, err_len, HWQNN_EFORMAT,
-                        "%s: field 'in_features/in_bits': the header says %u/%u, layer 0 %u/%u",
-                        name, rd32(p + 16), rd32(p + 20), in, ka);
-        if (i > 0) {
-            const unsigned char *q = r - RECORD_BYTES;
-            if (in != rd32(q + 4) || ka != rd32(q + 16))
-                return fail(err, err_len, HWQNN_EFORMAT,
-                            "%s: field 'layer%u.in_features/in_bits': expected %u/%u from layer "
-                            "%u, found %u/%u",
-                            name, i, rd32(q + 4), rd32(q + 16), i - 1, in, ka);
-        }
-        if (last && out != rd32(p + 24))
-            return fail(err, err_len, HWQNN_EFORMAT,
-                        "%s: field 'classes': the header says %u, the last layer %u", name,
-                        rd32(p + 24), out);
-        /* scores 2A - C*K must fit int32 */
-        uint64_t c = (uint64_t)((1u << ka) - 1) * ((1u << kw) - 1);
-        if (c * in > (uint64_t)INT32_MAX / 2)
-            return fail(err, err_len, HWQNN_EFORMAT,
-                        "%s: field 'layer%u.in_features': an accumulator of %u x %u-bit x %u-bit "
-                        "does not fit this library's 32-bit scores",
-                        name, i, in, ka, kw);
+        rec_t r = read_record(p + table + (size_t)i * rec_bytes, version);
+        rc = check_record(&r, i ? &prev : NULL, i, i == n_layers - 1, p, name, err, err_len);
+        if (rc) return rc;
+        prev = r;
+        if (r.in > max_width) max_width = r.in;
+        if (r.out > max_width) max_width = r.out;
+        if (r.kind == KIND_POOL) continue;
         size_t wbytes, tbytes = 0, fbytes = 0;
-        if (!mul_size(&wbytes, (size_t)out * kw, (size_t)words * 8)) goto too_big;
-        if (!last) {
-            if (!mul_size(&tbytes, (size_t)out, ((size_t)1 << ko) - 1)) goto too_big;
+        if (!mul_size(&wbytes, (size_t)r.rows * r.w_bits, (size_t)r.words * 8)) goto too_big;
+        if (r.out_bits) {
+            if (!mul_size(&tbytes, (size_t)r.rows, ((size_t)1 << r.out_bits) - 1)) goto too_big;
             if (!mul_size(&tbytes, tbytes, 8)) goto too_big;
-            fbytes = ((size_t)out + 7) / 8 * 8;
+            fbytes = ((size_t)r.rows + 7) / 8 * 8;
         }
         if (!add_size(&payload, wbytes) || !add_size(&payload, tbytes) ||
             !add_size(&payload, fbytes))
             goto too_big;
-        if (out > max_width) max_width = out;
-        if (words * ka > max_plane_words) max_plane_words = words * ka;
+        if (r.rows > max_rows) max_rows = r.rows;
+        if (r.cols > max_cols) max_cols = r.cols;
+        if (r.words * r.in_bits > max_plane_words) max_plane_words = r.words * r.in_bits;
     }
     if (!add_size(&need, payload)) goto too_big;
     if (size != need)
@@ -249,6 +448,8 @@ int hwqnn_open_memory(const void *data, size_t size, const char *name, hwqnn_net
     memcpy(n->blob, p, size);
     n->n_layers = n_layers;
     n->max_width = max_width;
+    n->max_rows = max_rows;
+    n->max_cols = max_cols;
     n->max_plane_words = max_plane_words;
     const unsigned char *base = (const unsigned char *)n->blob;
     n->raw_bits = raw_bits;
@@ -267,64 +468,38 @@ int hwqnn_open_memory(const void *data, size_t size, const char *name, hwqnn_net
             }
         }
     }
-    size_t off = table + (size_t)n_layers * RECORD_BYTES;
+    size_t off = table + (size_t)n_layers * rec_bytes;
     for (uint32_t i = 0; i < n_layers; i++) {
-        const unsigned char *r = p + table + (size_t)i * RECORD_BYTES;
+        rec_t r = read_record(p + table + (size_t)i * rec_bytes, version);
         layer_t *L = &n->layers[i];
-        L->in = rd32(r);
-        L->out = rd32(r + 4);
-        L->in_bits = rd32(r + 8);
-        L->w_bits = rd32(r + 12);
-        L->out_bits = rd32(r + 16);
-        L->words = rd32(r + 20);
-        L->acc_max = (int64_t)(((1 << L->in_bits) - 1) * ((1 << L->w_bits) - 1)) * L->in;
-        L->w = (const uint64_t *)(base + off);
-        off += (size_t)L->out * L->w_bits * L->words * 8;
-        /* pad bits above in_features are 1 in the weights (the padding rule) */
-        uint32_t pad = L->in % 64;
-        if (pad) {
-            uint64_t high = ~((1ull << pad) - 1);
-            for (size_t row = 0; row < (size_t)L->out * L->w_bits; row++) {
-                if ((L->w[row * L->words + L->words - 1] & high) != high) {
-                    hwqnn_close(n);
-                    return fail(err, err_len, HWQNN_EFORMAT,
-                                "%s: field 'layer%u.weights': expected pad bits above "
-                                "in_features set to 1, found a 0 pad bit (row %zu)",
-                                name, i, row / L->w_bits);
-                }
-            }
+        L->kind = r.kind;
+        L->in_size = r.in;
+        L->out_size = r.out;
+        L->height = r.height;
+        L->width = r.width;
+        L->channels = r.channels;
+        L->kernel = r.kernel;
+        L->stride = r.stride;
+        L->pad = r.pad;
+        if (r.kind != KIND_DENSE) {
+            L->out_h = (r.height + 2 * r.pad - r.kernel) / r.stride + 1;
+            L->out_w = (r.width + 2 * r.pad - r.kernel) / r.stride + 1;
         }
-        if (L->out_bits) {
-            L->n_t = (1u << L->out_bits) - 1;
-            L->t = (const int64_t *)(base + off);
-            off += (size_t)L->out * L->n_t * 8;
-            L->flip = base + off;
-            off += ((size_t)L->out + 7) / 8 * 8;
-            for (size_t o = 0; o < L->out; o++) {
-                const int64_t *t = L->t + o * L->n_t;
-                for (uint32_t k = 0; k < L->n_t; k++) {
-                    if (t[k] < 0 || t[k] > L->acc_max + 1 || (k && t[k] < t[k - 1])) {
-                        hwqnn_close(n);
-                        return fail(err, err_len, HWQNN_EFORMAT,
-                                    "%s: field 'layer%u.thresholds': expected ascending values "
-                                    "in 0..%lld, found %lld (neuron %zu)",
-                                    name, i, (long long)L->acc_max + 1, (long long)t[k], o);
-                    }
-                }
-                if (L->flip[o] > 1) {
-                    hwqnn_close(n);
-                    return fail(err, err_len, HWQNN_EFORMAT,
-                                "%s: field 'layer%u.flip': expected 0 or 1, found %u (neuron %zu)",
-                                name, i, L->flip[o], o);
-                }
-            }
-            for (size_t o = L->out; o < ((size_t)L->out + 7) / 8 * 8; o++) {
-                if (L->flip[o]) {
-                    hwqnn_close(n);
-                    return fail(err, err_len, HWQNN_EFORMAT,
-                                "%s: field 'layer%u.flip': expected zero padding", name, i);
-                }
-            }
+        L->in = r.cols;
+        L->out = r.rows;
+        L->in_bits = r.in_bits;
+        L->w_bits = r.w_bits;
+        L->out_bits = r.out_bits;
+        L->words = r.words;
+        if (i > 0) {
+            layer_t *P = &n->layers[i - 1];
+            P->pack_next = P->kind == KIND_DENSE && P->out_bits == 1 && r.kind == KIND_DENSE;
+        }
+        if (r.kind == KIND_POOL) continue;
+        rc = bind_matrix(L, base, &off, i, name, err, err_len);
+        if (rc) {
+            hwqnn_close(n);
+            return rc;
         }
     }
     *net = n;
@@ -368,14 +543,14 @@ void hwqnn_close(hwqnn_net *net) {
 }
 
 int hwqnn_num_layers(const hwqnn_net *net) { return (int)net->n_layers; }
-int hwqnn_in_features(const hwqnn_net *net) { return (int)net->layers[0].in; }
+int hwqnn_in_features(const hwqnn_net *net) { return (int)net->layers[0].in_size; }
 int hwqnn_in_bits(const hwqnn_net *net) { return (int)net->layers[0].in_bits; }
 int hwqnn_raw_bits(const hwqnn_net *net) { return (int)net->raw_bits; }
 int hwqnn_num_classes(const hwqnn_net *net) { return (int)net->layers[net->n_layers - 1].out; }
 
 int hwqnn_out_features(const hwqnn_net *net, int layer) {
     if (layer < 0 || (uint32_t)layer >= net->n_layers) return HWQNN_EARG;
-    return (int)net->layers[layer].out;
+    return (int)net->layers[layer].out_size;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -669,21 +844,24 @@ int hwqnn_set_isa(const char *name) { return pick(name); }
 typedef struct {
     uint64_t *planes;
     int64_t *acc;
+    uint8_t *col; /* a convolution's window codes, im2col order */
     uint8_t *codes[2];
 } scratch_t;
 
 static int scratch_init(const hwqnn_net *net, scratch_t *s) {
     size_t width = net->max_width;
-    s->planes = malloc((size_t)net->max_plane_words * 8);
-    s->acc = malloc(width * sizeof *s->acc);
+    s->planes = malloc((size_t)net->max_plane_words * 8 + 8);
+    s->acc = malloc(((size_t)net->max_rows + 1) * sizeof *s->acc);
+    s->col = malloc((size_t)net->max_cols + 1);
     s->codes[0] = malloc(width);
     s->codes[1] = malloc(width);
-    return s->planes && s->acc && s->codes[0] && s->codes[1];
+    return s->planes && s->acc && s->col && s->codes[0] && s->codes[1];
 }
 
 static void scratch_free(scratch_t *s) {
     free(s->planes);
     free(s->acc);
+    free(s->col);
     free(s->codes[0]);
     free(s->codes[1]);
 }
@@ -697,14 +875,56 @@ static int32_t threshold(const layer_t *L, uint32_t o, int64_t a) {
     return code;
 }
 
-static void layer_run(const layer_t *L, const kernel_t *k, const uint8_t *codes, scratch_t *s) {
-    k->pack(codes, L->in, L->in_bits, L->words, s->planes);
-    k->acc(L, s->planes, s->acc);
+/* A convolution on one image: at each output pixel, the window's codes (0 outside the image)
+ * through the dense kernels, thresholded into out[pixel][rows]; acc (if not NULL) gets the
+ * accumulators in the same order. */
+static void conv_run(const layer_t *L, const kernel_t *k, const uint8_t *in, uint8_t *out,
+                     int64_t *acc, scratch_t *s) {
+    const uint32_t C = L->channels, K = L->kernel;
+    for (uint32_t oy = 0; oy < L->out_h; oy++) {
+        for (uint32_t ox = 0; ox < L->out_w; ox++) {
+            uint8_t *c = s->col;
+            for (uint32_t ky = 0; ky < K; ky++) {
+                long y = (long)(oy * L->stride + ky) - (long)L->pad;
+                for (uint32_t kx = 0; kx < K; kx++, c += C) {
+                    long x = (long)(ox * L->stride + kx) - (long)L->pad;
+                    if (y < 0 || y >= (long)L->height || x < 0 || x >= (long)L->width)
+                        memset(c, 0, C);
+                    else
+                        memcpy(c, in + ((size_t)y * L->width + (size_t)x) * C, C);
+                }
+            }
+            k->pack(s->col, L->in, L->in_bits, L->words, s->planes);
+            k->acc(L, s->planes, s->acc);
+            size_t pix = (size_t)oy * L->out_w + ox;
+            uint8_t *o = out + pix * L->out;
+            for (uint32_t r = 0; r < L->out; r++) o[r] = (uint8_t)threshold(L, r, s->acc[r]);
+            if (acc) memcpy(acc + pix * L->out, s->acc, (size_t)L->out * sizeof *acc);
+        }
+    }
+}
+
+/* Max-pooling on one image: the largest code of each window, channel by channel. */
+static void pool_run(const layer_t *L, const uint8_t *in, uint8_t *out) {
+    const uint32_t C = L->channels;
+    for (uint32_t oy = 0; oy < L->out_h; oy++) {
+        for (uint32_t ox = 0; ox < L->out_w; ox++) {
+            uint8_t *o = out + ((size_t)oy * L->out_w + ox) * C;
+            memset(o, 0, C);
+            for (uint32_t ky = 0; ky < L->kernel; ky++) {
+                for (uint32_t kx = 0; kx < L->kernel; kx++) {
+                    size_t y = (size_t)oy * L->stride + ky, x = (size_t)ox * L->stride + kx;
+                    const uint8_t *v = in + (y * L->width + x) * C;
+                    for (uint32_t ch = 0; ch < C; ch++) o[ch] = v[ch] > o[ch] ? v[ch] : o[ch];
+                }
+            }
+        }
+    }
 }
 
 /* The input quantization: code = sum_i [raw >= T[g % channels][i]] (input element g). */
 static void quantize_input(const hwqnn_net *net, const uint8_t *px, uint8_t *codes) {
-    uint32_t c = 0, in = net->layers[0].in;
+    uint32_t c = 0, in = net->layers[0].in_size;
     for (uint32_t g = 0; g < in; g++) {
         const int64_t *t = net->in_t + (size_t)c * net->in_levels;
         uint8_t code = 0;
@@ -724,14 +944,24 @@ static void forward_one(const hwqnn_net *net, const kernel_t *k, const uint8_t *
     int packed = 0; /* the previous layer already wrote this one's packed input */
     for (uint32_t i = 0; i < net->n_layers; i++) {
         const layer_t *L = &net->layers[i];
+        uint8_t *next = s->codes[i & 1];
+        if (L->kind == KIND_CONV) {
+            conv_run(L, k, codes, next, NULL, s);
+            codes = next;
+            continue;
+        }
+        if (L->kind == KIND_POOL) {
+            pool_run(L, codes, next);
+            codes = next;
+            continue;
+        }
         if (!packed) k->pack(codes, L->in, L->in_bits, L->words, s->planes);
         k->acc(L, s->planes, s->acc);
         packed = 0;
-        if (L->out_bits == 1 && k->threshold1) {
+        if (L->pack_next && k->threshold1) {
             k->threshold1(L, s->acc, s->planes);
             packed = 1;
         } else if (L->out_bits) {
-            uint8_t *next = s->codes[i & 1];
             for (uint32_t o = 0; o < L->out; o++) next[o] = (uint8_t)threshold(L, o, s->acc[o]);
             codes = next;
         } else {
@@ -762,7 +992,7 @@ static void *worker(void *arg) {
     scratch_t s;
     j->ok = scratch_init(j->net, &s);
     if (j->ok) {
-        size_t in = j->net->layers[0].in, classes = hwqnn_num_classes(j->net);
+        size_t in = j->net->layers[0].in_size, classes = hwqnn_num_classes(j->net);
         for (size_t i = j->begin; i < j->end; i++)
             forward_one(j->net, j->k, j->pixels + i * in, j->scores + i * classes, &s);
     }
@@ -775,7 +1005,7 @@ static void *worker(void *arg) {
 int hwqnn_infer(const hwqnn_net *net, const uint8_t *pixels, size_t n, int32_t *scores,
                 int threads) {
     if (!net || (n && (!pixels || !scores))) return HWQNN_EARG;
-    size_t in = net->layers[0].in;
+    size_t in = net->layers[0].in_size;
     if (!codes_ok(pixels, n * in, net->raw_bits)) return HWQNN_EARG;
     if (threads <= 0) {
         long c = sysconf(_SC_NPROCESSORS_ONLN);
@@ -823,7 +1053,7 @@ int hwqnn_classify(const hwqnn_net *net, const uint8_t *pixels, size_t n, int32_
 
 int hwqnn_quantize_input(const hwqnn_net *net, const uint8_t *pixels, size_t n, uint8_t *codes) {
     if (!net || (n && (!pixels || !codes))) return HWQNN_EARG;
-    size_t in = net->layers[0].in;
+    size_t in = net->layers[0].in_size;
     if (!codes_ok(pixels, n * in, net->raw_bits)) return HWQNN_EARG;
     for (size_t i = 0; i < n; i++) {
         if (net->in_channels)
@@ -839,7 +1069,7 @@ int hwqnn_forward_layer(const hwqnn_net *net, int layer, const uint8_t *codes, s
     if (!net || layer < 0 || (uint32_t)layer >= net->n_layers) return HWQNN_EARG;
     if (n && (!codes || !acc || !out)) return HWQNN_EARG;
     const layer_t *L = &net->layers[layer];
-    if (!codes_ok(codes, n * L->in, L->in_bits)) return HWQNN_EARG;
+    if (!codes_ok(codes, n * L->in_size, L->in_bits)) return HWQNN_EARG;
     scratch_t s;
     if (!scratch_init(net, &s)) {
         scratch_free(&s);
@@ -847,12 +1077,23 @@ int hwqnn_forward_layer(const hwqnn_net *net, int layer, const uint8_t *codes, s
     }
     const kernel_t *k = kernel();
     for (size_t i = 0; i < n; i++) {
-        layer_run(L, k, codes + i * L->in, &s);
-        for (uint32_t o = 0; o < L->out; o++) {
-            int64_t a = s.acc[o];
-            acc[i * L->out + o] = a;
-            out[i * L->out + o] =
-                L->out_bits ? threshold(L, o, a) : (int32_t)(2 * a - L->acc_max);
+        const uint8_t *x = codes + i * L->in_size;
+        int64_t *a = acc + i * L->out_size;
+        int32_t *o = out + i * L->out_size;
+        if (L->kind != KIND_DENSE) {
+            if (L->kind == KIND_CONV)
+                conv_run(L, k, x, s.codes[0], a, &s);
+            else
+                pool_run(L, x, s.codes[0]);
+            for (uint32_t j = 0; j < L->out_size; j++) o[j] = s.codes[0][j];
+            if (L->kind == KIND_POOL) memset(a, 0, (size_t)L->out_size * sizeof *a);
+            continue;
+        }
+        k->pack(x, L->in, L->in_bits, L->words, s.planes);
+        k->acc(L, s.planes, s.acc);
+        for (uint32_t j = 0; j < L->out; j++) {
+            a[j] = s.acc[j];
+            o[j] = L->out_bits ? threshold(L, j, s.acc[j]) : (int32_t)(2 * s.acc[j] - L->acc_max);
         }
     }
     scratch_free(&s);
