@@ -7,15 +7,25 @@ model, Verilog generator, GPU kernels, op counter) reads only this file.
 
 Values and codes
 ----------------
-A ``k``-bit quantity is stored as an unsigned *code* ``c`` in ``0 .. 2**k - 1`` that stands for
-the odd integer *level* ``q = 2*c - (2**k - 1)``:
+A ``k``-bit quantity is stored as an unsigned *code* ``c`` in ``0 .. 2**k - 1`` (``M = 2**k - 1``)
+that stands for an integer *value* under its tensor's *encoding* (version 4; every earlier bundle
+is all odd levels, and a version-4 entry without encoding keys is too):
 
-* ``k = 1``: bit 1 means +1, bit 0 means -1. ``sign(0) = +1`` everywhere (training, export,
-  golden, RTL, GPU).
-* ``k = 2``: codes 0, 1, 2, 3 stand for -3, -1, +1, +3 (in training: -1, -1/3, +1/3, +1).
-* ``k = 8`` (the first layer's input): a pixel ``x`` in 0..255 is its own code and stands for
-  ``2*x - 255``. This is the BNN paper's bit-plane scheme made exact: bit-plane ``n`` of ``x``
-  read as a ±1 vector, weighted by ``2**n``, sums to ``2*x - 255``.
+* ``odd`` (the default): the odd level ``q = 2*c - M``. ``k = 1``: bit 1 means +1, bit 0 means
+  -1, ``sign(0) = +1`` everywhere (training, export, golden, RTL, GPU); ``k = 2``: codes 0..3
+  stand for -3, -1, +1, +3 (in training: -1, -1/3, +1/3, +1); ``k = 8`` (the first layer's
+  input): a pixel ``x`` is its own code and stands for ``2*x - 255``, the BNN paper's bit-plane
+  scheme made exact.
+* ``unsigned``: ``c`` itself (ReLU activations, pixels as they are).
+* ``signed``: ``c - 2**(k-1)``, the two's complement range ``-2**(k-1) .. 2**(k-1) - 1`` stored as
+  offset binary (the two's complement bit pattern with its top bit inverted), so codes keep the
+  values' order (max-pooling and thresholds work on codes) and code 0 is the lowest value.
+  Narrow range (no ``-2**(k-1)``) is the same encoding with code 0 unused.
+
+Every encoding is ``value = gain * c + beta`` (gain 2 for odd, else 1; ``beta`` = ``-M``, 0 or
+``-2**(k-1)``). A weighted layer has three: ``in_enc`` (its input codes: layer 0's is the
+input's), ``w_enc`` (its weights) and ``out_enc`` (its output codes; none on the last layer).
+A max-pool keeps its input's (``enc``).
 
 Input quantization
 ------------------
@@ -27,15 +37,35 @@ bundle) a raw value is its own code. With ``"quant": "thresholds"`` (version 3) 
 like a hidden layer's thresholds; ``channels`` is 1 or the input's ``C``. A 1-bit code with
 threshold 128 is the binarized input of FINN's LFC (:mod:`hwqnn.layers.inputq`).
 
-Each bit ``n`` of a code is a ±1 *bit-plane*: ``q = sum_n 2**n * (2*c_n - 1)``. So the dot product
-of a ``ka``-bit input with ``kw``-bit weights over fan-in ``K`` is, with ``C = (2**ka-1)(2**kw-1)``,
+The accumulator
+---------------
+Every implementation computes the same non-negative *accumulator* ``A`` of a row over its fan-in
+``K``, from the input codes' bit-planes ``a_n`` and the weight codes' bit-planes ``w_m``:
 
-    s = sum_j q_a[j] * q_w[j] = 2*A - C*K,
-    A = sum_n sum_m 2**(n+m) * popcount(XNOR(a_plane[n], w_plane[m])),
+    A = sum_n sum_m 2**(n+m) * popcount(op_m(a_n, w_m)),   0 <= A <= C*K,
+    C = (2**ka - 1) * (2**kw - 1),
 
-and ``A`` (the *accumulator*, 0 .. C*K) is what every implementation computes. Per input element
-``j`` the hardware leaf is ``L_j = sum_m 2**m * (w_m[j] ? a[j] : ~a[j])`` (a ``ka``-bit XNOR),
-and ``A = sum_j L_j``. For 1-bit weights and activations this is XNOR-popcount.
+where ``op_m`` depends on the weight encoding only: ``XNOR`` for odd weights; ``AND`` for unsigned
+weights and for the planes of signed weights below the top one; ``NOR`` (``~a & ~w``) for the top
+plane of signed weights. Per input element ``j`` the hardware leaf is ``L_j = sum_m 2**m *
+leaf_m`` with ``leaf_m = w_m ? a : ~a`` (XNOR), ``w_m ? a : 0`` (AND) or ``w_m ? 0 : ~a`` (NOR) on
+the ``ka``-bit input code ``a`` (``~a = M - a``); ``A = sum_j L_j``. For 1-bit odd codes this is
+XNOR-popcount.
+
+Each leaf differs from ``a`` times plane ``m``'s share of the weight's value (odd: ``2**m *
+(2*w_m - 1)``; unsigned and signed below the top: ``2**m * w_m``; signed top: ``-2**m * (1 -
+w_m)``) by a term that does not depend on ``a``: ``M * 2**m * (1 - w_m)`` for XNOR and NOR, 0
+for AND. So
+the dot product of the *values* is
+
+    s = sum_j value_in(a_j) * value_w(w_j) = gain_in * A + D[o],
+
+with one integer ``D[o]`` per row that depends on the weights only: ``D = s0 - gain_in * A0``,
+where ``s0`` and ``A0`` are the dot product and the accumulator of the all-zero input code vector
+(``s0 = beta_in * sum_j value_w(w_j)``). For odd inputs and weights ``D = -C*K`` and ``s = 2*A -
+C*K``: the odd-level arithmetic of every earlier version, unchanged. No per-frame sum of the
+inputs is needed for any encoding, and the accumulator's range (what thresholds are compared in)
+is ``0 .. C*K`` for all of them.
 
 Packing order
 -------------
@@ -48,17 +78,18 @@ An image-shaped activation ``(height, width, channels)`` is the code vector in H
 ``(y * width + x) * channels + c``. A ``conv2d`` layer's weights are a dense matrix of
 ``out_channels`` rows over ``kernel * kernel * in_channels`` columns in im2col order: column
 ``(ky * kernel + kx) * in_channels + c`` meets input pixel ``(y*stride + ky - padding,
-x*stride + kx - padding)``, channel ``c``. Positions outside the image read code 0 (the lowest
-level: -1 for 1-bit codes, pixel 0 for 8-bit input), a real input of the dot product, unlike the
-pad bits below. Output pixel ``(y, x)`` then follows the dense rules with that column vector. A
-``maxpool2d`` layer (no arrays, no padding) gives the largest code of each window per channel.
-A dense layer after them reads the flattened HWC vector.
+x*stride + kx - padding)``, channel ``c``. Positions outside the image read the input's *zero
+code*: the value 0 (code ``2**(k-1)`` signed, 0 unsigned) or, for odd levels, which have no 0,
+code 0 (the lowest level: -1 for 1-bit codes, pixel 0 for 8-bit input); a real input of the dot
+product, unlike the pad bits below. Output pixel ``(y, x)`` then follows the dense rules with
+that column vector. A ``maxpool2d`` layer (no arrays, no padding) gives the largest code of each
+window per channel. A dense layer after them reads the flattened HWC vector.
 
 Padding
 -------
-The pad bits above ``K`` in the last word are 1 in weights and 0 in inputs, so ``XNOR(pad) = 0``
-and a pad bit never adds to ``A``. Hardware that pads ``K`` to a multiple of its SIMD width uses
-the same rule.
+The pad bits above ``K`` in the last word are 1 in weights and 0 in inputs, so every op gives 0
+(``XNOR(0, 1) = AND(0, 1) = NOR(0, 1) = 0``) and a pad bit never adds to ``A``. Hardware that
+pads ``K`` to a multiple of its SIMD width uses the same rule.
 
 Thresholds
 ----------
@@ -70,8 +101,14 @@ thresholds ``T[o, 0..]``:
     out = sum_i [A' >= T[o, i]]                  # the output code, 0 .. 2**k_out - 1
 
 A threshold of 0 is always met, one of ``C*K + 1`` never (that is how gamma = 0 folds to a
-constant). The last layer has no thresholds: its output is the signed integer class score
-``s = 2*A - C*K`` and the predicted class is the lowest index of the maximum score.
+constant). Output code ``out`` stands for a value under the layer's ``out_enc``. The last layer
+has no thresholds: its output is the signed integer class score
+
+    score[o] = s + bias[o] = gain_in * A + D[o] + bias[o]
+
+(``2*A - C*K`` for an odd-level net without a bias) and the predicted class is the lowest index
+of the maximum score. The *score bias* ``layer{i}.bias`` (version 4, meta ``"bias": true`` on
+the last layer) is in the dot product's units; ``|bias| < 2**48``.
 
 Flat file (the C library's input)
 ---------------------------------
@@ -115,6 +152,7 @@ Fields
 ``layer{i}.weights``     uint64 ``[out, kw, words]``: weight plane ``m`` of row ``o``.
 ``layer{i}.thresholds``  int64 ``[out, 2**k_out - 1]`` (hidden layers only).
 ``layer{i}.flip``        uint8 ``[out]`` of 0/1 (hidden layers only).
+``layer{i}.bias``        int64 ``[out]``, the score bias (the last layer, meta ``"bias": true``).
 """
 
 from __future__ import annotations
@@ -134,6 +172,7 @@ from hwqnn.bundle_schema import SCHEMA, check, refuse
 from hwqnn.errors import InputError
 from hwqnn.layers import KINDS, NetLayer, check_chain, input_fits, size
 from hwqnn.layers.dense import Layer
+from hwqnn.layers.encoding import ODD, Encoding
 from hwqnn.layers.inputq import InputQuant, image_channels
 from hwqnn.packing import (
     WORD_BITS,
@@ -175,7 +214,17 @@ class BundleError(InputError):
 
 
 class UnsupportedKindError(InputError):
-    """A valid bundle holds a layer kind that this consumer does not run (yet)."""
+    """A valid bundle holds a layer kind (or an encoding) that this consumer does not run
+    (yet)."""
+
+
+def _encoding_facts(ly: NetLayer) -> list[str]:
+    """What a layer has beyond odd levels without a bias, in words (empty for none)."""
+    facts = [f"{e} {what}" for what, e in (("inputs", ly.in_enc), ("outputs", ly.out_enc))
+             if e.name != "odd"]  # fmt: skip
+    facts += [f"{m.w_enc} weights" for m in ly.matrices() if m.w_enc.name != "odd"]
+    facts += ["a score bias" for m in ly.matrices() if m.has_bias]
+    return facts
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,7 +275,7 @@ class Bundle:
         """The oldest bundle version that holds every kind used (old readers keep reading
         the nets they can run)."""
         return max(
-            max(KINDS[ly.kind].since for ly in self.layers),
+            max(ly.version for ly in self.layers),
             1 if self.quant.is_identity else InputQuant.since,
         )
 
@@ -239,6 +288,19 @@ class Bundle:
                     f"layer {i} is a {ly.kind!r} layer: {consumer} runs dense layers only"
                 )
         return cast(tuple[Layer, ...], self.layers)
+
+    def odd_levels(self, consumer: str) -> Bundle:
+        """The bundle, for a consumer that runs odd-level nets without a score bias only (every
+        bundle before version 4); any other is refused with one line naming the layer, what it
+        has and the consumer."""
+        for i, ly in enumerate(self.layers):
+            facts = _encoding_facts(ly)
+            if facts:
+                raise UnsupportedKindError(
+                    f"layer {i} has {', '.join(facts)}: {consumer} runs odd-level nets (codes "
+                    "standing for 2c - (2**k - 1)) without a score bias only"
+                )
+        return self
 
     def arch(self) -> str:
         """A one-line description, e.g. ``784(8b)-256(1b)-256(1b)-10 w1``."""
@@ -284,6 +346,11 @@ def make_layer(
     out_bits: int,
     thresholds: np.ndarray | None = None,
     flip: np.ndarray | None = None,
+    *,
+    in_enc: Encoding = ODD,
+    w_enc: Encoding = ODD,
+    out_enc: Encoding = ODD,
+    bias: np.ndarray | None = None,
 ) -> Layer:
     """Build a :class:`Layer` from unpacked weight codes ``[out, in]`` (packs them)."""
     out_f, in_f = weight_codes.shape
@@ -296,6 +363,11 @@ def make_layer(
         weights=pack_codes(weight_codes, w_bits, pad=1),
         thresholds=None if thresholds is None else np.asarray(thresholds, dtype=np.int64),
         flip=None if flip is None else np.asarray(flip, dtype=np.uint8),
+        in_enc=in_enc,
+        w_enc=w_enc,
+        out_enc=out_enc,
+        has_bias=bias is not None,
+        bias=None if bias is None else np.asarray(bias, dtype=np.int64),
     )
     layer.check(-1, refuse("<memory>", BundleError))
     return layer

@@ -79,6 +79,7 @@ def _matrix_bytes(m: Layer) -> list[bytes]:
 def to_bytes(bundle: Bundle) -> bytes:
     """The flat file's bytes for ``bundle`` (validated first)."""
     validate(bundle)
+    bundle.odd_levels("the C library")
     for i, ly in enumerate(bundle.layers):
         if ly.kind not in KIND_CODES:
             raise UnsupportedKindError(

@@ -6,17 +6,55 @@ of channels is flipped and a share is constant (thresholds 0 or ``acc_max + 1``)
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import TypedDict
 
 import numpy as np
 
 from hwqnn.arch import Arch, Conv
 from hwqnn.bundle import Bundle, InputQuant, NetLayer, level_scale, make_layer, validate
 from hwqnn.layers import Conv2d, MaxPool2d
+from hwqnn.layers.encoding import ODD, Encoding
+
+
+class LayerEncodings(TypedDict):
+    in_enc: Encoding
+    w_enc: Encoding
+    out_enc: Encoding
+    bias: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Encodings:
+    """The encodings of a random net: its input, every weight, every hidden activation, and
+    whether the last layer has a score bias."""
+
+    input: Encoding = ODD
+    w: Encoding = ODD
+    act: Encoding = ODD
+    bias: bool = False
+
+    def of_layer(
+        self, rng: np.random.Generator, i: int, last: bool, w: np.ndarray
+    ) -> LayerEncodings:
+        """``make_layer``'s encoding arguments for layer ``i`` (``w``: its weight codes)."""
+        k = w.shape[1]
+        return LayerEncodings(
+            in_enc=self.input if i == 0 else self.act,
+            w_enc=self.w,
+            out_enc=ODD if last else self.act,
+            bias=rng.integers(-4 * k, 4 * k + 1, size=w.shape[0]) if last and self.bias else None,
+        )
 
 
 def random_layer_params(
-    rng: np.random.Generator, rows: int, cols: int, in_bits: int, w_bits: int, out_bits: int
+    rng: np.random.Generator,
+    rows: int,
+    cols: int,
+    in_bits: int,
+    w_bits: int,
+    out_bits: int,
+    w_enc: Encoding = ODD,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Weight codes ``[rows, cols]`` and, for ``out_bits > 0``, thresholds and flips."""
     w = rng.integers(0, 2**w_bits, size=(rows, cols))
@@ -24,7 +62,9 @@ def random_layer_params(
         return w, None, None
     acc_max = level_scale(in_bits, w_bits) * cols
     spread = max(1.0, 0.5 * level_scale(in_bits, w_bits) * np.sqrt(cols))
-    t = np.sort(rng.normal(acc_max / 2, spread, size=(rows, 2**out_bits - 1)), axis=1)
+    # a leaf is M/2 on average for XNOR planes, M/4 for AND/NOR ones (random codes)
+    mean = acc_max / (2 if w_enc is ODD else 4)
+    t = np.sort(rng.normal(mean, spread, size=(rows, 2**out_bits - 1)), axis=1)
     t = np.clip(np.rint(t), 0, acc_max + 1).astype(np.int64)
     const = rng.random(rows) < 0.05
     t[const] = rng.choice([0, acc_max + 1], size=(int(const.sum()), 1))
@@ -40,16 +80,21 @@ def random_bundle(
     w_bits: int = 1,
     a_bits: int = 1,
     in_bits: int = 8,
+    encodings: Encodings | None = None,
 ) -> Bundle:
-    """A random network ``in_features -> hidden... -> classes`` (8-bit input by default)."""
+    """A random network ``in_features -> hidden... -> classes`` (8-bit input by default), of
+    odd levels or of ``encodings`` (then the last layer has a random score bias if
+    ``encodings.bias``)."""
     rng = np.random.default_rng(seed)
+    e = encodings or Encodings()
     widths = [in_features, *hidden, classes]
     layers = []
     for i in range(len(widths) - 1):
         kin = in_bits if i == 0 else a_bits
-        kout = 0 if i == len(widths) - 2 else a_bits
-        w, t, f = random_layer_params(rng, widths[i + 1], widths[i], kin, w_bits, kout)
-        layers.append(make_layer(w, kin, w_bits, kout, t, f))
+        last = i == len(widths) - 2
+        kout = 0 if last else a_bits
+        w, t, f = random_layer_params(rng, widths[i + 1], widths[i], kin, w_bits, kout, e.w)
+        layers.append(make_layer(w, kin, w_bits, kout, t, f, **e.of_layer(rng, i, last, w)))
     return Bundle(
         layers=tuple(layers),
         input_shape=(in_features,),
@@ -59,25 +104,36 @@ def random_bundle(
 
 
 def random_net(
-    seed: int, arch: Arch, image: tuple[int, int, int], classes: int, in_bits: int = 8
+    seed: int,
+    arch: Arch,
+    image: tuple[int, int, int],
+    classes: int,
+    in_bits: int = 8,
+    encodings: Encodings | None = None,
 ) -> Bundle:
-    """A random network of any architecture (conv front included) over ``image`` (H, W, C)."""
+    """A random network of any architecture (conv front included) over ``image`` (H, W, C), of
+    odd levels or of ``encodings``."""
     rng = np.random.default_rng(seed)
+    e = encodings or Encodings()
     layers: list[NetLayer] = []
-    kin, a = in_bits, arch.a_bits
+    kin, a, wb = in_bits, arch.a_bits, arch.w_bits
     for f, win in zip(arch.features, arch.windows(image), strict=True):
+        i = len(layers)
         if isinstance(f, Conv):
-            w, t, fl = random_layer_params(rng, f.out, win.fan_in, kin, arch.w_bits, a)
-            layers.append(Conv2d(win, make_layer(w, kin, arch.w_bits, a, t, fl)))
+            w, t, fl = random_layer_params(rng, f.out, win.fan_in, kin, wb, a, e.w)
+            layers.append(
+                Conv2d(win, make_layer(w, kin, wb, a, t, fl, **e.of_layer(rng, i, False, w)))
+            )
             kin = a
         else:
-            layers.append(MaxPool2d(win, kin))
+            layers.append(MaxPool2d(win, kin, e.input if i == 0 else e.act))
     width = layers[-1].out_size if layers else image[0] * image[1] * image[2]
     widths = [width, *arch.hidden, classes]
-    for i in range(len(widths) - 1):
-        kout = 0 if i == len(widths) - 2 else a
-        w, t, fl = random_layer_params(rng, widths[i + 1], widths[i], kin, arch.w_bits, kout)
-        layers.append(make_layer(w, kin, arch.w_bits, kout, t, fl))
+    for j in range(len(widths) - 1):
+        i, last = len(layers), j == len(widths) - 2
+        kout = 0 if last else a
+        w, t, fl = random_layer_params(rng, widths[j + 1], widths[j], kin, wb, kout, e.w)
+        layers.append(make_layer(w, kin, wb, kout, t, fl, **e.of_layer(rng, i, last, w)))
         kin = a
     return Bundle(
         layers=tuple(layers),

@@ -14,11 +14,18 @@ from typing import Any
 import numpy as np
 
 from hwqnn import bundle as B  # noqa: N812
-from hwqnn.randnet import random_bundle
+from hwqnn.layers.encoding import SIGNED, UNSIGNED
+from hwqnn.randnet import Encodings, random_bundle
 
 
 def valid_bundle() -> B.Bundle:
     return random_bundle(0, 70, (33, 20), 5)
+
+
+def valid_v4_bundle() -> B.Bundle:
+    """A version-4 bundle: unsigned input, signed weights and activations, a score bias."""
+    encs = Encodings(UNSIGNED, SIGNED, SIGNED, bias=True)
+    return random_bundle(0, 70, (33, 20), 5, 2, 2, 8, encodings=encs)
 
 
 def members(b: B.Bundle) -> dict[str, bytes]:

@@ -141,6 +141,36 @@ def test_meta_mutations(path: tuple[Any, ...], op: str, value: Any) -> None:
         assert b.meta() == {"info": {}, **meta}
 
 
+V4 = H.valid_v4_bundle()
+V4_META = V4.meta()
+V4_MEMBERS = H.members(V4)
+V4_PATHS = _paths(V4_META)
+ENC_WORDS = st.sampled_from(["odd", "unsigned", "signed", "Odd", "", "twos", True, False, 1])
+
+
+@FUZZ
+@given(
+    path=st.sampled_from(V4_PATHS),
+    op=st.sampled_from(["replace", "replace", "delete", "add"]),
+    value=ENC_WORDS | JSON,
+)
+def test_v4_meta_mutations(path: tuple[Any, ...], op: str, value: Any) -> None:
+    """Version 4 (encodings on every layer, a score bias): the same promise."""
+    meta = _mutate(V4_META, path, op, value)
+    files = dict(V4_MEMBERS)
+    files["meta.npy"] = H.npy(np.array(json.dumps(meta)))
+    b = _load(H.zip_bytes(files), "meta4")
+    if b is not None:  # accepted: then as written, up to what the writer never writes (an
+        # encoding key naming the default, a version above the oldest that holds the net)
+        want = {"info": {}, **meta, "version": b.version}
+        assert meta["version"] >= b.version
+        for ly in want["layers"]:
+            for k in ("in_enc", "w_enc", "out_enc", "enc"):
+                if ly.get(k) == "odd":
+                    del ly[k]
+        assert b.meta() == want
+
+
 # ---- .npy headers and data ---------------------------------------------------------------------
 
 ARRAYS = sorted(n for n in VALID_MEMBERS if n != "meta.npy")

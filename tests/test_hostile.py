@@ -125,9 +125,9 @@ CASES = [
     ),
     ("version-1.0", _meta("version", 1.0), "field 'meta.version': expected an integer, found 1.0"),
     (
-        "version-4",
-        _meta("version", 4),
-        "field 'meta.version': expected a version this reader supports (1..3), found version 4",
+        "version-5",
+        _meta("version", 5),
+        "field 'meta.version': expected a version this reader supports (1..4), found version 5",
     ),
     (
         "kind-conv",

@@ -196,7 +196,7 @@ class InputQuantizer:
 
 def to_device(bundle: Bundle, device: torch.device | None = None) -> list[DeviceOp]:
     dev = device or default_device()
-    return [to_device_layer(ly, dev) for ly in bundle.layers]
+    return [to_device_layer(ly, dev) for ly in bundle.odd_levels("the GPU path").layers]
 
 
 def infer(

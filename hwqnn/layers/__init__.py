@@ -22,7 +22,8 @@ import numpy as np
 from hwqnn.layers._meta import Fail
 from hwqnn.layers._registry import KINDS, register
 from hwqnn.layers.conv import Conv2d, MaxPool2d, Window  # registers conv2d, maxpool2d
-from hwqnn.layers.dense import ArraySpecs, Layer  # registers dense
+from hwqnn.layers.dense import ENC_KEYS, ENC_VERSION, ArraySpecs, Layer  # registers dense
+from hwqnn.layers.encoding import Encoding
 
 
 class Shaped(Protocol):
@@ -36,6 +37,10 @@ class Shaped(Protocol):
     def in_bits(self) -> int: ...
     @property
     def out_bits(self) -> int: ...
+    @property
+    def in_enc(self) -> Encoding: ...
+    @property
+    def out_enc(self) -> Encoding: ...
 
 
 class Header(Shaped, Protocol):
@@ -49,6 +54,11 @@ class Header(Shaped, Protocol):
     def in_size(self) -> int: ...
     @property
     def out_size(self) -> int: ...
+    @property
+    def version(self) -> int:
+        """The oldest bundle version that holds this entry (its kind's, or 4 for encodings)."""
+        ...
+
     def label(self) -> str: ...
     def meta(self) -> dict[str, object]: ...
     def array_specs(self, i: int) -> ArraySpecs: ...
@@ -89,6 +99,10 @@ def parse_header(lm: object, p: str, fail: Fail, last: bool, version: int) -> He
     cls = KINDS[kind]
     if cls.since > version:
         fail(f"{p}.kind", f"a kind of bundle version {version}", f"{kind!r} (version {cls.since})")
+    if version < ENC_VERSION:
+        for key in sorted(ENC_KEYS & set(lm)):
+            fail(f"{p}.{key}", f"no such key in bundle version {version}",
+                 f"one (bundle version {ENC_VERSION})")  # fmt: skip
     header: Header = cls.parse(lm, p, fail, last)
     return header
 
@@ -117,6 +131,9 @@ def check_chain(prev: Shaped, ly: Shaped, p: str, fail: Fail) -> None:
              size(ly.in_shape))  # fmt: skip
     if ly.in_bits != prev.out_bits:
         fail(f"{p}.in_bits", f"{prev.out_bits} (the previous out_bits)", ly.in_bits)
+    if ly.in_enc != prev.out_enc:
+        key = getattr(ly, "IN_ENC_KEY", "in_enc")
+        fail(f"{p}.{key}", f"{prev.out_enc} (the previous layer's output encoding)", ly.in_enc)
 
 
 __all__ = [

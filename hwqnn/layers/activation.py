@@ -3,17 +3,17 @@
 * :class:`Thresholds` (hidden layers): output code ``sum_i [A' >= T[r, i]]`` with ``A' = C*K - A``
   where ``flip[r]`` is set and ``A`` otherwise, ``2**bits - 1`` ascending thresholds per row, in
   the accumulator domain (the rule of :mod:`hwqnn.bundle`'s docstring);
-* :class:`Scores` (the last layer): the integer class score ``2*A - C*K``, the dot product of the
-  levels, signed.
+* :class:`Scores` (the last layer): the integer class score ``gain*A + offset[o]``, the dot
+  product of the values plus the score bias, signed (``2*A - C*K`` for odd-level nets).
 
 Every implementation (golden, RTL, GPU, C, QONNX, the op counter) asks which one a layer has in
-one place, through :attr:`hwqnn.layers.dense.Layer.act`. A per-class score bias (issue 20) is a
-field of :class:`Scores`.
+one place, through :attr:`hwqnn.layers.dense.Layer.act`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -46,17 +46,32 @@ class Thresholds:
         return apply_thresholds(acc, self.table, self.flip, acc_max)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Scores:
-    """Signed integer class scores ``2*A - C*K``."""
+    """Signed integer class scores ``gain*A + offset[o]`` (``offset`` int64 ``[out]``: the
+    dot-product offset and the score bias, :meth:`hwqnn.layers.dense.Layer.score_offsets`)."""
 
-    levels: int = 0  # no thresholds, no compares
+    gain: int
+    offset: np.ndarray
+    levels: ClassVar[int] = 0  # no thresholds, no compares
+
+    def is_plain(self, acc_max: int) -> bool:
+        """The scores are ``2*A - C*K`` (odd levels, no bias): hardware needs no offset table."""
+        return self.gain == 2 and bool(np.all(self.offset == -acc_max))
+
+    def bounds(self, acc_max: int) -> tuple[int, int]:
+        """The least and the greatest score over accumulators ``0 .. acc_max``."""
+        if self.offset.size == 0:
+            return 0, 0
+        return int(self.offset.min()), self.gain * acc_max + int(self.offset.max())
 
     def out_width(self, acc_max: int) -> int:
-        return score_width(acc_max)
+        """Bits of a signed score (``score_width(acc_max)`` for ``2*A - C*K``)."""
+        lo, hi = self.bounds(acc_max)
+        return max(1, max(-lo - 1, hi, 0).bit_length()) + 1
 
     def apply(self, acc: np.ndarray, acc_max: int) -> np.ndarray:
-        return 2 * acc - acc_max
+        return self.gain * acc + self.offset
 
 
 Activation = Thresholds | Scores

@@ -3,8 +3,9 @@
 A convolution is a dense matrix (:class:`hwqnn.layers.dense.Layer`, ``rows = out_channels``,
 ``cols = kernel * kernel * in_channels``) applied at every window position; the window's codes are
 read in im2col order (ky, kx, c), channel fastest, the order stated in :mod:`hwqnn.bundle`.
-Padding positions hold code 0 (the lowest level: -1 for 1-bit codes, pixel 0 for 8-bit ones), a
-real input of the convolution, so training computes exactly what the hardware does.
+Padding positions hold the input encoding's zero code (code 0 of odd levels, the lowest level:
+-1 for 1-bit codes, pixel 0 for 8-bit ones; the value 0 of unsigned and signed codes), a real
+input of the convolution, so training computes exactly what the hardware does.
 
 Max-pooling takes the largest code of each window, channel by channel. Codes are a
 non-decreasing function of the value they quantize, so this equals quantizing the max-pooled
@@ -23,6 +24,7 @@ from hwqnn.errors import InputError
 from hwqnn.layers._meta import Fail, int_field, keys
 from hwqnn.layers._registry import register
 from hwqnn.layers.dense import (
+    ENC_VERSION,
     MAX_FEATURES,
     OUT_BITS,
     SUPPORTED_BITS,
@@ -30,7 +32,11 @@ from hwqnn.layers.dense import (
     DenseHeader,
     Layer,
     check_matrix,
+    enc_field,
+    enc_meta,
+    parse_encodings,
 )
+from hwqnn.layers.encoding import ENCODINGS, ODD, Encoding
 
 MAX_SIDE = 1 << 12  # image height and width
 MAX_KERNEL = 16
@@ -70,14 +76,14 @@ class Window:
     def in_shape(self) -> tuple[int, int, int]:
         return (self.height, self.width, self.channels)
 
-    def patches(self, codes: np.ndarray) -> np.ndarray:
+    def patches(self, codes: np.ndarray, pad_code: int = 0) -> np.ndarray:
         """im2col: codes ``[N, height*width*channels]`` (HWC) -> ``[N, positions, fan_in]``,
-        each row in (ky, kx, c) order; pad positions read code 0."""
+        each row in (ky, kx, c) order; pad positions read ``pad_code``."""
         n = codes.shape[0]
         x = codes.reshape(n, self.height, self.width, self.channels)
         if self.pad:
             p = self.pad
-            x = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+            x = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), constant_values=pad_code)
         v = sliding_window_view(x, (self.kernel, self.kernel), axis=(1, 2))  # [N,H',W',C,k,k]
         v = v[:, :: self.stride, :: self.stride][:, : self.out_h, : self.out_w]
         return v.transpose(0, 1, 2, 4, 5, 3).reshape(n, self.positions, self.fan_in)
@@ -138,13 +144,14 @@ class ConvHeader:
     since: ClassVar[int]
     KEYS: ClassVar[set[str]] = {"kind", "in_shape", "out_channels", "kernel", "stride",
                                 "padding", "in_bits", "w_bits", "out_bits"}  # fmt: skip
+    OPTIONAL: ClassVar[set[str]] = {"in_enc", "w_enc", "out_enc"}  # version 4
 
     window: Window
     matrix: DenseHeader
 
     @classmethod
     def parse(cls, lm: object, p: str, fail: Fail, last: bool) -> ConvHeader:
-        m = keys(lm, p, cls.KEYS, fail, optional=set())
+        m = keys(lm, p, cls.KEYS | cls.OPTIONAL, fail, optional=cls.OPTIONAL)
         window = _window(m, p, fail, "conv2d", last)
         features = range(1, MAX_FEATURES + 1)
         out = int_field(m["out_channels"], f"{p}.out_channels", fail, features)
@@ -156,8 +163,21 @@ class ConvHeader:
             in_bits=int_field(m["in_bits"], f"{p}.in_bits", fail, SUPPORTED_BITS),
             w_bits=int_field(m["w_bits"], f"{p}.w_bits", fail, SUPPORTED_BITS),
             out_bits=int_field(m["out_bits"], f"{p}.out_bits", fail, OUT_BITS),
+            **parse_encodings(m, p, fail, last=False),
         )
         return cls(window, matrix)
+
+    @property
+    def version(self) -> int:
+        return max(self.since, self.matrix.version)
+
+    @property
+    def in_enc(self) -> Encoding:
+        return self.matrix.in_enc
+
+    @property
+    def out_enc(self) -> Encoding:
+        return self.matrix.out_enc
 
     @property
     def in_bits(self) -> int:
@@ -212,6 +232,7 @@ class ConvHeader:
             "in_bits": self.in_bits,
             "w_bits": self.w_bits,
             "out_bits": self.out_bits,
+            **self.matrix.enc_meta(),
         }
 
     def array_specs(self, i: int) -> ArraySpecs:
@@ -248,8 +269,9 @@ class Conv2d(ConvHeader):
         n, p, o = codes.shape[0], self.window.positions, self.out_channels
         step = max(1, CHUNK // max(1, p * self.window.fan_in))
         accs, outs = [], []
+        pad = self.in_enc.zero_code(self.in_bits)
         for s in range(0, n, step):
-            cols = self.window.patches(codes[s : s + step]).reshape(-1, self.window.fan_in)
+            cols = self.window.patches(codes[s : s + step], pad).reshape(-1, self.window.fan_in)
             acc, out = self.matrix.forward(cols)
             accs.append(acc.reshape(-1, p * o))
             outs.append(out.reshape(-1, p * o))
@@ -267,15 +289,31 @@ class PoolHeader:
     kind: ClassVar[str] = "maxpool2d"
     since: ClassVar[int]
     KEYS: ClassVar[set[str]] = {"kind", "in_shape", "kernel", "stride", "bits"}
+    OPTIONAL: ClassVar[set[str]] = {"enc"}  # version 4: the codes' encoding (kept)
+    IN_ENC_KEY: ClassVar[str] = "enc"
 
     window: Window
     bits: int
+    enc: Encoding = ODD
 
     @classmethod
     def parse(cls, lm: object, p: str, fail: Fail, last: bool) -> PoolHeader:
-        m = keys(lm, p, cls.KEYS, fail, optional=set())
+        m = keys(lm, p, cls.KEYS | cls.OPTIONAL, fail, optional=cls.OPTIONAL)
         window = _window(m, p, fail, "maxpool2d", last)
-        return cls(window, int_field(m["bits"], f"{p}.bits", fail, OUT_BITS))
+        bits = int_field(m["bits"], f"{p}.bits", fail, OUT_BITS)
+        return cls(window, bits, enc_field(m, "enc", f"{p}.enc", fail))
+
+    @property
+    def version(self) -> int:
+        return self.since if self.enc is ODD else max(self.since, ENC_VERSION)
+
+    @property
+    def in_enc(self) -> Encoding:
+        return self.enc
+
+    @property
+    def out_enc(self) -> Encoding:
+        return self.enc
 
     @property
     def in_bits(self) -> int:
@@ -317,13 +355,14 @@ class PoolHeader:
             "kernel": w.kernel,
             "stride": w.stride,
             "bits": self.bits,
+            **enc_meta(enc=self.enc),
         }
 
     def array_specs(self, i: int) -> ArraySpecs:
         return {}
 
     def build(self, i: int, arrays: dict[str, np.ndarray]) -> MaxPool2d:
-        return MaxPool2d(self.window, self.bits)
+        return MaxPool2d(self.window, self.bits, self.enc)
 
 
 @dataclass(frozen=True)
@@ -342,6 +381,8 @@ class MaxPool2d(PoolHeader):
             fail(f"layer{i}.padding", "0 (pooling does not pad)", self.window.pad)
         if self.bits not in OUT_BITS:
             fail(f"layer{i}.bits", "1, 2 or 4", self.bits)
+        if ENCODINGS.get(getattr(self.enc, "name", None)) is not self.enc:  # type: ignore[arg-type]
+            fail(f"layer{i}.enc", f"one of {', '.join(ENCODINGS)}", self.enc)
 
     def forward(self, codes: np.ndarray) -> tuple[None, np.ndarray]:
         """``(None, out)``: the largest code of each window, ``[N, out_size]`` in HWC order."""

@@ -6,8 +6,8 @@ each window position (:mod:`hwqnn.layers.conv`). The bit layout is in :mod:`hwqn
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import ClassVar, TypedDict
 
 import numpy as np
 
@@ -15,21 +15,46 @@ from hwqnn.errors import InputError
 from hwqnn.layers._meta import Fail, int_field, keys
 from hwqnn.layers._registry import register
 from hwqnn.layers.activation import Activation, Scores, Thresholds
+from hwqnn.layers.encoding import ENCODINGS, ODD, Encoding, plane_product
 from hwqnn.packing import WORD_BITS, level_scale, pack_codes, unpack_codes, words_for
 
 SUPPORTED_BITS = (1, 2, 4, 8)  # input and weight bits
 OUT_BITS = (1, 2, 4)  # hidden activations; 0 marks the last layer (integer scores)
 MAX_FEATURES = 1 << 24
+MAX_BIAS = 1 << 48  # |score bias|: scores stay far inside int64
+ENC_VERSION = 4  # the bundle version that introduced encodings and the score bias
+ENC_KEYS = frozenset({"in_enc", "w_enc", "out_enc", "bias", "enc"})  # version-4 meta keys
 ArraySpecs = dict[str, tuple[np.dtype, tuple[int, ...]]]
 
 
-def matrix_arrays(i: int, rows: int, cols: int, w_bits: int, out_bits: int) -> ArraySpecs:
+def matrix_arrays(
+    i: int, rows: int, cols: int, w_bits: int, out_bits: int, bias: bool = False
+) -> ArraySpecs:
     """The members of a weighted layer: name -> (dtype, shape)."""
     out: ArraySpecs = {f"layer{i}.weights": (np.dtype("<u8"), (rows, w_bits, words_for(cols)))}
     if out_bits:
         out[f"layer{i}.thresholds"] = (np.dtype("<i8"), (rows, 2**out_bits - 1))
         out[f"layer{i}.flip"] = (np.dtype("u1"), (rows,))
+    if bias:
+        out[f"layer{i}.bias"] = (np.dtype("<i8"), (rows,))
     return out
+
+
+def enc_field(m: dict[str, object], key: str, fld: str, fail: Fail) -> Encoding:
+    """The encoding named by ``m[key]`` (``ODD`` where the key is absent)."""
+    if key not in m:
+        return ODD
+    v = m[key]
+    if not isinstance(v, str) or v not in ENCODINGS:
+        fail(fld, f"one of {', '.join(ENCODINGS)}", f"{v!r}"[:60])
+    assert isinstance(v, str)
+    return ENCODINGS[v]
+
+
+def enc_meta(**encs: Encoding) -> dict[str, object]:
+    """The ``meta`` keys of the encodings that are not :data:`ODD` (an odd-level net's entry is
+    what it was before version 4)."""
+    return {k: e.name for k, e in encs.items() if e is not ODD}
 
 
 @register("dense", since=1)
@@ -43,16 +68,21 @@ class DenseHeader:
     since: ClassVar[int]  # the bundle version that introduced the kind (set by register)
     KEYS: ClassVar[set[str]] = {"kind", "in_features", "out_features", "in_bits", "w_bits",
                                 "out_bits"}  # fmt: skip
+    OPTIONAL: ClassVar[set[str]] = {"in_enc", "w_enc", "out_enc", "bias"}  # version 4
 
     in_features: int
     out_features: int
     in_bits: int
     w_bits: int
     out_bits: int
+    in_enc: Encoding = field(default=ODD, kw_only=True)
+    w_enc: Encoding = field(default=ODD, kw_only=True)
+    out_enc: Encoding = field(default=ODD, kw_only=True)  # ODD on the last layer (no codes)
+    has_bias: bool = field(default=False, kw_only=True)  # the last layer's layer{i}.bias
 
     @classmethod
     def parse(cls, lm: object, p: str, fail: Fail, last: bool) -> DenseHeader:
-        m = keys(lm, p, cls.KEYS, fail, optional=set())
+        m = keys(lm, p, cls.KEYS | cls.OPTIONAL, fail, optional=cls.OPTIONAL)
         features = range(1, MAX_FEATURES + 1)
         return cls(
             in_features=int_field(m["in_features"], f"{p}.in_features", fail, features),
@@ -60,7 +90,18 @@ class DenseHeader:
             in_bits=int_field(m["in_bits"], f"{p}.in_bits", fail, SUPPORTED_BITS),
             w_bits=int_field(m["w_bits"], f"{p}.w_bits", fail, SUPPORTED_BITS),
             out_bits=int_field(m["out_bits"], f"{p}.out_bits", fail, (0,) if last else OUT_BITS),
+            **parse_encodings(m, p, fail, last),
         )
+
+    @property
+    def version(self) -> int:
+        """The oldest bundle version that holds this entry."""
+        plain = self.encodings_odd and not self.has_bias
+        return self.since if plain else max(self.since, ENC_VERSION)
+
+    @property
+    def encodings_odd(self) -> bool:
+        return self.in_enc is ODD and self.w_enc is ODD and self.out_enc is ODD
 
     @property
     def is_last(self) -> bool:
@@ -103,10 +144,20 @@ class DenseHeader:
             "in_bits": self.in_bits,
             "w_bits": self.w_bits,
             "out_bits": self.out_bits,
+            **self.enc_meta(),
+        }
+
+    def enc_meta(self) -> dict[str, object]:
+        """The version-4 keys of this matrix (none for an odd-level one without a bias)."""
+        return {
+            **enc_meta(in_enc=self.in_enc, w_enc=self.w_enc, out_enc=self.out_enc),
+            **({"bias": True} if self.has_bias else {}),
         }
 
     def array_specs(self, i: int) -> ArraySpecs:
-        return matrix_arrays(i, self.out_features, self.in_features, self.w_bits, self.out_bits)
+        return matrix_arrays(
+            i, self.out_features, self.in_features, self.w_bits, self.out_bits, self.has_bias
+        )
 
     def build(self, i: int, arrays: dict[str, np.ndarray]) -> Layer:
         return Layer(
@@ -118,7 +169,36 @@ class DenseHeader:
             weights=arrays[f"layer{i}.weights"],
             thresholds=arrays.get(f"layer{i}.thresholds"),
             flip=arrays.get(f"layer{i}.flip"),
+            in_enc=self.in_enc,
+            w_enc=self.w_enc,
+            out_enc=self.out_enc,
+            has_bias=self.has_bias,
+            bias=arrays.get(f"layer{i}.bias"),
         )
+
+
+class MatrixEncodings(TypedDict):
+    in_enc: Encoding
+    w_enc: Encoding
+    out_enc: Encoding
+    has_bias: bool
+
+
+def parse_encodings(m: dict[str, object], p: str, fail: Fail, last: bool) -> MatrixEncodings:
+    """The version-4 keys of a weighted layer's entry (the caller checked the version): its
+    encodings, and the score bias flag of the last layer."""
+    if last and "out_enc" in m:
+        fail(f"{p}.out_enc", "no such key on the last layer (it gives scores)", "one")
+    if last and "bias" in m and m["bias"] is not True:
+        fail(f"{p}.bias", "true (the array layer{i}.bias follows) or no key", repr(m["bias"]))
+    if not last and "bias" in m:
+        fail(f"{p}.bias", "no such key on a hidden layer (its thresholds hold any bias)", "one")
+    return MatrixEncodings(
+        in_enc=enc_field(m, "in_enc", f"{p}.in_enc", fail),
+        w_enc=enc_field(m, "w_enc", f"{p}.w_enc", fail),
+        out_enc=enc_field(m, "out_enc", f"{p}.out_enc", fail),
+        has_bias="bias" in m,
+    )
 
 
 @dataclass(frozen=True)
@@ -128,14 +208,37 @@ class Layer(DenseHeader):
     weights: np.ndarray  # uint64 [out, w_bits, words]
     thresholds: np.ndarray | None = None  # int64 [out, 2**out_bits - 1]
     flip: np.ndarray | None = None  # uint8 [out]
+    bias: np.ndarray | None = field(default=None, kw_only=True)  # int64 [out], last layer only
 
     @property
     def act(self) -> Activation:
         """The activation (:mod:`hwqnn.layers.activation`): scores, or thresholds and flips."""
         if self.out_bits == 0:
-            return Scores()
+            return Scores(self.in_enc.gain, self.score_offsets())
         assert self.thresholds is not None and self.flip is not None
         return Thresholds(self.thresholds, self.flip, self.out_bits)
+
+    def plane_ops(self) -> tuple[str, ...]:
+        """How each weight plane meets the input planes (:meth:`Encoding.plane_op`)."""
+        return tuple(self.w_enc.plane_op(m, self.w_bits) for m in range(self.w_bits))
+
+    def dot_offsets(self) -> np.ndarray:
+        """``D`` int64 ``[out]``: the dot product of the values is ``gain * A + D``, where
+        ``gain`` is the input encoding's (2 odd, else 1). ``D = s0 - gain * A0``, with ``s0``
+        and ``A0`` the dot product and the accumulator of the all-zero input code vector:
+        every leaf differs from its product by a per-row constant (the bundle docstring).
+        For odd inputs and weights ``D = -C*K``."""
+        if self.encodings_odd:
+            return np.full(self.out_features, -self.acc_max, dtype=np.int64)
+        w = self.w_enc.value(self.weight_codes(), self.w_bits)  # [out, in]
+        s0 = self.in_enc.offset(self.in_bits) * w.sum(axis=1)
+        a0 = self.accumulate(np.zeros((1, self.in_features), dtype=np.int64))[0]
+        return s0 - self.in_enc.gain * a0
+
+    def score_offsets(self) -> np.ndarray:
+        """Per-class ``D + bias`` int64 ``[out]``: score ``= gain * A + D + bias``."""
+        d = self.dot_offsets()
+        return d if self.bias is None else d + self.bias
 
     def matrices(self) -> tuple[Layer, ...]:
         return (self,)
@@ -150,6 +253,8 @@ class Layer(DenseHeader):
             assert self.thresholds is not None and self.flip is not None
             out[f"layer{i}.thresholds"] = self.thresholds
             out[f"layer{i}.flip"] = self.flip
+        if self.bias is not None:
+            out[f"layer{i}.bias"] = self.bias
         return out
 
     def accumulate(self, codes: np.ndarray) -> np.ndarray:
@@ -159,15 +264,16 @@ class Layer(DenseHeader):
         a = pack_codes(codes, self.in_bits, pad=0)  # [N, ka, W]
         w = self.weights  # [O, kw, W]
         acc = np.zeros((codes.shape[0], self.out_features), dtype=np.int64)
-        for n in range(self.in_bits):
-            for m in range(self.w_bits):
-                xnor = ~(a[:, n, None, :] ^ w[None, :, m, :])
-                pop = np.bitwise_count(xnor).sum(axis=-1, dtype=np.int64)
+        for m, op in enumerate(self.plane_ops()):
+            for n in range(self.in_bits):
+                prod = plane_product(op, a[:, n, None, :], w[None, :, m, :])
+                pop = np.bitwise_count(prod).sum(axis=-1, dtype=np.int64)
                 acc += pop << (n + m)
         return acc
 
     def activate(self, acc: np.ndarray) -> np.ndarray:
-        """Output codes (hidden) or integer scores ``2*A - C*K`` (last) of accumulators."""
+        """Output codes (hidden) or integer scores ``gain*A + D + bias`` (last) of
+        accumulators."""
         return self.act.apply(acc, self.acc_max)
 
     def forward(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -195,6 +301,10 @@ def check_matrix(layer: Layer, p: str, fail: Fail) -> None:
         v = getattr(layer, name)
         if v not in SUPPORTED_BITS:
             fail(f"{p}.{name}", f"one of {SUPPORTED_BITS}", v)
+    for name in ("in_enc", "w_enc", "out_enc"):
+        e = getattr(layer, name)
+        if ENCODINGS.get(getattr(e, "name", None)) is not e:  # type: ignore[arg-type]
+            fail(f"{p}.{name}", f"one of {', '.join(ENCODINGS)}", e)
     if layer.out_bits not in (0, *OUT_BITS):
         fail(f"{p}.out_bits", "0, 1, 2 or 4", layer.out_bits)
     if layer.in_features <= 0:
@@ -209,7 +319,18 @@ def check_matrix(layer: Layer, p: str, fail: Fail) -> None:
         high = np.uint64(((1 << 64) - 1) ^ ((1 << pad) - 1))
         if not bool(np.all((layer.weights[..., -1] & high) == high)):
             fail(f"{p}.weights", "pad bits above in_features set to 1", "a 0 pad bit")
+    if layer.has_bias != (layer.bias is not None):
+        fail(f"{p}.bias", "an array exactly where meta says bias", "a mismatch")
+    if layer.bias is not None:
+        if not layer.is_last:
+            fail(f"{p}.bias", "a bias on the last layer only", "one on a hidden layer")
+        _check_array(layer.bias, f"{p}.bias", np.int64, (layer.out_features,), fail)
+        if layer.bias.size and int(np.abs(layer.bias).max()) >= MAX_BIAS:
+            fail(f"{p}.bias", f"values of magnitude below 2**{MAX_BIAS.bit_length() - 1}",
+                 "a larger one")  # fmt: skip
     if layer.is_last:
+        if layer.out_enc is not ODD:
+            fail(f"{p}.out_enc", "none on the last layer (it gives scores)", layer.out_enc)
         return
     if layer.thresholds is None:
         fail(f"{p}.thresholds", "an array", "nothing")

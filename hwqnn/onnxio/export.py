@@ -125,6 +125,7 @@ def to_model(bundle: Bundle, batch: int = 1) -> object:
     from qonnx.transformation.infer_shapes import InferShapes
 
     validate(bundle)
+    bundle.odd_levels("QONNX export")
     g = _Graph()
     first = bundle.layers[0]
     nchw = len(first.in_shape) == 3  # an image-shaped first layer takes NCHW images
