@@ -118,17 +118,21 @@ zip or JSON parser needed). Little-endian throughout; every array starts 8-byte 
     header, 32 bytes     char magic[8] = "HWQNNFLT"; u32 version; u32 n_layers;
                          u32 in_features (raw inputs, HWC); u32 in_bits (layer 0's);
                          u32 classes; u32 0
-    input record         versions 2 and 3: u32 raw_bits; u32 channels;
+    input record         versions 2 to 4: u32 raw_bits; u32 channels;
                          u32 levels = 2**in_bits - 1; u32 0; then
-                         i64 thresholds[channels][levels]. Version 3 writes it for every net:
-                         channels = levels = 0 and raw_bits = in_bits is the identity
+                         i64 thresholds[channels][levels]. Versions 3 and 4 write it for every
+                         net: channels = levels = 0 and raw_bits = in_bits is the identity
     layer table          versions 1 and 2 (dense layers only): n_layers records of 8 x u32:
                          in_features, out_features, in_bits, w_bits, out_bits,
                          words = ceil(in_features / 64), 0, 0.
-                         Version 3 (any kind): n_layers records of 16 x u32: kind (0 dense,
-                         1 conv2d, 2 maxpool2d), in (codes in), out (codes out), in_bits,
-                         w_bits, out_bits, rows, cols, words = ceil(cols / 64), height, width,
-                         channels, kernel, stride, padding, 0. A dense layer: rows = out,
+                         Versions 3 and 4 (any kind): n_layers records of 16 x u32: kind (0
+                         dense, 1 conv2d, 2 maxpool2d), in (codes in), out (codes out),
+                         in_bits, w_bits, out_bits, rows, cols, words = ceil(cols / 64),
+                         height, width, channels, kernel, stride, padding, and 0 (version 3)
+                         or the encodings (version 4): in_enc | w_enc << 2 | out_enc << 4 |
+                         bias << 6, each encoding 0 odd, 1 unsigned, 2 signed (a max-pool:
+                         w_enc 0, out_enc = in_enc; out_enc 0 and the bias bit on the last
+                         layer only). A dense layer: rows = out,
                          cols = in, no window (0s). A conv2d: the window over the
                          height x width x channels input, rows = out_channels,
                          cols = kernel * kernel * channels, out = out_h * out_w * rows. A
@@ -136,14 +140,18 @@ zip or JSON parser needed). Little-endian throughout; every array starts 8-byte 
                          out_bits = in_bits
     per matrix, in order u64 weights[rows][w_bits][words]      (as ``layer{i}.weights``)
                          hidden layers only: i64 thresholds[rows][2**out_bits - 1];
-                         u8 flip[rows], zero-padded to a multiple of 8 bytes
+                         u8 flip[rows], zero-padded to a multiple of 8 bytes;
+                         the last layer with the bias bit: i64 bias[rows]
     trailer              u64 FNV-1a-64 of every byte before it
 
-A net of dense layers is written as version 1 (identity input) or 2, as before version 3 existed,
-so its file is unchanged; a net with a conv2d or maxpool2d layer as version 3. A reader checks
-the checksum, then every field and the chain between layers (``in`` and ``in_bits`` of layer
-``i+1`` are ``out`` and ``out_bits`` of layer ``i``), then that the file's length is exactly what
-the table implies, before it allocates anything.
+A net is written with the oldest version that holds it, so an earlier net's file is unchanged:
+dense layers as version 1 (identity input) or 2; with a conv2d or maxpool2d layer as version 3;
+with an encoding other than odd levels or a score bias as version 4. A reader checks the
+checksum, then every field and the chain between layers (``in``, ``in_bits`` and ``in_enc`` of
+layer ``i+1`` are ``out``, ``out_bits`` and ``out_enc`` of layer ``i``), then that the file's
+length is exactly what the table implies, before it allocates anything. The C library's scores
+are int32 (``gain*A + D + bias``, ``D`` computed from the weights at load): a net whose scores
+could leave int32 is refused.
 
 Fields
 ------

@@ -313,11 +313,10 @@ def test_a_bias_array_without_meta_is_refused(tmp_path: Path) -> None:
 
 
 def test_consumers_not_yet_on_encodings_refuse_in_one_line() -> None:
-    """The C library, the RTL generator, the GPU path and QONNX export refuse a version-4 net
-    naming the layer and what it has, until they run it; verify says 'not run'."""
+    """The RTL generator, the GPU path and QONNX export refuse a version-4 net naming the layer
+    and what it has, until they run it (the C library runs it: tests/test_clib_enc.py)."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("qonnx")
-    from hwqnn import flat, verify
     from hwqnn.gpu.infer import to_device
     from hwqnn.hw.folding import choose_folding
     from hwqnn.hw.plan import plan
@@ -325,19 +324,15 @@ def test_consumers_not_yet_on_encodings_refuse_in_one_line() -> None:
 
     b = _v4()
     want = r"layer 0 has unsigned inputs, unsigned outputs, signed weights: {}"
-    with pytest.raises(B.UnsupportedKindError, match=want.format("the C library")):
-        flat.to_bytes(b)
     with pytest.raises(B.UnsupportedKindError, match=want.format("the RTL generator")):
         plan(b, choose_folding(b))
     with pytest.raises(B.UnsupportedKindError, match=want.format("the GPU path")):
         to_device(b, torch.device("cpu"))
     with pytest.raises(B.UnsupportedKindError, match=want.format("QONNX export")):
         to_model(b)
-    check = verify.c_or_skipped(b, random_codes(1, 4, 40), None)
-    assert "the C library" in check.get("skipped", "") and "mismatches" not in check
     bias_only = random_bundle(4, 50, (20,), 4, 2, 2, 8, encodings=Encodings(bias=True))
-    with pytest.raises(B.UnsupportedKindError, match=r"layer 1 has a score bias: the C library"):
-        flat.to_bytes(bias_only)
+    with pytest.raises(B.UnsupportedKindError, match=r"layer 1 has a score bias: QONNX export"):
+        to_model(bias_only)
 
 
 def test_encoding_type_facts() -> None:

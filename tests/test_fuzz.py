@@ -390,16 +390,20 @@ FLATS: dict[str, bytes] = {}
 
 def _flat(which: str) -> bytes:
     """The valid flat files the readers are fuzzed from: ``dense`` (version 1, the valid
-    bundle) and ``conv`` (version 3: conv with padding, overlapping max-pool, dense)."""
+    bundle), ``conv`` (version 3: conv with padding, overlapping max-pool, dense) and ``v4``
+    (the same net with signed codes and weights and a score bias)."""
     if which not in FLATS:
         from hwqnn import flat
-        from hwqnn.randnet import random_net
+        from hwqnn.layers.encoding import SIGNED
+        from hwqnn.randnet import Encodings, random_net
 
-        b = (
-            VALID
-            if which == "dense"
-            else random_net(2, parse_arch("cnv:4c3p1-mp3s2-fc6", 1, 2), (7, 7, 2), 4, in_bits=2)
-        )
+        arch = parse_arch("cnv:4c3p1-mp3s2-fc6", 1, 2)
+        b = {
+            "dense": lambda: VALID,
+            "conv": lambda: random_net(2, arch, (7, 7, 2), 4, in_bits=2),
+            "v4": lambda: random_net(2, arch, (7, 7, 2), 4, in_bits=2,
+                                     encodings=Encodings(SIGNED, SIGNED, SIGNED, bias=True)),
+        }[which]()  # fmt: skip
         FLATS[which] = flat.to_bytes(b)
     return FLATS[which]
 
@@ -463,3 +467,20 @@ def test_flat_file_readers_agree(patches: list[tuple[int, int]], cut: int | None
 def test_conv_flat_file_readers_agree(patches: list[tuple[int, int]], cut: int | None) -> None:
     """A ConvNet's file (version 3): hostile header, input record, kinds and windows."""
     _readers_agree("conv", patches, cut)
+
+
+@FUZZ
+@given(
+    patches=st.lists(
+        st.tuples(
+            st.sampled_from([8, *(32 + 16 + 64 * r + 60 for r in range(3))])  # version, encodings
+            | st.integers(0, 32 + 16 + 3 * 64 + 64),
+            st.one_of(st.integers(0, 2**32 - 1), st.integers(0, 130)),  # small: plausible
+        ),
+        max_size=3,
+    ),
+    cut=st.one_of(st.none(), st.integers(0, 3000)),
+)
+def test_v4_flat_file_readers_agree(patches: list[tuple[int, int]], cut: int | None) -> None:
+    """A version-4 file: hostile encodings fields (and everything the conv file has)."""
+    _readers_agree("v4", patches, cut)

@@ -1,12 +1,13 @@
 /*
- * hwqnn.c: load an hwqnn flat file and run it, bit-exactly, with XNOR-popcount on 64-bit words.
+ * hwqnn.c: load an hwqnn flat file and run it, bit-exactly, with popcounts on 64-bit words.
  *
  * The file layout and the arithmetic are stated once, in hwqnn/bundle.py. This file holds the
  * loader (every field checked before anything is allocated from it), the bit-plane packer, one
  * accumulate kernel per instruction set (portable C, scalar POPCNT, AVX2, AVX-512 VPOPCNTQ; the
- * best one the CPU has is chosen at run time), the layer kinds (dense; conv2d as the same kernels
- * on each window's codes, gathered in im2col order; maxpool2d on codes) and a batch driver over
- * POSIX threads.
+ * best one the CPU has is chosen at run time; each weight plane meets the input planes by XNOR,
+ * AND or NOR as its encoding says), the layer kinds (dense; conv2d as the same kernels on each
+ * window's codes, gathered in im2col order; maxpool2d on codes) and a batch driver over POSIX
+ * threads.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "hwqnn.h"
@@ -39,13 +40,21 @@
 #define MAX_STRIDE 8u
 
 enum { KIND_DENSE = 0, KIND_CONV = 1, KIND_POOL = 2 };
+enum { ENC_ODD = 0, ENC_UNSIGNED = 1, ENC_SIGNED = 2 };
+enum { OP_XNOR = 0, OP_AND = 1, OP_NOR = 2 }; /* how a weight plane meets an input plane */
 
 /* One layer record, whatever the file's version: a dense layer of version 1 or 2 is kind 0 with
  * rows = out, cols = in and no geometry. */
 typedef struct {
     uint32_t kind, in, out, in_bits, w_bits, out_bits, rows, cols, words;
-    uint32_t height, width, channels, kernel, stride, pad, reserved;
+    uint32_t height, width, channels, kernel, stride, pad, enc; /* enc: 0 before version 4 */
 } rec_t;
+
+/* A version-4 record's encodings: in | w << 2 | out << 4 | bias << 6. */
+static uint32_t enc_in(uint32_t e) { return e & 3; }
+static uint32_t enc_w(uint32_t e) { return (e >> 2) & 3; }
+static uint32_t enc_out(uint32_t e) { return (e >> 4) & 3; }
+static uint32_t enc_bias(uint32_t e) { return (e >> 6) & 1; }
 
 typedef struct {
     uint32_t kind;
@@ -55,9 +64,13 @@ typedef struct {
     /* the matrix (dense and conv): `out` rows of fan-in `in`, what the kernels read */
     uint32_t in, out, in_bits, w_bits, out_bits, words, n_t;
     int64_t acc_max;
+    uint8_t op[8];        /* weight plane m meets the input planes by op[m] (OP_*) */
+    uint8_t zero;         /* the code a convolution's padding reads (the input's value 0) */
+    int64_t gain;         /* scores: gain * A + score_off[o] (last layer) */
     const uint64_t *w;    /* [out][w_bits][words] */
     const int64_t *t;     /* [out][n_t] (hidden layers) */
     const uint8_t *flip;  /* [out] (hidden layers) */
+    const int64_t *bias;  /* [out] (the last layer, version 4: the score bias) or NULL */
 } layer_t;
 
 struct hwqnn_net {
@@ -65,6 +78,7 @@ struct hwqnn_net {
     uint32_t raw_bits, in_channels, in_levels; /* input quantization; in_channels 0: identity */
     const int64_t *in_t;                       /* [in_channels][in_levels], ascending */
     layer_t *layers;
+    int64_t *score_off; /* [classes]: D[o] + bias[o], see hwqnn/bundle.py */
     uint64_t *blob; /* the whole file, 8-byte aligned: the layers point into it */
 };
 
@@ -182,7 +196,29 @@ static int check_window(const rec_t *r, uint32_t i, const char *name, char *err,
 }
 
 /* Every field of record i on its own, then against the header and the record before it. */
-static int check_record(const rec_t *r, const rec_t *prev, uint32_t i, int last,
+static int check_enc(const rec_t *r, const rec_t *prev, uint32_t i, int last, uint32_t version,
+                     const char *name, char *err, size_t err_len) {
+    uint32_t e = r->enc;
+    if (version < 4 && e)
+        return fail(err, err_len, HWQNN_EFORMAT, "%s: field 'layer%u.reserved': expected 0", name,
+                    i);
+    int pool = r->kind == KIND_POOL;
+    if (e >> 7 || enc_in(e) > 2 || enc_w(e) > 2 || enc_out(e) > 2 ||
+        (pool && (enc_w(e) || enc_out(e) != enc_in(e) || enc_bias(e))) ||
+        (last && enc_out(e)) || (!last && enc_bias(e)))
+        return fail(err, err_len, HWQNN_EFORMAT,
+                    "%s: field 'layer%u.encodings': expected in | w << 2 | out << 4 | bias << 6, "
+                    "each 0..2 (a max-pool: w 0, out = in; out 0 and a bias only on the last "
+                    "layer), found %u",
+                    name, i, e);
+    if (prev && enc_in(e) != enc_out(prev->enc))
+        return fail(err, err_len, HWQNN_EFORMAT,
+                    "%s: field 'layer%u.in_enc': expected %u from layer %u, found %u", name, i,
+                    enc_out(prev->enc), i - 1, enc_in(e));
+    return HWQNN_OK;
+}
+
+static int check_record(const rec_t *r, const rec_t *prev, uint32_t i, int last, uint32_t version,
                         const unsigned char *header, const char *name, char *err,
                         size_t err_len) {
     if (r->kind > KIND_POOL || (last && r->kind != KIND_DENSE))
@@ -248,7 +284,7 @@ static int check_record(const rec_t *r, const rec_t *prev, uint32_t i, int last,
             return fail(err, err_len, HWQNN_EFORMAT,
                         "%s: field 'layer%u.words': expected %u, found %u", name, i,
                         (r->cols + 63) / 64, r->words);
-        /* scores 2A - C*K must fit int32 */
+        /* scores 2A - C*K must fit int32 (with a bias: checked again when it is read) */
         uint64_t c = (uint64_t)((1u << r->in_bits) - 1) * ((1u << r->w_bits) - 1);
         if (c * r->cols > (uint64_t)INT32_MAX / 2)
             return fail(err, err_len, HWQNN_EFORMAT,
@@ -256,9 +292,8 @@ static int check_record(const rec_t *r, const rec_t *prev, uint32_t i, int last,
                         "does not fit this library's 32-bit scores",
                         name, i, r->cols, r->in_bits, r->w_bits);
     }
-    if (r->reserved)
-        return fail(err, err_len, HWQNN_EFORMAT, "%s: field 'layer%u.reserved': expected 0", name,
-                    i);
+    int rc = check_enc(r, prev, i, last, version, name, err, err_len);
+    if (rc) return rc;
     uint32_t want_in = prev ? prev->out : rd32(header + 16);
     uint32_t want_bits = prev ? prev->out_bits : rd32(header + 20);
     if (r->in != want_in || r->in_bits != want_bits) {
@@ -365,6 +400,50 @@ static int bind_matrix(layer_t *L, const unsigned char *base, size_t *off, uint3
     return HWQNN_OK;
 }
 
+static int64_t popcount64(uint64_t x) {
+    int64_t c = 0;
+    for (; x; x &= x - 1) c++;
+    return c;
+}
+
+/* The last layer's score offsets D[o] + bias[o] (score = gain * A + offset, hwqnn/bundle.py):
+ * D = s0 - gain * A0, with s0 and A0 the dot product and the accumulator of the all-zero input
+ * codes; every score over A in 0..acc_max must fit int32. */
+static int score_offsets(const layer_t *L, uint32_t enc, int64_t *off, uint32_t i,
+                         const char *name, char *err, size_t err_len) {
+    const int64_t m_in = ((int64_t)1 << L->in_bits) - 1, k = L->in;
+    const int64_t pads = (int64_t)L->words * 64 - k; /* weight pad bits are 1 */
+    const int64_t beta_in = enc_in(enc) == ENC_ODD      ? -m_in
+                            : enc_in(enc) == ENC_SIGNED ? -((int64_t)1 << (L->in_bits - 1))
+                                                        : 0;
+    const int64_t gain_w = enc_w(enc) == ENC_ODD ? 2 : 1;
+    const int64_t beta_w = enc_w(enc) == ENC_ODD      ? -(((int64_t)1 << L->w_bits) - 1)
+                           : enc_w(enc) == ENC_SIGNED ? -((int64_t)1 << (L->w_bits - 1))
+                                                      : 0;
+    for (uint32_t o = 0; o < L->out; o++) {
+        int64_t a0 = 0, codes = 0; /* A0 / M_in, and the sum of the row's weight codes */
+        for (uint32_t m = 0; m < L->w_bits; m++) {
+            const uint64_t *w = L->w + ((size_t)o * L->w_bits + m) * L->words;
+            int64_t ones = -pads, zeros = 0;
+            for (uint32_t q = 0; q < L->words; q++) {
+                ones += popcount64(w[q]);
+                zeros += popcount64(~w[q]);
+            }
+            codes += ones << m;
+            if (L->op[m] != OP_AND) a0 += zeros << m; /* op(0, w) = ~w for XNOR and NOR */
+        }
+        int64_t s0 = beta_in * (gain_w * codes + k * beta_w);
+        off[o] = s0 - L->gain * m_in * a0 + (L->bias ? L->bias[o] : 0);
+        int64_t lo = off[o], hi = L->gain * L->acc_max + off[o];
+        if (lo < INT32_MIN || hi > INT32_MAX)
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'layer%u.bias': scores of class %u reach %lld..%lld, beyond "
+                        "this library's 32-bit scores",
+                        name, i, o, (long long)lo, (long long)hi);
+    }
+    return HWQNN_OK;
+}
+
 int hwqnn_open_memory(const void *data, size_t size, const char *name, hwqnn_net **net, char *err,
                       size_t err_len) {
     const unsigned char *p = (const unsigned char *)data;
@@ -410,7 +489,8 @@ int hwqnn_open_memory(const void *data, size_t size, const char *name, hwqnn_net
     rec_t prev = {0};
     for (uint32_t i = 0; i < n_layers; i++) {
         rec_t r = read_record(p + table + (size_t)i * rec_bytes, version);
-        rc = check_record(&r, i ? &prev : NULL, i, i == n_layers - 1, p, name, err, err_len);
+        rc = check_record(&r, i ? &prev : NULL, i, i == n_layers - 1, version, p, name, err,
+                          err_len);
         if (rc) return rc;
         prev = r;
         if (r.in > max_width) max_width = r.in;
@@ -423,6 +503,7 @@ int hwqnn_open_memory(const void *data, size_t size, const char *name, hwqnn_net
             if (!mul_size(&tbytes, tbytes, 8)) goto too_big;
             fbytes = ((size_t)r.rows + 7) / 8 * 8;
         }
+        if (enc_bias(r.enc) && !add_size(&payload, (size_t)r.rows * 8)) goto too_big;
         if (!add_size(&payload, wbytes) || !add_size(&payload, tbytes) ||
             !add_size(&payload, fbytes))
             goto too_big;
@@ -441,7 +522,8 @@ int hwqnn_open_memory(const void *data, size_t size, const char *name, hwqnn_net
     if (!n) return fail(err, err_len, HWQNN_ENOMEM, "%s: out of memory", name);
     n->layers = calloc(n_layers, sizeof *n->layers);
     n->blob = malloc(size);
-    if (!n->layers || !n->blob) {
+    n->score_off = calloc((size_t)rd32(p + 24), sizeof *n->score_off);
+    if (!n->layers || !n->blob || !n->score_off) {
         hwqnn_close(n);
         return fail(err, err_len, HWQNN_ENOMEM, "%s: out of memory (%zu bytes)", name, size);
     }
@@ -491,12 +573,24 @@ int hwqnn_open_memory(const void *data, size_t size, const char *name, hwqnn_net
         L->w_bits = r.w_bits;
         L->out_bits = r.out_bits;
         L->words = r.words;
+        L->zero = enc_in(r.enc) == ENC_SIGNED ? (uint8_t)(1u << (r.in_bits - 1)) : 0;
+        L->gain = enc_in(r.enc) == ENC_ODD ? 2 : 1;
+        for (uint32_t m = 0; m < r.w_bits; m++)
+            L->op[m] = enc_w(r.enc) == ENC_ODD      ? OP_XNOR
+                       : enc_w(r.enc) == ENC_SIGNED && m == r.w_bits - 1 ? OP_NOR
+                                                                        : OP_AND;
         if (i > 0) {
             layer_t *P = &n->layers[i - 1];
             P->pack_next = P->kind == KIND_DENSE && P->out_bits == 1 && r.kind == KIND_DENSE;
         }
         if (r.kind == KIND_POOL) continue;
         rc = bind_matrix(L, base, &off, i, name, err, err_len);
+        if (!rc && enc_bias(r.enc)) {
+            L->bias = (const int64_t *)(base + off);
+            off += (size_t)L->out * 8;
+        }
+        if (!rc && i == n_layers - 1)
+            rc = score_offsets(L, r.enc, n->score_off, i, name, err, err_len);
         if (rc) {
             hwqnn_close(n);
             return rc;
@@ -537,6 +631,7 @@ int hwqnn_open(const char *path, hwqnn_net **net, char *err, size_t err_len) {
 
 void hwqnn_close(hwqnn_net *net) {
     if (!net) return;
+    free(net->score_off);
     free(net->layers);
     free(net->blob);
     free(net);
@@ -577,7 +672,7 @@ static void pack_planes(const uint8_t *codes, uint32_t k, uint32_t bits, uint32_
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* accumulate kernels: acc[o] = sum_n sum_m 2^(n+m) popcount(XNOR(plane n, weight plane m))    */
+/* accumulate kernels: acc[o] = sum_n sum_m 2^(n+m) popcount(op_m(plane n, weight plane m))   */
 /* ------------------------------------------------------------------------------------------ */
 
 typedef void (*acc_fn)(const layer_t *L, const uint64_t *x, int64_t *acc);
@@ -593,6 +688,15 @@ static unsigned popcount_c(uint64_t x) {
 #endif
 }
 
+/* op_m of input word X and weight word W: XNOR (odd weights), AND, NOR (signed weights' top
+ * plane); every op is 0 on a pad bit (input 0, weight 1) */
+#define PLANE(OP, X, W)                                                                     \
+    ((OP) == OP_XNOR ? ~((X) ^ (W)) : (OP) == OP_AND ? ((X) & (W)) : ~((X) | (W)))
+
+#define SCALAR_PLANES(POP, OP)                                                              \
+    for (uint32_t k = 0; k < W; k++)                                                        \
+        for (uint32_t n = 0; n < B; n++) s[n] += POP(PLANE(OP, x[k * B + n], w[k]))
+
 #define SCALAR_KERNEL(NAME, POP)                                                            \
     static void NAME(const layer_t *L, const uint64_t *x, int64_t *acc) {                   \
         const uint32_t W = L->words, B = L->in_bits;                                        \
@@ -602,8 +706,11 @@ static unsigned popcount_c(uint64_t x) {
             for (uint32_t m = 0; m < L->w_bits; m++) {                                      \
                 const uint64_t *w = wr + (size_t)m * W;                                     \
                 uint64_t s[8] = {0};                                                        \
-                for (uint32_t k = 0; k < W; k++)                                            \
-                    for (uint32_t n = 0; n < B; n++) s[n] += POP(~(x[k * B + n] ^ w[k]));   \
+                switch (L->op[m]) {                                                         \
+                case OP_XNOR: SCALAR_PLANES(POP, OP_XNOR); break;                           \
+                case OP_AND: SCALAR_PLANES(POP, OP_AND); break;                             \
+                default: SCALAR_PLANES(POP, OP_NOR); break;                                 \
+                }                                                                           \
                 for (uint32_t n = 0; n < B; n++) a += (int64_t)(s[n] << (n + m));           \
             }                                                                               \
             acc[o] = a;                                                                     \
@@ -641,33 +748,54 @@ __attribute__((target("avx2,popcnt"))) static inline __m256i weights256(const ui
     }
 }
 
+__attribute__((target("avx2,popcnt"))) static inline __m256i plane256(int op, __m256i x,
+                                                                       __m256i w, __m256i ones) {
+    switch (op) {
+    case OP_XNOR: return _mm256_xor_si256(_mm256_xor_si256(x, w), ones);
+    case OP_AND: return _mm256_and_si256(x, w);
+    default: return _mm256_xor_si256(_mm256_or_si256(x, w), ones);
+    }
+}
+
+/* One weight plane against all input planes, four words a step; inlined once per op (a
+ * constant), so the plane op is not a branch in the loop. Sums planes 0..3 into s, 4..7 into t. */
+__attribute__((target("avx2,popcnt"), always_inline)) static inline void planes256(
+    const uint64_t *x, const uint64_t *w, uint32_t T4, uint32_t B, const int op, __m256i *s,
+    __m256i *t) {
+    const __m256i ones = _mm256_set1_epi64x(-1);
+    for (uint32_t f = 0; f < T4; f += 4) {
+        __m256i c = popcnt256(plane256(op, _mm256_loadu_si256((const __m256i *)(x + f)),
+                                       weights256(w, f, B), ones));
+        if (B == 8 && (f & 4)) /* planes 4..7 of a word */
+            *t = _mm256_add_epi64(*t, c);
+        else
+            *s = _mm256_add_epi64(*s, c);
+    }
+}
+
 __attribute__((target("avx2,popcnt"))) static void acc_avx2(const layer_t *L, const uint64_t *x,
                                                               int64_t *acc) {
     const uint32_t W = L->words, B = L->in_bits, T = W * B, T4 = T / 4 * 4;
-    const __m256i ones = _mm256_set1_epi64x(-1);
     const __m256i sh = _mm256_set_epi64x(3 % B, 2 % B, 1 % B, 0);
     for (uint32_t o = 0; o < L->out; o++) {
         const uint64_t *wr = L->w + (size_t)o * L->w_bits * W;
         int64_t a = 0;
         for (uint32_t m = 0; m < L->w_bits; m++) {
             const uint64_t *w = wr + (size_t)m * W;
+            const int op = L->op[m];
             __m256i s = _mm256_setzero_si256(), t = _mm256_setzero_si256();
-            uint32_t f = 0;
-            for (; f < T4; f += 4) {
-                __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(x + f)),
-                                             weights256(w, f, B));
-                __m256i c = popcnt256(_mm256_xor_si256(v, ones));
-                if (B == 8 && (f & 4)) /* planes 4..7 of a word */
-                    t = _mm256_add_epi64(t, c);
-                else
-                    s = _mm256_add_epi64(s, c);
+            switch (op) {
+            case OP_XNOR: planes256(x, w, T4, B, OP_XNOR, &s, &t); break;
+            case OP_AND: planes256(x, w, T4, B, OP_AND, &s, &t); break;
+            default: planes256(x, w, T4, B, OP_NOR, &s, &t); break;
             }
+            uint32_t f = T4;
             s = _mm256_sllv_epi64(s, sh);
             t = _mm256_sllv_epi64(t, _mm256_add_epi64(sh, _mm256_set1_epi64x(4)));
             s = _mm256_add_epi64(s, t);
             uint64_t r = (uint64_t)_mm256_extract_epi64(s, 0) + (uint64_t)_mm256_extract_epi64(s, 1) +
                          (uint64_t)_mm256_extract_epi64(s, 2) + (uint64_t)_mm256_extract_epi64(s, 3);
-            for (; f < T; f++) r += (uint64_t)popcount_hw(~(x[f] ^ w[f / B])) << (f % B);
+            for (; f < T; f++) r += (uint64_t)popcount_hw(PLANE(op, x[f], w[f / B])) << (f % B);
             a += (int64_t)(r << m);
         }
         acc[o] = a;
@@ -675,9 +803,10 @@ __attribute__((target("avx2,popcnt"))) static void acc_avx2(const layer_t *L, co
 }
 
 /* AVX-512: lane i of a vector is flat word f + i of the word-major input (plane (f+i) % bits of
- * word (f+i) / bits); the weight word is broadcast or permuted to match, XNOR is one VPTERNLOGQ
- * and VPOPCNTQ counts. Eight rows at a time share each input load; their eight lane vectors are
- * shifted by 2^(n+m) and summed into one vector of eight accumulators by a transposing add. */
+ * word (f+i) / bits); the weight word is broadcast or permuted to match, the plane op is one
+ * VPTERNLOGQ (or VPANDQ) and VPOPCNTQ counts. Eight rows at a time share each input load; their
+ * eight lane vectors are shifted by 2^(n+m) and summed into one vector of eight accumulators by a
+ * transposing add. */
 __attribute__((target("avx512f,avx512vpopcntdq"))) static inline __m512i sum8(__m512i v[8]) {
     __m512i t[4], u[2];
     for (int i = 0; i < 4; i++)
@@ -688,6 +817,41 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) static inline __m512i sum8(__
                                 _mm512_shuffle_i64x2(t[2 * i], t[2 * i + 1], 0xdd));
     return _mm512_add_epi64(_mm512_shuffle_i64x2(u[0], u[1], 0x88),
                             _mm512_shuffle_i64x2(u[0], u[1], 0xdd));
+}
+
+__attribute__((target("avx512f,avx512vpopcntdq"))) static inline __m512i plane512(int op,
+                                                                                   __m512i x,
+                                                                                   __m512i w) {
+    switch (op) {
+    case OP_XNOR: return _mm512_ternarylogic_epi64(x, w, w, 0xc3); /* ~(x ^ w) */
+    case OP_AND: return _mm512_and_si512(x, w);
+    default: return _mm512_ternarylogic_epi64(x, w, w, 0x03); /* ~(x | w) */
+    }
+}
+
+/* Weight plane (offset mo) of eight rows against the first T8 input words; inlined once per op
+ * (a constant), so the plane op is not a branch in the loop. */
+__attribute__((target("avx512f,avx512vpopcntdq"), always_inline)) static inline void planes512(
+    const uint64_t *x, const uint64_t *const wr[8], size_t mo, uint32_t T8, uint32_t B,
+    __m512i idx, __mmask8 wfull, const int op, __m512i s[8]) {
+    if (B == 8) {
+        for (uint32_t f = 0; f < T8; f += 8) {
+            __m512i xv = _mm512_loadu_si512(x + f);
+            for (int r = 0; r < 8; r++) {
+                __m512i wv = _mm512_set1_epi64((long long)wr[r][mo + f / 8]);
+                s[r] = _mm512_add_epi64(s[r], _mm512_popcnt_epi64(plane512(op, xv, wv)));
+            }
+        }
+        return;
+    }
+    for (uint32_t f = 0; f < T8; f += 8) {
+        __m512i xv = _mm512_loadu_si512(x + f);
+        for (int r = 0; r < 8; r++) {
+            __m512i wv = _mm512_maskz_loadu_epi64(wfull, wr[r] + mo + f / B);
+            if (B > 1) wv = _mm512_permutexvar_epi64(idx, wv);
+            s[r] = _mm512_add_epi64(s[r], _mm512_popcnt_epi64(plane512(op, xv, wv)));
+        }
+    }
 }
 
 __attribute__((target("avx512f,avx512vpopcntdq"))) static void acc_avx512(const layer_t *L,
@@ -711,33 +875,19 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) static void acc_avx512(const 
             __m512i s[8];
             for (int r = 0; r < 8; r++) s[r] = _mm512_setzero_si512();
             const size_t mo = (size_t)m * W;
-            uint32_t f = 0;
-            if (B == 8) {
-                for (; f < T8; f += 8) {
-                    __m512i xv = _mm512_loadu_si512(x + f);
-                    for (int r = 0; r < 8; r++) {
-                        __m512i wv = _mm512_set1_epi64((long long)wr[r][mo + f / 8]);
-                        s[r] = _mm512_add_epi64(
-                            s[r], _mm512_popcnt_epi64(_mm512_ternarylogic_epi64(xv, wv, wv, 0xc3)));
-                    }
-                }
-            } else {
-                for (; f < T8; f += 8) {
-                    __m512i xv = _mm512_loadu_si512(x + f);
-                    for (int r = 0; r < 8; r++) {
-                        __m512i wv = _mm512_maskz_loadu_epi64(wfull, wr[r] + mo + f / B);
-                        if (B > 1) wv = _mm512_permutexvar_epi64(idx, wv);
-                        s[r] = _mm512_add_epi64(
-                            s[r], _mm512_popcnt_epi64(_mm512_ternarylogic_epi64(xv, wv, wv, 0xc3)));
-                    }
-                }
+            const int op = L->op[m];
+            switch (op) {
+            case OP_XNOR: planes512(x, wr, mo, T8, B, idx, wfull, OP_XNOR, s); break;
+            case OP_AND: planes512(x, wr, mo, T8, B, idx, wfull, OP_AND, s); break;
+            default: planes512(x, wr, mo, T8, B, idx, wfull, OP_NOR, s); break;
             }
+            uint32_t f = T8;
             if (tl) {
                 __m512i xv = _mm512_maskz_loadu_epi64(tmask, x + f);
                 for (int r = 0; r < 8; r++) {
                     __m512i wv = _mm512_maskz_loadu_epi64(twmask, wr[r] + mo + f / B);
                     if (B > 1) wv = _mm512_permutexvar_epi64(idx, wv);
-                    __m512i v = _mm512_ternarylogic_epi64(xv, wv, wv, 0xc3); /* ~(x ^ w) */
+                    __m512i v = plane512(op, xv, wv);
                     s[r] = _mm512_add_epi64(s[r], _mm512_maskz_popcnt_epi64(tmask, v));
                 }
             }
@@ -875,7 +1025,8 @@ static int32_t threshold(const layer_t *L, uint32_t o, int64_t a) {
     return code;
 }
 
-/* A convolution on one image: at each output pixel, the window's codes (0 outside the image)
+/* A convolution on one image: at each output pixel, the window's codes (the input's zero code
+ * outside the image)
  * through the dense kernels, thresholded into out[pixel][rows]; acc (if not NULL) gets the
  * accumulators in the same order. */
 static void conv_run(const layer_t *L, const kernel_t *k, const uint8_t *in, uint8_t *out,
@@ -889,7 +1040,7 @@ static void conv_run(const layer_t *L, const kernel_t *k, const uint8_t *in, uin
                 for (uint32_t kx = 0; kx < K; kx++, c += C) {
                     long x = (long)(ox * L->stride + kx) - (long)L->pad;
                     if (y < 0 || y >= (long)L->height || x < 0 || x >= (long)L->width)
-                        memset(c, 0, C);
+                        memset(c, L->zero, C);
                     else
                         memcpy(c, in + ((size_t)y * L->width + (size_t)x) * C, C);
                 }
@@ -966,7 +1117,7 @@ static void forward_one(const hwqnn_net *net, const kernel_t *k, const uint8_t *
             codes = next;
         } else {
             for (uint32_t o = 0; o < L->out; o++)
-                scores[o] = (int32_t)(2 * s->acc[o] - L->acc_max);
+                scores[o] = (int32_t)(L->gain * s->acc[o] + net->score_off[o]);
         }
     }
 }
@@ -1093,7 +1244,8 @@ int hwqnn_forward_layer(const hwqnn_net *net, int layer, const uint8_t *codes, s
         k->acc(L, s.planes, s.acc);
         for (uint32_t j = 0; j < L->out; j++) {
             a[j] = s.acc[j];
-            o[j] = L->out_bits ? threshold(L, j, s.acc[j]) : (int32_t)(2 * s.acc[j] - L->acc_max);
+            o[j] = L->out_bits ? threshold(L, j, s.acc[j])
+                               : (int32_t)(L->gain * s.acc[j] + net->score_off[j]);
         }
     }
     scratch_free(&s);
