@@ -313,19 +313,16 @@ def test_a_bias_array_without_meta_is_refused(tmp_path: Path) -> None:
 
 
 def test_consumers_not_yet_on_encodings_refuse_in_one_line() -> None:
-    """The RTL generator, the GPU path and QONNX export refuse a version-4 net naming the layer
-    and what it has, until they run it (the C library runs it: tests/test_clib_enc.py)."""
+    """The GPU path and QONNX export refuse a version-4 net naming the layer and what it has,
+    until they run it (the C library and the RTL run it: tests/test_clib_enc.py,
+    tests/test_hw_mvtu.py, tests/test_enc_rtl.py)."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("qonnx")
     from hwqnn.gpu.infer import to_device
-    from hwqnn.hw.folding import choose_folding
-    from hwqnn.hw.plan import plan
     from hwqnn.onnxio.export import to_model
 
     b = _v4()
     want = r"layer 0 has unsigned inputs, unsigned outputs, signed weights: {}"
-    with pytest.raises(B.UnsupportedKindError, match=want.format("the RTL generator")):
-        plan(b, choose_folding(b))
     with pytest.raises(B.UnsupportedKindError, match=want.format("the GPU path")):
         to_device(b, torch.device("cpu"))
     with pytest.raises(B.UnsupportedKindError, match=want.format("QONNX export")):

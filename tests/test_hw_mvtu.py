@@ -89,3 +89,34 @@ def test_bad_parameters_are_named() -> None:
 @pytest.mark.parametrize(("n", "lat"), [(1, 1), (2, 1), (16, 1), (17, 2), (256, 2), (257, 3)])
 def test_tree_latency(n: int, lat: int) -> None:
     assert tree_latency(n, 4) == lat
+
+
+# encodings (bundle version 4): (input enc, weight enc, activation enc, layer, PE, SIMD, chunk,
+# w_bits, a_bits); the last layer's bias and offsets as a constant (NF = 1) and from a memory
+ENC_CASES = [
+    ("unsigned", "signed", "unsigned", 0, 4, 16, 10, 2, 2),  # AND planes and the NOR top plane
+    ("signed", "unsigned", "signed", 1, 5, 9, 33, 4, 2),  # AND planes, signed inputs
+    ("odd", "signed", "signed", 1, 3, 6, 33, 1, 1),  # 1-bit signed weights: one NOR plane
+    ("signed", "odd", "unsigned", 2, 5, 7, 20, 2, 2),  # XNOR with signed inputs, scores, NF = 1
+    ("unsigned", "signed", "signed", 2, 2, 5, 4, 2, 4),  # scores with offsets from a memory
+    ("signed", "signed", "signed", 2, 1, 20, 20, 4, 2),  # PE = 1: NF = 5 offsets
+]
+
+
+@pytest.mark.parametrize(("ie", "we", "ae", "li", "pe", "simd", "chunk", "w_bits", "a_bits"),
+                         ENC_CASES)  # fmt: skip
+def test_mvtu_matches_golden_on_encodings(
+    ie: str, we: str, ae: str, li: int, pe: int, simd: int, chunk: int, w_bits: int, a_bits: int
+) -> None:
+    from hwqnn.layers.encoding import ENCODINGS
+    from hwqnn.randnet import Encodings
+
+    encs = Encodings(ENCODINGS[ie], ENCODINGS[we], ENCODINGS[ae], bias=True)
+    b = random_bundle(li * 7 + pe, 70, (33, 20), 5, w_bits, a_bits, encodings=encs)
+    x = random_codes(1, 5, 70)
+    for layer in b.layers[:li]:
+        _, x = golden.layer_forward(layer, x)
+    layer = b.layers[li]
+    _, expected = golden.layer_forward(layer, x)
+    assert isinstance(layer, Layer)
+    np.testing.assert_array_equal(simulate_unit(layer, x, pe, simd, chunk), expected)

@@ -112,6 +112,19 @@ def test_windows_match_im2col(case: Case) -> None:
     np.testing.assert_array_equal(np.array(got).reshape(want.shape), want)
 
 
+@pytest.mark.parametrize("pad_code", [1, 2])
+def test_padding_reads_the_pad_code(pad_code: int) -> None:
+    """A signed input's padding is its zero code (2**(bits-1)), in every channel."""
+    w, bits = Window(5, 4, 3, 3, 1, 1), 2
+    dut = SlidingWindow(window=w, bits=bits, in_chunk=3, pad_code=pad_code)
+    images = random_codes(7, 2, w.height * w.width * w.channels, bits)
+    beats = [_pack(c, bits) for c in _beats(images, 3)]
+    got, _ = simulate(dut, dut, beats, 2 * w.positions * w.kernel**2, w.channels, bits, True, 1)
+    want = w.patches(images, pad_code).reshape(2, w.positions, w.kernel**2, w.channels)
+    np.testing.assert_array_equal(np.array(got).reshape(want.shape), want)
+    assert (want == pad_code).sum() > (images == pad_code).sum() * w.kernel  # pads were read
+
+
 def test_line_buffer_rows_do_not_grow_with_the_image() -> None:
     for h, k, s, p in itertools.product(range(3, 40), (1, 2, 3, 5), (1, 2, 3), (0, 1, 2)):
         if p < k and h + 2 * p >= k:

@@ -4,7 +4,9 @@ Data flow (bit layout as in :mod:`hwqnn.bundle`)::
 
     i (stream, `in_chunk` codes per beat)
     MVCore:   ─► FrameBuffer (2 frames, RAM) ─► SIMD codes per cycle
-              ─► per PE: leaves L_j = sum_m 2**m * (w_m ? a_j : ~a_j)   (XNOR for 1-bit)
+              ─► per PE: leaves L_j = sum_m 2**m * leaf_m, leaf_m = w_m ? a_j : ~a_j (XNOR, odd
+                 weights; XNOR-popcount for 1-bit), w_m ? a_j : 0 (AND) or w_m ? 0 : ~a_j (NOR,
+                 the top plane of signed weights), as the bundle docstring says
               ─► pipelined adder tree ─► accumulator over SF cycles
               ─► stream of PE accumulators (+ nf_next, the next neuron fold, one stage early)
     ThresholdUnit | ScoreUnit (by the layer's activation):
@@ -17,8 +19,11 @@ Parameters
 ----------
 weights : int[rows, cols]   weight codes (0 .. 2**w_bits - 1)
 act                         the activation (:mod:`hwqnn.layers.activation`): thresholds and
-                            flips (hidden layers: codes) or scores (last: signed ``2*A - C*K``)
+                            flips (hidden layers: codes) or scores (last: signed ``gain*A +
+                            offset[r]``, ``2*A - C*K`` for odd levels without a bias)
 in_bits, w_bits             input and weight code widths
+ops                         each weight plane's op (``"xnor"``, ``"and"``, ``"nor"``; default all
+                            XNOR, odd-level weights)
 pe, simd                    the folding (see :mod:`hwqnn.hw.folding`)
 in_chunk                    codes per input beat (the producer's PE, or the top's input width)
 
@@ -60,7 +65,7 @@ from hwqnn.bundle import Layer, level_scale
 from hwqnn.hw.adder_tree import adder_tree, tree_latency
 from hwqnn.hw.framebuffer import FrameBuffer
 from hwqnn.intmath import ceil_div
-from hwqnn.layers.activation import Activation, Thresholds
+from hwqnn.layers.activation import Activation, Scores, Thresholds
 
 
 def levels_per_stage(leaf_bits: int) -> int:
@@ -96,6 +101,7 @@ class MVTU(wiring.Component):
         pe: int,
         simd: int,
         in_chunk: int,
+        ops: tuple[str, ...] | None = None,
     ) -> None:
         rows, cols = weights.shape
         if not 1 <= pe <= rows:
@@ -108,6 +114,9 @@ class MVTU(wiring.Component):
         self.act = act
         self.rows, self.cols = int(rows), int(cols)
         self.in_bits, self.w_bits = in_bits, w_bits
+        self.ops = ops or ("xnor",) * w_bits
+        if len(self.ops) != w_bits or not set(self.ops) <= {"xnor", "and", "nor"}:
+            raise ValueError(f"ops must be {w_bits} of xnor, and, nor, not {self.ops!r}")
         self.pe, self.simd, self.in_chunk = pe, simd, in_chunk
         self.nf = ceil_div(rows, pe)
         self.sf = ceil_div(cols, simd)
@@ -133,6 +142,7 @@ class MVTU(wiring.Component):
             pe=pe,
             simd=simd,
             in_chunk=in_chunk,
+            ops=layer.plane_ops(),
         )
 
     @property
@@ -204,7 +214,9 @@ class MVTU(wiring.Component):
             m.submodules.thresholds = unit = ThresholdUnit(self, self.act)
             m.d.comb += unit.nf_next.eq(core.nf_next)
         else:
-            m.submodules.scores = unit = ScoreUnit(self)
+            m.submodules.scores = unit = ScoreUnit(self, self.act)
+            if unit.reads_ahead:
+                m.d.comb += unit.nf_next.eq(core.nf_next)
         wiring.connect(m, wiring.flipped(self.i), core.i)
         wiring.connect(m, core.o, unit.i)
         wiring.connect(m, unit.o, wiring.flipped(self.o))
@@ -305,7 +317,8 @@ class MVCore(wiring.Component):
     def _pe_sums(self, m: Module, chunk_r: Signal, issue: Signal, ce: Signal) -> list[Value]:
         """Per PE: a weight memory (``NF * SF`` words of SIMD codes, read at the issue counter
         and registered like ``chunk_r``) and the pipelined tree of the SIMD leaves
-        ``sum_m 2**m * (w_m ? a : ~a)``; the trees' sums, ``tree_latency`` cycles later."""
+        ``sum_m 2**m * leaf_m`` (XNOR ``w_m ? a : ~a``, AND ``w_m ? a : 0`` or NOR ``w_m ? 0 :
+        ~a``, by the plane's op); the trees' sums, ``tree_latency`` cycles later."""
         ka, kw = self.mv.in_bits, self.mv.w_bits
         nf_n, sf_n = self.mv.nf, self.mv.sf
         depth = max(2, nf_n * sf_n)
@@ -332,7 +345,7 @@ class MVCore(wiring.Component):
             leaves = []
             for j in range(self.mv.simd):
                 a = chunk_r[j * ka : (j + 1) * ka]
-                terms = [Mux(w_r[j * kw + mm], a, ~a).as_unsigned() << mm for mm in range(kw)]
+                terms = [_leaf(op, w_r[j * kw + mm], a) << mm for mm, op in enumerate(self.mv.ops)]
                 leaf = terms[0]
                 for t in terms[1:]:
                     leaf = leaf + t
@@ -434,10 +447,58 @@ class ThresholdUnit(ActivationUnit):
 
 
 class ScoreUnit(ActivationUnit):
-    """Signed scores ``2*A - C*K``."""
+    """Signed scores ``gain*A + offset[r]`` (:class:`hwqnn.layers.activation.Scores`). For odd
+    levels without a bias (every offset ``-C*K``, gain 2) that is ``2*A - C*K`` with one
+    constant; otherwise each PE adds its row's offset: a constant when there is one neuron fold,
+    else a per-PE memory of ``NF`` offsets read at ``nf_next`` and registered, like the
+    thresholds."""
+
+    def __init__(self, mv: MVTU, act: Scores) -> None:
+        self.act = act
+        self.plain = act.is_plain(mv.acc_max)
+        self.reads_ahead = not self.plain and mv.nf > 1
+        extra = {"nf_next": In(range(max(2, mv.nf)))} if self.reads_ahead else None
+        super().__init__(mv, extra)
+
+    def _offsets(self, p: int) -> list[int]:
+        """PE ``p``'s offsets by neuron fold (0 for a pad row)."""
+        mv, off = self.mv, self.act.offset
+        return [int(off[r]) if (r := nf * mv.pe + p) < mv.rows else 0 for nf in range(mv.nf)]
 
     def outputs(self, m: Module, accs: list[Value], outs: list[Signal], ce: Signal) -> None:
-        for p in range(self.mv.pe):
-            score = Signal(signed(self.mv.out_width), name=f"score{p}")
-            doubled = Cat(Const(0, 1), accs[p], Const(0, 1)).as_signed()  # 2*A, non-negative
-            m.d.comb += [score.eq(doubled - self.mv.acc_max), outs[p].eq(score.as_unsigned())]
+        mv = self.mv
+        off_width = max(1, max(max(-o - 1, o) for o in self.act.offset.tolist()).bit_length()) + 1
+        for p in range(mv.pe):
+            score = Signal(signed(mv.out_width), name=f"score{p}")
+            if self.plain:
+                doubled = Cat(Const(0, 1), accs[p], Const(0, 1)).as_signed()  # 2*A, non-negative
+                m.d.comb += [score.eq(doubled - mv.acc_max), outs[p].eq(score.as_unsigned())]
+                continue
+            gained = accs[p] if self.act.gain == 1 else Cat(Const(0, 1), accs[p])
+            offsets = self._offsets(p)
+            offset: Value
+            if not self.reads_ahead:
+                offset = Const(offsets[0], signed(off_width))
+            else:
+                mask = (1 << off_width) - 1
+                words = [o & mask for o in offsets] + [0] * (max(2, mv.nf) - mv.nf)
+                omem = Memory(shape=unsigned(off_width), depth=len(words), init=words)
+                m.submodules[f"omem{p}"] = omem
+                op = omem.read_port()
+                m.d.comb += [op.addr.eq(self.nf_next), op.en.eq(ce)]
+                o_r = Signal(off_width, name=f"off_r{p}")
+                with m.If(ce):
+                    m.d.sync += o_r.eq(op.data)
+                offset = o_r.as_signed()
+            unsigned_a = Cat(gained, Const(0, 1)).as_signed()  # gain*A, non-negative
+            m.d.comb += [score.eq(unsigned_a + offset), outs[p].eq(score.as_unsigned())]
+
+
+def _leaf(op: str, w: Value, a: Value) -> Value:
+    """One weight bit's leaf on the input code ``a``: XNOR ``w ? a : ~a``, AND ``w ? a : 0``,
+    NOR ``w ? 0 : ~a`` (:meth:`hwqnn.layers.encoding.Encoding.plane_op`)."""
+    if op == "xnor":
+        return Mux(w, a, ~a).as_unsigned()
+    if op == "and":
+        return Mux(w, a, 0).as_unsigned()
+    return Mux(w, 0, ~a).as_unsigned()

@@ -100,7 +100,6 @@ def plan(bundle: Bundle, folds: list[LayerFold] | tuple[LayerFold, ...],
         st = stage_class(ly, i).plan(i, ly, fold_at.get(i), chunk)
         stages.append(st)
         chunk = st.out_chunk
-    bundle.odd_levels("the RTL generator")  # after the kinds: an unknown kind is named first
     return Plan(bundle, tuple(folds), axis_bits, tuple(stages))
 
 

@@ -423,7 +423,9 @@ class ConvStage(MatrixStage):
                    vectors=w.positions, mv_chunk=w.channels, window=w)  # fmt: skip
 
     def units(self) -> Units:
-        sw = SlidingWindow(window=self.window, bits=self.in_bits, in_chunk=self.in_chunk)
+        pad = self.matrix.in_enc.zero_code(self.in_bits)
+        sw = SlidingWindow(window=self.window, bits=self.in_bits, in_chunk=self.in_chunk,
+                           pad_code=pad)  # fmt: skip
         unit = self.mvtu()
         return Units(((f"layer{self.index}_window", sw), (f"layer{self.index}", unit)), unit)
 
@@ -431,7 +433,7 @@ class ConvStage(MatrixStage):
         return _window_entry(self.window)
 
     def bench_rows(self, x: np.ndarray) -> np.ndarray:
-        return self.window.patches(x)[0]
+        return self.window.patches(x, self.matrix.in_enc.zero_code(self.in_bits))[0]
 
 
 @stage_for("maxpool2d")

@@ -71,7 +71,7 @@ def _wrap(v: Value, rows: int) -> Value:
 class SlidingWindow(wiring.Component):
     """Windows of an image stream, one pixel per beat (see the module docstring)."""
 
-    def __init__(self, *, window: Window, bits: int, in_chunk: int) -> None:
+    def __init__(self, *, window: Window, bits: int, in_chunk: int, pad_code: int = 0) -> None:
         if not 1 <= in_chunk <= window.channels or window.channels % in_chunk:
             raise ValueError(
                 f"in_chunk must divide the {window.channels} channels, not {in_chunk!r}"
@@ -79,6 +79,7 @@ class SlidingWindow(wiring.Component):
         if bits not in (1, 2, 4, 8):
             raise ValueError(f"bits must be 1, 2, 4 or 8, not {bits!r}")
         self.window, self.bits, self.in_chunk = window, bits, in_chunk
+        self.pad_code = pad_code  # the code a padded position reads (the input's zero code)
         self.beats_per_pixel = window.channels // in_chunk
         self.pixels = window.height * window.width
         self.rows = line_rows(window)
@@ -88,6 +89,11 @@ class SlidingWindow(wiring.Component):
                 "o": Out(stream.Signature(unsigned(window.channels * bits))),
             }
         )
+
+    @property
+    def _pad_pixel(self) -> int:
+        """A padded pixel: ``pad_code`` in every channel."""
+        return sum(self.pad_code << (c * self.bits) for c in range(self.window.channels))
 
     @property
     def write_cycles(self) -> int:
@@ -159,7 +165,8 @@ class SlidingWindow(wiring.Component):
         self, m: Module, rd: ReadPort, written: Signal, freed: Signal, need: Signal, nbits: int
     ) -> None:
         """(oy, ox, ky, kx) counters -> address -> the memory's read register = the output
-        pixel (code 0 outside the image); waits until every row a window row reads is in."""
+        pixel (``pad_code`` outside the image); waits until every row a window row reads is
+        in."""
         win, rows = self.window, self.rows
         k, s, p, width = win.kernel, win.stride, win.pad, win.width
         pix_bits = win.channels * self.bits
@@ -208,7 +215,7 @@ class SlidingWindow(wiring.Component):
             rd.en.eq(advance),
             rd.addr.eq(Mux(inside, slot * width + x, 0)),
             self.o.valid.eq(out_valid),
-            self.o.payload.eq(Mux(oob, Const(0, pix_bits), rd.data)),
+            self.o.payload.eq(Mux(oob, Const(self._pad_pixel, pix_bits), rd.data)),
         ]
         with m.If(advance):
             m.d.sync += [out_valid.eq(issue), oob.eq(~inside)]
