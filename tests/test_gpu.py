@@ -120,3 +120,29 @@ def test_quantized_input_equals_golden(in_bits: int, channels: int) -> None:
         x = random_codes(13, 21, q.in_features)
         np.testing.assert_array_equal(infer(q, x, batch=8), golden.scores(q, x))
         assert not np.array_equal(golden.scores(q, x), golden.scores(b, x % 2**in_bits))
+
+
+ENC_NETS = [  # (input, weights, activations, w_bits, a_bits): every plane op and both gains
+    ("unsigned", "signed", "unsigned", 2, 2),
+    ("signed", "unsigned", "signed", 4, 2),
+    ("odd", "signed", "signed", 1, 1),
+    ("signed", "odd", "unsigned", 2, 4),
+]
+
+
+@pytest.mark.parametrize(("ie", "we", "ae", "wb", "ab"), ENC_NETS)
+def test_encodings_equal_golden(ie: str, we: str, ae: str, wb: int, ab: int) -> None:
+    """Nets of bundle version 4 (AND and NOR planes, gain 1, score offsets and bias), dense and
+    convolutional (padding with the zero code), plain and naive kernels."""
+    from hwqnn.layers.encoding import ENCODINGS
+    from hwqnn.randnet import Encodings
+
+    e = Encodings(ENCODINGS[ie], ENCODINGS[we], ENCODINGS[ae], bias=True)
+    b = random_bundle(11, 70, (33,), 5, wb, ab, encodings=e)
+    x = random_codes(2, 19, 70).astype(np.uint8)
+    np.testing.assert_array_equal(infer(b, x, batch=8), golden.scores(b, x))
+    np.testing.assert_array_equal(infer(b, x[:3], naive=True), golden.scores(b, x[:3]))
+    c = random_net(3, parse_arch("cnv:4c3p1-mp2-3c3s2p1-fc6", wb, ab), (7, 7, 2), 4, 4,
+                   encodings=e)  # fmt: skip
+    xc = random_codes(5, 9, 98, 4).astype(np.uint8)
+    np.testing.assert_array_equal(infer(c, xc, batch=4), golden.scores(c, xc))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 import hwqnn.gpu  # noqa: F401  (sets TRITON_INTERPRET on machines without CUDA)
-from hwqnn.bundle import Bundle, InputQuant, Layer, NetLayer
+from hwqnn.bundle import Bundle, InputQuant, Layer, NetLayer, UnsupportedKindError
 from hwqnn.errors import InputError
 from hwqnn.gpu.kernels import naive_gemm_kernel, xnor_gemm_kernel
 from hwqnn.layers import Conv2d, MaxPool2d, Window
@@ -37,7 +37,7 @@ class DeviceLayer:
 
     layer: Layer
     weights: torch.Tensor  # int32 [N, planes_w, KW32]
-    thresholds: torch.Tensor  # int32 [N, NT] (1 column of zeros for the last layer)
+    thresholds: torch.Tensor  # int32 [N, NT] (the last layer: 1 column, each class's offset)
     flip: torch.Tensor  # int32 [N]
     scores: bool  # the activation is signed scores (no thresholds)
 
@@ -48,8 +48,14 @@ class DeviceLayer:
         if isinstance(act, Thresholds):
             thr = act.table.astype(np.int32)
             flip = act.flip.astype(np.int32)
-        else:  # scores: the kernel takes no thresholds
-            thr = np.zeros((layer.out_features, 1), np.int32)
+        else:  # scores gain*A + offset: the offsets in the one threshold column
+            off = act.offset
+            if off.size and (int(off.min()) < -(2**31) or int(off.max()) >= 2**31
+                             or act.bounds(layer.acc_max)[1] >= 2**31):  # fmt: skip
+                raise UnsupportedKindError(
+                    "the last layer's scores leave int32: the GPU path's scores are int32"
+                )
+            thr = off.astype(np.int32).reshape(-1, 1)
             flip = np.zeros(layer.out_features, np.int32)
         return cls(
             layer,
@@ -69,12 +75,13 @@ class DeviceLayer:
         return layer_gemm(pack_codes(x, self.layer.in_bits, kw), self, naive=naive)
 
 
-def windows(x: torch.Tensor, win: Window) -> torch.Tensor:
-    """Codes ``[M, H*W*C]`` (HWC) -> ``[M, positions, k, k, C]`` windows, code 0 outside."""
+def windows(x: torch.Tensor, win: Window, pad_code: int = 0) -> torch.Tensor:
+    """Codes ``[M, H*W*C]`` (HWC) -> ``[M, positions, k, k, C]`` windows, ``pad_code``
+    outside."""
     img = x.reshape(-1, win.height, win.width, win.channels)
     if win.pad:
         p = win.pad
-        img = torch.nn.functional.pad(img, (0, 0, p, p, p, p))
+        img = torch.nn.functional.pad(img, (0, 0, p, p, p, p), value=pad_code)
     k, s = win.kernel, win.stride
     v = img.unfold(1, k, s).unfold(2, k, s)  # [M, out_h, out_w, C, ky, kx]
     return v.permute(0, 1, 2, 4, 5, 3).reshape(len(img), win.positions, k, k, win.channels)
@@ -92,7 +99,9 @@ class DeviceConv:
         return self.matrix.device
 
     def forward(self, x: torch.Tensor, naive: bool = False) -> torch.Tensor:
-        cols = windows(x, self.window).reshape(-1, self.window.fan_in)
+        ly = self.matrix.layer
+        pad = ly.in_enc.zero_code(ly.in_bits)
+        cols = windows(x, self.window, pad).reshape(-1, self.window.fan_in)
         return self.matrix.forward(cols, naive).reshape(len(x), -1)
 
 
@@ -161,7 +170,13 @@ def layer_gemm(
         acts.stride(0), acts.stride(1), dl.weights.stride(0), dl.weights.stride(1),
         out.stride(0), ly.acc_max,
     )  # fmt: skip
-    consts = dict(PA=ly.in_bits, PW=ly.w_bits, NT=dl.thresholds.shape[1], LAST=dl.scores)
+    ops = ly.plane_ops()
+    consts = dict(
+        PA=ly.in_bits, PW=ly.w_bits, NT=dl.thresholds.shape[1], LAST=dl.scores,
+        GAIN=ly.in_enc.gain,
+        AND_PLANES=sum(1 << q for q, op in enumerate(ops) if op == "and"),
+        NOR_PLANES=sum(1 << q for q, op in enumerate(ops) if op == "nor"),
+    )  # fmt: skip
     if naive:
         naive_gemm_kernel[(m, n)](*args, **consts, HW_POPC=hw)
     else:
@@ -196,7 +211,7 @@ class InputQuantizer:
 
 def to_device(bundle: Bundle, device: torch.device | None = None) -> list[DeviceOp]:
     dev = device or default_device()
-    return [to_device_layer(ly, dev) for ly in bundle.odd_levels("the GPU path").layers]
+    return [to_device_layer(ly, dev) for ly in bundle.layers]
 
 
 def infer(

@@ -1,14 +1,18 @@
-"""Triton kernels: packed XNOR-popcount GEMM with the threshold fused, and a naive baseline.
+"""Triton kernels: packed popcount GEMM with the threshold fused, and a naive baseline.
 
 Operands are the bundle's packed planes viewed as 32-bit words (a uint64 word ``j`` is words
 ``2j`` (bits 0..31) and ``2j+1`` (bits 32..63), so the bit layout is exactly the bundle's):
 
     acts    int32 [M, planes_in, KW]   inputs, padded with 0
     weights int32 [N, planes_w, KW]    weights, padded with 1
-    acc[m, n] = sum_{p,q} 2**(p+q) * sum_k popcount(~(acts[m,p,k] ^ weights[n,q,k]))
+    acc[m, n] = sum_{p,q} 2**(p+q) * sum_k popcount(op_q(acts[m,p,k], weights[n,q,k]))
+
+where ``op_q`` is XNOR, or AND where bit ``q`` of ``AND_PLANES`` is set, or NOR (``~(a | w)``)
+where bit ``q`` of ``NOR_PLANES`` is (the weight encoding's plane ops, compile-time constants).
 
 Epilogue (fused): hidden layers output the code ``sum_i [A' >= T[n, i]]`` with
-``A' = acc_max - A`` where ``flip[n]``; the last layer outputs the score ``2*A - acc_max``.
+``A' = acc_max - A`` where ``flip[n]``; the last layer outputs the score ``GAIN*A + T[n, 0]``
+(its one threshold column holds the class's offset: ``-acc_max`` for odd levels).
 
 The popcount is chosen at compile time: the hardware instruction (``popc``) on a GPU, a SWAR
 bit count under ``TRITON_INTERPRET=1`` (the CPU interpreter cannot call libdevice).
@@ -34,11 +38,22 @@ def _popcount32(x, HW_POPC: tl.constexpr):
 
 
 @triton.jit
+def _plane_op(a, w, q: tl.constexpr, AND_PLANES: tl.constexpr, NOR_PLANES: tl.constexpr):
+    if (AND_PLANES >> q) & 1:
+        return a & w
+    elif (NOR_PLANES >> q) & 1:
+        return ~(a | w)
+    else:
+        return ~(a ^ w)
+
+
+@triton.jit
 def _epilogue(acc, offs_m, offs_n, M, N, out_ptr, stride_om, thr_ptr, flip_ptr, acc_max,
-              NT: tl.constexpr, LAST: tl.constexpr):  # fmt: skip
+              NT: tl.constexpr, LAST: tl.constexpr, GAIN: tl.constexpr):  # fmt: skip
     mask_n = offs_n < N
     if LAST:
-        res = 2 * acc - acc_max
+        off = tl.load(thr_ptr + offs_n * NT, mask=mask_n, other=0)
+        res = GAIN * acc + off[None, :]
     else:
         flip = tl.load(flip_ptr + offs_n, mask=mask_n, other=0)
         a_eff = tl.where(flip[None, :] != 0, acc_max - acc, acc)
@@ -55,6 +70,7 @@ def xnor_gemm_kernel(
     a_ptr, w_ptr, out_ptr, thr_ptr, flip_ptr,
     M, N, KW, stride_am, stride_ap, stride_wn, stride_wp, stride_om, acc_max,
     PA: tl.constexpr, PW: tl.constexpr, NT: tl.constexpr, LAST: tl.constexpr,
+    GAIN: tl.constexpr, AND_PLANES: tl.constexpr, NOR_PLANES: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, HW_POPC: tl.constexpr,
 ):  # fmt: skip
     """One program computes a BLOCK_M x BLOCK_N tile of codes or scores."""
@@ -79,12 +95,13 @@ def xnor_gemm_kernel(
                 w = tl.load(
                     w_ptr + offs_n[:, None] * stride_wn + q * stride_wp + offs_k[None, :],
                     mask=mask_n[:, None] & mask_k[None, :],
-                    other=-1,  # all ones: XNOR with a padded 0 input is 0
+                    other=-1,  # all ones: every op with a padded 0 input is 0
                 )
-                x = ~(a[:, None, :] ^ w[None, :, :])
+                x = _plane_op(a[:, None, :], w[None, :, :], q, AND_PLANES, NOR_PLANES)
                 part += tl.sum(_popcount32(x, HW_POPC), axis=2)
             acc += part << (p + q)
-    _epilogue(acc, offs_m, offs_n, M, N, out_ptr, stride_om, thr_ptr, flip_ptr, acc_max, NT, LAST)
+    _epilogue(acc, offs_m, offs_n, M, N, out_ptr, stride_om, thr_ptr, flip_ptr, acc_max, NT, LAST,
+              GAIN)  # fmt: skip
 
 
 @triton.jit
@@ -92,6 +109,7 @@ def naive_gemm_kernel(
     a_ptr, w_ptr, out_ptr, thr_ptr, flip_ptr,
     M, N, KW, stride_am, stride_ap, stride_wn, stride_wp, stride_om, acc_max,
     PA: tl.constexpr, PW: tl.constexpr, NT: tl.constexpr, LAST: tl.constexpr,
+    GAIN: tl.constexpr, AND_PLANES: tl.constexpr, NOR_PLANES: tl.constexpr,
     HW_POPC: tl.constexpr,
 ):  # fmt: skip
     """The deliberately naive baseline: one program per output element, one word at a time."""
@@ -104,10 +122,10 @@ def naive_gemm_kernel(
             for k in range(0, KW):
                 a = tl.load(a_ptr + m * stride_am + p * stride_ap + k)
                 w = tl.load(w_ptr + n * stride_wn + q * stride_wp + k)
-                part += _popcount32(~(a ^ w), HW_POPC)
+                part += _popcount32(_plane_op(a, w, q, AND_PLANES, NOR_PLANES), HW_POPC)
             acc += part << (p + q)
     if LAST:
-        res = 2 * acc - acc_max
+        res = GAIN * acc + tl.load(thr_ptr + n * NT)
     else:
         flip = tl.load(flip_ptr + n)
         a_eff = tl.where(flip != 0, acc_max - acc, acc)
