@@ -10,7 +10,10 @@ import brevitas.nn as qnn
 import torch
 from brevitas.export import export_qonnx
 from brevitas.quant import (
+    Int8ActPerTensorFloat,
+    Int8WeightPerChannelFloat,
     Int8WeightPerTensorFloat,
+    Int32Bias,
     SignedBinaryActPerTensorConst,
     SignedBinaryWeightPerTensorConst,
     Uint8ActPerTensorFloat,
@@ -68,6 +71,67 @@ class CNV(nn.Module):
             bipolar(),
         )
         self.fc = qnn.QuantLinear(16 * 3 * 3, classes, bias=False, weight_quant=BINARY_W)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x).flatten(1))
+
+
+class IntSFC(nn.Module):
+    """FINN's SFC recipe with integer weights (FINN's TFC/SFC-W2A2): an 8-bit input, k-bit
+    signed weights with zero on every layer (narrow range or not, per tensor or per output
+    channel), BatchNorm, ReLU (unsigned) or signed k-bit activations; optionally a bias on the
+    last layer, quantized on the accumulator's scale (``Int32Bias``)."""
+
+    def __init__(self, k: int = 64, hidden: int = 32, classes: int = 10, w_bits: int = 2,
+                 a_bits: int = 2, bias: bool = False, signed_acts: bool = False,
+                 narrow: bool = False, per_channel: bool = False,
+                 last_per_channel: bool = False) -> None:  # fmt: skip
+        super().__init__()
+        wq = Int8WeightPerChannelFloat if per_channel else Int8WeightPerTensorFloat
+        w = dict(weight_quant=wq, weight_bit_width=w_bits, weight_narrow_range=narrow)
+        w_last = w if last_per_channel else dict(w, weight_quant=Int8WeightPerTensorFloat)
+
+        def act() -> nn.Module:
+            if signed_acts:
+                return qnn.QuantIdentity(act_quant=Int8ActPerTensorFloat, bit_width=a_bits,
+                                         return_quant_tensor=True)  # fmt: skip
+            return qnn.QuantReLU(act_quant=Uint8ActPerTensorFloat, bit_width=a_bits,
+                                 return_quant_tensor=True)  # fmt: skip
+
+        self.net = nn.Sequential(
+            qnn.QuantIdentity(act_quant=Uint8ActPerTensorFloat, return_quant_tensor=True),
+            qnn.QuantLinear(k, hidden, bias=False, **w),
+            nn.BatchNorm1d(hidden),
+            act(),
+            qnn.QuantLinear(hidden, hidden, bias=False, **w),
+            nn.BatchNorm1d(hidden),
+            act(),
+            qnn.QuantLinear(
+                hidden, classes, bias=bias, bias_quant=Int32Bias if bias else None, **w_last
+            ),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flatten(1))
+
+
+class IntCNV(nn.Module):
+    """A small CNV-W2A2: 8-bit input, k-bit signed weights, ReLU k-bit activations, pooling."""
+
+    def __init__(self, channels: int = 1, classes: int = 10, bits: int = 2) -> None:
+        super().__init__()
+        w = dict(weight_quant=Int8WeightPerTensorFloat, weight_bit_width=bits)
+        self.features = nn.Sequential(
+            qnn.QuantIdentity(act_quant=Uint8ActPerTensorFloat, return_quant_tensor=True),
+            qnn.QuantConv2d(channels, 8, 3, bias=False, **w),
+            nn.BatchNorm2d(8),
+            qnn.QuantReLU(act_quant=Uint8ActPerTensorFloat, bit_width=bits),
+            nn.MaxPool2d(2),
+            qnn.QuantConv2d(8, 16, 3, bias=False, **w),
+            nn.BatchNorm2d(16),
+            qnn.QuantReLU(act_quant=Uint8ActPerTensorFloat, bit_width=bits),
+        )
+        self.fc = qnn.QuantLinear(16 * 3 * 3, classes, bias=False, **w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x).flatten(1))

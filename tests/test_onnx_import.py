@@ -76,14 +76,53 @@ def test_brevitas_nets_import_exactly(
     assert any(m.flip.any() for m in mats)  # gamma < 0 became flips
 
 
+INT_NETS = [  # FINN's W2A2/W4A4 recipes: signed integer weights with zero, ReLU or signed acts
+    pytest.param(lambda: bn.IntSFC(), (1, 8, 8), ("unsigned", "signed", "unsigned"), False,
+                 id="sfc-w2a2-relu"),
+    pytest.param(lambda: bn.IntSFC(w_bits=4, a_bits=4, bias=True), (1, 8, 8),
+                 ("unsigned", "signed", "unsigned"), True, id="sfc-w4a4-relu-bias"),
+    pytest.param(lambda: bn.IntSFC(signed_acts=True, narrow=True, per_channel=True, bias=True),
+                 (1, 8, 8), ("signed", "signed", "signed"), True,
+                 id="sfc-w2a2-signed-acts-narrow-per-channel-bias"),
+    pytest.param(lambda: bn.IntCNV(), (1, 12, 12), ("unsigned", "signed", "unsigned"), False,
+                 id="cnv-w2a2"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("make", "shape", "encs", "biased"), INT_NETS)
+def test_brevitas_integer_nets_import_exactly(
+    tmp_path: Path, make: object, shape: tuple, encs: tuple[str, str, str], biased: bool
+) -> None:
+    """Every score equal to the QONNX executor's (read back through one scale and offset), the
+    encodings those of the quantizers, the bias an integer score bias; the C library equal."""
+    import torch
+
+    from hwqnn import clib
+
+    torch.manual_seed(len(encs) + biased)
+    model = make()  # type: ignore[operator]
+    bn.train_a_little(model, shape)
+    b = _agrees(bn.export(model, shape, tmp_path / "m.onnx"))
+    assert b.version == 4
+    mats = [m for ly in b.layers for m in ly.matrices()]
+    hidden = mats[1]
+    assert (hidden.in_enc.name, hidden.w_enc.name, hidden.out_enc.name) == encs
+    assert all(m.w_enc.name == "signed" for m in mats)
+    assert (mats[-1].bias is not None and bool(mats[-1].bias.any())) == biased
+    zeros = sum(int((m.w_enc.value(m.weight_codes(), m.w_bits) == 0).sum()) for m in mats)
+    assert zeros > 0  # weights of 0: what odd levels could not hold
+    x = random_codes(9, 40, b.in_features)
+    with clib.CNet(b) as net:
+        np.testing.assert_array_equal(net.scores(x), golden.scores(b, x))
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: bn.SFC(w2_bits=2), r"node Gemm_1 \(Gemm\): a weight of 0 is not an odd level"),
-        (lambda: bn.SFC(last_act_bits=2),
-         r"node Gemm_2 \(Gemm\): the classes' scores differ by a per-class scale or offset"),
+        (lambda: bn.IntSFC(per_channel=True, bias=False, last_per_channel=True),
+         r"node Gemm_2 \(Gemm\): the classes' scores differ by a per-class scale"),
     ],
-    ids=["w2-int-weights", "unsigned-acts-into-scores"],
+    ids=["per-channel-scale-into-scores"],
 )  # fmt: skip
 def test_what_cannot_be_exact_is_refused_by_node(
     tmp_path: Path, make: object, message: str

@@ -9,8 +9,9 @@ weight quantizers become quantized initializers) and then read as one chain from
   evaluated by ``qonnx``'s executor on every raw value and becomes the bundle's input thresholds
   (or the identity, when every raw value keeps its own code);
 * **weighted nodes** (``MatMul``, ``Gemm``, ``Conv`` with square kernels, equal strides, no groups
-  or dilation; ``Pad`` with the code-0 value before it): each weight row must be a positive scale
-  times odd levels (±1, or odd k-bit levels); a zero weight is refused;
+  or dilation; ``Pad`` with the zero code's value before it): each weight row must be a positive
+  scale times odd levels (±1, or odd k-bit levels: odd weights), or, behind a ``Quant`` node,
+  that node's scale times integers in its range (signed or unsigned weights, zero included);
 * **activation stages**: elementwise nodes (``Add``, ``Sub``, ``Mul``, ``Div``,
   ``BatchNormalization``, ``Relu``, ``Identity``) ending in a quantizer (``BipolarQuant``, ``Quant``
   with per-tensor scale and zero point, ``MultiThreshold``). The stage is evaluated by the executor
@@ -21,7 +22,15 @@ weight quantizers become quantized initializers) and then read as one chain from
   is flipped; ``Flatten``/``Reshape`` (with ``Transpose`` to NHWC or not: dense weights are
   reordered to the bundle's HWC order);
 * **output stage**: after the last weighted node only per-tensor affine nodes, so the graph's
-  scores are ``P * s + R`` with one ``P > 0`` and one ``R`` for every class.
+  scores are ``P * (s + bias[o]) + R`` with one ``P > 0`` and one ``R`` for every class, where
+  ``bias`` (the bundle's score bias) must be integers: a Brevitas bias quantized on the
+  accumulator's scale (``Int32Bias``) is; any other is refused.
+
+Codes take the encoding their quantizer states (:mod:`hwqnn.layers.encoding`): ``BipolarQuant``,
+a signed 1-bit ``Quant`` and ``MultiThreshold`` odd levels; an unsigned ``Quant`` with zero
+point 0 (``QuantReLU``) unsigned codes; a signed ``Quant`` of 2+ bits with zero point 0 signed
+codes; any other ``Quant`` odd levels over its range (the graph is affine in the code, so the
+folding is exact either way).
 """
 
 from __future__ import annotations
@@ -35,9 +44,9 @@ import numpy as np
 from hwqnn.bundle import Bundle, InputQuant, make_layer, validate
 from hwqnn.errors import HwqnnError, InputError, shown
 from hwqnn.layers import Conv2d, Layer, MaxPool2d, NetLayer, Window
-from hwqnn.layers.dense import SUPPORTED_BITS
+from hwqnn.layers.dense import MAX_BIAS, SUPPORTED_BITS
+from hwqnn.layers.encoding import ODD, SIGNED, UNSIGNED, Encoding
 from hwqnn.onnxio.bounds import GraphBoundsError, check_model, metadata_json, read_model
-from hwqnn.packing import level_scale
 
 WEIGHTED = {"MatMul", "Gemm", "Conv"}
 ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "BatchNormalization", "Relu", "Identity"}
@@ -58,11 +67,36 @@ def _refuse(node: Any, why: str) -> UnrepresentableGraphError:
 
 @dataclass
 class Levels:
-    """How a stage's output values stand for codes: ``value = u * code + v0``, ``bits`` wide."""
+    """How a stage's output values stand for codes: ``value = u * code + v0``, ``bits`` wide,
+    the codes in the bundle's encoding ``enc``."""
 
     u: float
     v0: float
     bits: int
+    enc: Encoding = ODD
+
+    @property
+    def zero_value(self) -> float:
+        """The graph value of the code a convolution pads with."""
+        return self.u * self.enc.zero_code(self.bits) + self.v0
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A weighted node's matrix: ``w[o] = alpha[o] * levels[o]`` with integer levels that are
+    the values of ``bits``-bit codes under ``enc``."""
+
+    alpha: np.ndarray
+    levels: np.ndarray
+    bits: int
+    enc: Encoding
+
+    def codes(self) -> np.ndarray:
+        """The weight codes ``[rows, ...]`` whose values are ``levels``."""
+        lv = self.levels
+        if self.enc is ODD:
+            return (lv + (2**self.bits - 1)) // 2
+        return lv + 2 ** (self.bits - 1) if self.enc is SIGNED else lv
 
 
 @dataclass(frozen=True)
@@ -123,10 +157,11 @@ class _Reader:
         prod = self.model.find_producer(name)
         return prod is not None and all(self.constant(i) for i in prod.input)
 
-    def weights(self, name: str) -> tuple[np.ndarray | None, int | None]:
-        """A weight tensor's value (after its quantizer) and the quantizer's declared width."""
+    def weights(self, name: str) -> tuple[np.ndarray | None, int | None, Any]:
+        """A weight tensor's value (after its quantizer), the quantizer's declared width, and
+        its ``Quant`` node (``None`` for another producer)."""
         if not self.constant(name):
-            return None, None
+            return None, None, None
         prod = self.model.find_producer(name)
         bits = None
         if prod is not None and prod.op_type == "BipolarQuant":
@@ -134,7 +169,8 @@ class _Reader:
         elif prod is not None and prod.op_type == "Quant":
             bw = self.const(prod.input[3])
             bits = int(bw.reshape(-1)[0]) if bw is not None else None
-        return np.asarray(self.ctx[name]), bits
+        quant = prod if prod is not None and prod.op_type == "Quant" else None
+        return np.asarray(self.ctx[name]), bits, quant
 
     def consumer(self, tensor: str) -> Any:
         users = self.model.find_consumers(tensor) or []
@@ -170,6 +206,10 @@ class _Reader:
             bits = _bits_for(hi - lo + 1)
             if bits is None or s <= 0:
                 raise _refuse(node, f"{width}-bit activations: hwqnn takes 1, 2, 4 or 8")
+            if z == 0 and bits == width and not signed:  # QuantReLU: value = s * code
+                return Levels(s, 0.0, bits, UNSIGNED)
+            if z == 0 and bits == width and signed:  # two's complement, narrow or not
+                return Levels(s, -(2 ** (bits - 1)) * s, bits, SIGNED)
             return Levels(s, (lo - z) * s, bits)
         if op == "MultiThreshold":
             t = self.const(node.input[1])
@@ -226,17 +266,51 @@ def _codes(values: np.ndarray, lv: Levels, node: Any) -> np.ndarray:
     return r.astype(np.int64)
 
 
+def _quant_weights(w: np.ndarray, node: Any, quant: Any, rd: _Reader) -> Weights:
+    """Weights behind a ``Quant`` node: its scale (per tensor or per output channel) times
+    integers in its range, as signed (offset-binary) or unsigned codes."""
+    from qonnx.custom_op.general.quant import max_int, min_int
+
+    scale, zp, bw = (rd.const(n) for n in quant.input[1:4])
+    if scale is None or zp is None or bw is None or np.any(zp != 0):
+        raise _refuse(node, "weights behind a Quant need a constant scale and zero point 0")
+    signed, narrow = bool(_attr(quant, "signed", 1)), bool(_attr(quant, "narrow", 0))
+    width = int(bw.reshape(-1)[0])
+    if width not in SUPPORTED_BITS:
+        raise _refuse(node, f"{width}-bit weights: hwqnn takes 1, 2, 4 or 8")
+    rows = w.shape[0]
+    sc = np.asarray(scale, np.float64).reshape(-1)
+    if sc.size not in (1, rows) or np.any(sc <= 0):
+        raise _refuse(node, "weight scales must be positive, per tensor or per output channel")
+    alpha = np.broadcast_to(sc, (rows,)).copy()
+    flat = w.reshape(rows, -1).astype(np.float64) / alpha[:, None]
+    lv = np.rint(flat)
+    lo, hi = int(min_int(signed, narrow, width)), int(max_int(signed, narrow, width))
+    if (
+        np.any(np.abs(flat - lv) > REL * np.maximum(1.0, np.abs(flat)))
+        or lv.min() < lo
+        or (lv.max() > hi)
+    ):
+        raise _refuse(node, "weights are not its Quant's scale times integers in its range")
+    enc = SIGNED if signed else UNSIGNED
+    return Weights(alpha, lv.astype(np.int64).reshape(w.shape), width, enc)
+
+
 def _weight_levels(
-    w: np.ndarray, node: Any, declared: int | None = None
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """``(alpha [out], levels [out, ...], w_bits)`` with ``w[o] = alpha[o] * levels[o]``, the
-    levels odd; ``w_bits`` is the weight quantizer's own width where it states one."""
+    w: np.ndarray, node: Any, declared: int | None = None, quant: Any = None,
+    rd: _Reader | None = None,
+) -> Weights:  # fmt: skip
+    """The weights as ``alpha[o] * levels[o]``: odd levels where every row is a scale times odd
+    integers (``w_bits`` the quantizer's own width where it states one), else the integers of
+    the weights' ``Quant`` node (signed or unsigned codes)."""
     flat = w.reshape(w.shape[0], -1).astype(np.float64)
     if np.any(flat == 0):
+        if quant is not None and rd is not None:
+            return _quant_weights(w, node, quant, rd)
         raise _refuse(
             node,
-            "a weight of 0 is not an odd level (hwqnn weights are ±1 or odd "
-            "k-bit levels: signed integer quantizers with a zero cannot be exact)",
+            "a weight of 0 is not an odd level, and no Quant node states the weights' "
+            "integers (hwqnn reads signed integer weights from their Quant's scale)",
         )
     small = np.abs(flat).min(axis=1)
     alpha = np.zeros(len(flat))
@@ -249,12 +323,14 @@ def _weight_levels(
                 alpha[o], levels[o] = small[o] / m, r.astype(np.int64)
                 break
         else:
+            if quant is not None and rd is not None:
+                return _quant_weights(w, node, quant, rd)
             raise _refuse(node, f"row {o}: weights are not a scale times odd integer levels")
     need = _bits_for(int(np.abs(levels).max()) + 1)
     bits = declared if declared is not None and need is not None and declared >= need else need
     if bits is None or bits not in SUPPORTED_BITS:
         raise _refuse(node, "weight levels beyond 8 bits")
-    return alpha, levels.reshape(w.shape), bits
+    return Weights(alpha, levels.reshape(w.shape), bits, ODD)
 
 
 def _thresholds(codes: np.ndarray, node: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -439,29 +515,34 @@ class _Builder:
             if node.op_type not in WEIGHTED:
                 raise _refuse(node, "expected a weighted layer here")
             wnode = node
-            alpha, levels, w_bits, geo, bias = self._weights(wnode, pad, in_lv)
-            rows = levels.shape[0]
-            lv_sum = levels.reshape(rows, -1).sum(axis=1).astype(np.float64)
-            n_in = 2**bits_in - 1
-            a = alpha * in_lv.u / 2  # graph value = a * s + b, s our integer dot product
-            b = alpha * (in_lv.u * n_in / 2 + in_lv.v0) * lv_sum + bias
-            k_fan = levels.reshape(rows, -1).shape[1]
-            ck = level_scale(bits_in, w_bits) * k_fan
+            wt, geo, bias = self._weights(wnode, pad, in_lv)
+            rows = wt.levels.shape[0]
+            codes_w = wt.codes().reshape(rows, -1)
+            encs = dict(in_enc=in_lv.enc, w_enc=wt.enc)
+            # the graph's value is a * s + b, s the bundle's integer dot product of the values
+            # (in_enc: value = gain * code + beta; the graph's input value = u * code + v0)
+            g_in, beta_in = in_lv.enc.gain, in_lv.enc.offset(bits_in)
+            lv_sum = wt.levels.reshape(rows, -1).sum(axis=1).astype(np.float64)
+            a = wt.alpha * in_lv.u / g_in
+            b = wt.alpha * (in_lv.v0 - in_lv.u * beta_in / g_in) * lv_sum + bias
+            probe = make_layer(codes_w, bits_in, wt.bits, 0, **encs)  # type: ignore[arg-type]
+            ck, d = probe.acc_max, probe.dot_offsets()  # s = g_in * A + d[o], A in 0..ck
             stage, end = self._stage(rd.consumer(wnode.output[0]))
-            codes_w = ((levels + (2**w_bits - 1)) // 2).reshape(rows, -1)
             if end is None:  # the last layer: scores
-                score = self._scores(stage, wnode, a, b)
-                self._append(geo, make_layer(codes_w, bits_in, w_bits, 0), None)
+                score, sbias = self._scores(stage, wnode, a, b)
+                last = make_layer(codes_w, bits_in, wt.bits, 0, bias=sbias, **encs)  # type: ignore[arg-type]
+                self._append(geo, last, None)
                 break
             lv_out = rd.levels_of(stage.nodes[-1])
-            thr, flip = self._fold(stage, wnode, a, b, ck, rows, lv_out, geo.spatial)
+            thr, flip = self._fold(stage, wnode, a, b, (g_in, d, ck), rows, lv_out, geo.spatial)
             if stage.pool is not None and flip.any():
                 raise _refuse(
                     stage.pool,
                     "max-pooling before a quantizer whose channels are "
                     "flipped (BatchNorm gamma < 0) is not the pool of codes",
                 )
-            layer = make_layer(codes_w, bits_in, w_bits, lv_out.bits, thr, flip)
+            layer = make_layer(codes_w, bits_in, wt.bits, lv_out.bits, thr, flip,
+                               out_enc=lv_out.enc, **encs)  # type: ignore[arg-type]  # fmt: skip
             self._append(geo, layer, stage.pool)
             in_lv, bits_in = lv_out, lv_out.bits
             node = end
@@ -510,13 +591,13 @@ class _Builder:
         p = pads.reshape(-1).tolist()
         if len(p) != 8 or p[0] or p[1] or p[4] or p[5] or len(set(p[2:4] + p[6:8])) != 1:
             raise _refuse(node, "only equal spatial padding")
-        if abs(v - lv.v0) > REL * max(1.0, abs(lv.v0)):
-            raise _refuse(node, f"pads with {v}, not the value of code 0 ({lv.v0})")
+        if abs(v - lv.zero_value) > REL * max(1.0, abs(lv.zero_value)):
+            raise _refuse(node, f"pads with {v}, not the value of the zero code ({lv.zero_value})")
         return int(p[2])
 
     def _weights(self, node: Any, pad: int, lv: Levels) -> tuple[Any, ...]:
         rd = self.rd
-        w, declared = rd.weights(node.input[1])
+        w, declared, quant = rd.weights(node.input[1])
         if w is None:
             raise _refuse(node, "its weights are not constant")
         bias = np.zeros(1)
@@ -526,9 +607,9 @@ class _Builder:
             w = w if int(_attr(node, "transB", 0)) else w.T
             w = w * float(_attr(node, "alpha", 1.0))
             if len(node.input) > 2 and node.input[2]:
-                cb = rd.const(node.input[2])
-                if cb is None:
+                if not rd.constant(node.input[2]):
                     raise _refuse(node, "a bias that is not constant")
+                cb = np.asarray(rd.ctx[node.input[2]], np.float64)  # a Quant's output too
                 bias = float(_attr(node, "beta", 1.0)) * np.broadcast_to(cb, (w.shape[0],))
         elif node.op_type == "MatMul":
             w = w.T
@@ -544,25 +625,26 @@ class _Builder:
             ) == [1, 1]
             if not plain or k[0] != k[1] or s[0] != s[1] or len(set(pads)) > 1:
                 raise _refuse(node, "only square kernels, equal strides and pads, no groups")
-            if pads[0] and (pad or abs(lv.v0) > 0):
-                raise _refuse(node, "zero padding of an input whose code 0 is not 0 (hwqnn pads "
-                                    "with code 0)")  # fmt: skip
+            if pads[0] and (pad or abs(lv.zero_value) > REL * max(1.0, abs(lv.v0))):
+                raise _refuse(node, "zero padding of an input whose zero code is not 0 (hwqnn "
+                                    "pads with the zero code)")  # fmt: skip
             pad = pad or int(pads[0])
             if len(node.input) > 2 and node.input[2]:
                 raise _refuse(node, "a Conv bias (fold it into the BatchNorm)")
             h, wd, c = shape
             win = Window(h, wd, c, int(k[0]), int(s[0]), pad)
-            alpha, levels, bits = _weight_levels(w, node, declared)
-            levels = levels.transpose(0, 2, 3, 1)  # [out, C, k, k] -> im2col (ky, kx, c)
-            return alpha, levels, bits, _Windowed(win), bias
+            wt = _weight_levels(w, node, declared, quant, rd)
+            levels = wt.levels.transpose(0, 2, 3, 1)  # [out, C, k, k] -> im2col (ky, kx, c)
+            return Weights(wt.alpha, levels, wt.bits, wt.enc), _Windowed(win), bias
         if self.layout != "flat" and (self.layers or self.image):
             raise _refuse(node, "a dense layer needs a flattened input")
-        alpha, levels, bits = _weight_levels(w, node, declared)
+        wt = _weight_levels(w, node, declared, quant, rd)
+        levels = wt.levels
         shape = self._shape() if self.layers else self.image
         if self.flat_order == "chw" and shape is not None:
             h, wd, c = shape
             levels = levels.reshape(-1, c, h, wd).transpose(0, 2, 3, 1).reshape(levels.shape[0], -1)
-        return alpha, levels, bits, _Flat(), bias
+        return Weights(wt.alpha, levels, wt.bits, wt.enc), _Flat(), bias
 
     def _stage(self, node: Any) -> tuple[_Stage, Any]:
         """Nodes after a weighted node up to its quantizer; returns the stage and the node after
@@ -588,20 +670,31 @@ class _Builder:
         return st, None
 
     def _y(self, a: np.ndarray, b: np.ndarray, s: np.ndarray, spatial: bool) -> np.ndarray:
-        y = s[:, None] * a[None, :] + b[None, :]
+        """The graph's values ``a * s + b`` at dot products ``s`` (``[n]``, or ``[n, rows]``)."""
+        y = (s if s.ndim == 2 else s[:, None]) * a[None, :] + b[None, :]
         return y[:, :, None, None] if spatial else y
 
-    def _fold(self, st: _Stage, wnode: Any, a: np.ndarray, b: np.ndarray, ck: int, rows: int,
-              lv: Levels, spatial: bool) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    def _fold(self, st: _Stage, wnode: Any, a: np.ndarray, b: np.ndarray,
+              dot: tuple[int, np.ndarray, int], rows: int, lv: Levels,
+              spatial: bool) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """Thresholds and flips: the stage evaluated at the dot product ``s = gain * A + d[o]``
+        of every accumulator ``A`` in ``0..ck`` (``dot = (gain, d, ck)``)."""
+        gain, d, ck = dot
+        plain = gain == 2 and bool(np.all(d == -ck))  # odd levels: s = 2A - CK, shared
+
+        def dots(acc: np.ndarray) -> np.ndarray:
+            if plain:
+                return (2 * acc - ck).astype(np.float64)
+            return (gain * acc[:, None] + d[None, :]).astype(np.float64)
+
         codes = np.zeros((ck + 1, rows), np.int16)  # codes < 256; a signed diff below
         for start in range(0, ck + 1, CHUNK):
             acc = np.arange(start, min(ck + 1, start + CHUNK))
-            s = (2 * acc - ck).astype(np.float64)
-            vals = self.rd.evaluate(st.nodes, wnode.output[0], self._y(a, b, s, spatial))
+            vals = self.rd.evaluate(st.nodes, wnode.output[0], self._y(a, b, dots(acc), spatial))
             codes[start : start + len(acc)] = _codes(vals.reshape(len(acc), rows), lv, st.nodes[-1])
         falling = np.zeros(rows, bool)  # the pre-quantizer value's direction in s
         if len(st.nodes) > 1:
-            ends = np.array([-float(ck), float(ck)])
+            ends = dots(np.array([0, ck]))
             pre = self.rd.evaluate(st.nodes[:-1], wnode.output[0], self._y(a, b, ends, spatial))
             pre = pre.reshape(2, rows)
             falling = pre[1] < pre[0]
@@ -612,7 +705,11 @@ class _Builder:
         seq = np.where(const[None, :], codes, seq)
         return _first_reaching(seq, 2**lv.bits - 1), flip  # ck + 1: never reached
 
-    def _scores(self, st: _Stage, wnode: Any, a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    def _scores(
+        self, st: _Stage, wnode: Any, a: np.ndarray, b: np.ndarray
+    ) -> tuple[tuple[float, float], np.ndarray | None]:
+        """``((P, R), bias)``: the graph's scores are ``P * (s + bias[o]) + R``, with ``bias``
+        ``None`` where every class has the same offset."""
         if st.pool is not None:
             raise _refuse(st.pool, "max-pooling after the last layer")
         s = np.array([-3.0, 0.0, 5.0])
@@ -628,14 +725,20 @@ class _Builder:
             raise _refuse(st.nodes[-1] if st.nodes else wnode, "the scores are not an increasing "
                           "affine function of the dot product")  # fmt: skip
         tol = REL * (np.abs(z).max() + 1)
-        if np.ptp(p) > REL * abs(p).max() or np.ptp(r) > tol:
-            raise _refuse(
-                st.nodes[-1] if st.nodes else wnode,
-                "the classes' scores differ by "
-                "a per-class scale or offset (a bias, a per-class BatchNorm, or unsigned "
-                "activations into the last layer): not integer scores of one net",
-            )
-        return float(p.mean()), float(r.mean())
+        node = st.nodes[-1] if st.nodes else wnode
+        if np.ptp(p) > REL * abs(p).max():
+            raise _refuse(node, "the classes' scores differ by a per-class scale (a per-class "
+                                "BatchNorm): not integer scores of one net")  # fmt: skip
+        pm = float(p.mean())
+        if np.ptp(r) <= tol:
+            return (pm, float(r.mean())), None
+        q = (r - r[0]) / pm  # per-class offsets: the score bias, in units of the dot product
+        bias = np.rint(q)
+        if np.any(np.abs(q - bias) > 1e-3) or np.abs(bias).max() >= MAX_BIAS:
+            raise _refuse(node, "the classes' scores differ by offsets that are not integer "
+                                "multiples of the score scale (a bias not quantized on the "
+                                "accumulator's scale): not integer scores of one net")  # fmt: skip
+        return (pm, float(r[0])), bias.astype(np.int64)
 
     def _append(self, geo: _Flat | _Windowed, layer: Layer, pool: Any) -> None:
         self.layers.append(geo.wrap(layer))
@@ -652,5 +755,6 @@ class _Builder:
         if int(_attr(node, "ceil_mode", 0)):
             raise _refuse(node, "ceil_mode")
         h, w, c = shape
-        bits = self.layers[-1].out_bits
-        self.layers.append(MaxPool2d(Window(h, w, c, int(k[0]), int(s[0]), 0), bits))
+        prev = self.layers[-1]
+        self.layers.append(MaxPool2d(Window(h, w, c, int(k[0]), int(s[0]), 0), prev.out_bits,
+                                     prev.out_enc))  # fmt: skip
