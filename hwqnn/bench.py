@@ -224,7 +224,8 @@ def float_twin(b: Bundle) -> Any:
         else:
             hidden.append(ly.out_size)
     arch = Arch(tuple(hidden), features=tuple(features))
-    image = cast(tuple[int, int, int], tuple(b.input_shape)) if features else None
+    # layer 0's image (H, W, C): a grayscale bundle's input shape may be [H, W]
+    image = cast(tuple[int, int, int], b.layers[0].in_shape) if features else None
     return FloatNet(b.in_features, b.num_classes, arch, image).eval()
 
 

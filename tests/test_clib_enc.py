@@ -178,3 +178,18 @@ def test_encoding_codes_are_the_bundles() -> None:
     assert {e.name: flat.ENC_CODES[e.name] for e in (ODD, UNSIGNED, SIGNED)} == {
         "odd": 0, "unsigned": 1, "signed": 2}  # fmt: skip
     assert all(isinstance(e, Encoding) for e in flat.ENC_OF_CODE.values())
+
+
+@pytest.mark.parametrize("shape", [(6, 6), (6, 6, 1)])
+def test_float_twin_of_a_grayscale_conv_net(shape: tuple[int, ...]) -> None:
+    """``bench cpu``'s float twin takes a ConvNet whose bundle names its input [H, W] (as the
+    flow writes a grayscale net) or [H, W, C]: same scores' shape either way."""
+    import torch
+
+    from hwqnn.bench import float_twin
+
+    b = replace(random_net(1, parse_arch("cnv:4c3-mp2-fc6"), (6, 6, 1), 3), input_shape=shape)
+    twin = float_twin(b)
+    with torch.inference_mode():
+        out = twin(torch.zeros(2, 36))
+    assert tuple(out.shape) == (2, 3)
