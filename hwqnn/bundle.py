@@ -222,17 +222,8 @@ class BundleError(InputError):
 
 
 class UnsupportedKindError(InputError):
-    """A valid bundle holds a layer kind (or an encoding) that this consumer does not run
-    (yet)."""
-
-
-def _encoding_facts(ly: NetLayer) -> list[str]:
-    """What a layer has beyond odd levels without a bias, in words (empty for none)."""
-    facts = [f"{e} {what}" for what, e in (("inputs", ly.in_enc), ("outputs", ly.out_enc))
-             if e.name != "odd"]  # fmt: skip
-    facts += [f"{m.w_enc} weights" for m in ly.matrices() if m.w_enc.name != "odd"]
-    facts += ["a score bias" for m in ly.matrices() if m.has_bias]
-    return facts
+    """A valid bundle holds a layer kind (or scores beyond a consumer's integers) that this
+    consumer does not run."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -296,19 +287,6 @@ class Bundle:
                     f"layer {i} is a {ly.kind!r} layer: {consumer} runs dense layers only"
                 )
         return cast(tuple[Layer, ...], self.layers)
-
-    def odd_levels(self, consumer: str) -> Bundle:
-        """The bundle, for a consumer that runs odd-level nets without a score bias only (every
-        bundle before version 4); any other is refused with one line naming the layer, what it
-        has and the consumer."""
-        for i, ly in enumerate(self.layers):
-            facts = _encoding_facts(ly)
-            if facts:
-                raise UnsupportedKindError(
-                    f"layer {i} has {', '.join(facts)}: {consumer} runs odd-level nets (codes "
-                    "standing for 2c - (2**k - 1)) without a score bias only"
-                )
-        return self
 
     def arch(self) -> str:
         """A one-line description, e.g. ``784(8b)-256(1b)-256(1b)-10 w1``."""

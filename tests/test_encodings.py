@@ -312,21 +312,6 @@ def test_a_bias_array_without_meta_is_refused(tmp_path: Path) -> None:
         B.load(_edit(tmp_path, plain, None, **{"layer1.bias": np.zeros(4, np.int64)}))
 
 
-def test_qonnx_export_refuses_encodings_in_one_line() -> None:
-    """QONNX export refuses a version-4 net naming the layer and what it has, until it writes
-    one (golden, C, RTL and the GPU path run them: tests/test_clib_enc.py,
-    tests/test_hw_mvtu.py, tests/test_enc_rtl.py, tests/test_gpu.py)."""
-    pytest.importorskip("qonnx")
-    from hwqnn.onnxio.export import to_model
-
-    want = r"layer 0 has unsigned inputs, unsigned outputs, signed weights: QONNX export"
-    with pytest.raises(B.UnsupportedKindError, match=want):
-        to_model(_v4())
-    bias_only = random_bundle(4, 50, (20,), 4, 2, 2, 8, encodings=Encodings(bias=True))
-    with pytest.raises(B.UnsupportedKindError, match=r"layer 1 has a score bias: QONNX export"):
-        to_model(bias_only)
-
-
 def test_encoding_type_facts() -> None:
     """Each encoding's value rule, zero code and plane ops, against the table above."""
     for name, e in ENCS.items():

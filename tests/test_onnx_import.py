@@ -16,10 +16,17 @@ from hwqnn import bundle as B  # noqa: N812
 from hwqnn import golden
 from hwqnn.arch import parse_arch
 from hwqnn.cli import main
+from hwqnn.layers.encoding import ENCODINGS
 from hwqnn.onnxio.export import save_onnx, to_model
 from hwqnn.onnxio.importer import UnrepresentableGraphError, import_qonnx
 from hwqnn.onnxio.run import execute
-from hwqnn.randnet import random_bundle, random_codes, random_net, with_input_thresholds
+from hwqnn.randnet import (
+    Encodings,
+    random_bundle,
+    random_codes,
+    random_net,
+    with_input_thresholds,
+)
 
 pytest.importorskip("qonnx")
 bn = pytest.importorskip("tests.brevitas_nets")
@@ -149,11 +156,39 @@ ROUND_TRIP = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("make", ROUND_TRIP)
+def _v4(enc: tuple[str, str, str], bias: bool = True) -> Encodings:
+    return Encodings(*(ENCODINGS[e] for e in enc), bias=bias)
+
+
+ROUND_TRIP_V4 = [  # bundle version 4: every encoding, biases, signed padding, input thresholds
+    pytest.param(lambda: random_bundle(3, 40, (17, 9), 4, 2, 2,
+                                       encodings=_v4(("unsigned", "signed", "unsigned"))),
+                 id="w2a2-relu-bias"),
+    pytest.param(lambda: random_bundle(4, 33, (12,), 3, 4, 4, in_bits=4,
+                                       encodings=_v4(("signed", "signed", "signed"))),
+                 id="w4a4-signed-bias"),
+    pytest.param(lambda: random_bundle(5, 30, (10,), 3, 1, 2,
+                                       encodings=_v4(("odd", "odd", "unsigned"))),
+                 id="w1-relu-into-odd-weights"),
+    pytest.param(lambda: random_net(6, parse_arch("cnv:4c3p1-mp2-5c3-fc7", 2, 2), (8, 7, 3), 5,
+                                    in_bits=4, encodings=_v4(("signed", "signed", "signed"))),
+                 id="conv-signed-padding"),
+    pytest.param(lambda: with_input_thresholds(random_bundle(
+        7, 40, (17,), 4, 2, 2, in_bits=2, encodings=_v4(("unsigned", "signed", "unsigned"),
+                                                         bias=False)), 1),
+                 id="input-thresholds-unsigned"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("make", ROUND_TRIP + ROUND_TRIP_V4)
 def test_bundle_round_trips_through_qonnx_identically(make: object) -> None:
     b = make()  # type: ignore[operator]
     back = import_qonnx(to_model(b), raw_bits=b.raw_bits).bundle
     assert back.digest() == b.digest()
+    if b.version == 4:  # and the executor computes the golden model's scores
+        x = random_codes(2, 30, b.in_features, b.raw_bits)
+        z = execute(to_model(b, 30), x, 1.0, 0.0)
+        np.testing.assert_array_equal(z, golden.scores(b, x))
 
 
 def test_cli_import_with_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,6 +16,7 @@ from hwqnn.bundle import Bundle, validate
 from hwqnn.errors import InputError
 from hwqnn.layers import Conv2d, Layer, MaxPool2d, NetLayer
 from hwqnn.layers.activation import Scores
+from hwqnn.layers.encoding import ODD, SIGNED, Encoding
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
 FLOAT_EXACT = 2**24  # float32 holds every integer below this exactly
@@ -60,40 +61,59 @@ class _Graph:
         return out
 
 
-def _weights(g: _Graph, levels: np.ndarray, w_bits: int, hint: str) -> str:
-    """Weight levels behind the quantizer that states their datatype (exact on levels)."""
+def _weights(g: _Graph, levels: np.ndarray, w_bits: int, hint: str, enc: Encoding = ODD) -> str:
+    """Weight values behind the quantizer that states their datatype (exact on them): odd
+    levels as a bipolar or offset Quant, signed and unsigned integers as a Quant of scale 1 and
+    zero point 0 (what Brevitas writes)."""
     w = g.const(hint, levels.astype(np.float32))
-    if w_bits == 1:
+    if enc is ODD and w_bits == 1:
         return g.node("BipolarQuant", [w, g.const("one", np.float32(1.0))], hint + "_q", True)
-    n = 2**w_bits - 1
-    ins = [w, g.const("scale", np.float32(2.0)), g.const("zeropt", np.float32(n / 2)),
-           g.const("bits", np.float32(w_bits))]  # fmt: skip
-    return g.node("Quant", ins, hint + "_q", True, signed=0, narrow=0, rounding_mode="ROUND")
+    if enc is ODD:
+        n = 2**w_bits - 1
+        ins = [w, g.const("scale", np.float32(2.0)), g.const("zeropt", np.float32(n / 2)),
+               g.const("bits", np.float32(w_bits))]  # fmt: skip
+        return g.node("Quant", ins, hint + "_q", True, signed=0, narrow=0, rounding_mode="ROUND")
+    signed = enc is SIGNED
+    bits = max(w_bits, 2) if signed else w_bits  # a signed 1-bit Quant reads as bipolar
+    ins = [w, g.const("scale", np.float32(1.0)), g.const("zeropt", np.float32(0.0)),
+           g.const("bits", np.float32(bits))]  # fmt: skip
+    return g.node("Quant", ins, hint + "_q", True, signed=int(signed), narrow=0,
+                  rounding_mode="ROUND")  # fmt: skip
 
 
 def _activation(g: _Graph, x: str, m: Layer, hint: str, spatial: bool) -> str:
     """The activation on the dot product ``x`` (``[N, C]``, or ``[N, C, H, W]`` if
     ``spatial``): the scores themselves (last layer), or thresholds giving levels."""
     act = m.act
-    if isinstance(act, Scores):
-        return x
-    ck = m.acc_max
-    sign = np.where(act.flip == 1, -1.0, 1.0).astype(np.float32)
     shape = (1, m.out_features, 1, 1) if spatial else (1, m.out_features)
+    if isinstance(act, Scores):
+        if m.bias is None:
+            return x
+        bias = m.bias.astype(np.float32).reshape(shape)
+        return g.node("Add", [x, g.const("score_bias", bias)], hint + "_bias")
+    ck, gain = m.acc_max, m.in_enc.gain
+    d = m.dot_offsets()[:, None]  # s = gain * A + d: A' >= T  <=>  s' >= tau
+    flipped = act.flip[:, None] == 1
+    tau = np.where(flipped, gain * act.table - gain * ck - d, gain * act.table + d)
+    sign = np.where(act.flip == 1, -1.0, 1.0).astype(np.float32)
     x = g.node("Mul", [x, g.const("flip_sign", sign.reshape(shape))], hint + "_flip")
-    tau = (2 * act.table - ck).astype(np.float32)  # A' >= T  <=>  s' >= 2T - CK
-    n = act.levels
-    return g.node("MultiThreshold", [x, g.const("thresholds", tau)], hint + "_act", True,
-                  out_dtype=_level_type(act.bits), out_scale=2.0, out_bias=float(-n))  # fmt: skip
+    e = m.out_enc
+    return g.node("MultiThreshold", [x, g.const("thresholds", tau.astype(np.float32))],
+                  hint + "_act", True, out_dtype=_level_type(act.bits, e),
+                  out_scale=float(e.gain), out_bias=float(e.offset(act.bits)))  # fmt: skip
 
 
-def _level_type(bits: int) -> str:
-    """The qonnx datatype that holds the levels of ``bits``-bit codes (odd, ``|q| < 2**bits``)."""
-    return "BIPOLAR" if bits == 1 else f"INT{bits + 1}"
+def _level_type(bits: int, enc: Encoding = ODD) -> str:
+    """The qonnx datatype that holds the values of ``bits``-bit codes under ``enc`` (odd:
+    ``|q| < 2**bits``)."""
+    if enc is ODD:
+        return "BIPOLAR" if bits == 1 else f"INT{bits + 1}"
+    return f"INT{max(bits, 2)}" if enc is SIGNED else f"UINT{bits}"
 
 
 def _check_exact(i: int, m: Layer) -> None:
-    if m.acc_max + 2 >= FLOAT_EXACT:
+    lo, hi = m.act.bounds(m.acc_max) if isinstance(m.act, Scores) else (0, 0)
+    if m.acc_max + 2 >= FLOAT_EXACT or max(-lo, hi) + 2 >= FLOAT_EXACT:
         raise ExportError(
             f"layer {i}: dot products up to {m.acc_max} are not exact in float32 (2**24); "
             "the QONNX graph would round them"
@@ -102,16 +122,16 @@ def _check_exact(i: int, m: Layer) -> None:
 
 def _input(g: _Graph, bundle: Bundle, x: str, nchw: bool) -> str:
     q = bundle.quant
+    e = bundle.layers[0].in_enc
     if q.thresholds is None:
-        n = 2**q.bits - 1
-        x = g.node("Mul", [x, g.const("two", np.float32(2.0))], "in_scale")
-        return g.node("Add", [x, g.const("minus_top", np.float32(-n))], "in_level")
+        x = g.node("Mul", [x, g.const("two", np.float32(e.gain))], "in_scale")
+        return g.node("Add", [x, g.const("minus_top", np.float32(e.offset(q.bits)))], "in_level")
     t = q.thresholds.astype(np.float32)
     if not nchw and q.channels > 1:  # element g takes channel g % C's row
         t = np.tile(t, (-(-bundle.in_features // q.channels), 1))[: bundle.in_features]
     return g.node("MultiThreshold", [x, g.const("in_thresholds", t)], "in_quant", True,
-                  out_dtype=_level_type(q.bits), out_scale=2.0,
-                  out_bias=float(-(2**q.bits - 1)))  # fmt: skip
+                  out_dtype=_level_type(q.bits, e), out_scale=float(e.gain),
+                  out_bias=float(e.offset(q.bits)))  # fmt: skip
 
 
 def to_model(bundle: Bundle, batch: int = 1) -> object:
@@ -125,7 +145,6 @@ def to_model(bundle: Bundle, batch: int = 1) -> object:
     from qonnx.transformation.infer_shapes import InferShapes
 
     validate(bundle)
-    bundle.odd_levels("QONNX export")
     g = _Graph()
     first = bundle.layers[0]
     nchw = len(first.in_shape) == 3  # an image-shaped first layer takes NCHW images
@@ -173,11 +192,12 @@ def _conv(g: _Graph, i: int, ly: NetLayer, x: str, nchw: bool) -> tuple[str, boo
     conv = cast(Conv2d, ly)
     w, m = conv.window, conv.matrix
     _check_exact(i, m)
-    levels = 2 * m.weight_codes().astype(np.int64) - (2**m.w_bits - 1)
+    levels = m.w_enc.value(m.weight_codes(), m.w_bits)
     k = levels.reshape(m.out_features, w.kernel, w.kernel, w.channels).transpose(0, 3, 1, 2)
-    wt = _weights(g, k, m.w_bits, f"conv{i}_w")
-    if w.pad:
-        low = np.float32(-(2**m.in_bits - 1))  # code 0, hwqnn's padding
+    wt = _weights(g, k, m.w_bits, f"conv{i}_w", m.w_enc)
+    if w.pad:  # hwqnn's padding: the zero code's value (odd: code 0, the lowest level)
+        e = m.in_enc
+        low = np.float32(e.value(np.array(e.zero_code(m.in_bits)), m.in_bits))
         pads = g.const("pads", np.array([0, 0, w.pad, w.pad, 0, 0, w.pad, w.pad], np.int64))
         x = g.node("Pad", [x, pads, g.const("pad_value", low)], f"conv{i}_pad",
                    mode="constant")  # fmt: skip
@@ -193,8 +213,8 @@ def _dense(g: _Graph, i: int, ly: NetLayer, x: str, nchw: bool) -> tuple[str, bo
         x = g.node("Transpose", [x], f"dense{i}_nhwc", perm=[0, 2, 3, 1])
         x = g.node("Reshape", [x, g.const("shape", np.array([-1, m.in_features], np.int64))],
                    f"dense{i}_flat")  # fmt: skip
-    levels = 2 * m.weight_codes().astype(np.int64) - (2**m.w_bits - 1)
-    wt = _weights(g, levels.T, m.w_bits, f"dense{i}_w")  # [in, out] for MatMul
+    levels = m.w_enc.value(m.weight_codes(), m.w_bits)
+    wt = _weights(g, levels.T, m.w_bits, f"dense{i}_w", m.w_enc)  # [in, out] for MatMul
     s = g.node("MatMul", [x, wt], f"dense{i}")
     return _activation(g, s, m, f"dense{i}", False), False
 

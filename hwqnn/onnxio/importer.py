@@ -218,7 +218,7 @@ class _Reader:
             bits = _bits_for(t.shape[1] + 1) if t is not None and t.ndim == 2 else None
             if bits is None or o_scale <= 0:
                 raise _refuse(node, "thresholds must be a constant [C, 2**k - 1] and out_scale > 0")
-            return Levels(o_scale, o_bias, bits)
+            return _affine_levels(o_scale, o_bias, bits)
         raise _refuse(node, "the activation must end in a quantizer (BipolarQuant, Quant, "
                             "MultiThreshold)")  # fmt: skip
 
@@ -256,6 +256,17 @@ class _Reader:
         proto = oh.make_model(graph, opset_imports=list(self.model.model.opset_import))
         sub = ModelWrapper(proto).transform(InferShapes())
         return np.asarray(execute_onnx(sub, {x_name: x.astype(np.float32)})[out], np.float64)
+
+
+def _affine_levels(u: float, v0: float, bits: int) -> Levels:
+    """Codes whose values are ``u * code + v0``, labelled with the encoding that has that form
+    up to the scale ``u``: unsigned (``v0 = 0``), signed (``v0 = -2**(bits-1) * u``), or odd
+    levels (any other; the folding is exact whatever the label)."""
+    if v0 == 0:
+        return Levels(u, v0, bits, UNSIGNED)
+    if bits > 1 and abs(v0 + 2 ** (bits - 1) * u) <= REL * abs(v0):
+        return Levels(u, v0, bits, SIGNED)
+    return Levels(u, v0, bits)
 
 
 def _codes(values: np.ndarray, lv: Levels, node: Any) -> np.ndarray:
@@ -304,7 +315,13 @@ def _weight_levels(
     integers (``w_bits`` the quantizer's own width where it states one), else the integers of
     the weights' ``Quant`` node (signed or unsigned codes)."""
     flat = w.reshape(w.shape[0], -1).astype(np.float64)
-    if np.any(flat == 0):
+    zp = None if quant is None or rd is None else rd.const(quant.input[2])
+    integer_quant = (
+        zp is not None
+        and bool(np.all(zp == 0))
+        and (declared is not None and (declared >= 2 or not _attr(quant, "signed", 1)))
+    )  # a Quant of integers (Brevitas's weights): its own scale and range, not odd levels
+    if np.any(flat == 0) or integer_quant:
         if quant is not None and rd is not None:
             return _quant_weights(w, node, quant, rd)
         raise _refuse(
@@ -470,7 +487,7 @@ class _Builder:
             if not fit.all() or (u <= 0).any() or np.ptp(u) > REL * u.max() or np.ptp(v0) > REL:
                 raise _refuse(arith[-1], "unquantized input arithmetic that is not one "
                                          "increasing affine map for every channel")  # fmt: skip
-            return identity, Levels(float(u[0]), float(v0[0]), self.raw_bits)
+            return identity, _affine_levels(float(u[0]), float(v0[0]), self.raw_bits)
         quantizer = [n for n in arith if n.op_type in QUANTIZERS][-1]
         if arith[-1] is not quantizer:
             raise _refuse(arith[-1], "only reshapes may follow the input's quantizer")
@@ -732,13 +749,16 @@ class _Builder:
         pm = float(p.mean())
         if np.ptp(r) <= tol:
             return (pm, float(r.mean())), None
-        q = (r - r[0]) / pm  # per-class offsets: the score bias, in units of the dot product
+        # per-class offsets: the score bias, in units of the dot product; all of the offset
+        # where it is whole (R = 0: a bias on the accumulator's scale), else beyond class 0's
+        r0 = 0.0 if np.all(np.abs(r / pm - np.rint(r / pm)) <= 1e-3) else float(r[0])
+        q = (r - r0) / pm
         bias = np.rint(q)
         if np.any(np.abs(q - bias) > 1e-3) or np.abs(bias).max() >= MAX_BIAS:
             raise _refuse(node, "the classes' scores differ by offsets that are not integer "
                                 "multiples of the score scale (a bias not quantized on the "
                                 "accumulator's scale): not integer scores of one net")  # fmt: skip
-        return (pm, float(r[0])), bias.astype(np.int64)
+        return (pm, r0), bias.astype(np.int64)
 
     def _append(self, geo: _Flat | _Windowed, layer: Layer, pool: Any) -> None:
         self.layers.append(geo.wrap(layer))
