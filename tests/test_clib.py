@@ -316,8 +316,13 @@ def test_corrupt_conv_flat_file_is_refused_naming_the_field(
     assert isinstance(b.layers[1], MaxPool2d)
     data = flat.to_bytes(b)
     assert struct.unpack_from("<I", data, 8)[0] == 3
+    refused_by_both(tmp_path, mutate(data), field)
+
+
+def refused_by_both(tmp_path: Path, data: bytes, field: str) -> None:
+    """The C loader refuses the file naming ``field``; the Python reader refuses it too."""
     path = tmp_path / "c.hwq"
-    path.write_bytes(mutate(data))
+    path.write_bytes(data)
     with pytest.raises(BundleError, match=rf"c\.hwq: field '{re.escape(field)}"):
         clib.CNet.from_file(path)
     with pytest.raises(BundleError, match=r"c\.hwq: field '"):
