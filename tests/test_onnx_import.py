@@ -199,7 +199,30 @@ def test_cli_import_with_check(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     assert res["images"] == res["classes_equal"] == res["scores_equal"] == 60
+    assert res["rerun_alone"] == 0 and res["images_exact"] == 60
     assert B.load(tmp_path / "b.npz").digest() == b.digest()
+
+
+def test_check_reruns_differing_images_alone_and_counts_real_differences(tmp_path: Path) -> None:
+    """Images whose scores differ at the check's batch run again alone; a difference that stays
+    is counted against the import (here a bundle whose class 1 scores one more)."""
+    from hwqnn.data import Split
+    from hwqnn.onnxio.check import check_import
+
+    b = random_bundle(8, 64, (24,), 4, 2, 2, encodings=_v4(("unsigned", "signed", "unsigned")))
+    save_onnx(b, tmp_path / "m.onnx")
+    r = import_qonnx(tmp_path / "m.onnx")
+    x = random_codes(3, 20, 64).astype(np.uint8)
+    test = Split(x, np.zeros(20, np.int64), (8, 8), ("a", "b", "c", "d"))
+    ok = check_import(tmp_path / "m.onnx", r, test, 1.0, 0.0)
+    assert (ok["scores_equal"], ok["rerun_alone"], ok["images_exact"]) == (20, 0, 20)
+    last = r.bundle.layers[-1]
+    assert isinstance(last, B.Layer) and last.bias is not None
+    off = replace(last, bias=last.bias + np.array([0, 1, 0, 0]))
+    r.bundle = replace(r.bundle, layers=(*r.bundle.layers[:-1], off))
+    bad = check_import(tmp_path / "m.onnx", r, test, 1.0, 0.0)
+    assert (bad["scores_equal"], bad["rerun_alone"], bad["scores_equal_alone"]) == (0, 20, 0)
+    assert bad["images_exact"] == 0
 
 
 def test_cli_refusal_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
