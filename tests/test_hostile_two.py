@@ -344,7 +344,11 @@ def test_a_failed_training_leaves_no_checkpoint(
 # ---- children die with hwqnn --------------------------------------------------------------------
 
 HOLDER = """
+import signal
 import sys
+# as when run from a terminal: a runner started in the background (``cmd &``) passes SIGINT on
+# ignored, and Python would keep ignoring it
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from hwqnn import procs
 procs.run(["sh", "-c", "sleep {t} & sleep {t}; wait"], capture_output=True)
 """
