@@ -20,11 +20,6 @@ import numpy as np
 from hwqnn.fold import apply_thresholds
 
 
-def score_width(acc_max: int) -> int:
-    """Bits of a signed score in ``-acc_max .. acc_max``."""
-    return max(1, acc_max.bit_length()) + 1
-
-
 @dataclass(frozen=True, eq=False)
 class Thresholds:
     """``bits``-bit output codes from ``table`` (int64 ``[out, 2**bits - 1]``) and ``flip``
@@ -66,7 +61,7 @@ class Scores:
         return int(self.offset.min()), self.gain * acc_max + int(self.offset.max())
 
     def out_width(self, acc_max: int) -> int:
-        """Bits of a signed score (``score_width(acc_max)`` for ``2*A - C*K``)."""
+        """Bits of a signed score (``acc_max.bit_length() + 1`` for ``2*A - C*K``)."""
         lo, hi = self.bounds(acc_max)
         return max(1, max(-lo - 1, hi, 0).bit_length()) + 1
 

@@ -7,6 +7,7 @@ each window position (:mod:`hwqnn.layers.conv`). The bit layout is in :mod:`hwqn
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import ClassVar, TypedDict
 
 import numpy as np
@@ -228,12 +229,20 @@ class Layer(DenseHeader):
         and ``A0`` the dot product and the accumulator of the all-zero input code vector:
         every leaf differs from its product by a per-row constant (the bundle docstring).
         For odd inputs and weights ``D = -C*K``."""
+        return self._dot_offsets
+
+    @cached_property
+    def _dot_offsets(self) -> np.ndarray:
+        """Computed once per layer (golden asks at every batch), read-only."""
         if self.encodings_odd:
-            return np.full(self.out_features, -self.acc_max, dtype=np.int64)
-        w = self.w_enc.value(self.weight_codes(), self.w_bits)  # [out, in]
-        s0 = self.in_enc.offset(self.in_bits) * w.sum(axis=1)
-        a0 = self.accumulate(np.zeros((1, self.in_features), dtype=np.int64))[0]
-        return s0 - self.in_enc.gain * a0
+            d = np.full(self.out_features, -self.acc_max, dtype=np.int64)
+        else:
+            w = self.w_enc.value(self.weight_codes(), self.w_bits)  # [out, in]
+            s0 = self.in_enc.offset(self.in_bits) * w.sum(axis=1)
+            a0 = self.accumulate(np.zeros((1, self.in_features), dtype=np.int64))[0]
+            d = s0 - self.in_enc.gain * a0
+        d.setflags(write=False)
+        return d
 
     def score_offsets(self) -> np.ndarray:
         """Per-class ``D + bias`` int64 ``[out]``: score ``= gain * A + D + bias``."""

@@ -16,7 +16,6 @@ which is what keeps every accumulator leaf non-negative and needs no per-frame i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 
@@ -30,8 +29,6 @@ class Encoding:
 
     name: str
     gain: int  # value = gain * code + offset(bits)
-
-    NAMES: ClassVar[tuple[str, ...]] = ("odd", "unsigned", "signed")
 
     def offset(self, bits: int) -> int:
         if self.name == "odd":
