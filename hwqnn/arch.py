@@ -9,6 +9,12 @@
 
 Every hidden layer is followed by BatchNorm and the activation quantizer; pooling acts on the
 quantized codes (see :mod:`hwqnn.layers.conv`).
+
+Beside the bit widths, an architecture names what its codes stand for
+(:mod:`hwqnn.layers.encoding`): the weights (odd levels, or signed integers with zero), the
+hidden activations (odd, unsigned as after a ReLU, or signed), the 8-bit pixels (odd ``2x - 255``
+or unsigned ``x``), and whether the last layer has an integer score bias. The defaults are the
+seed papers' odd levels without a bias.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import dataclass
 
 from hwqnn.errors import InputError
 from hwqnn.layers.conv import MAX_KERNEL, MAX_STRIDE, Window
+from hwqnn.layers.encoding import ENCODINGS, ODD, SIGNED, UNSIGNED, Encoding
 
 MAX_HIDDEN = 64  # hidden layers in an --arch (a bundle holds at most 256 layers)
 MAX_WIDTH = 1 << 20  # neurons (or channels) in one hidden layer
@@ -52,12 +59,25 @@ Feature = Conv | Pool
 
 @dataclass(frozen=True)
 class Arch:
-    """Dense hidden widths after an optional convolutional front, plus bit widths."""
+    """Dense hidden widths after an optional convolutional front, plus bit widths and
+    encodings (see the module)."""
 
     hidden: tuple[int, ...]
     w_bits: int = 1
     a_bits: int = 1
     features: tuple[Feature, ...] = ()
+    w_enc: Encoding = ODD
+    a_enc: Encoding = ODD
+    in_enc: Encoding = ODD
+    bias: bool = False
+
+    @property
+    def quant(self) -> str:
+        """Bit widths and encodings, e.g. ``w1a1`` (odd, no bias) or ``w2s-a2u-in_u+bias``."""
+        if (self.w_enc, self.a_enc, self.in_enc, self.bias) == (ODD, ODD, ODD, False):
+            return f"w{self.w_bits}a{self.a_bits}"
+        return (f"w{self.w_bits}{self.w_enc.name[0]}-a{self.a_bits}{self.a_enc.name[0]}"
+                f"-in_{self.in_enc.name[0]}" + ("+bias" if self.bias else ""))  # fmt: skip
 
     @property
     def spec(self) -> str:
@@ -107,6 +127,23 @@ def _bits(w_bits: int, a_bits: int) -> None:
             raise InputError(f"{name} bits must be 1, 2 or 4, not {b!r}")
 
 
+TRAINABLE = {"weight": (ODD, SIGNED), "activation": (ODD, UNSIGNED, SIGNED),
+             "input": (ODD, UNSIGNED)}  # fmt: skip
+
+
+def encoding(name: str | Encoding, what: str, bits: int = 8) -> Encoding:
+    """The :class:`Encoding` called ``name`` that a ``what`` (weight, activation or input) of
+    ``bits`` bits can be trained with; a one-line error otherwise."""
+    enc = ENCODINGS.get(name) if isinstance(name, str) else name
+    allowed = TRAINABLE[what]
+    if enc not in allowed:
+        raise InputError(f"{what} encoding must be {' or '.join(e.name for e in allowed)}, "
+                         f"not {name!r}"[:200])  # fmt: skip
+    if enc is SIGNED and bits < 2:
+        raise InputError(f"signed {what}s need at least 2 bits (1 bit is -1 and 0 only)")
+    return enc
+
+
 def _feature(tok: str, spec: str) -> Feature:
     m = re.fullmatch(r"(\d+)c(\d+)(?:s(\d+))?(?:p(\d+))?", tok)
     if m:
@@ -130,9 +167,23 @@ def _feature(tok: str, spec: str) -> Feature:
     raise InputError(f"{tok!r} in {spec!r} is not a layer: use e.g. 64c3, 64c3s2p1, mp2 or fc256")
 
 
-def parse_arch(spec: str, w_bits: int = 1, a_bits: int = 1) -> Arch:
-    """Parse an architecture spec (see the module docstring)."""
+def parse_arch(
+    spec: str,
+    w_bits: int = 1,
+    a_bits: int = 1,
+    *,
+    w_enc: str | Encoding = ODD,
+    a_enc: str | Encoding = ODD,
+    in_enc: str | Encoding = ODD,
+    bias: bool = False,
+) -> Arch:
+    """Parse an architecture spec (see the module docstring) with its bits and encodings."""
     _bits(w_bits, a_bits)
+    w, a, i = (
+        encoding(w_enc, "weight", w_bits),
+        encoding(a_enc, "activation", a_bits),
+        encoding(in_enc, "input"),
+    )
     if spec == "cnv":
         spec = CNV_DEFAULT
     if spec.startswith("cnv:"):
@@ -153,7 +204,7 @@ def parse_arch(spec: str, w_bits: int = 1, a_bits: int = 1) -> Arch:
                 features.append(_feature(tok, spec))
         if not any(isinstance(f, Conv) for f in features):
             raise InputError(f"{spec!r} has no convolution (write mlp:... for a dense net)")
-        return Arch(tuple(hidden), w_bits, a_bits, tuple(features))
+        return Arch(tuple(hidden), w_bits, a_bits, tuple(features), w, a, i, bool(bias))
     m = re.fullmatch(r"mlp:(\d+)x(\d+)", spec) or re.fullmatch(r"mlp:(\d+(?:-\d+)*)", spec)
     if not m:
         raise InputError(
@@ -171,4 +222,4 @@ def parse_arch(spec: str, w_bits: int = 1, a_bits: int = 1) -> Arch:
             raise InputError(f"{spec!r} has more than {MAX_HIDDEN} hidden layers")
     if any(not 1 <= h <= MAX_WIDTH for h in hidden_t):
         raise InputError(f"layer widths must be in 1..{MAX_WIDTH} in {spec!r}")
-    return Arch(hidden_t, w_bits, a_bits)
+    return Arch(hidden_t, w_bits, a_bits, (), w, a, i, bool(bias))

@@ -108,6 +108,16 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--w-bits", type=int, default=1, choices=(1, 2, 4), help="weight bits")
     p.add_argument("--a-bits", type=int, default=1, choices=(1, 2, 4), help="activation bits")
+    p.add_argument("--w-enc", default="odd", choices=("odd", "signed"),
+                   help="weights: odd levels (default; 1 bit: +-1) or signed integers with zero "
+                   "(2 bits: -1, 0, 1; 4 bits: -7..7)")  # fmt: skip
+    p.add_argument("--a-enc", default="odd", choices=("odd", "unsigned", "signed"),
+                   help="hidden activations: odd levels (default), unsigned 0..2^k-1 (a quantized "
+                   "ReLU) or signed integers with zero")  # fmt: skip
+    p.add_argument("--in-enc", default="odd", choices=("odd", "unsigned"),
+                   help="8-bit pixels x as the levels 2x-255 (default) or as x")  # fmt: skip
+    p.add_argument("--bias", action="store_true",
+                   help="an integer score bias per class on the last layer")  # fmt: skip
     p.add_argument(
         "--epochs", type=count(1), default=None, help="default: 6 for an mlp:, 20 for a cnv: net"
     )

@@ -19,6 +19,7 @@ from hwqnn.errors import InputError
 from hwqnn.fold import CodeFn, FoldError, fold_thresholds
 from hwqnn.layers import Conv2d, MaxPool2d, NetLayer
 from hwqnn.model import QuantConv2d, QuantDense, QuantNet, QuantPool
+from hwqnn.quant import level_code
 
 log = logging.getLogger(__name__)
 FLOAT32_EXACT = 2**24  # integers up to this are exact in float32
@@ -28,38 +29,61 @@ class ExportError(InputError):
     """The model holds something a bundle cannot represent exactly; the message names the layer."""
 
 
-def _layer_codes_fn(layer: QuantDense) -> CodeFn:
-    offset = layer.scale * layer.in_features
-    n = float(2**layer.out_bits - 1)
+def _layer_codes_fn(layer: QuantDense, gain: int, offsets: np.ndarray) -> CodeFn:
+    """Accumulators ``A`` -> the layer's output codes, through the model's own ``activate`` of
+    the dot products ``s = gain * A + D`` (:meth:`hwqnn.layers.dense.Layer.dot_offsets`)."""
+    d = torch.from_numpy(offsets.copy())[None, :]
 
     @torch.no_grad()
     def code_fn(acc: np.ndarray) -> np.ndarray:
-        s = torch.from_numpy(2 * acc - int(offset)).to(torch.float32)[:, None]
+        s = (gain * torch.from_numpy(acc)[:, None] + d).to(torch.float32)
         q = layer.activate(s)
-        return ((q + n) / 2.0).to(torch.int64).numpy()
+        return level_code(q, layer.out_bits, layer.out_enc).numpy()
 
     return code_fn
+
+
+def _exact_range(name: str, what: str, lo: int, hi: int) -> None:
+    if max(-lo, hi) >= FLOAT32_EXACT:
+        raise ExportError(
+            f"{name}: {what} range {lo}..{hi} exceeds float32's exact integers; "
+            "the torch model would round it"
+        )
 
 
 def export_layer(layer: QuantDense, index: int) -> Layer:
     """Fold and pack the matrix of one dense or conv layer (in eval mode)."""
     name = f"layer {index}"
-    acc_max = int(layer.scale) * layer.in_features
-    if acc_max >= FLOAT32_EXACT:
-        raise ExportError(
-            f"{name}: accumulator range {acc_max} exceeds float32's exact integers; "
-            "the torch model would round it"
-        )
+    acc_max = (2**layer.in_bits - 1) * (2**layer.w_bits - 1) * layer.in_features
+    _exact_range(name, "accumulator", 0, acc_max)
     codes = layer.weight_code().numpy()
+    in_enc, w_enc = layer.in_enc, layer.w_enc
+    # the layer without its activation: the dot products' offsets D and the scores' range
+    plain = make_layer(codes, layer.in_bits, layer.w_bits, 0, in_enc=in_enc, w_enc=w_enc)
+    gain, offsets = layer.in_enc.gain, plain.dot_offsets()
+    s_lo, s_hi = int(offsets.min()), gain * acc_max + int(offsets.max())
+    _exact_range(name, "dot product", s_lo, s_hi)
     if layer.is_last:
-        return make_layer(codes, layer.in_bits, layer.w_bits, 0)
+        b = layer.score_bias()
+        if b is None:
+            return plain
+        bias = b.detach().to(torch.int64).numpy()
+        _exact_range(name, "biased score", s_lo + int(bias.min()), s_hi + int(bias.max()))
+        return make_layer(
+            codes, layer.in_bits, layer.w_bits, 0, bias=bias, in_enc=in_enc, w_enc=w_enc
+        )
     try:
         thresholds, flip = fold_thresholds(
-            _layer_codes_fn(layer), acc_max, layer.out_bits, layer.out_features, name=name
+            _layer_codes_fn(layer, gain, offsets),
+            acc_max,
+            layer.out_bits,
+            layer.out_features,
+            name=name,
         )
     except FoldError as e:
         raise ExportError(str(e)) from e
-    return make_layer(codes, layer.in_bits, layer.w_bits, layer.out_bits, thresholds, flip)
+    return make_layer(codes, layer.in_bits, layer.w_bits, layer.out_bits, thresholds, flip,
+                      in_enc=in_enc, w_enc=w_enc, out_enc=layer.out_enc)  # fmt: skip
 
 
 def export_conv(layer: QuantConv2d, index: int) -> Conv2d:
@@ -67,7 +91,7 @@ def export_conv(layer: QuantConv2d, index: int) -> Conv2d:
 
 
 def export_pool(layer: QuantPool, index: int) -> MaxPool2d:
-    return MaxPool2d(layer.window, layer.out_bits)
+    return MaxPool2d(layer.window, layer.out_bits, layer.out_enc)
 
 
 EXPORTERS: dict[type, Any] = {QuantDense: export_layer, QuantConv2d: export_conv,

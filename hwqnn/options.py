@@ -10,12 +10,16 @@ from hwqnn.hw.manifest import DEFAULT_AXIS_BITS
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """``hwqnn train``: the architecture, the recipe (``None``: the architecture's default) and
-    the data."""
+    """``hwqnn train``: the architecture and its encodings, the recipe (``None``: the
+    architecture's default) and the data."""
 
     arch: str = "mlp:512x3"
     w_bits: int = 1
     a_bits: int = 1
+    w_enc: str = "odd"
+    a_enc: str = "odd"
+    in_enc: str = "odd"
+    bias: bool = False
     epochs: int | None = None
     batch_size: int = 100
     lr: float | None = None

@@ -62,7 +62,8 @@ def _train_into(opts: TrainOptions, out: Path) -> TrainMetrics:
     from hwqnn.model import build, parse_arch
     from hwqnn.train import TrainConfig, fit, recipe_for, save_checkpoint
 
-    arch = parse_arch(opts.arch, opts.w_bits, opts.a_bits)
+    arch = parse_arch(opts.arch, opts.w_bits, opts.a_bits, w_enc=opts.w_enc, a_enc=opts.a_enc,
+                      in_enc=opts.in_enc, bias=opts.bias)  # fmt: skip
     train, test = load_dataset(opts.data, "train"), load_dataset(opts.data, "test")
     if arch.features:  # convolutions read HWC images (CIFAR-10 is stored channel-major)
         train, test = train.hwc(), test.hwc()
@@ -82,10 +83,11 @@ def _train_into(opts: TrainOptions, out: Path) -> TrainMetrics:
         "classes": list(train.classes),
         "data": str(opts.data or "fashion-mnist"),
     }
-    metrics = TrainMetrics(arch=arch.spec, w_bits=arch.w_bits, a_bits=arch.a_bits)
+    metrics = TrainMetrics(arch=arch.spec, w_bits=arch.w_bits, a_bits=arch.a_bits,
+                           quantization=arch.quant)  # fmt: skip
     torch.manual_seed(opts.seed)
     model = build("quant", train.images.shape[1], len(train.classes), arch, train.shape)
-    res = fit(model, train, test, cfg, desc=f"train {arch.spec} w{arch.w_bits}a{arch.a_bits}")
+    res = fit(model, train, test, cfg, desc=f"train {arch.spec} {arch.quant}")
     save_checkpoint(model, arch, "quant", meta, out / "model.pt")
     metrics["quant_acc"] = res["test_acc"]
     metrics["quant"] = res

@@ -182,6 +182,7 @@ class TrainMetrics(TypedDict, total=False):
     arch: str
     w_bits: int
     a_bits: int
+    quantization: str  # bits and encodings, :attr:`hwqnn.arch.Arch.quant`
     quant_acc: float
     quant: dict[str, Any]
     float_acc: float

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from hwqnn.atomic import write_bytes
 from hwqnn.data import Split
 from hwqnn.errors import InputError
+from hwqnn.layers.encoding import ODD
 from hwqnn.model import MAX_HIDDEN, MAX_WIDTH, Arch, QuantDense, QuantNet, build, parse_arch
 
 log = logging.getLogger(__name__)
@@ -191,6 +192,15 @@ def fit(
     }
 
 
+def _encodings(arch: Arch) -> dict[str, str | bool]:
+    """The checkpoint's encoding keys: none for the seed papers' odd levels without a bias (so
+    such checkpoints are written as before)."""
+    if (arch.w_enc, arch.a_enc, arch.in_enc, arch.bias) == (ODD, ODD, ODD, False):
+        return {}
+    return {"w_enc": arch.w_enc.name, "a_enc": arch.a_enc.name, "in_enc": arch.in_enc.name,
+            "bias": arch.bias}  # fmt: skip
+
+
 def save_checkpoint(
     model: nn.Module, arch: Arch, kind: str, meta: dict[str, Any], path: str | os.PathLike[str]
 ) -> None:
@@ -200,6 +210,7 @@ def save_checkpoint(
         "hidden": list(arch.hidden),
         "w_bits": arch.w_bits,
         "a_bits": arch.a_bits,
+        **_encodings(arch),
     }
     payload = {"state": model.state_dict(), "arch": a, "kind": kind, "meta": meta}
     write_bytes(path, lambda f: torch.save(payload, f))
@@ -216,11 +227,12 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, 
             payload = torch.load(path, map_location="cpu", weights_only=True)
         meta = payload["meta"]
         a = payload["arch"]
+        encs = {k: a[k] for k in ("w_enc", "a_enc", "in_enc", "bias") if k in a}
         if "spec" in a:  # a spec string is parsed (and bounded) like --arch
             try:
-                arch = parse_arch(a["spec"], a["w_bits"], a["a_bits"])
+                arch = parse_arch(a["spec"], a["w_bits"], a["a_bits"], **encs)
             except ValueError as e:
-                raise InputError(f"{path}: field 'arch.spec': {e}") from e
+                raise InputError(f"{path}: field 'arch': {e}") from e
         else:
             arch = Arch(tuple(a["hidden"]), a["w_bits"], a["a_bits"])
         sizes = [*arch.hidden, meta["in_features"], len(meta["classes"])]
