@@ -5,8 +5,10 @@ sliding window and an MVTU per convolution, run once per window position, a slid
 max-reduce per max-pool), per frame; a convolution's counts are its matrix's times its
 ``vectors`` (window positions):
 
-* ``xnor_bits``: useful XNOR bit operations, ``rows * cols * in_bits * w_bits``;
-* ``lane_cycles``: XNOR lanes driven, ``PE * SIMD * NF * SF`` (pad lanes included);
+* ``xnor_bits``: useful bit products, ``rows * cols * in_bits * w_bits``: XNORs for odd-level
+  weights, ANDs (NORs on a signed weight's top plane) for the others
+  (:meth:`hwqnn.layers.dense.Layer.plane_ops`);
+* ``lane_cycles``: bit-product lanes driven, ``PE * SIMD * NF * SF`` (pad lanes included);
 * ``issue_cycles``: ``NF * SF``, each reading one weight word per PE (measured by the design's
   ``perf_issues`` counter);
 * ``adds``: adder-tree additions (``SIMD - 1`` per PE per issue, widths as built) plus one
@@ -140,7 +142,7 @@ def energy(ops: list[LayerOps], bundle: Bundle) -> Energy:
 
 def table_markdown(ops: list[LayerOps], en: Energy) -> str:
     rows = [
-        "| layer | XNOR bit-ops | lane-cycles | adds | compares | weight bits read | "
+        "| layer | bit-ops (XNOR/AND/NOR) | lane-cycles | adds | compares | weight bits read | "
         "binary pJ | float32 pJ | fp16 pJ | int8 pJ |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
