@@ -2,7 +2,7 @@
 PY ?= .venv/bin/python
 VENV_OK := .venv/.setup-done
 
-.PHONY: setup data demo demo-cnv demo-qonnx demo-qonnx-w2a2 test test-fast lint bench clean
+.PHONY: setup data demo demo-cnv demo-qonnx demo-qonnx-w2a2 demo-qonnx-lfc test test-fast lint bench clean
 
 setup: $(VENV_OK)
 $(VENV_OK): pyproject.toml setup.py constraints.txt
@@ -27,6 +27,11 @@ demo-qonnx-w2a2: setup data
 	$(PY) examples/brevitas_sfc.py runs/qonnx-w2a2/sfc.onnx --w-bits 2 --a-bits 2 --bias
 	.venv/bin/hwqnn import runs/qonnx-w2a2/sfc.onnx -o runs/qonnx-w2a2/sfc.npz --input-scale 0.00784313725490196 --input-bias -1 --check
 	.venv/bin/hwqnn flow --bundle runs/qonnx-w2a2/sfc.npz --out runs/qonnx-w2a2
+
+demo-qonnx-lfc: setup data
+	$(PY) examples/brevitas_sfc.py runs/qonnx-lfc/sfc.onnx --final-bn
+	.venv/bin/hwqnn import runs/qonnx-lfc/sfc.onnx -o runs/qonnx-lfc/sfc.npz --input-scale 0.00784313725490196 --input-bias -1 --check
+	.venv/bin/hwqnn flow --bundle runs/qonnx-lfc/sfc.npz --out runs/qonnx-lfc
 
 test: setup data
 	$(PY) -m pytest -q -m "not slow" && $(PY) -m pytest -q -m slow

@@ -3,7 +3,8 @@ would: binarized input pixels, three dense W1A1 layers of 256 with BatchNorm, bi
 with ``--w-bits/--a-bits`` above 1, FINN's integer recipe (TFC/SFC-W2A2 style): an 8-bit input,
 k-bit signed weights with zero (``Int8WeightPerTensorFloat``), k-bit ReLU activations
 (``QuantReLU``), and with ``--bias`` a last-layer bias quantized on the accumulator's scale
-(``Int32Bias``).
+(``Int32Bias``). ``--final-bn`` ends the net in a per-class BatchNorm on the scores, as BNN-PYNQ's
+LFC does (imported with a per-class score scale, bundle version 5).
 
     python examples/brevitas_sfc.py runs/qonnx/sfc.onnx [--epochs 5] [--w-bits 2 --a-bits 2]
     hwqnn import runs/qonnx/sfc.onnx -o runs/qonnx/sfc.npz --input-scale 0.00784313725490196 \\
@@ -41,7 +42,7 @@ BINARY_WEIGHTS = SignedBinaryWeightPerTensorConst
 
 def sfc(
     hidden: int = 256, layers: int = 3, classes: int = 10, w_bits: int = 1, a_bits: int = 1,
-    bias: bool = False,
+    bias: bool = False, final_bn: bool = False,
 ) -> nn.Module:  # fmt: skip
     """The W1A1 SFC, or with more bits FINN's integer recipe (see the module docstring)."""
     if w_bits == 1:
@@ -66,6 +67,8 @@ def sfc(
         width = hidden
     mods.append(qnn.QuantLinear(width, classes, bias=bias,
                                 bias_quant=Int32Bias if bias else None, **w))  # fmt: skip
+    if final_bn:
+        mods.append(nn.BatchNorm1d(classes))
     return nn.Sequential(*mods)
 
 
@@ -78,13 +81,15 @@ def main() -> None:
     ap.add_argument("--w-bits", type=int, default=1, choices=(1, 2, 4, 8))
     ap.add_argument("--a-bits", type=int, default=1, choices=(1, 2, 4, 8))
     ap.add_argument("--bias", action="store_true", help="a bias on the last layer (Int32Bias)")
+    ap.add_argument("--final-bn", action="store_true",
+                    help="a per-class BatchNorm on the scores (BNN-PYNQ's LFC ending)")  # fmt: skip
     args = ap.parse_args()
     torch.manual_seed(0)
     train, test = load_dataset(args.data, "train"), load_dataset(args.data, "test")
     x = torch.from_numpy(train.images).float() * (2 / 255) - 1
     y = torch.from_numpy(train.labels)
     xt = torch.from_numpy(test.images).float() * (2 / 255) - 1
-    model = sfc(w_bits=args.w_bits, a_bits=args.a_bits, bias=args.bias)
+    model = sfc(w_bits=args.w_bits, a_bits=args.a_bits, bias=args.bias, final_bn=args.final_bn)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     steps = args.epochs * (len(x) // 100)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=(0.01) ** (1 / steps))

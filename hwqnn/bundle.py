@@ -104,11 +104,18 @@ A threshold of 0 is always met, one of ``C*K + 1`` never (that is how gamma = 0 
 constant). Output code ``out`` stands for a value under the layer's ``out_enc``. The last layer
 has no thresholds: its output is the signed integer class score
 
-    score[o] = s + bias[o] = gain_in * A + D[o] + bias[o]
+    score[o] = scale[o] * s + bias[o] = scale[o] * (gain_in * A + D[o]) + bias[o]
 
-(``2*A - C*K`` for an odd-level net without a bias) and the predicted class is the lowest index
-of the maximum score. The *score bias* ``layer{i}.bias`` (version 4, meta ``"bias": true`` on
-the last layer) is in the dot product's units; ``|bias| < 2**48``.
+(``2*A - C*K`` for an odd-level net without a bias or a scale) and the predicted class is the
+lowest index of the maximum score. The *score bias* ``layer{i}.bias`` (version 4, meta ``"bias":
+true`` on the last layer) is in the scaled score's units; ``|bias| < 2**48``. The *score scale*
+``layer{i}.scale`` (version 5, meta ``"scale": true`` on the last layer; ``scale[o] = 1``
+without it) is a positive integer per class, ``1 .. 2**32 - 1``, and every score over
+accumulators ``0 .. C*K`` stays below ``2**62`` in magnitude. It is how a net that ends in a
+per-class affine map ``y[o] = a[o] * s + b[o]`` (BNN-PYNQ's LFC ends in a per-class BatchNorm)
+is held in integers: ``scale = a * 2**F / g`` and ``bias = b * 2**F / g`` for a fraction length
+``F`` and a common divisor ``g`` (:mod:`hwqnn.onnxio.importer` states when that is exact and when
+the argmax of the integers still equals the float map's).
 
 Flat file (the C library's input)
 ---------------------------------
@@ -118,21 +125,22 @@ zip or JSON parser needed). Little-endian throughout; every array starts 8-byte 
     header, 32 bytes     char magic[8] = "HWQNNFLT"; u32 version; u32 n_layers;
                          u32 in_features (raw inputs, HWC); u32 in_bits (layer 0's);
                          u32 classes; u32 0
-    input record         versions 2 to 4: u32 raw_bits; u32 channels;
+    input record         versions 2 to 5: u32 raw_bits; u32 channels;
                          u32 levels = 2**in_bits - 1; u32 0; then
-                         i64 thresholds[channels][levels]. Versions 3 and 4 write it for every
+                         i64 thresholds[channels][levels]. Versions 3 to 5 write it for every
                          net: channels = levels = 0 and raw_bits = in_bits is the identity
     layer table          versions 1 and 2 (dense layers only): n_layers records of 8 x u32:
                          in_features, out_features, in_bits, w_bits, out_bits,
                          words = ceil(in_features / 64), 0, 0.
-                         Versions 3 and 4 (any kind): n_layers records of 16 x u32: kind (0
+                         Versions 3 to 5 (any kind): n_layers records of 16 x u32: kind (0
                          dense, 1 conv2d, 2 maxpool2d), in (codes in), out (codes out),
                          in_bits, w_bits, out_bits, rows, cols, words = ceil(cols / 64),
                          height, width, channels, kernel, stride, padding, and 0 (version 3)
                          or the encodings (version 4): in_enc | w_enc << 2 | out_enc << 4 |
-                         bias << 6, each encoding 0 odd, 1 unsigned, 2 signed (a max-pool:
-                         w_enc 0, out_enc = in_enc; out_enc 0 and the bias bit on the last
-                         layer only). A dense layer: rows = out,
+                         bias << 6 (| scale << 7, version 5), each encoding 0 odd, 1
+                         unsigned, 2 signed (a max-pool: w_enc 0, out_enc = in_enc; out_enc 0
+                         and the bias and scale bits on the last layer only). A dense layer:
+                         rows = out,
                          cols = in, no window (0s). A conv2d: the window over the
                          height x width x channels input, rows = out_channels,
                          cols = kernel * kernel * channels, out = out_h * out_w * rows. A
@@ -141,17 +149,19 @@ zip or JSON parser needed). Little-endian throughout; every array starts 8-byte 
     per matrix, in order u64 weights[rows][w_bits][words]      (as ``layer{i}.weights``)
                          hidden layers only: i64 thresholds[rows][2**out_bits - 1];
                          u8 flip[rows], zero-padded to a multiple of 8 bytes;
-                         the last layer with the bias bit: i64 bias[rows]
+                         the last layer with the bias bit: i64 bias[rows]; with the scale
+                         bit: i64 scale[rows]
     trailer              u64 FNV-1a-64 of every byte before it
 
 A net is written with the oldest version that holds it, so an earlier net's file is unchanged:
 dense layers as version 1 (identity input) or 2; with a conv2d or maxpool2d layer as version 3;
-with an encoding other than odd levels or a score bias as version 4. A reader checks the
+with an encoding other than odd levels or a score bias as version 4; with a score scale as
+version 5. A reader checks the
 checksum, then every field and the chain between layers (``in``, ``in_bits`` and ``in_enc`` of
 layer ``i+1`` are ``out``, ``out_bits`` and ``out_enc`` of layer ``i``), then that the file's
 length is exactly what the table implies, before it allocates anything. The C library's scores
-are int32 (``gain*A + D + bias``, ``D`` computed from the weights at load): a net whose scores
-could leave int32 is refused.
+are int32 (``scale * (gain*A + D) + bias``, ``D`` computed from the weights at load): a net
+whose scores could leave int32 is refused.
 
 Fields
 ------
@@ -161,6 +171,7 @@ Fields
 ``layer{i}.thresholds``  int64 ``[out, 2**k_out - 1]`` (hidden layers only).
 ``layer{i}.flip``        uint8 ``[out]`` of 0/1 (hidden layers only).
 ``layer{i}.bias``        int64 ``[out]``, the score bias (the last layer, meta ``"bias": true``).
+``layer{i}.scale``       int64 ``[out]``, the score scale (the last layer, meta ``"scale": true``).
 """
 
 from __future__ import annotations
@@ -337,6 +348,7 @@ def make_layer(
     w_enc: Encoding = ODD,
     out_enc: Encoding = ODD,
     bias: np.ndarray | None = None,
+    scale: np.ndarray | None = None,
 ) -> Layer:
     """Build a :class:`Layer` from unpacked weight codes ``[out, in]`` (packs them)."""
     out_f, in_f = weight_codes.shape
@@ -354,6 +366,8 @@ def make_layer(
         out_enc=out_enc,
         has_bias=bias is not None,
         bias=None if bias is None else np.asarray(bias, dtype=np.int64),
+        has_scale=scale is not None,
+        score_scale=None if scale is None else np.asarray(scale, dtype=np.int64),
     )
     layer.check(-1, refuse("<memory>", BundleError))
     return layer

@@ -1,8 +1,8 @@
 """The bundle's ``meta``, checked strictly before any array is read.
 
 The schema (version 1; version 2 adds layer kinds, see :mod:`hwqnn.layers`; version 3 input
-quantization, see :mod:`hwqnn.layers.inputq`; version 4 encodings and the score bias, see
-:mod:`hwqnn.bundle`)::
+quantization, see :mod:`hwqnn.layers.inputq`; version 4 encodings and the score bias, version
+5 the per-class score scale, see :mod:`hwqnn.bundle`)::
 
     {"schema": "hwqnn.bundle",            exactly this string
      "version": 1,                        an integer; a newer one is refused by name
@@ -18,8 +18,9 @@ quantization, see :mod:`hwqnn.layers.inputq`; version 4 encodings and the score 
                  "out_bits": o,                            1, 2 or 4; 0 on the last layer only
                  "in_enc": "odd", "w_enc": "signed",       optional (version 4): "odd",
                  "out_enc": "unsigned",                    "unsigned" or "signed"; out_enc not
-                 "bias": true}, ...],                      on the last layer; bias (true) on
-                                                           the last layer only
+                 "bias": true,                             on the last layer; bias (true) on
+                 "scale": true}, ...],                     the last layer only; scale (true,
+                                                           version 5) on the last layer only
      "info": {...}}                       the extension area: any JSON object (provenance)
 
 Integers must be JSON integers (not ``1.0``, ``true`` or ``"1"``); no other keys are allowed
@@ -42,9 +43,9 @@ from hwqnn.layers.dense import MAX_FEATURES, SUPPORTED_BITS
 from hwqnn.layers.inputq import InputHeader, image_channels
 
 SCHEMA = "hwqnn.bundle"
-VERSION = 4  # 2 added the conv2d and maxpool2d kinds, 3 input quantization by thresholds, 4
-# encodings and the score bias; a bundle is written with the oldest version that holds what it
-# uses
+VERSION = 5  # 2 added the conv2d and maxpool2d kinds, 3 input quantization by thresholds, 4
+# encodings and the score bias, 5 the per-class score scale; a bundle is written with the oldest
+# version that holds what it uses
 MAX_LAYERS = 256
 TOP_KEYS = {"schema", "version", "input", "classes", "layers", "info"}
 

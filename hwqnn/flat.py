@@ -27,14 +27,23 @@ from hwqnn.bundle import (
 )
 from hwqnn.layers import Conv2d, MaxPool2d, Window
 from hwqnn.layers.activation import Thresholds
-from hwqnn.layers.dense import ENC_VERSION, MAX_BIAS, MAX_FEATURES, OUT_BITS, SUPPORTED_BITS
+from hwqnn.layers.dense import (
+    ENC_VERSION,
+    MAX_BIAS,
+    MAX_FEATURES,
+    MAX_SCALE,
+    OUT_BITS,
+    SCALE_VERSION,
+    SUPPORTED_BITS,
+)
 from hwqnn.layers.encoding import ENCODINGS, ODD, Encoding
 
 MAGIC = b"HWQNNFLT"
 # 2 adds the input record (input quantization), 3 the layer kinds (16-field records, conv2d and
-# maxpool2d), 4 the encodings (the record's last field) and the score bias; a file is written
-# with the oldest version that holds the net, so every earlier net's file is unchanged
-VERSION = 4
+# maxpool2d), 4 the encodings (the record's last field) and the score bias, 5 the score scale;
+# a file is written with the oldest version that holds the net, so every earlier net's file is
+# unchanged
+VERSION = 5
 _HEADER = struct.Struct("<8s6I")
 _INPUT = struct.Struct("<4I")
 _RECORD = struct.Struct("<8I")
@@ -53,11 +62,13 @@ def fnv1a64(data: bytes) -> int:
     return h
 
 
-def enc_field(in_enc: Encoding, w_enc: Encoding, out_enc: Encoding, bias: bool) -> int:
-    """A version-4 record's last field: in_enc | w_enc << 2 | out_enc << 4 | bias << 6, each
-    encoding coded 0 odd, 1 unsigned, 2 signed."""
+def enc_field(
+    in_enc: Encoding, w_enc: Encoding, out_enc: Encoding, bias: bool, scale: bool = False
+) -> int:
+    """A version-4/5 record's last field: in_enc | w_enc << 2 | out_enc << 4 | bias << 6 |
+    scale << 7 (version 5), each encoding coded 0 odd, 1 unsigned, 2 signed."""
     codes = (ENC_CODES[e.name] for e in (in_enc, w_enc, out_enc))
-    return sum(c << (2 * k) for k, c in enumerate(codes)) | (int(bias) << 6)
+    return sum(c << (2 * k) for k, c in enumerate(codes)) | (int(bias) << 6) | (int(scale) << 7)
 
 
 def _record3(ly: NetLayer) -> tuple[int, ...]:
@@ -72,7 +83,7 @@ def _record3(ly: NetLayer) -> tuple[int, ...]:
     (m,) = ly.matrices()
     head = (ly.in_size, ly.out_size, m.in_bits, m.w_bits, m.out_bits,
             m.out_features, m.in_features, words_for(m.in_features))  # fmt: skip
-    enc = enc_field(m.in_enc, m.w_enc, m.out_enc, m.has_bias)
+    enc = enc_field(m.in_enc, m.w_enc, m.out_enc, m.has_bias, m.has_scale)
     if isinstance(ly, Conv2d):
         w = ly.window
         return (1, *head, w.height, w.width, w.channels, w.kernel, w.stride, w.pad, enc)
@@ -89,6 +100,8 @@ def _matrix_bytes(m: Layer) -> list[bytes]:
         parts.append(flip.tobytes())
     if m.bias is not None:  # version 4: the score bias
         parts.append(np.ascontiguousarray(m.bias, dtype="<i8").tobytes())
+    if m.score_scale is not None:  # version 5: the score scale
+        parts.append(np.ascontiguousarray(m.score_scale, dtype="<i8").tobytes())
     return parts
 
 
@@ -121,7 +134,9 @@ def to_bytes(bundle: Bundle) -> bytes:
     layers = bundle.layers
     q = bundle.quant
     dense = all(isinstance(ly, Layer) for ly in layers)
-    if any(ly.version >= ENC_VERSION for ly in layers):
+    if any(ly.version >= SCALE_VERSION for ly in layers):
+        version = 5
+    elif any(ly.version >= ENC_VERSION for ly in layers):
         version = 4
     else:
         version = (1 if q.is_identity else 2) if dense else 3
@@ -169,23 +184,28 @@ class _Reader:
         raise self.bad(fld, expected, found)
 
     def encodings(
-        self, i: int, field: int, pool: bool
-    ) -> tuple[Encoding, Encoding, Encoding, bool]:
-        """A version-4 record's encodings field: ``(in_enc, w_enc, out_enc, bias)``."""
+        self, i: int, field: int, pool: bool, version: int = 4
+    ) -> tuple[Encoding, Encoding, Encoding, bool, bool]:
+        """A version-4/5 record's encodings field: ``(in_enc, w_enc, out_enc, bias, scale)``."""
         codes = [(field >> (2 * k)) & 3 for k in range(3)]
-        if field >> 7 or 3 in codes or (pool and (codes[1] or codes[2] != codes[0] or field >> 6)):
-            raise self.bad(f"layer{i}.encodings", "in | w << 2 | out << 4 | bias << 6, each "
-                           "0..2 (a max-pool: w 0, out = in, no bias)", field)  # fmt: skip
+        top = 8 if version >= SCALE_VERSION else 7
+        pool_bad = pool and (codes[1] or codes[2] != codes[0] or field >> 6)
+        if field >> top or 3 in codes or pool_bad:
+            raise self.bad(f"layer{i}.encodings", "in | w << 2 | out << 4 | bias << 6 | scale "
+                           "<< 7 (version 5), each 0..2 (a max-pool: w 0, out = in, no bias or "
+                           "scale)", field)  # fmt: skip
         e = [ENC_OF_CODE[c] for c in codes]
-        return e[0], e[1], e[2], bool(field >> 6)
+        return e[0], e[1], e[2], bool((field >> 6) & 1), bool(field >> 7)
 
-    def matrix(self, i: int, off: int, rec: tuple[int, ...], enc: int = 0) -> tuple[Layer, int]:
+    def matrix(
+        self, i: int, off: int, rec: tuple[int, ...], enc: int = 0, version: int = 4
+    ) -> tuple[Layer, int]:
         """The arrays of a matrix record ``(cols, rows, in_bits, w_bits, out_bits, words)`` at
-        ``off`` (``enc``: its version-4 encodings field), after checking that the file holds
+        ``off`` (``enc``: its version-4/5 encodings field), after checking that the file holds
         them; and the offset after them."""
         data = self.data
         k, o, ka, kw, ko, words = rec
-        in_enc, w_enc, out_enc, bias = self.encodings(i, enc, pool=False)
+        in_enc, w_enc, out_enc, bias, scale = self.encodings(i, enc, pool=False, version=version)
         if words != words_for(k):
             raise self.bad(f"layer{i}.words", words_for(k), words)
         if not (1 <= k <= MAX_FEATURES and 1 <= o <= MAX_FEATURES and kw in SUPPORTED_BITS
@@ -195,7 +215,8 @@ class _Reader:
         n_t = 2**ko - 1 if ko else 0
         fpad = -(-o // 8) * 8 if ko else 0
         bias_bytes = o * 8 if bias else 0
-        if off + size + o * n_t * 8 + fpad + bias_bytes > len(data) - 8:
+        scale_bytes = o * 8 if scale else 0
+        if off + size + o * n_t * 8 + fpad + bias_bytes + scale_bytes > len(data) - 8:
             raise self.bad("payload", "the bytes the layer table implies", f"{len(data)} bytes")
         w = np.frombuffer(data, "<u8", o * kw * words, off).astype(np.uint64).reshape(o, kw, words)
         off += size
@@ -213,8 +234,14 @@ class _Reader:
             off += bias_bytes
             if b.size and int(np.abs(b).max()) >= MAX_BIAS:
                 raise self.bad(f"layer{i}.bias", f"magnitudes below {MAX_BIAS}", "a larger one")
+        sc = None
+        if scale:
+            sc = np.frombuffer(data, "<i8", o, off).astype(np.int64)
+            off += scale_bytes
+            if sc.size and not (int(sc.min()) >= 1 and int(sc.max()) < MAX_SCALE):
+                raise self.bad(f"layer{i}.scale", f"1..{MAX_SCALE - 1}", "a value outside")
         layer = Layer(k, o, ka, kw, ko, w, t, f, in_enc=in_enc, w_enc=w_enc, out_enc=out_enc,
-                      has_bias=bias, bias=b)  # fmt: skip
+                      has_bias=bias, bias=b, has_scale=scale, score_scale=sc)  # fmt: skip
         return layer, off
 
     def layer3(self, i: int, off: int, rec: tuple[int, ...], version: int) -> tuple[NetLayer, int]:
@@ -226,18 +253,18 @@ class _Reader:
         if kind == 0:
             if any(geo) or (rows, cols) != (k_out, k_in):
                 raise self.bad(f"layer{i}.rows/cols", "a dense layer's out/in and no window", rec)
-            ly, off = self.matrix(i, off, (cols, rows, ka, kw, ko, words), r0)
+            ly, off = self.matrix(i, off, (cols, rows, ka, kw, ko, words), r0, version)
         elif kind in (1, 2):
             h, w, c, kernel, stride, pad = geo
             window = Window(h, w, c, kernel, stride, pad)
             window.check(f"layer{i}", self.fail)
             if kind == 1:
-                m, off = self.matrix(i, off, (cols, rows, ka, kw, ko, words), r0)
+                m, off = self.matrix(i, off, (cols, rows, ka, kw, ko, words), r0, version)
                 ly = Conv2d(window, m)
             else:
                 if (kw, rows, cols, words, pad) != (0, 0, 0, 0, 0) or ko != ka:
                     raise self.bad(f"layer{i}.rows", "no matrix on a max-pool layer", rec)
-                ly = MaxPool2d(window, ka, self.encodings(i, r0, pool=True)[0])
+                ly = MaxPool2d(window, ka, self.encodings(i, r0, pool=True, version=version)[0])
         else:
             raise self.bad(f"layer{i}.kind", "0, 1 or 2", kind)
         if (ly.in_size, ly.out_size) != (k_in, k_out):
@@ -254,7 +281,7 @@ def from_bytes(data: bytes, where: str = "<memory>") -> Bundle:
     if len(data) < _HEADER.size + 8 or data[:8] != MAGIC:
         raise bad("magic", "an hwqnn flat file (HWQNNFLT)", "other bytes")
     _, version, n_layers, in_f, in_bits, classes, h0 = _HEADER.unpack_from(data)
-    if version not in (1, 2, 3, 4):
+    if version not in (1, 2, 3, 4, 5):
         raise bad("version", f"1..{VERSION}", version)
     if h0:
         raise bad("reserved", 0, h0)
@@ -309,5 +336,6 @@ def from_bytes(data: bytes, where: str = "<memory>") -> Bundle:
     validate(b, where)
     lo, hi = score_range(layers[-1])
     if lo < INT32[0] or hi > INT32[1]:
-        raise bad(f"layer{len(layers) - 1}.bias", "scores within int32", f"{lo}..{hi}")
+        fld = "scale" if layers[-1].matrices()[0].has_scale else "bias"
+        raise bad(f"layer{len(layers) - 1}.{fld}", "scores within int32", f"{lo}..{hi}")
     return b

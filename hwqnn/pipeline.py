@@ -494,7 +494,7 @@ def import_onnx_stage(
     path = bundle_io.save(r.bundle, out)
     res: dict[str, Any] = {
         "bundle": str(path), "arch": r.bundle.arch(), "version": r.bundle.version,
-        "scores": f"{r.score_scale:.9g} * s + {r.score_bias:.9g}",
+        "scores": r.describe(),
     }  # fmt: skip
     if check is not None:
         test = test_set(r.bundle, path, data, check or None)

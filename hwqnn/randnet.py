@@ -22,28 +22,33 @@ class LayerEncodings(TypedDict):
     w_enc: Encoding
     out_enc: Encoding
     bias: np.ndarray | None
+    scale: np.ndarray | None
 
 
 @dataclass(frozen=True)
 class Encodings:
     """The encodings of a random net: its input, every weight, every hidden activation, and
-    whether the last layer has a score bias."""
+    whether the last layer has a score bias and a per-class score scale (``1 .. 999``; the bias
+    then spans a few hundred scaled units)."""
 
     input: Encoding = ODD
     w: Encoding = ODD
     act: Encoding = ODD
     bias: bool = False
+    scale: bool = False
 
     def of_layer(
         self, rng: np.random.Generator, i: int, last: bool, w: np.ndarray
     ) -> LayerEncodings:
         """``make_layer``'s encoding arguments for layer ``i`` (``w``: its weight codes)."""
-        k = w.shape[1]
+        k, rows = w.shape[1], w.shape[0]
+        spread = 4 * k * (300 if self.scale else 1)
         return LayerEncodings(
             in_enc=self.input if i == 0 else self.act,
             w_enc=self.w,
             out_enc=ODD if last else self.act,
-            bias=rng.integers(-4 * k, 4 * k + 1, size=w.shape[0]) if last and self.bias else None,
+            bias=rng.integers(-spread, spread + 1, size=rows) if last and self.bias else None,
+            scale=np.asarray(rng.integers(1, 1000, size=rows)) if last and self.scale else None,
         )
 
 

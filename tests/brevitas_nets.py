@@ -32,10 +32,12 @@ def relu(bits: int) -> nn.Module:
 
 
 class SFC(nn.Module):
-    """FINN's SFC/LFC shape: a binarized input, dense W1 layers with BatchNorm, binary scores."""
+    """FINN's SFC/LFC shape: a binarized input, dense W1 layers with BatchNorm, binary scores;
+    with ``final_bn`` a per-class BatchNorm on the scores, as BNN-PYNQ's LFC ends."""
 
     def __init__(self, k: int = 64, hidden: int = 32, classes: int = 10, a_bits: int = 1,
-                 w2_bits: int = 1, last_act_bits: int = 1, in_bits: int = 1) -> None:  # fmt: skip
+                 w2_bits: int = 1, last_act_bits: int = 1, in_bits: int = 1,
+                 final_bn: bool = False) -> None:  # fmt: skip
         super().__init__()
         w2 = (dict(weight_quant=Int8WeightPerTensorFloat, weight_bit_width=w2_bits)
               if w2_bits > 1 else dict(weight_quant=BINARY_W))  # fmt: skip
@@ -48,6 +50,7 @@ class SFC(nn.Module):
             nn.BatchNorm1d(hidden),
             bipolar() if last_act_bits == 1 else relu(last_act_bits),
             qnn.QuantLinear(hidden, classes, bias=False, weight_quant=BINARY_W),
+            *([nn.BatchNorm1d(classes)] if final_bn else []),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -162,3 +165,14 @@ def train_a_little(model: nn.Module, shape: tuple[int, ...], steps: int = 10) ->
 def export(model: nn.Module, shape: tuple[int, ...], path: Path) -> Path:
     export_qonnx(model, torch.randn(1, *shape), str(path))
     return path
+
+
+def positive_final_bn(model: nn.Module, seed: int = 0) -> None:
+    """Make the last BatchNorm's gammas positive and distinct (a per-class scale that keeps
+    each class's order: what a trained LFC's final BatchNorm has)."""
+    gen = torch.Generator().manual_seed(seed)
+    last = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)][-1]
+    with torch.no_grad():
+        n = last.weight.numel()
+        last.weight.copy_(torch.rand(n, generator=gen) * 1.5 + 0.2)
+        last.bias.copy_((torch.rand(n, generator=gen) - 0.5) * 4)

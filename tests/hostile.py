@@ -28,6 +28,12 @@ def valid_v4_bundle() -> B.Bundle:
     return random_bundle(0, 70, (33, 20), 5, 2, 2, 8, encodings=encs)
 
 
+def valid_v5_bundle() -> B.Bundle:
+    """A version-5 bundle: the version-4 one with a per-class score scale."""
+    encs = Encodings(UNSIGNED, SIGNED, SIGNED, bias=True, scale=True)
+    return random_bundle(0, 70, (33, 20), 5, 2, 2, 8, encodings=encs)
+
+
 def members(b: B.Bundle) -> dict[str, bytes]:
     """The ``.npy`` bytes of each member, as ``np.savez`` writes them."""
     out = {}

@@ -88,7 +88,7 @@ def test_wrong_version(tmp_path: Path, small_bundle: B.Bundle) -> None:
     _rewrite(p, tmp_path / "v.npz", meta=np.array(json.dumps(meta)))
     with pytest.raises(
         B.BundleError,
-        match=r"v\.npz: field 'meta\.version': expected a version this reader supports \(1\.\.4\), "
+        match=r"v\.npz: field 'meta\.version': expected a version this reader supports \(1\.\.5\), "
         r"found version 99: the file is newer",
     ):
         B.load(tmp_path / "v.npz")

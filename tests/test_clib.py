@@ -176,7 +176,7 @@ REC = 32 + 32  # layer 1's record (after the header and layer 0's record)
 W0 = 32 + 3 * 32  # layer 0's weights
 CORRUPT: list[tuple[str, Callable[[bytes], bytes], str]] = [
     ("magic", lambda d: b"HWQNNXXX" + d[8:], "magic"),
-    ("version", lambda d: _patched(d, 8, "<I", 5), "version"),
+    ("version", lambda d: _patched(d, 8, "<I", 6), "version"),
     ("header-reserved", lambda d: _patched(d, 28, "<I", 1), "reserved"),
     ("no-layers", lambda d: _patched(d, 12, "<I", 0), "n_layers"),
     ("in-bits-3", lambda d: _patched(d, 32 + 8, "<I", 3), "layer0.in_bits"),

@@ -143,7 +143,7 @@ V4_CORRUPT = [
         "layer2.encodings",
     ),
     ("bias-dropped", lambda d: _patched(d, _rec(2, ENC), "<I", _enc(2, 2, 0, 0)), "payload"),
-    ("version-5", lambda d: _patched(d, 8, "<I", 5), "version"),
+    ("version-6", lambda d: _patched(d, 8, "<I", 6), "version"),
 ]
 
 

@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """Slow tier: nets of every encoding (bundle version 4: unsigned and signed codes and weights, a
-score bias) through the generated Verilog under Verilator, against golden, with and without
-stalls; cycles per frame and latency as predicted."""
+score bias; version 5: a per-class score scale) through the generated Verilog under Verilator,
+against golden, with and without stalls; cycles per frame and latency as predicted."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ class Net:
     in_bits: int = 8
     fold: int | str | None = None
     image: tuple[int, int, int] | None = None
+    scale: bool = False
 
 
 NETS = [
@@ -55,11 +56,18 @@ NETS = [
         Net("cnv:4c3p1-mp2-fc7", ("unsigned", "odd", "unsigned"), 1, 2, image=(8, 8, 2), fold=200),
         id="conv-odd-weights-relu",
     ),
+    pytest.param(
+        Net("33-20", ("unsigned", "signed", "unsigned"), 2, 2, fold="4x10,5x3,1x4", scale=True),
+        id="score-scale-in-memory",
+    ),
+    pytest.param(
+        Net("24", ("odd", "odd", "odd"), 1, 1, fold=40, scale=True), id="score-scale-const"
+    ),
 ]
 
 
 def _net(n: Net) -> Bundle:
-    e = Encodings(*(ENCODINGS[x] for x in n.encs), bias=True)
+    e = Encodings(*(ENCODINGS[x] for x in n.encs), bias=True, scale=n.scale)
     if n.image is None:
         hidden = tuple(int(h) for h in n.spec.split("-"))
         return random_bundle(len(n.spec), 70, hidden, 5, n.w_bits, n.a_bits, n.in_bits, encodings=e)
@@ -70,7 +78,7 @@ def _net(n: Net) -> Bundle:
 @pytest.mark.parametrize("net", NETS)
 def test_encoded_net_rtl_equals_golden(tmp_path: Path, net: Net) -> None:
     b = _net(net)
-    assert b.version == 4
+    assert b.version == (5 if net.scale else 4)
     folds = parse_folding(net.fold, b) if isinstance(net.fold, str) else choose_folding(b, net.fold)
     design = plan(b, folds)
     man = generate(design, tmp_path / "rtl")

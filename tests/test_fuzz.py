@@ -171,6 +171,34 @@ def test_v4_meta_mutations(path: tuple[Any, ...], op: str, value: Any) -> None:
         assert b.meta() == want
 
 
+V5 = H.valid_v5_bundle()
+V5_META = V5.meta()
+V5_MEMBERS = H.members(V5)
+V5_PATHS = _paths(V5_META)
+
+
+@FUZZ
+@given(
+    path=st.sampled_from(V5_PATHS),
+    op=st.sampled_from(["replace", "replace", "delete", "add"]),
+    value=ENC_WORDS | JSON,
+)
+def test_v5_meta_mutations(path: tuple[Any, ...], op: str, value: Any) -> None:
+    """Version 5 (a per-class score scale): the same promise."""
+    meta = _mutate(V5_META, path, op, value)
+    files = dict(V5_MEMBERS)
+    files["meta.npy"] = H.npy(np.array(json.dumps(meta)))
+    b = _load(H.zip_bytes(files), "meta5")
+    if b is not None:
+        want = {"info": {}, **meta, "version": b.version}
+        assert meta["version"] >= b.version
+        for ly in want["layers"]:
+            for k in ("in_enc", "w_enc", "out_enc", "enc"):
+                if ly.get(k) == "odd":
+                    del ly[k]
+        assert b.meta() == want
+
+
 # ---- .npy headers and data ---------------------------------------------------------------------
 
 ARRAYS = sorted(n for n in VALID_MEMBERS if n != "meta.npy")
@@ -390,8 +418,9 @@ FLATS: dict[str, bytes] = {}
 
 def _flat(which: str) -> bytes:
     """The valid flat files the readers are fuzzed from: ``dense`` (version 1, the valid
-    bundle), ``conv`` (version 3: conv with padding, overlapping max-pool, dense) and ``v4``
-    (the same net with signed codes and weights and a score bias)."""
+    bundle), ``conv`` (version 3: conv with padding, overlapping max-pool, dense), ``v4``
+    (the same net with signed codes and weights and a score bias) and ``v5`` (and a score
+    scale)."""
     if which not in FLATS:
         from hwqnn import flat
         from hwqnn.layers.encoding import SIGNED
@@ -403,6 +432,9 @@ def _flat(which: str) -> bytes:
             "conv": lambda: random_net(2, arch, (7, 7, 2), 4, in_bits=2),
             "v4": lambda: random_net(2, arch, (7, 7, 2), 4, in_bits=2,
                                      encodings=Encodings(SIGNED, SIGNED, SIGNED, bias=True)),
+            "v5": lambda: random_net(2, arch, (7, 7, 2), 4, in_bits=2,
+                                     encodings=Encodings(SIGNED, SIGNED, SIGNED, bias=True,
+                                                         scale=True)),
         }[which]()  # fmt: skip
         FLATS[which] = flat.to_bytes(b)
     return FLATS[which]
@@ -484,3 +516,21 @@ def test_conv_flat_file_readers_agree(patches: list[tuple[int, int]], cut: int |
 def test_v4_flat_file_readers_agree(patches: list[tuple[int, int]], cut: int | None) -> None:
     """A version-4 file: hostile encodings fields (and everything the conv file has)."""
     _readers_agree("v4", patches, cut)
+
+
+@FUZZ
+@given(
+    patches=st.lists(
+        st.tuples(
+            st.sampled_from([8, *(32 + 16 + 64 * r + 60 for r in range(3))])  # version, encodings
+            | st.integers(0, 32 + 16 + 3 * 64 + 64)
+            | st.integers(-64, -9),  # the scale array, before the checksum
+            st.one_of(st.integers(0, 2**32 - 1), st.integers(0, 130)),
+        ),
+        max_size=3,
+    ),
+    cut=st.one_of(st.none(), st.integers(0, 3000)),
+)
+def test_v5_flat_file_readers_agree(patches: list[tuple[int, int]], cut: int | None) -> None:
+    """A version-5 file: hostile scale bits and scale values (and everything above)."""
+    _readers_agree("v5", patches, cut)

@@ -125,9 +125,9 @@ CASES = [
     ),
     ("version-1.0", _meta("version", 1.0), "field 'meta.version': expected an integer, found 1.0"),
     (
-        "version-5",
-        _meta("version", 5),
-        "field 'meta.version': expected a version this reader supports (1..4), found version 5",
+        "version-6",
+        _meta("version", 6),
+        "field 'meta.version': expected a version this reader supports (1..5), found version 6",
     ),
     (
         "kind-conv",

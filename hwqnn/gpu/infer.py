@@ -37,7 +37,7 @@ class DeviceLayer:
 
     layer: Layer
     weights: torch.Tensor  # int32 [N, planes_w, KW32]
-    thresholds: torch.Tensor  # int32 [N, NT] (the last layer: 1 column, each class's offset)
+    thresholds: torch.Tensor  # int32 [N, NT] (the last layer: each class's offset, and gain)
     flip: torch.Tensor  # int32 [N]
     scores: bool  # the activation is signed scores (no thresholds)
 
@@ -48,14 +48,18 @@ class DeviceLayer:
         if isinstance(act, Thresholds):
             thr = act.table.astype(np.int32)
             flip = act.flip.astype(np.int32)
-        else:  # scores gain*A + offset: the offsets in the one threshold column
+        else:  # scores gain*A + offset: the offsets in the one threshold column (and each
+            # class's scale * gain in a second one)
             off = act.offset
+            gains = None if act.scale is None else act.scale * act.gain
+            top = 0 if gains is None or not gains.size else int(gains.max()) * layer.acc_max
             if off.size and (int(off.min()) < -(2**31) or int(off.max()) >= 2**31
-                             or act.bounds(layer.acc_max)[1] >= 2**31):  # fmt: skip
+                             or act.bounds(layer.acc_max)[1] >= 2**31 or top >= 2**31):  # fmt: skip
                 raise UnsupportedKindError(
                     "the last layer's scores leave int32: the GPU path's scores are int32"
                 )
-            thr = off.astype(np.int32).reshape(-1, 1)
+            cols = [off] if gains is None else [off, gains]
+            thr = np.stack(cols, axis=1).astype(np.int32)
             flip = np.zeros(layer.out_features, np.int32)
         return cls(
             layer,

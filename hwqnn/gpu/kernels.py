@@ -12,7 +12,9 @@ where bit ``q`` of ``NOR_PLANES`` is (the weight encoding's plane ops, compile-t
 
 Epilogue (fused): hidden layers output the code ``sum_i [A' >= T[n, i]]`` with
 ``A' = acc_max - A`` where ``flip[n]``; the last layer outputs the score ``GAIN*A + T[n, 0]``
-(its one threshold column holds the class's offset: ``-acc_max`` for odd levels).
+(its one threshold column holds the class's offset: ``-acc_max`` for odd levels), or, with a
+per-class score scale (``NT == 2``), ``T[n, 1]*A + T[n, 0]`` (the second column: the class's
+scale times ``GAIN``).
 
 The popcount is chosen at compile time: the hardware instruction (``popc``) on a GPU, a SWAR
 bit count under ``TRITON_INTERPRET=1`` (the CPU interpreter cannot call libdevice).
@@ -53,7 +55,11 @@ def _epilogue(acc, offs_m, offs_n, M, N, out_ptr, stride_om, thr_ptr, flip_ptr, 
     mask_n = offs_n < N
     if LAST:
         off = tl.load(thr_ptr + offs_n * NT, mask=mask_n, other=0)
-        res = GAIN * acc + off[None, :]
+        if NT == 2:
+            gain = tl.load(thr_ptr + offs_n * NT + 1, mask=mask_n, other=0)
+            res = gain[None, :] * acc + off[None, :]
+        else:
+            res = GAIN * acc + off[None, :]
     else:
         flip = tl.load(flip_ptr + offs_n, mask=mask_n, other=0)
         a_eff = tl.where(flip[None, :] != 0, acc_max - acc, acc)
@@ -125,7 +131,10 @@ def naive_gemm_kernel(
                 part += _popcount32(_plane_op(a, w, q, AND_PLANES, NOR_PLANES), HW_POPC)
             acc += part << (p + q)
     if LAST:
-        res = GAIN * acc + tl.load(thr_ptr + n * NT)
+        if NT == 2:
+            res = tl.load(thr_ptr + n * NT + 1) * acc + tl.load(thr_ptr + n * NT)
+        else:
+            res = GAIN * acc + tl.load(thr_ptr + n * NT)
     else:
         flip = tl.load(flip_ptr + n)
         a_eff = tl.where(flip != 0, acc_max - acc, acc)

@@ -447,11 +447,11 @@ class ThresholdUnit(ActivationUnit):
 
 
 class ScoreUnit(ActivationUnit):
-    """Signed scores ``gain*A + offset[r]`` (:class:`hwqnn.layers.activation.Scores`). For odd
-    levels without a bias (every offset ``-C*K``, gain 2) that is ``2*A - C*K`` with one
-    constant; otherwise each PE adds its row's offset: a constant when there is one neuron fold,
-    else a per-PE memory of ``NF`` offsets read at ``nf_next`` and registered, like the
-    thresholds."""
+    """Signed scores ``scale[r]*gain*A + offset[r]`` (:class:`hwqnn.layers.activation.Scores`).
+    For odd levels without a bias or a scale (every offset ``-C*K``, gain 2) that is ``2*A -
+    C*K`` with one constant; otherwise each PE adds its row's offset (and multiplies by its row's
+    scale, if the net has one): a constant when there is one neuron fold, else a per-PE memory of
+    ``NF`` entries read at ``nf_next`` and registered, like the thresholds."""
 
     def __init__(self, mv: MVTU, act: Scores) -> None:
         self.act = act
@@ -460,37 +460,52 @@ class ScoreUnit(ActivationUnit):
         extra = {"nf_next": In(range(max(2, mv.nf)))} if self.reads_ahead else None
         super().__init__(mv, extra)
 
-    def _offsets(self, p: int) -> list[int]:
-        """PE ``p``'s offsets by neuron fold (0 for a pad row)."""
-        mv, off = self.mv, self.act.offset
-        return [int(off[r]) if (r := nf * mv.pe + p) < mv.rows else 0 for nf in range(mv.nf)]
+    def _column(self, values: np.ndarray, p: int) -> list[int]:
+        """PE ``p``'s entries of a per-row table by neuron fold (0 for a pad row)."""
+        mv = self.mv
+        return [int(values[r]) if (r := nf * mv.pe + p) < mv.rows else 0 for nf in range(mv.nf)]
+
+    def _entry(
+        self, m: Module, ce: Signal, words: list[int], width: int, names: tuple[str, str]
+    ) -> Value:
+        """A PE's table entry for the current neuron fold, as ``width``-bit unsigned: the
+        constant, or a memory read at ``nf_next`` and registered."""
+        if not self.reads_ahead:
+            return Const(words[0] & ((1 << width) - 1), width)
+        mask = (1 << width) - 1
+        init = [w & mask for w in words] + [0] * (max(2, self.mv.nf) - self.mv.nf)
+        mem = Memory(shape=unsigned(width), depth=len(init), init=init)
+        m.submodules[names[0]] = mem
+        op = mem.read_port()  # (the name is the Verilog's: op__addr)
+        m.d.comb += [op.addr.eq(self.nf_next), op.en.eq(ce)]
+        reg = Signal(width, name=names[1])
+        with m.If(ce):
+            m.d.sync += reg.eq(op.data)
+        return reg
 
     def outputs(self, m: Module, accs: list[Value], outs: list[Signal], ce: Signal) -> None:
-        mv = self.mv
-        off_width = max(1, max(max(-o - 1, o) for o in self.act.offset.tolist()).bit_length()) + 1
+        mv, act = self.mv, self.act
+        off_width = max(1, max(max(-o - 1, o) for o in act.offset.tolist()).bit_length()) + 1
+        scales = act.scale
+        sc_width = 0 if scales is None else max(1, int(scales.max()).bit_length())
         for p in range(mv.pe):
             score = Signal(signed(mv.out_width), name=f"score{p}")
             if self.plain:
                 doubled = Cat(Const(0, 1), accs[p], Const(0, 1)).as_signed()  # 2*A, non-negative
                 m.d.comb += [score.eq(doubled - mv.acc_max), outs[p].eq(score.as_unsigned())]
                 continue
-            gained = accs[p] if self.act.gain == 1 else Cat(Const(0, 1), accs[p])
-            offsets = self._offsets(p)
-            offset: Value
+            gained = accs[p] if act.gain == 1 else Cat(Const(0, 1), accs[p])
+            offsets = self._column(act.offset, p)
             if not self.reads_ahead:
-                offset = Const(offsets[0], signed(off_width))
+                offset: Value = Const(offsets[0], signed(off_width))
             else:
-                mask = (1 << off_width) - 1
-                words = [o & mask for o in offsets] + [0] * (max(2, mv.nf) - mv.nf)
-                omem = Memory(shape=unsigned(off_width), depth=len(words), init=words)
-                m.submodules[f"omem{p}"] = omem
-                op = omem.read_port()
-                m.d.comb += [op.addr.eq(self.nf_next), op.en.eq(ce)]
-                o_r = Signal(off_width, name=f"off_r{p}")
-                with m.If(ce):
-                    m.d.sync += o_r.eq(op.data)
-                offset = o_r.as_signed()
+                offset = self._entry(m, ce, offsets, off_width, (f"omem{p}", f"off_r{p}"))
+                offset = offset.as_signed()
             unsigned_a = Cat(gained, Const(0, 1)).as_signed()  # gain*A, non-negative
+            if scales is not None:  # scale * gain*A, non-negative (scales are >= 1)
+                s_p = self._entry(m, ce, self._column(scales, p), sc_width,
+                                  (f"smem{p}", f"scale_r{p}"))  # fmt: skip
+                unsigned_a = unsigned_a * Cat(s_p, Const(0, 1)).as_signed()
             m.d.comb += [score.eq(unsigned_a + offset), outs[p].eq(score.as_unsigned())]
 
 

@@ -22,7 +22,14 @@ import numpy as np
 from hwqnn.layers._meta import Fail
 from hwqnn.layers._registry import KINDS, register
 from hwqnn.layers.conv import Conv2d, MaxPool2d, Window  # registers conv2d, maxpool2d
-from hwqnn.layers.dense import ENC_KEYS, ENC_VERSION, ArraySpecs, Layer  # registers dense
+from hwqnn.layers.dense import (  # registers dense
+    ENC_KEYS,
+    ENC_VERSION,
+    SCALE_KEYS,
+    SCALE_VERSION,
+    ArraySpecs,
+    Layer,
+)
 from hwqnn.layers.encoding import Encoding
 
 
@@ -103,6 +110,10 @@ def parse_header(lm: object, p: str, fail: Fail, last: bool, version: int) -> He
         for key in sorted(ENC_KEYS & set(lm)):
             fail(f"{p}.{key}", f"no such key in bundle version {version}",
                  f"one (bundle version {ENC_VERSION})")  # fmt: skip
+    if version < SCALE_VERSION:
+        for key in sorted(SCALE_KEYS & set(lm)):
+            fail(f"{p}.{key}", f"no such key in bundle version {version}",
+                 f"one (bundle version {SCALE_VERSION})")  # fmt: skip
     header: Header = cls.parse(lm, p, fail, last)
     return header
 

@@ -25,11 +25,21 @@ MAX_FEATURES = 1 << 24
 MAX_BIAS = 1 << 48  # |score bias|: scores stay far inside int64
 ENC_VERSION = 4  # the bundle version that introduced encodings and the score bias
 ENC_KEYS = frozenset({"in_enc", "w_enc", "out_enc", "bias", "enc"})  # version-4 meta keys
+SCALE_VERSION = 5  # the bundle version that introduced the per-class score scale
+SCALE_KEYS = frozenset({"scale"})  # version-5 meta keys
+MAX_SCALE = 1 << 32  # a class's score scale is 1 .. MAX_SCALE - 1
+MAX_SCORE = 1 << 62  # |score| over every accumulator: int64 with room
 ArraySpecs = dict[str, tuple[np.dtype, tuple[int, ...]]]
 
 
 def matrix_arrays(
-    i: int, rows: int, cols: int, w_bits: int, out_bits: int, bias: bool = False
+    i: int,
+    rows: int,
+    cols: int,
+    w_bits: int,
+    out_bits: int,
+    bias: bool = False,
+    scale: bool = False,
 ) -> ArraySpecs:
     """The members of a weighted layer: name -> (dtype, shape)."""
     out: ArraySpecs = {f"layer{i}.weights": (np.dtype("<u8"), (rows, w_bits, words_for(cols)))}
@@ -38,6 +48,8 @@ def matrix_arrays(
         out[f"layer{i}.flip"] = (np.dtype("u1"), (rows,))
     if bias:
         out[f"layer{i}.bias"] = (np.dtype("<i8"), (rows,))
+    if scale:
+        out[f"layer{i}.scale"] = (np.dtype("<i8"), (rows,))
     return out
 
 
@@ -69,7 +81,7 @@ class DenseHeader:
     since: ClassVar[int]  # the bundle version that introduced the kind (set by register)
     KEYS: ClassVar[set[str]] = {"kind", "in_features", "out_features", "in_bits", "w_bits",
                                 "out_bits"}  # fmt: skip
-    OPTIONAL: ClassVar[set[str]] = {"in_enc", "w_enc", "out_enc", "bias"}  # version 4
+    OPTIONAL: ClassVar[set[str]] = {"in_enc", "w_enc", "out_enc", "bias", "scale"}  # 4, 5
 
     in_features: int
     out_features: int
@@ -80,6 +92,7 @@ class DenseHeader:
     w_enc: Encoding = field(default=ODD, kw_only=True)
     out_enc: Encoding = field(default=ODD, kw_only=True)  # ODD on the last layer (no codes)
     has_bias: bool = field(default=False, kw_only=True)  # the last layer's layer{i}.bias
+    has_scale: bool = field(default=False, kw_only=True)  # the last layer's layer{i}.scale
 
     @classmethod
     def parse(cls, lm: object, p: str, fail: Fail, last: bool) -> DenseHeader:
@@ -97,6 +110,8 @@ class DenseHeader:
     @property
     def version(self) -> int:
         """The oldest bundle version that holds this entry."""
+        if self.has_scale:
+            return max(self.since, SCALE_VERSION)
         plain = self.encodings_odd and not self.has_bias
         return self.since if plain else max(self.since, ENC_VERSION)
 
@@ -149,16 +164,17 @@ class DenseHeader:
         }
 
     def enc_meta(self) -> dict[str, object]:
-        """The version-4 keys of this matrix (none for an odd-level one without a bias)."""
+        """The version-4 and -5 keys of this matrix (none for an odd-level one without a bias
+        or a scale)."""
         return {
             **enc_meta(in_enc=self.in_enc, w_enc=self.w_enc, out_enc=self.out_enc),
             **({"bias": True} if self.has_bias else {}),
+            **({"scale": True} if self.has_scale else {}),
         }
 
     def array_specs(self, i: int) -> ArraySpecs:
-        return matrix_arrays(
-            i, self.out_features, self.in_features, self.w_bits, self.out_bits, self.has_bias
-        )
+        return matrix_arrays(i, self.out_features, self.in_features, self.w_bits,
+                             self.out_bits, self.has_bias, self.has_scale)  # fmt: skip
 
     def build(self, i: int, arrays: dict[str, np.ndarray]) -> Layer:
         return Layer(
@@ -175,6 +191,8 @@ class DenseHeader:
             out_enc=self.out_enc,
             has_bias=self.has_bias,
             bias=arrays.get(f"layer{i}.bias"),
+            has_scale=self.has_scale,
+            score_scale=arrays.get(f"layer{i}.scale"),
         )
 
 
@@ -183,22 +201,26 @@ class MatrixEncodings(TypedDict):
     w_enc: Encoding
     out_enc: Encoding
     has_bias: bool
+    has_scale: bool
 
 
 def parse_encodings(m: dict[str, object], p: str, fail: Fail, last: bool) -> MatrixEncodings:
-    """The version-4 keys of a weighted layer's entry (the caller checked the version): its
-    encodings, and the score bias flag of the last layer."""
+    """The version-4 and -5 keys of a weighted layer's entry (the caller checked the version):
+    its encodings, and the score bias and scale flags of the last layer."""
     if last and "out_enc" in m:
         fail(f"{p}.out_enc", "no such key on the last layer (it gives scores)", "one")
-    if last and "bias" in m and m["bias"] is not True:
-        fail(f"{p}.bias", "true (the array layer{i}.bias follows) or no key", repr(m["bias"]))
-    if not last and "bias" in m:
-        fail(f"{p}.bias", "no such key on a hidden layer (its thresholds hold any bias)", "one")
+    for key in ("bias", "scale"):
+        if last and key in m and m[key] is not True:
+            fail(f"{p}.{key}", f"true (the array layer{{i}}.{key} follows) or no key",
+                 repr(m[key])[:60])  # fmt: skip
+        if not last and key in m:
+            fail(f"{p}.{key}", "no such key on a hidden layer (its thresholds hold it)", "one")
     return MatrixEncodings(
         in_enc=enc_field(m, "in_enc", f"{p}.in_enc", fail),
         w_enc=enc_field(m, "w_enc", f"{p}.w_enc", fail),
         out_enc=enc_field(m, "out_enc", f"{p}.out_enc", fail),
         has_bias="bias" in m,
+        has_scale="scale" in m,
     )
 
 
@@ -210,12 +232,13 @@ class Layer(DenseHeader):
     thresholds: np.ndarray | None = None  # int64 [out, 2**out_bits - 1]
     flip: np.ndarray | None = None  # uint8 [out]
     bias: np.ndarray | None = field(default=None, kw_only=True)  # int64 [out], last layer only
+    score_scale: np.ndarray | None = field(default=None, kw_only=True)  # int64 [out], last only
 
     @property
     def act(self) -> Activation:
         """The activation (:mod:`hwqnn.layers.activation`): scores, or thresholds and flips."""
         if self.out_bits == 0:
-            return Scores(self.in_enc.gain, self.score_offsets())
+            return Scores(self.in_enc.gain, self.score_offsets(), self.score_scale)
         assert self.thresholds is not None and self.flip is not None
         return Thresholds(self.thresholds, self.flip, self.out_bits)
 
@@ -245,8 +268,11 @@ class Layer(DenseHeader):
         return d
 
     def score_offsets(self) -> np.ndarray:
-        """Per-class ``D + bias`` int64 ``[out]``: score ``= gain * A + D + bias``."""
+        """Per-class ``scale * D + bias`` int64 ``[out]``: score ``= scale * (gain * A + D) +
+        bias`` (``scale`` 1 without ``layer{i}.scale``)."""
         d = self.dot_offsets()
+        if self.score_scale is not None:
+            d = self.score_scale * d
         return d if self.bias is None else d + self.bias
 
     def matrices(self) -> tuple[Layer, ...]:
@@ -264,6 +290,8 @@ class Layer(DenseHeader):
             out[f"layer{i}.flip"] = self.flip
         if self.bias is not None:
             out[f"layer{i}.bias"] = self.bias
+        if self.score_scale is not None:
+            out[f"layer{i}.scale"] = self.score_scale
         return out
 
     def accumulate(self, codes: np.ndarray) -> np.ndarray:
@@ -337,6 +365,17 @@ def check_matrix(layer: Layer, p: str, fail: Fail) -> None:
         if layer.bias.size and int(np.abs(layer.bias).max()) >= MAX_BIAS:
             fail(f"{p}.bias", f"values of magnitude below 2**{MAX_BIAS.bit_length() - 1}",
                  "a larger one")  # fmt: skip
+    if layer.has_scale != (layer.score_scale is not None):
+        fail(f"{p}.scale", "an array exactly where meta says scale", "a mismatch")
+    if layer.score_scale is not None:
+        if not layer.is_last:
+            fail(f"{p}.scale", "a scale on the last layer only", "one on a hidden layer")
+        _check_array(layer.score_scale, f"{p}.scale", np.int64, (layer.out_features,), fail)
+        sc = layer.score_scale
+        if sc.size and not (int(sc.min()) >= 1 and int(sc.max()) < MAX_SCALE):
+            fail(f"{p}.scale", f"values 1 .. 2**{MAX_SCALE.bit_length() - 1} - 1",
+                 f"{int(sc.min())}..{int(sc.max())}")  # fmt: skip
+        _check_score_range(layer, p, fail)
     if layer.is_last:
         if layer.out_enc is not ODD:
             fail(f"{p}.out_enc", "none on the last layer (it gives scores)", layer.out_enc)
@@ -356,3 +395,17 @@ def check_matrix(layer: Layer, p: str, fail: Fail) -> None:
         fail(f"{p}.thresholds", "ascending per row", "a descending pair")
     if not bool(np.all(layer.flip <= 1)):
         fail(f"{p}.flip", "0 or 1", "other values")
+
+
+def _check_score_range(layer: Layer, p: str, fail: Fail) -> None:
+    """Scaled scores ``scale * (gain*A + D) + bias`` stay within ``|score| < 2**62`` over every
+    accumulator (Python integers: no overflow while checking)."""
+    assert layer.score_scale is not None
+    d = layer.dot_offsets().tolist()
+    b = [0] * len(d) if layer.bias is None else layer.bias.tolist()
+    top = layer.in_enc.gain * layer.acc_max
+    for o, (m, d_o, b_o) in enumerate(zip(layer.score_scale.tolist(), d, b, strict=True)):
+        lo, hi = m * d_o + b_o, m * (top + d_o) + b_o
+        if max(-lo, hi) >= MAX_SCORE:
+            fail(f"{p}.scale", f"scores of magnitude below 2**{MAX_SCORE.bit_length() - 1}",
+                 f"class {o} reaching {lo}..{hi}")  # fmt: skip

@@ -41,8 +41,11 @@ def check_import(
     model_path: Path, r: ImportResult, test: Split, input_scale: float, input_bias: float
 ) -> dict[str, Any]:
     """The original graph at ``model_path`` against the imported bundle on ``test``: its float
-    scores read back through ``P * s + R`` (integers, every score) and its classes (one of
-    golden's top classes: at a tie the float sums may order the tied classes differently).
+    scores read back through ``P * s + R`` (integers, every score; with a per-class scale the
+    dot products, ``(z - r[o]) / p[o]``) and its classes (one of golden's top classes: at a tie
+    the float sums may order the tied classes differently). With a rounded per-class scale,
+    ``margin_within_bound`` counts the images whose graph scores' top two are closer than
+    ``argmax_bound`` (the module docstring of :mod:`hwqnn.onnxio.importer`).
 
     The executor computes in float32, and its matrix products round differently with the batch
     size (the BLAS blocks the sums differently), so near a quantizer's threshold a batch of 500
@@ -64,14 +67,17 @@ def check_import(
     t0 = time.perf_counter()
     z = run(min(500, max(1, len(test))), test.images)
     s = golden.scores(r.bundle, test.images)
-    back = np.rint((z - r.score_bias) / r.score_scale)  # the executor's scores as ours
-    equal = (back == s).all(axis=1)
+    want = r.golden_dot(s)
+    back = r.graph_dot(z)  # the executor's scores as ours
+    equal = (back == want).all(axis=1)
     differ = np.flatnonzero(~equal)
     alone = 0
     if differ.size:
         z1 = run(1, test.images[differ])
-        alone = int((np.rint((z1 - r.score_bias) / r.score_scale) == s[differ]).all(axis=1).sum())
+        alone = int((r.graph_dot(z1) == want[differ]).all(axis=1).sum())
     top = s == s.max(axis=1, keepdims=True)
+    z_sorted = np.sort(z, axis=1)
+    margin = z_sorted[:, -1] - z_sorted[:, -2] if z.shape[1] > 1 else np.full(len(z), np.inf)
     return {
         "images": len(test),
         "scores_equal": int(equal.sum()),
@@ -80,6 +86,8 @@ def check_import(
         "images_exact": int(equal.sum()) + alone,
         "classes_equal": int(top[np.arange(len(s)), z.argmax(1)].sum()),
         "classes_tied": int((top.sum(axis=1) > 1).sum()),
+        "argmax_bound": r.argmax_bound,
+        "margin_within_bound": int((margin <= r.argmax_bound).sum()) if r.argmax_bound else 0,
         "accuracy_qonnx": float((z.argmax(1) == test.labels).mean()),
         "accuracy_golden": float((s.argmax(1) == test.labels).mean()),
         "qonnx_seconds": round(time.perf_counter() - t0, 1),

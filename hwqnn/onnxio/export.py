@@ -87,6 +87,9 @@ def _activation(g: _Graph, x: str, m: Layer, hint: str, spatial: bool) -> str:
     act = m.act
     shape = (1, m.out_features, 1, 1) if spatial else (1, m.out_features)
     if isinstance(act, Scores):
+        if m.score_scale is not None:  # integers times integers: exact below 2**24
+            scale = m.score_scale.astype(np.float32).reshape(shape)
+            x = g.node("Mul", [x, g.const("score_scale", scale)], hint + "_scale")
         if m.bias is None:
             return x
         bias = m.bias.astype(np.float32).reshape(shape)

@@ -21,10 +21,23 @@ weight quantizers become quantized initializers) and then read as one chain from
 * ``MaxPool`` (square, no padding) on quantized values, or before the quantizer when no channel
   is flipped; ``Flatten``/``Reshape`` (with ``Transpose`` to NHWC or not: dense weights are
   reordered to the bundle's HWC order);
-* **output stage**: after the last weighted node only per-tensor affine nodes, so the graph's
-  scores are ``P * (s + bias[o]) + R`` with one ``P > 0`` and one ``R`` for every class, where
-  ``bias`` (the bundle's score bias) must be integers: a Brevitas bias quantized on the
-  accumulator's scale (``Int32Bias``) is; any other is refused.
+* **output stage**: after the last weighted node only affine nodes, so the graph's scores are
+  ``z[o] = p[o] * s + r[o]`` with every ``p[o] > 0``. With one ``p`` for every class they are
+  ``P * (s + bias[o]) + R``, where ``bias`` (the bundle's score bias) must be integers: a Brevitas
+  bias quantized on the accumulator's scale (``Int32Bias``) is; any other is refused. With
+  per-class ``p`` (a per-class BatchNorm, as BNN-PYNQ's LFC ends) the bundle gets a per-class
+  score scale (version 5) in units ``u = 2**-F``: ``scale[o] = p[o]/u`` and ``bias[o] =
+  r[o]/u``, rounded, so ``score[o] = scale[o] * s + bias[o]`` and ``u * score[o]`` differs from
+  ``z[o]`` by at most ``e[o] = |scale[o]*u - p[o]| * |s| + |bias[o]*u - r[o]|``, where ``p``
+  and ``r`` are read off the graph's own (float32) evaluation. ``F`` is the smallest at which
+  both are exactly whole (the integers are then the map itself, ``e = 0``: hwqnn's own graphs,
+  whose scale and bias are integer constants), else the largest at which every score stays in
+  int32 (what the C library and the GPU path hold). **The argmax condition**: where an image's
+  two highest graph scores differ by more than :attr:`ImportResult.argmax_bound` ``= 2 * max_o
+  e[o]`` over the dot products the layer can produce, the integer argmax is the graph's map's
+  (a float32 executor adds its own rounding: a BatchNorm's float32 ops are not exactly affine);
+  ``hwqnn import --check`` counts the test images closer than that (``margin_within_bound``)
+  and compares every class anyway.
 
 Codes take the encoding their quantizer states (:mod:`hwqnn.layers.encoding`): ``BipolarQuant``,
 a signed 1-bit ``Quant`` and ``MultiThreshold`` odd levels; an unsigned ``Quant`` with zero
@@ -375,10 +388,76 @@ def _first_reaching(seq: np.ndarray, levels: int) -> np.ndarray:
 @dataclass
 class ImportResult:
     bundle: Bundle
-    score_scale: float  # the graph's scores are score_scale * s + score_bias (every class)
-    score_bias: float
+    # the graph's scores are score_scale * s + score_bias: one float each (every class), where s
+    # is the bundle's score; or per-class arrays p, r (the bundle then has a score scale, and s
+    # is its dot product, (score - bias) / scale)
+    score_scale: float | np.ndarray
+    score_bias: float | np.ndarray
     input_scale: float
     input_bias: float
+    argmax_bound: float = 0.0  # see the module: 0 when the integers are the map itself
+
+    @property
+    def per_class(self) -> bool:
+        return isinstance(self.score_scale, np.ndarray)
+
+    def graph_dot(self, z: np.ndarray) -> np.ndarray:
+        """The graph's scores ``z`` read back as the integers golden gives (rounded)."""
+        return np.rint((z - self.score_bias) / self.score_scale)
+
+    def golden_dot(self, scores: np.ndarray) -> np.ndarray:
+        """Golden's scores as what :meth:`graph_dot` reads: themselves, or the dot products."""
+        if not self.per_class:
+            return scores
+        (m,) = self.bundle.layers[-1].matrices()
+        assert m.score_scale is not None
+        b = 0 if m.bias is None else m.bias
+        return (scores - b) // m.score_scale
+
+    def describe(self) -> str:
+        if not self.per_class:
+            return f"{self.score_scale:.9g} * s + {self.score_bias:.9g}"
+        p, r = np.asarray(self.score_scale), np.asarray(self.score_bias)
+        return (f"p[o] * s + r[o] per class (p {p.min():.6g}..{p.max():.6g}, r "
+                f"{r.min():.6g}..{r.max():.6g}); bundle scale[o] * s + bias[o], argmax bound "
+                f"{self.argmax_bound:.3g}")  # fmt: skip
+
+
+INT32_MAX = 2**31 - 1
+
+
+def class_scale(
+    p: np.ndarray, r: np.ndarray, lo: np.ndarray, hi: np.ndarray, node: Any
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(scale, bias, argmax_bound)`` of a per-class affine map ``z = p*s + r`` over dot
+    products ``lo[o] .. hi[o]`` (the module's rule: the smallest exact ``F``, else the largest
+    that keeps every score in int32)."""
+
+    def ints(f: int) -> tuple[np.ndarray, np.ndarray, bool, bool]:
+        u = 2.0**-f
+        m, b = p / u, r / u
+        mi, bi = np.rint(m), np.rint(b)
+        whole = bool(np.all(m == mi) and np.all(b == bi))  # exactly: no tolerance hides a loss
+        top = np.maximum(np.abs(mi * lo + bi), np.abs(mi * hi + bi))
+        fits = bool(mi.min() >= 1 and mi.max() < 2**32 and top.max() <= INT32_MAX)
+        return mi.astype(np.int64), bi.astype(np.int64), whole, fits
+
+    best: int | None = None
+    for f in range(-32, 64):
+        mi, bi, whole, fits = ints(f)
+        if whole and fits:
+            return mi, bi, 0.0
+        if fits:
+            best = f
+        elif best is not None:
+            break
+    if best is None:
+        raise _refuse(node, f"per-class score scales {p.min():.3g}..{p.max():.3g} cannot share "
+                            "one integer unit within 32-bit scores")  # fmt: skip
+    mi, bi, _, _ = ints(best)
+    u = 2.0**-best
+    err = np.abs(mi * u - p) * np.maximum(np.abs(lo), np.abs(hi)) + np.abs(bi * u - r)
+    return mi, bi, float(2 * err.max())
 
 
 def import_qonnx(
@@ -546,8 +625,10 @@ class _Builder:
             ck, d = probe.acc_max, probe.dot_offsets()  # s = g_in * A + d[o], A in 0..ck
             stage, end = self._stage(rd.consumer(wnode.output[0]))
             if end is None:  # the last layer: scores
-                score, sbias = self._scores(stage, wnode, a, b)
-                last = make_layer(codes_w, bits_in, wt.bits, 0, bias=sbias, **encs)  # type: ignore[arg-type]
+                dots = (d.astype(np.float64), (g_in * ck + d).astype(np.float64))
+                score, sbias, sscale, bound = self._scores(stage, wnode, a, b, dots)
+                last = make_layer(codes_w, bits_in, wt.bits, 0, bias=sbias, scale=sscale,
+                                  **encs)  # type: ignore[arg-type]  # fmt: skip
                 self._append(geo, last, None)
                 break
             lv_out = rd.levels_of(stage.nodes[-1])
@@ -576,7 +657,7 @@ class _Builder:
             info = {"imported_from": "qonnx", "input_scale": self.scale, "input_bias": self.bias}
         bundle = Bundle(tuple(self.layers), self.input_shape, names, info, quant)
         validate(bundle, "<qonnx>")
-        return ImportResult(bundle, score[0], score[1], self.scale, self.bias)
+        return ImportResult(bundle, score[0], score[1], self.scale, self.bias, bound)
 
     def _reshape(self, node: Any) -> None:
         if node.op_type == "Transpose":
@@ -723,10 +804,17 @@ class _Builder:
         return _first_reaching(seq, 2**lv.bits - 1), flip  # ck + 1: never reached
 
     def _scores(
-        self, st: _Stage, wnode: Any, a: np.ndarray, b: np.ndarray
-    ) -> tuple[tuple[float, float], np.ndarray | None]:
-        """``((P, R), bias)``: the graph's scores are ``P * (s + bias[o]) + R``, with ``bias``
-        ``None`` where every class has the same offset."""
+        self,
+        st: _Stage,
+        wnode: Any,
+        a: np.ndarray,
+        b: np.ndarray,
+        dots: tuple[np.ndarray, np.ndarray],
+    ) -> tuple[tuple[Any, Any], np.ndarray | None, np.ndarray | None, float]:
+        """``((P, R), bias, None, 0)``: the graph's scores are ``P * (s + bias[o]) + R``, with
+        ``bias`` ``None`` where every class has the same offset; or, with per-class ``p`` (the
+        dot products ``s`` of class ``o`` lying in ``dots[0][o] .. dots[1][o]``), ``((p, r),
+        bias, scale, argmax_bound)`` (:func:`class_scale`)."""
         if st.pool is not None:
             raise _refuse(st.pool, "max-pooling after the last layer")
         s = np.array([-3.0, 0.0, 5.0])
@@ -743,12 +831,12 @@ class _Builder:
                           "affine function of the dot product")  # fmt: skip
         tol = REL * (np.abs(z).max() + 1)
         node = st.nodes[-1] if st.nodes else wnode
-        if np.ptp(p) > REL * abs(p).max():
-            raise _refuse(node, "the classes' scores differ by a per-class scale (a per-class "
-                                "BatchNorm): not integer scores of one net")  # fmt: skip
+        if np.ptp(p) > REL * abs(p).max():  # a per-class scale (a per-class BatchNorm)
+            scale, bias, bound = class_scale(p, r, dots[0], dots[1], node)
+            return (p, r), (bias if bias.any() else None), scale, bound
         pm = float(p.mean())
         if np.ptp(r) <= tol:
-            return (pm, float(r.mean())), None
+            return (pm, float(r.mean())), None, None, 0.0
         # per-class offsets: the score bias, in units of the dot product; all of the offset
         # where it is whole (R = 0: a bias on the accumulator's scale), else beyond class 0's
         r0 = 0.0 if np.all(np.abs(r / pm - np.rint(r / pm)) <= 1e-3) else float(r[0])
@@ -758,7 +846,7 @@ class _Builder:
             raise _refuse(node, "the classes' scores differ by offsets that are not integer "
                                 "multiples of the score scale (a bias not quantized on the "
                                 "accumulator's scale): not integer scores of one net")  # fmt: skip
-        return (pm, r0), bias.astype(np.int64)
+        return (pm, r0), bias.astype(np.int64), None, 0.0
 
     def _append(self, geo: _Flat | _Windowed, layer: Layer, pool: Any) -> None:
         self.layers.append(geo.wrap(layer))

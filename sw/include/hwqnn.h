@@ -23,7 +23,7 @@
 extern "C" {
 #endif
 
-#define HWQNN_FLAT_VERSION 4 /* the newest flat file version this library reads (1 to 4) */
+#define HWQNN_FLAT_VERSION 5 /* the newest flat file version this library reads (1 to 5) */
 
 enum {
     HWQNN_OK = 0,

@@ -50,11 +50,12 @@ typedef struct {
     uint32_t height, width, channels, kernel, stride, pad, enc; /* enc: 0 before version 4 */
 } rec_t;
 
-/* A version-4 record's encodings: in | w << 2 | out << 4 | bias << 6. */
+/* A version-4/5 record's encodings: in | w << 2 | out << 4 | bias << 6 | scale << 7 (5). */
 static uint32_t enc_in(uint32_t e) { return e & 3; }
 static uint32_t enc_w(uint32_t e) { return (e >> 2) & 3; }
 static uint32_t enc_out(uint32_t e) { return (e >> 4) & 3; }
 static uint32_t enc_bias(uint32_t e) { return (e >> 6) & 1; }
+static uint32_t enc_scale(uint32_t e) { return (e >> 7) & 1; }
 
 typedef struct {
     uint32_t kind;
@@ -71,6 +72,7 @@ typedef struct {
     const int64_t *t;     /* [out][n_t] (hidden layers) */
     const uint8_t *flip;  /* [out] (hidden layers) */
     const int64_t *bias;  /* [out] (the last layer, version 4: the score bias) or NULL */
+    const int64_t *scale; /* [out] (the last layer, version 5: the score scale) or NULL */
 } layer_t;
 
 struct hwqnn_net {
@@ -78,7 +80,8 @@ struct hwqnn_net {
     uint32_t raw_bits, in_channels, in_levels; /* input quantization; in_channels 0: identity */
     const int64_t *in_t;                       /* [in_channels][in_levels], ascending */
     layer_t *layers;
-    int64_t *score_off; /* [classes]: D[o] + bias[o], see hwqnn/bundle.py */
+    int64_t *score_off;  /* [classes]: scale[o] * D[o] + bias[o], see hwqnn/bundle.py */
+    int64_t *score_gain; /* [classes]: scale[o] * gain; score = score_gain * A + score_off */
     uint64_t *blob; /* the whole file, 8-byte aligned: the layers point into it */
 };
 
@@ -203,13 +206,13 @@ static int check_enc(const rec_t *r, const rec_t *prev, uint32_t i, int last, ui
         return fail(err, err_len, HWQNN_EFORMAT, "%s: field 'layer%u.reserved': expected 0", name,
                     i);
     int pool = r->kind == KIND_POOL;
-    if (e >> 7 || enc_in(e) > 2 || enc_w(e) > 2 || enc_out(e) > 2 ||
-        (pool && (enc_w(e) || enc_out(e) != enc_in(e) || enc_bias(e))) ||
-        (last && enc_out(e)) || (!last && enc_bias(e)))
+    if (e >> (version >= 5 ? 8 : 7) || enc_in(e) > 2 || enc_w(e) > 2 || enc_out(e) > 2 ||
+        (pool && (enc_w(e) || enc_out(e) != enc_in(e) || enc_bias(e) || enc_scale(e))) ||
+        (last && enc_out(e)) || (!last && (enc_bias(e) || enc_scale(e))))
         return fail(err, err_len, HWQNN_EFORMAT,
-                    "%s: field 'layer%u.encodings': expected in | w << 2 | out << 4 | bias << 6, "
-                    "each 0..2 (a max-pool: w 0, out = in; out 0 and a bias only on the last "
-                    "layer), found %u",
+                    "%s: field 'layer%u.encodings': expected in | w << 2 | out << 4 | bias << 6 "
+                    "| scale << 7 (version 5), each 0..2 (a max-pool: w 0, out = in; out 0, a "
+                    "bias and a scale only on the last layer), found %u",
                     name, i, e);
     if (prev && enc_in(e) != enc_out(prev->enc))
         return fail(err, err_len, HWQNN_EFORMAT,
@@ -406,10 +409,11 @@ static int64_t popcount64(uint64_t x) {
     return c;
 }
 
-/* The last layer's score offsets D[o] + bias[o] (score = gain * A + offset, hwqnn/bundle.py):
- * D = s0 - gain * A0, with s0 and A0 the dot product and the accumulator of the all-zero input
- * codes; every score over A in 0..acc_max must fit int32. */
-static int score_offsets(const layer_t *L, uint32_t enc, int64_t *off, uint32_t i,
+/* The last layer's score gains scale[o] * gain and offsets scale[o] * D[o] + bias[o] (score =
+ * gain * A + offset, hwqnn/bundle.py): D = s0 - gain * A0, with s0 and A0 the dot product and
+ * the accumulator of the all-zero input codes; every score over A in 0..acc_max must fit int32
+ * (the dot product's ends |s| < 2^42 are checked against INT32_MAX / scale before a product). */
+static int score_offsets(const layer_t *L, uint32_t enc, int64_t *off, int64_t *gains, uint32_t i,
                          const char *name, char *err, size_t err_len) {
     const int64_t m_in = ((int64_t)1 << L->in_bits) - 1, k = L->in;
     const int64_t pads = (int64_t)L->words * 64 - k; /* weight pad bits are 1 */
@@ -433,13 +437,28 @@ static int score_offsets(const layer_t *L, uint32_t enc, int64_t *off, uint32_t 
             if (L->op[m] != OP_AND) a0 += zeros << m; /* op(0, w) = ~w for XNOR and NOR */
         }
         int64_t s0 = beta_in * (gain_w * codes + k * beta_w);
-        off[o] = s0 - L->gain * m_in * a0 + (L->bias ? L->bias[o] : 0);
-        int64_t lo = off[o], hi = L->gain * L->acc_max + off[o];
+        int64_t d = s0 - L->gain * m_in * a0, top = L->gain * L->acc_max + d;
+        int64_t sc = L->scale ? L->scale[o] : 1, bias = L->bias ? L->bias[o] : 0;
+        int64_t big = (d < 0 ? -d : d) > (top < 0 ? -top : top) ? (d < 0 ? -d : d)
+                                                                : (top < 0 ? -top : top);
+        if (sc < 1 || sc > UINT32_MAX || (big && sc > INT32_MAX / big + 1))
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'layer%u.scale': class %u's scale %lld is not in 1..2^32-1 or "
+                        "takes its scores beyond this library's 32-bit scores",
+                        name, i, o, (long long)sc);
+        if (bias <= -((int64_t)1 << 48) || bias >= ((int64_t)1 << 48))
+            return fail(err, err_len, HWQNN_EFORMAT,
+                        "%s: field 'layer%u.bias': expected magnitudes below 2^48, class %u has "
+                        "%lld",
+                        name, i, o, (long long)bias);
+        off[o] = sc * d + bias;
+        gains[o] = sc * L->gain;
+        int64_t lo = off[o], hi = sc * top + bias;
         if (lo < INT32_MIN || hi > INT32_MAX)
             return fail(err, err_len, HWQNN_EFORMAT,
-                        "%s: field 'layer%u.bias': scores of class %u reach %lld..%lld, beyond "
+                        "%s: field 'layer%u.%s': scores of class %u reach %lld..%lld, beyond "
                         "this library's 32-bit scores",
-                        name, i, o, (long long)lo, (long long)hi);
+                        name, i, L->scale ? "scale" : "bias", o, (long long)lo, (long long)hi);
     }
     return HWQNN_OK;
 }
@@ -504,6 +523,7 @@ int hwqnn_open_memory(const void *data, size_t size, const char *name, hwqnn_net
             fbytes = ((size_t)r.rows + 7) / 8 * 8;
         }
         if (enc_bias(r.enc) && !add_size(&payload, (size_t)r.rows * 8)) goto too_big;
+        if (enc_scale(r.enc) && !add_size(&payload, (size_t)r.rows * 8)) goto too_big;
         if (!add_size(&payload, wbytes) || !add_size(&payload, tbytes) ||
             !add_size(&payload, fbytes))
             goto too_big;
@@ -523,7 +543,8 @@ int hwqnn_open_memory(const void *data, size_t size, const char *name, hwqnn_net
     n->layers = calloc(n_layers, sizeof *n->layers);
     n->blob = malloc(size);
     n->score_off = calloc((size_t)rd32(p + 24), sizeof *n->score_off);
-    if (!n->layers || !n->blob || !n->score_off) {
+    n->score_gain = calloc((size_t)rd32(p + 24), sizeof *n->score_gain);
+    if (!n->layers || !n->blob || !n->score_off || !n->score_gain) {
         hwqnn_close(n);
         return fail(err, err_len, HWQNN_ENOMEM, "%s: out of memory (%zu bytes)", name, size);
     }
@@ -589,8 +610,12 @@ int hwqnn_open_memory(const void *data, size_t size, const char *name, hwqnn_net
             L->bias = (const int64_t *)(base + off);
             off += (size_t)L->out * 8;
         }
+        if (!rc && enc_scale(r.enc)) {
+            L->scale = (const int64_t *)(base + off);
+            off += (size_t)L->out * 8;
+        }
         if (!rc && i == n_layers - 1)
-            rc = score_offsets(L, r.enc, n->score_off, i, name, err, err_len);
+            rc = score_offsets(L, r.enc, n->score_off, n->score_gain, i, name, err, err_len);
         if (rc) {
             hwqnn_close(n);
             return rc;
@@ -632,6 +657,7 @@ int hwqnn_open(const char *path, hwqnn_net **net, char *err, size_t err_len) {
 void hwqnn_close(hwqnn_net *net) {
     if (!net) return;
     free(net->score_off);
+    free(net->score_gain);
     free(net->layers);
     free(net->blob);
     free(net);
@@ -1117,7 +1143,7 @@ static void forward_one(const hwqnn_net *net, const kernel_t *k, const uint8_t *
             codes = next;
         } else {
             for (uint32_t o = 0; o < L->out; o++)
-                scores[o] = (int32_t)(L->gain * s->acc[o] + net->score_off[o]);
+                scores[o] = (int32_t)(net->score_gain[o] * s->acc[o] + net->score_off[o]);
         }
     }
 }
@@ -1245,7 +1271,7 @@ int hwqnn_forward_layer(const hwqnn_net *net, int layer, const uint8_t *codes, s
         for (uint32_t j = 0; j < L->out; j++) {
             a[j] = s.acc[j];
             o[j] = L->out_bits ? threshold(L, j, s.acc[j])
-                               : (int32_t)(L->gain * s.acc[j] + net->score_off[j]);
+                               : (int32_t)(net->score_gain[j] * s.acc[j] + net->score_off[j]);
         }
     }
     scratch_free(&s);
