@@ -222,7 +222,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     from hwqnn.pipeline import import_onnx_stage
 
     res = import_onnx_stage(Path(args.model), Path(args.output), args.data, args.check,
-                            args.input_scale, args.input_bias, args.raw_bits)  # fmt: skip
+                            args.input_scale, args.input_bias, args.raw_bits,
+                            args.score_bits)  # fmt: skip
     print(json.dumps(res, indent=1))
     if "images" in res and res["classes_equal"] != res["images"]:
         print(f"hwqnn: qonnx and golden classes differ on "
@@ -475,6 +476,10 @@ def _add_software_commands(add: Add) -> None:
     p.add_argument("--input-bias", type=finite, default=0.0)
     p.add_argument("--raw-bits", type=int, default=8, choices=range(1, 9),
                    help="bits of a raw input value (1..8)")  # fmt: skip
+    p.add_argument("--score-bits", type=int, default=32, choices=range(8, 33), metavar="8..32",
+                   help="a per-class score scale that must be rounded fills scores of this many "
+                   "signed bits (default 32: the C library's int32; fewer: a narrower hardware "
+                   "score path and a larger argmax bound)")  # fmt: skip
     _add_qonnx_check(p, "its classes and scores")
 
     p = add("golden", cmd_golden, "run the golden model on the test set and report accuracy")

@@ -482,6 +482,7 @@ def import_onnx_stage(
     input_scale: float = 1.0,
     input_bias: float = 0.0,
     raw_bits: int = 8,
+    score_bits: int = 32,
 ) -> dict[str, Any]:
     """Fold a QONNX graph into a bundle; with ``check`` (0: the whole test set) compare the
     original graph with the golden model on the test images (:func:`check_import`)."""
@@ -490,7 +491,7 @@ def import_onnx_stage(
 
     if not model_path.is_file():
         raise FileNotFoundError(f"{model_path}: no such model file")
-    r = import_qonnx(model_path, input_scale, input_bias, raw_bits)
+    r = import_qonnx(model_path, input_scale, input_bias, raw_bits, score_bits=score_bits)
     path = bundle_io.save(r.bundle, out)
     res: dict[str, Any] = {
         "bundle": str(path), "arch": r.bundle.arch(), "version": r.bundle.version,

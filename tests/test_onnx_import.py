@@ -16,6 +16,7 @@ from hwqnn import bundle as B  # noqa: N812
 from hwqnn import golden
 from hwqnn.arch import parse_arch
 from hwqnn.cli import main
+from hwqnn.errors import InputError
 from hwqnn.layers.encoding import ENCODINGS
 from hwqnn.onnxio.export import save_onnx, to_model
 from hwqnn.onnxio.importer import UnrepresentableGraphError, import_qonnx
@@ -167,6 +168,34 @@ def test_per_class_score_scales_import_with_the_argmax_condition(
     x = random_codes(4, 60, b.in_features)
     with clib.CNet(b) as net:
         np.testing.assert_array_equal(net.scores(x), golden.scores(b, x))
+
+
+def test_fewer_score_bits_narrow_the_scores_and_widen_the_bound(tmp_path: Path) -> None:
+    """``score_bits`` caps a rounded per-class scale's scores: every dot product is still the
+    graph's, the bound grows, and the classes agree wherever the margin clears it."""
+    import torch
+
+    torch.manual_seed(6)
+    model = bn.SFC(final_bn=True)
+    bn.train_a_little(model, (1, 8, 8))
+    bn.positive_final_bn(model, seed=1)
+    path = bn.export(model, (1, 8, 8), tmp_path / "m.onnx")
+    wide = import_qonnx(path, SCALE, BIAS)
+    narrow = import_qonnx(path, SCALE, BIAS, score_bits=12)
+    (m,) = narrow.bundle.layers[-1].matrices()
+    lo, hi = m.act.bounds(m.acc_max)
+    assert lo >= -(2**11) and hi < 2**11 and m.act.out_width(m.acc_max) <= 12
+    assert narrow.argmax_bound > wide.argmax_bound > 0
+    x = random_codes(7, 300, narrow.bundle.in_features)
+    z = execute(_executor(path, 100), x, SCALE, BIAS)
+    s = golden.scores(narrow.bundle, x)
+    np.testing.assert_array_equal(narrow.graph_dot(z), narrow.golden_dot(s))
+    zs = np.sort(z, axis=1)
+    clear = zs[:, -1] - zs[:, -2] > narrow.argmax_bound
+    top = s == s.max(axis=1, keepdims=True)
+    assert clear.any() and top[np.arange(len(s)), z.argmax(1)][clear].all()
+    with pytest.raises(InputError, match=r"score_bits must be in 8\.\.32, not 7"):
+        import_qonnx(path, SCALE, BIAS, score_bits=7)
 
 
 @pytest.mark.parametrize(

@@ -31,13 +31,14 @@ weight quantizers become quantized initializers) and then read as one chain from
   ``z[o]`` by at most ``e[o] = |scale[o]*u - p[o]| * |s| + |bias[o]*u - r[o]|``, where ``p``
   and ``r`` are read off the graph's own (float32) evaluation. ``F`` is the smallest at which
   both are exactly whole (the integers are then the map itself, ``e = 0``: hwqnn's own graphs,
-  whose scale and bias are integer constants), else the largest at which every score stays in
-  int32 (what the C library and the GPU path hold). **The argmax condition**: where an image's
-  two highest graph scores differ by more than :attr:`ImportResult.argmax_bound` ``= 2 * max_o
-  e[o]`` over the dot products the layer can produce, the integer argmax is the graph's map's
-  (a float32 executor adds its own rounding: a BatchNorm's float32 ops are not exactly affine);
-  ``hwqnn import --check`` counts the test images closer than that (``margin_within_bound``)
-  and compares every class anyway.
+  whose scale and bias are integer constants), else the largest at which every score fits
+  ``score_bits`` signed bits (32 by default: the int32 the C library and the GPU path hold;
+  fewer bits make the hardware's score path, collector and argmax narrower, at a larger
+  bound). **The argmax condition**: where an image's two highest graph scores differ by more
+  than :attr:`ImportResult.argmax_bound` ``= 2 * max_o e[o]`` over the dot products the layer
+  can produce, the integer argmax is the graph's map's (a float32 executor adds its own
+  rounding: a BatchNorm's float32 ops are not exactly affine); ``hwqnn import --check`` counts
+  the test images closer than that (``margin_within_bound``) and compares every class anyway.
 
 Codes take the encoding their quantizer states (:mod:`hwqnn.layers.encoding`): ``BipolarQuant``,
 a signed 1-bit ``Quant`` and ``MultiThreshold`` odd levels; an unsigned ``Quant`` with zero
@@ -423,15 +424,16 @@ class ImportResult:
                 f"{self.argmax_bound:.3g}")  # fmt: skip
 
 
-INT32_MAX = 2**31 - 1
+SCORE_BITS = range(8, 33)  # the signed score widths a rounded per-class scale may fill
 
 
 def class_scale(
-    p: np.ndarray, r: np.ndarray, lo: np.ndarray, hi: np.ndarray, node: Any
+    p: np.ndarray, r: np.ndarray, lo: np.ndarray, hi: np.ndarray, node: Any, score_bits: int = 32
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """``(scale, bias, argmax_bound)`` of a per-class affine map ``z = p*s + r`` over dot
     products ``lo[o] .. hi[o]`` (the module's rule: the smallest exact ``F``, else the largest
-    that keeps every score in int32)."""
+    that keeps every score in ``score_bits`` signed bits)."""
+    top_score = 2 ** (score_bits - 1) - 1
 
     def ints(f: int) -> tuple[np.ndarray, np.ndarray, bool, bool]:
         u = 2.0**-f
@@ -439,7 +441,7 @@ def class_scale(
         mi, bi = np.rint(m), np.rint(b)
         whole = bool(np.all(m == mi) and np.all(b == bi))  # exactly: no tolerance hides a loss
         top = np.maximum(np.abs(mi * lo + bi), np.abs(mi * hi + bi))
-        fits = bool(mi.min() >= 1 and mi.max() < 2**32 and top.max() <= INT32_MAX)
+        fits = bool(mi.min() >= 1 and mi.max() < 2**32 and top.max() <= top_score)
         return mi.astype(np.int64), bi.astype(np.int64), whole, fits
 
     best: int | None = None
@@ -453,7 +455,7 @@ def class_scale(
             break
     if best is None:
         raise _refuse(node, f"per-class score scales {p.min():.3g}..{p.max():.3g} cannot share "
-                            "one integer unit within 32-bit scores")  # fmt: skip
+                            f"one integer unit within {score_bits}-bit scores")  # fmt: skip
     mi, bi, _, _ = ints(best)
     u = 2.0**-best
     err = np.abs(mi * u - p) * np.maximum(np.abs(lo), np.abs(hi)) + np.abs(bi * u - r)
@@ -466,8 +468,10 @@ def import_qonnx(
     input_bias: float = 0.0,
     raw_bits: int = 8,
     classes: list[str] | None = None,
+    score_bits: int = 32,
 ) -> ImportResult:
-    """Fold a QONNX graph into a validated :class:`Bundle` (see the module docstring)."""
+    """Fold a QONNX graph into a validated :class:`Bundle` (see the module docstring;
+    ``score_bits``: the widest scores a rounded per-class scale may fill, 8..32)."""
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
     from qonnx.transformation.change_batchsize import ChangeBatchSize
@@ -475,6 +479,8 @@ def import_qonnx(
 
     if raw_bits not in range(1, 9):
         raise InputError(f"raw_bits must be in 1..8, not {raw_bits!r}")
+    if score_bits not in SCORE_BITS:
+        raise InputError(f"score_bits must be in 8..32, not {score_bits!r}")
     if not (math.isfinite(input_scale) and input_scale != 0 and math.isfinite(input_bias)):
         raise InputError(f"the input mapping must be finite with a scale other than 0, not "
                          f"scale {input_scale!r}, bias {input_bias!r}")  # fmt: skip
@@ -510,7 +516,9 @@ def import_qonnx(
         ) from e
     rd = _Reader(model, ctx)
     try:
-        result = _Builder(rd, in_shape, input_scale, input_bias, raw_bits).run(classes, info)
+        result = _Builder(rd, in_shape, input_scale, input_bias, raw_bits, score_bits).run(
+            classes, info
+        )
     except HwqnnError as e:
         if isinstance(e, UnrepresentableGraphError) and not str(e).startswith(where):
             raise UnrepresentableGraphError(f"{where}: {e}") from e
@@ -533,8 +541,9 @@ def import_qonnx(
 
 class _Builder:
     def __init__(self, rd: _Reader, in_shape: tuple[int, ...], scale: float, bias: float,
-                 raw_bits: int) -> None:  # fmt: skip
+                 raw_bits: int, score_bits: int = 32) -> None:  # fmt: skip
         self.rd, self.scale, self.bias, self.raw_bits = rd, scale, bias, raw_bits
+        self.score_bits = score_bits
         if len(in_shape) == 4:
             _, c, h, w = in_shape
             self.image: tuple[int, int, int] | None = (h, w, c)
@@ -832,7 +841,7 @@ class _Builder:
         tol = REL * (np.abs(z).max() + 1)
         node = st.nodes[-1] if st.nodes else wnode
         if np.ptp(p) > REL * abs(p).max():  # a per-class scale (a per-class BatchNorm)
-            scale, bias, bound = class_scale(p, r, dots[0], dots[1], node)
+            scale, bias, bound = class_scale(p, r, dots[0], dots[1], node, self.score_bits)
             return (p, r), (bias if bias.any() else None), scale, bound
         pm = float(p.mean())
         if np.ptp(r) <= tol:
