@@ -225,10 +225,16 @@ def cmd_import(args: argparse.Namespace) -> int:
                             args.input_scale, args.input_bias, args.raw_bits,
                             args.score_bits)  # fmt: skip
     print(json.dumps(res, indent=1))
-    if "images" in res and res["classes_equal"] != res["images"]:
+    if "images" in res and res["classes_differ_beyond_bound"]:  # (no bound: every class)
         print(f"hwqnn: qonnx and golden classes differ on "
-              f"{res['images'] - res['classes_equal']} images", file=sys.stderr)  # fmt: skip
+              f"{res['classes_differ_beyond_bound']} images"
+              + (" whose margin clears the argmax bound" if res["argmax_bound"] else ""),
+              file=sys.stderr)  # fmt: skip
         return 1
+    if "images" in res and res["classes_equal"] != res["images"]:  # a rounded per-class scale
+        n = res["images"] - res["classes_equal"]
+        print(f"hwqnn: note: classes differ on {n} images, each within the argmax bound "
+              f"{res['argmax_bound']:.3g}", file=sys.stderr)  # fmt: skip
     if "images_exact" in res and res["images_exact"] != res["images"]:  # a warning: qonnx sums
         # in float32, and a sum within an ulp of a threshold can land on either side of it
         print(f"hwqnn: warning: qonnx's float32 scores differ from golden's integers on "

@@ -278,6 +278,36 @@ def test_cli_import_with_check(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert B.load(tmp_path / "b.npz").digest() == b.digest()
 
 
+def test_cli_check_holds_the_argmax_condition_at_12_bit_scores(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """12-bit scores of a per-class BatchNorm: a coarse rounding with a bound; the classes may
+    differ within it and nowhere else (the condition, checked: the command fails otherwise).
+    10 bits cannot hold these scales and offsets (p 0.0071..0.0785, r to 3.3, dot products to
+    32) at all: refused in one line."""
+    import torch
+
+    torch.manual_seed(8)
+    model = bn.SFC(final_bn=True)
+    bn.train_a_little(model, (1, 8, 8))
+    bn.positive_final_bn(model, seed=2)
+    path = bn.export(model, (1, 8, 8), tmp_path / "m.onnx")
+    capsys.readouterr()  # the exporter's own lines
+    rc = main(["import", str(path), "-o", str(tmp_path / "b.npz"), "--input-scale", str(SCALE),
+               "--input-bias", str(BIAS), "--score-bits", "12", "--check", "500", "--data",
+               "synthetic"])  # fmt: skip
+    res = json.loads(capsys.readouterr().out)
+    assert rc == 0 and res["version"] == 5 and res["argmax_bound"] > 0
+    assert res["scores_equal"] == res["images"] == 500  # every dot product still exact
+    assert res["classes_differ_beyond_bound"] == 0
+    assert res["classes_equal"] >= res["images"] - res["margin_within_bound"]
+    rc = main(["import", str(path), "-o", str(tmp_path / "b8.npz"), "--input-scale", str(SCALE),
+               "--input-bias", str(BIAS), "--score-bits", "10"])  # fmt: skip
+    assert rc == 2 and "cannot share one integer unit within 10-bit scores" in (
+        capsys.readouterr().err
+    )
+
+
 def test_check_reruns_differing_images_alone_and_counts_real_differences(tmp_path: Path) -> None:
     """Images whose scores differ at the check's batch run again alone; a difference that stays
     is counted against the import (here a bundle whose class 1 scores one more)."""

@@ -45,7 +45,9 @@ def check_import(
     dot products, ``(z - r[o]) / p[o]``) and its classes (one of golden's top classes: at a tie
     the float sums may order the tied classes differently). With a rounded per-class scale,
     ``margin_within_bound`` counts the images whose graph scores' top two are closer than
-    ``argmax_bound`` (the module docstring of :mod:`hwqnn.onnxio.importer`).
+    ``argmax_bound`` (the module docstring of :mod:`hwqnn.onnxio.importer`), and
+    ``classes_differ_beyond_bound`` the images whose classes differ although the margin clears
+    the bound: the condition promises 0 (with no bound, every class must be equal).
 
     The executor computes in float32, and its matrix products round differently with the batch
     size (the BLAS blocks the sums differently), so near a quantizer's threshold a batch of 500
@@ -78,16 +80,19 @@ def check_import(
     top = s == s.max(axis=1, keepdims=True)
     z_sorted = np.sort(z, axis=1)
     margin = z_sorted[:, -1] - z_sorted[:, -2] if z.shape[1] > 1 else np.full(len(z), np.inf)
+    within = margin <= r.argmax_bound if r.argmax_bound else np.zeros(len(z), bool)
+    same = top[np.arange(len(s)), z.argmax(1)]
     return {
         "images": len(test),
         "scores_equal": int(equal.sum()),
         "rerun_alone": int(differ.size),
         "scores_equal_alone": alone,
         "images_exact": int(equal.sum()) + alone,
-        "classes_equal": int(top[np.arange(len(s)), z.argmax(1)].sum()),
+        "classes_equal": int(same.sum()),
         "classes_tied": int((top.sum(axis=1) > 1).sum()),
         "argmax_bound": r.argmax_bound,
-        "margin_within_bound": int((margin <= r.argmax_bound).sum()) if r.argmax_bound else 0,
+        "margin_within_bound": int(within.sum()),
+        "classes_differ_beyond_bound": int((~same & ~within).sum()),
         "accuracy_qonnx": float((z.argmax(1) == test.labels).mean()),
         "accuracy_golden": float((s.argmax(1) == test.labels).mean()),
         "qonnx_seconds": round(time.perf_counter() - t0, 1),

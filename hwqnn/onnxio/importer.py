@@ -442,6 +442,8 @@ def class_scale(
         whole = bool(np.all(m == mi) and np.all(b == bi))  # exactly: no tolerance hides a loss
         top = np.maximum(np.abs(mi * lo + bi), np.abs(mi * hi + bi))
         fits = bool(mi.min() >= 1 and mi.max() < 2**32 and top.max() <= top_score)
+        if not fits:  # (possibly beyond int64: not cast)
+            return mi, bi, whole, False
         return mi.astype(np.int64), bi.astype(np.int64), whole, fits
 
     best: int | None = None
