@@ -84,11 +84,8 @@ class QuantDense(nn.Module):
         bias: bool = False,
     ) -> None:
         super().__init__()
-        self.in_features, self.out_features = in_f, out_f
-        self.in_bits, self.w_bits, self.out_bits = in_bits, w_bits, out_bits
-        self.in_enc, self.w_enc, self.out_enc = in_enc, w_enc, out_enc
+        self._fields(in_f, out_f, (in_bits, w_bits, out_bits), (in_enc, w_enc, out_enc))
         self.weight = nn.Parameter(torch.empty(out_f, in_f).uniform_(-1.0, 1.0))
-        self.scale = float(level_norm(in_bits, in_enc) * level_norm(w_bits, w_enc))
         if out_bits:
             self.bn: nn.modules.batchnorm._BatchNorm | None = nn.BatchNorm1d(out_f)
         else:
@@ -96,6 +93,14 @@ class QuantDense(nn.Module):
             self.log_scale = nn.Parameter(torch.tensor(-0.5 * math.log(in_f)))
         # the last layer's score bias, in units of s / C (as the logits before exp(log_scale))
         self.bias = nn.Parameter(torch.zeros(out_f)) if bias and not out_bits else None
+
+    def _fields(self, in_f: int, out_f: int, bits: tuple[int, int, int],
+                encs: tuple[Encoding, Encoding, Encoding]) -> None:  # fmt: skip
+        """Sizes, bits (in, weight, out) and encodings, and the normaliser ``C``."""
+        self.in_features, self.out_features = in_f, out_f
+        self.in_bits, self.w_bits, self.out_bits = bits
+        self.in_enc, self.w_enc, self.out_enc = encs
+        self.scale = float(level_norm(bits[0], encs[0]) * level_norm(bits[1], encs[1]))
 
     @property
     def is_last(self) -> bool:
@@ -159,12 +164,9 @@ class QuantConv2d(QuantDense):
     ):
         nn.Module.__init__(self)
         self.window = window
-        self.in_features, self.out_features = window.fan_in, out_ch
-        self.in_bits, self.w_bits, self.out_bits = in_bits, w_bits, out_bits
-        self.in_enc, self.w_enc, self.out_enc = in_enc, w_enc, out_enc
+        self._fields(window.fan_in, out_ch, (in_bits, w_bits, out_bits), (in_enc, w_enc, out_enc))
         k = window.kernel
         self.weight = nn.Parameter(torch.empty(out_ch, window.channels, k, k).uniform_(-1.0, 1.0))
-        self.scale = float(level_norm(in_bits, in_enc) * level_norm(w_bits, w_enc))
         self.bias = None
         self.bn = nn.BatchNorm2d(out_ch)
 

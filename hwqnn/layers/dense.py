@@ -356,22 +356,14 @@ def check_matrix(layer: Layer, p: str, fail: Fail) -> None:
         high = np.uint64(((1 << 64) - 1) ^ ((1 << pad) - 1))
         if not bool(np.all((layer.weights[..., -1] & high) == high)):
             fail(f"{p}.weights", "pad bits above in_features set to 1", "a 0 pad bit")
-    if layer.has_bias != (layer.bias is not None):
-        fail(f"{p}.bias", "an array exactly where meta says bias", "a mismatch")
-    if layer.bias is not None:
-        if not layer.is_last:
-            fail(f"{p}.bias", "a bias on the last layer only", "one on a hidden layer")
-        _check_array(layer.bias, f"{p}.bias", np.int64, (layer.out_features,), fail)
+    if _last_layer_array(layer, layer.bias, layer.has_bias, f"{p}.bias", fail):
+        assert layer.bias is not None
         if layer.bias.size and int(np.abs(layer.bias).max()) >= MAX_BIAS:
             fail(f"{p}.bias", f"values of magnitude below 2**{MAX_BIAS.bit_length() - 1}",
                  "a larger one")  # fmt: skip
-    if layer.has_scale != (layer.score_scale is not None):
-        fail(f"{p}.scale", "an array exactly where meta says scale", "a mismatch")
-    if layer.score_scale is not None:
-        if not layer.is_last:
-            fail(f"{p}.scale", "a scale on the last layer only", "one on a hidden layer")
-        _check_array(layer.score_scale, f"{p}.scale", np.int64, (layer.out_features,), fail)
+    if _last_layer_array(layer, layer.score_scale, layer.has_scale, f"{p}.scale", fail):
         sc = layer.score_scale
+        assert sc is not None
         if sc.size and not (int(sc.min()) >= 1 and int(sc.max()) < MAX_SCALE):
             fail(f"{p}.scale", f"values 1 .. 2**{MAX_SCALE.bit_length() - 1} - 1",
                  f"{int(sc.min())}..{int(sc.max())}")  # fmt: skip
@@ -395,6 +387,22 @@ def check_matrix(layer: Layer, p: str, fail: Fail) -> None:
         fail(f"{p}.thresholds", "ascending per row", "a descending pair")
     if not bool(np.all(layer.flip <= 1)):
         fail(f"{p}.flip", "0 or 1", "other values")
+
+
+def _last_layer_array(
+    layer: Layer, arr: np.ndarray | None, declared: bool, fld: str, fail: Fail
+) -> bool:
+    """A last-layer array (the bias or the scale): present exactly where meta declares it, on
+    the last layer only, int64 ``[out]``. Whether there is one to check further."""
+    what = fld.rsplit(".", 1)[1]
+    if declared != (arr is not None):
+        fail(fld, f"an array exactly where meta says {what}", "a mismatch")
+    if arr is None:
+        return False
+    if not layer.is_last:
+        fail(fld, f"a {what} on the last layer only", "one on a hidden layer")
+    _check_array(arr, fld, np.int64, (layer.out_features,), fail)
+    return True
 
 
 def _check_score_range(layer: Layer, p: str, fail: Fail) -> None:
