@@ -373,6 +373,85 @@ def reference_nets(
     return nets
 
 
+UNIT_SIMDS = (32, 64, 128, 256)
+UNIT_BITS = (1, 2, 4)
+UNIT_ROWS, UNIT_FOLDS = 8, 4  # the unit's neurons (PE 1: NF 8) and input folds (SF 4)
+
+
+def unit_net(simd: int, bits: int) -> Bundle:
+    """The unit micro-benchmark's net: one MVTU of ``bits``-bit inputs, weights and outputs at
+    PE 1 and ``simd`` lanes (``UNIT_ROWS`` neurons over ``UNIT_FOLDS * simd`` inputs, random
+    weights, seed 1), then a small last layer that synthesis keeps apart (the breakdown's
+    layer 1)."""
+    from hwqnn.randnet import random_bundle
+
+    return random_bundle(1, UNIT_FOLDS * simd, (UNIT_ROWS,), 2, bits, bits, in_bits=bits)
+
+
+def synth_units(
+    targets: Sequence[str],
+    simds: Sequence[int] = UNIT_SIMDS,
+    bits: Sequence[int] = UNIT_BITS,
+    out: Path = Path("runs/bench/units"),
+    json_out: Path | None = None,
+) -> int:
+    """Synthesize one MVTU per lane count and bit width (:func:`unit_net`) for each target and
+    print what it costs per lane: layer 0's LUTs (weights, accumulators, thresholds and control
+    included: the whole unit, from the hierarchical synthesis) over ``simd``, and over
+    ``simd * bits * bits``, its 1-bit x 1-bit products; and the marginal cost of a lane, the
+    LUTs added from the previous lane count over the lanes added (the fixed cost of control
+    and thresholds cancels)."""
+    from hwqnn.hw.emit import generate
+    from hwqnn.hw.folding import parse_folds
+    from hwqnn.hw.plan import plan
+    from hwqnn.synth import synthesize
+
+    for v in simds:
+        if not 1 <= v <= 4096:
+            raise InputError(f"unit SIMD must be in 1..4096, not {v}")
+    for v in bits:
+        if v not in UNIT_BITS:
+            raise InputError(f"unit bits must be 1, 2 or 4, not {v}")
+    rows, records = [], []
+    prev: dict[tuple[str, int], tuple[int, int]] = {}  # (target, bits) -> (simd, LUTs)
+    for b_ in bits:
+        for simd in sorted(simds):
+            net = unit_net(simd, b_)
+            name = f"w{b_}a{b_}-simd{simd}"
+            man = generate(plan(net, parse_folds(f"1x{simd},1x{UNIT_ROWS}")), out / name / "rtl")
+            for target in targets:
+                r = synthesize(man, out / name / target, target, pnr=False)
+                unit = next(x for x in r.per_layer if x["layer"] == 0)
+                luts, ffs = int(unit["luts"]), int(unit["ffs"])
+                if luts == 0:  # the target's hierarchical run keeps no layer modules apart
+                    raise InputError(f"{target}: no per-layer breakdown, so the unit's LUTs "
+                                     "cannot be told apart (use --target xc7)")  # fmt: skip
+                last = prev.get((target, b_))
+                marginal = None if last is None else (luts - last[1]) / (simd - last[0])
+                prev[(target, b_)] = (simd, luts)
+                rows.append([target, f"{b_}", f"{simd}", f"{luts:,}", f"{ffs:,}",
+                             f"{unit.get('bram', 0)}", f"{luts / simd:.2f}",
+                             f"{luts / (simd * b_ * b_):.3f}",
+                             "-" if marginal is None else f"{marginal:.2f}",
+                             f"{r.wall_s:.0f}"])  # fmt: skip
+                records.append({"target": target, "bits": b_, "simd": simd, "unit": unit,
+                                "luts_per_lane": luts / simd,
+                                "luts_per_bit_product": luts / (simd * b_ * b_),
+                                "marginal_luts_per_lane": marginal,
+                                "total_luts": r.luts})  # fmt: skip
+    header = ["target", "bits (in = w = out)", "SIMD", "unit LUTs", "unit FFs", "block RAM",
+              "LUTs per lane", "LUTs per 1x1-bit product", "LUTs per added lane",
+              "wall s"]  # fmt: skip
+    print(_fmt_table(header, rows))
+    print(
+        f"one MVTU at PE 1: {UNIT_ROWS} neurons over {UNIT_FOLDS} x SIMD inputs, random "
+        "weights; its LUTs from the hierarchical synthesis (layer 0)"
+    )
+    if json_out is not None:
+        write_json(json_out, {"rows": records})
+    return 0
+
+
 def synth(
     targets: Sequence[str],
     quick: bool = False,

@@ -333,6 +333,15 @@ def cmd_dse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str, flag: str) -> list[int]:
+    from hwqnn.errors import InputError
+
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise InputError(f"{flag} must be comma-separated integers, not {text!r}"[:200]) from None
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from hwqnn import bench
     from hwqnn import bundle as bundle_io
@@ -343,6 +352,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return bench.gpu(b, args.quick, args.interpret)
     if args.what == "cpu":
         return bench.cpu(b, args.quick, json_out, getattr(args, "data", None))
+    if args.what == "synth" and args.units:
+        return bench.synth_units(args.target or ["xc7"], _int_list(args.simd, "--simd"),
+                                 _int_list(args.unit_bits, "--unit-bits"),
+                                 json_out=json_out)  # fmt: skip
     if args.what == "synth":
         nets = tuple(args.nets.split(",")) if getattr(args, "nets", None) else None
         return bench.synth(args.target or ["xc7", "ecp5"], args.quick, b, json_out=json_out,
@@ -600,6 +613,10 @@ def _add_analysis_commands(add: Add) -> None:
     p.add_argument(
         "--nets", default=None, help="synth: reference nets by name, comma-separated (e.g. cnv)"
     )
+    p.add_argument("--units", action="store_true",
+                   help="synth: one MVTU per lane count and bit width, LUTs per lane")  # fmt: skip
+    p.add_argument("--simd", default="32,64,128,256", help="synth --units: lane counts")
+    p.add_argument("--unit-bits", default="1,2,4", help="synth --units: bit widths (1, 2, 4)")
 
 
 def one_line(e: BaseException) -> str:

@@ -139,6 +139,44 @@ def test_bench_synth_quick_table_and_records(
     assert "| MAC/LUT/cycle |" in out and f"{rows[0]['luts']:,}" in out
 
 
+@pytest.mark.slow
+def test_bench_synth_units_per_lane(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One MVTU per lane count: the unit's LUTs grow with its lanes, and the marginal cost of
+    a lane is the growth over the lanes added."""
+    monkeypatch.chdir(tmp_path)  # the bench writes under runs/bench/units
+    args = ["bench", "synth", "--units", "--target", "xc7", "--simd", "16,8", "--unit-bits", "1",
+            "--json", "u.json"]  # fmt: skip
+    assert main(args) == 0
+    rows = json.loads((tmp_path / "u.json").read_text())["rows"]
+    assert [(r["simd"], r["bits"]) for r in rows] == [(8, 1), (16, 1)]
+    small, big = rows
+    assert (
+        0 < small["unit"]["luts"] < big["unit"]["luts"] <= small["total_luts"] + big["total_luts"]
+    )
+    assert small["marginal_luts_per_lane"] is None
+    assert big["marginal_luts_per_lane"] == (big["unit"]["luts"] - small["unit"]["luts"]) / 8
+    assert big["luts_per_lane"] == big["unit"]["luts"] / 16
+    assert "| LUTs per added lane |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--simd", "8,x"], "--simd must be comma-separated integers, not '8,x'"),
+        (["--unit-bits", "3"], "unit bits must be 1, 2 or 4, not 3"),
+        (["--simd", "0"], "unit SIMD must be in 1..4096, not 0"),
+    ],
+)
+def test_bench_synth_units_bad_input_is_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bench", "synth", "--units", "--target", "xc7", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
 def test_bench_synth_refuses_an_unknown_net_by_name() -> None:
     from hwqnn.bench import synth
 
