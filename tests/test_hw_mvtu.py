@@ -9,7 +9,6 @@ from amaranth.sim import Simulator
 
 from hwqnn import golden
 from hwqnn.bundle import Layer
-from hwqnn.hw.adder_tree import tree_latency
 from hwqnn.hw.mvtu import MVTU
 from hwqnn.randnet import random_bundle, random_codes
 
@@ -84,11 +83,6 @@ def test_bad_parameters_are_named() -> None:
         MVTU(**kw, in_bits=8, w_bits=1, pe=5, simd=1, in_chunk=1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"simd must be in 1\.\.10, not 0"):
         MVTU(**kw, in_bits=8, w_bits=1, pe=1, simd=0, in_chunk=1)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(("n", "lat"), [(1, 1), (2, 1), (16, 1), (17, 2), (256, 2), (257, 3)])
-def test_tree_latency(n: int, lat: int) -> None:
-    assert tree_latency(n, 4) == lat
 
 
 # encodings (bundle version 4): (input enc, weight enc, activation enc, layer, PE, SIMD, chunk,

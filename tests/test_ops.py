@@ -7,12 +7,16 @@ import numpy as np
 import pytest
 
 from hwqnn.bundle import InputQuant
-from hwqnn.hw.adder_tree import tree_depth
 from hwqnn.hw.folding import LayerFold
 from hwqnn.hw.opcount import tree_add_bits
 from hwqnn.hw.plan import plan
 from hwqnn.ops import energy_table, layer_ops, memory_pj_per_bit, summarize
 from hwqnn.randnet import random_bundle
+
+
+def tree_depth(n: int) -> int:
+    """Levels of a balanced tree of two-input adders over ``n`` leaves."""
+    return (n - 1).bit_length()
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 16, 17, 392])

