@@ -19,8 +19,9 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from hwqnn.atomic import write_json
 from hwqnn.bundle import Bundle, make_layer
 from hwqnn.errors import InputError
 from hwqnn.randnet import random_layer_params
+
+if TYPE_CHECKING:
+    from hwqnn.hw.folding import LayerFold
 
 BATCHES = (1, 64, 256, 1024, 4096)
 PAPER_SHAPE = (8192, 8192)  # N x K, binary, as in Courbariaux et al. 2016 (GTX 750)
@@ -331,38 +335,102 @@ def cpu(
 
 # Reference nets for synthesis before/after a hardware change (random weights: the cost does
 # not depend on them beyond LUT-ROM contents; the seed fixes those too).
-# (name, fan-in, hidden, classes, input bits, folding or None for the default)
-SYNTH_NETS: tuple[tuple[str, int, tuple[int, ...], int, int, str | None], ...] = (
+# (name, fan-in, hidden, classes, input bits, folding: a PExSIMD string, an int (the balanced
+# folding at that many cycles per frame) or None (the default balanced folding))
+Folding = str | int | None
+SYNTH_NETS: tuple[tuple[str, int, tuple[int, ...], int, int, Folding], ...] = (
     ("small", 64, (128, 128), 4, 8, "1x8,1x16,1x1"),
     ("demo", 784, (512, 512, 512), 10, 8, None),
     # BNN-PYNQ's LFC-W1A1 shape, binarized input pixels as there: like for like with its point
     ("lfc", 784, (1024, 1024, 1024), 10, 1, None),
+    # ... at BNN-PYNQ's own folding (bnn/src/network/lfcW1A1/hw/config.h: PE 32/64/32/16, SIMD
+    # 64/32/64/8; its last layer pads 10 classes to 64 rows, here 10x2 keeps its 512 cycles)
+    ("lfc-pynq", 784, (1024, 1024, 1024), 10, 1, "32x64,64x32,32x64,10x2"),
+    # FINN's SFC shape (3x256), binarized input, at 256 cycles per frame
+    ("sfc", 784, (256, 256, 256), 10, 1, 256),
 )
-# ConvNets: (name, --arch spec, image (H, W, C), classes, folding or None). "cnv" is the default
+# FINN's CNV (CIFAR-10: 32x32x3, 8-bit pixels, no padding)
+FINN_CNV = "cnv:64c3-64c3-mp2-128c3-128c3-mp2-256c3-256c3-fc512-fc512"
+# ConvNets: (name, --arch spec, image (H, W, C), classes, folding as above). "cnv" is the default
 # ConvNet's shape on 28x28 images (hwqnn.arch.CNV_DEFAULT).
-SYNTH_CONV_NETS: tuple[tuple[str, str, tuple[int, int, int], int, str | None], ...] = (
+SYNTH_CONV_NETS: tuple[tuple[str, str, tuple[int, int, int], int, Folding], ...] = (
     ("cnv-small", "cnv:8c3-mp2-16c3-fc32", (12, 12, 1), 4, None),
     ("cnv", "cnv", (28, 28, 1), 10, None),
+    # at BNN-PYNQ's folding (bnn/src/network/cnvW1A1/hw/config.h; SIMD over the window as
+    # there, its last layer 4x1 over 64 padded rows becomes 1x1: fewer cycles)
+    ("cnv-pynq", FINN_CNV, (32, 32, 3), 10, "16x3,32x32,16x32,16x32,4x32,1x32,1x4,1x8,1x1"),
+    # at FINN CNV-max's cycles per frame (200 MHz / 21,906 frames/s)
+    ("cnv-max", FINN_CNV, (32, 32, 3), 10, 9_130),
 )
+# The finn set: FINN's and BNN-PYNQ's nets, synthesized beside their published points
+FINN_NETS = ("lfc-pynq", "sfc", "cnv-pynq", "cnv-max")
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A published accelerator of a reference net's shape: LUTs and cycles per frame (clock /
+    frames per second) as its authors report them, and where; MACs per LUT per cycle follow
+    from the net's MACs per frame, counted here the same way for both."""
+
+    design: str
+    source: str
+    luts: int | None
+    cycles_per_frame: float
+
+
+ANCHORS: dict[str, Anchor] = {
+    "lfc-pynq": Anchor(
+        "BNN-PYNQ LFC-W1A1, Pynq-Z1 at 100 MHz",
+        "BNN-PYNQ's published figures (28,360 LUTs, 2.80 us per frame: 280 cycles); its "
+        "config.h folding is 512 cycles, which would make its figure 0.20",
+        28_360,
+        280,
+    ),
+    "sfc": Anchor(
+        "FINN SFC-max, ZC706 at 200 MHz",
+        "Umuroglu et al., FINN, FPGA 2017: 12.3 M frames/s (abstract), 91,131 LUTs",
+        91_131,
+        200e6 / 12.3e6,
+    ),
+    "cnv-max": Anchor(
+        "FINN CNV-max, ZC706 at 200 MHz",
+        "Umuroglu et al., FINN, FPGA 2017: 21,906 frames/s (abstract); its LUTs are not in "
+        "the sources this project holds",
+        None,
+        200e6 / 21_906,
+    ),
+}
+ANCHORS["lfc"] = ANCHORS["lfc-pynq"]  # the LFC shape at hwqnn's default folding, same point
+
+
+def _folds(b: Bundle, fold: Folding) -> list[LayerFold]:
+    from hwqnn.hw.folding import balance, parse_folds
+
+    if isinstance(fold, str):
+        return parse_folds(fold)
+    return balance(b, fold)
 
 
 def reference_nets(
     quick: bool = False, only: Sequence[str] | None = None
-) -> list[tuple[str, Bundle, str | None]]:
-    """``(name, bundle, folding or None for the default)`` of the reference nets (random weights,
-    seed 1): all, the small MLP and the small ConvNet (``quick``), or those named in ``only``."""
+) -> list[tuple[str, Bundle, Folding]]:
+    """``(name, bundle, folding)`` of the reference nets (random weights, seed 1): all but the
+    finn set (:data:`FINN_NETS`), the small MLP and the small ConvNet (``quick``), or those
+    named in ``only`` (``finn``: the finn set)."""
     from hwqnn.arch import parse_arch
     from hwqnn.randnet import random_bundle, random_net
 
     known = [n[0] for n in SYNTH_NETS] + [n[0] for n in SYNTH_CONV_NETS]
+    if only is not None and "finn" in only:
+        only = [*(n for n in only if n != "finn"), *FINN_NETS]
     if only is not None and not set(only) <= set(known):
         raise InputError(f"unknown reference net in {','.join(only)}: known are {known}")
-    dense = SYNTH_NETS[: 1 if quick else None]
-    conv = SYNTH_CONV_NETS[: 1 if quick else None]
+    dense = tuple(n for n in SYNTH_NETS[: 1 if quick else None] if n[0] not in FINN_NETS)
+    conv = tuple(n for n in SYNTH_CONV_NETS[: 1 if quick else None] if n[0] not in FINN_NETS)
     if only is not None:
         dense = tuple(n for n in SYNTH_NETS if n[0] in only)
         conv = tuple(n for n in SYNTH_CONV_NETS if n[0] in only)
-    nets: list[tuple[str, Bundle, str | None]] = [
+    nets: list[tuple[str, Bundle, Folding]] = [
         (name, random_bundle(1, k, hidden, classes, in_bits=in_bits), fold)
         for name, k, hidden, classes, in_bits, fold in dense
     ]
@@ -452,6 +520,25 @@ def synth_units(
     return 0
 
 
+def _beside(
+    name: str, luts: int, cycles: int, macs_per_frame: int
+) -> tuple[list[str], dict[str, Any]]:
+    """A row of the side-by-side table and its record: a reference net synthesized here beside
+    its published point (:data:`ANCHORS`)."""
+    a = ANCHORS[name]
+    ours = macs_per_frame / cycles / luts
+    theirs = None if a.luts is None else macs_per_frame / a.cycles_per_frame / a.luts
+    row = [name, f"{luts:,}", f"{cycles:,}", f"{ours:.3f}", a.design,
+           "-" if a.luts is None else f"{a.luts:,}", f"{a.cycles_per_frame:,.0f}",
+           "-" if theirs is None else f"{theirs:.3f}",
+           "-" if theirs is None else f"{ours / theirs:.2f}x", a.source]  # fmt: skip
+    rec = {"net": name, "luts": luts, "cycles_per_frame": cycles, "mac_per_lut_cycle": ours,
+           "published": a.design, "published_luts": a.luts,
+           "published_cycles_per_frame": a.cycles_per_frame,
+           "published_mac_per_lut_cycle": theirs, "source": a.source}  # fmt: skip
+    return row, rec
+
+
 def synth(
     targets: Sequence[str],
     quick: bool = False,
@@ -464,29 +551,37 @@ def synth(
     ``bundle`` if given, for each target; print LUTs, FFs, block RAM, Fmax and MACs per LUT per
     cycle."""
     from hwqnn.hw.emit import generate
-    from hwqnn.hw.folding import balance, parse_folds
     from hwqnn.hw.plan import plan
     from hwqnn.synth import synthesize
 
     nets = reference_nets(quick, only)
     if bundle is not None:
         nets.append(("bundle", bundle, None))
-    rows, records = [], []
+    rows, records, beside = [], [], []
     for name, b, fold in nets:
         rtl = out / name / "rtl"
-        manifest = generate(plan(b, parse_folds(fold) if fold else balance(b)), rtl)
+        manifest = generate(plan(b, _folds(b, fold)), rtl)
         for target in targets:
             r = synthesize(manifest, out / name / target, target, breakdown=False)
             fmax = f"{r.fmax_mhz:.1f}" if r.fmax_mhz is not None else "-"
             rows.append([name, b.arch(), ",".join(manifest.folding), target, f"{r.luts:,}",
-                         f"{r.ffs:,}", f"{r.bram}", fmax, f"{r.mac_per_lut_cycle:.3f}",
-                         f"{r.wall_s:.0f}"])  # fmt: skip
+                         f"{r.ffs:,}", f"{r.bram}", fmax, f"{r.cycles_per_frame:,}",
+                         f"{r.mac_per_lut_cycle:.3f}", f"{r.wall_s:.0f}"])  # fmt: skip
             records.append({"net": name, "arch": b.arch(), "folding": list(manifest.folding),
                             **r.to_json()})  # fmt: skip
+            if name in ANCHORS and target == "xc7":
+                beside.append(_beside(name, r.luts, r.cycles_per_frame, r.macs_per_frame))
     header = ["net", "arch", "folding", "target", "LUTs", "FFs", "block RAM", "Fmax MHz",
-              "MAC/LUT/cycle", "wall s"]  # fmt: skip
+              "cycles/frame", "MAC/LUT/cycle", "wall s"]  # fmt: skip
     print(_fmt_table(header, rows))
     print("block RAM in each target's unit (xc7: RAMB18, ecp5: DP16KD, ice40: SB_RAM40_4K)")
+    if beside:
+        header = ["net", "hwqnn LUTs (xc7)", "cycles/frame", "MAC/LUT/cycle", "published",
+                  "its LUTs", "its cycles/frame", "its MAC/LUT/cycle", "hwqnn / it",
+                  "source"]  # fmt: skip
+        print("\nbeside the published points (random weights here; MACs per frame of the same "
+              "shape for both)")  # fmt: skip
+        print(_fmt_table(header, [row for row, _ in beside]))
     if json_out is not None:
-        write_json(json_out, {"rows": records})
+        write_json(json_out, {"rows": records, "published": [rec for _, rec in beside]})
     return 0

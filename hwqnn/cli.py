@@ -610,9 +610,9 @@ def _add_analysis_commands(add: Add) -> None:
         help="synth: target (repeatable; default xc7 and ecp5)",
     )
     p.add_argument("--json", default=None, help="synth, cpu: write the results here")
-    p.add_argument(
-        "--nets", default=None, help="synth: reference nets by name, comma-separated (e.g. cnv)"
-    )
+    p.add_argument("--nets", default=None,
+                   help="synth: reference nets by name, comma-separated (e.g. cnv; finn: FINN's "
+                   "and BNN-PYNQ's nets beside their published points)")  # fmt: skip
     p.add_argument("--units", action="store_true",
                    help="synth: one MVTU per lane count and bit width, LUTs per lane")  # fmt: skip
     p.add_argument("--simd", default="32,64,128,256", help="synth --units: lane counts")

@@ -201,3 +201,36 @@ def test_report_resources_section() -> None:
     assert sum(ln.startswith("| FINN SFC-max") or ln.startswith("| BNN-PYNQ") for ln in binary) == 2
     assert not any("binarized pixels" in ln for ln in binary)
     assert "this one takes 8-bit pixels" in eight[-1] and not any("Fmax" in ln for ln in eight)
+
+
+def test_finn_reference_nets_at_their_published_foldings() -> None:
+    """The finn set builds at BNN-PYNQ's foldings (bnn/src/network/*/hw/config.h), whose cycles
+    per frame are the slowest layer's there: LFC-W1A1 512 (layers 1 to 3), CNV-W1A1 32,768
+    (its dense layers 6 and 7; here the last layer at 1x1 is 10 x 512 = 5,120)."""
+    from hwqnn.bench import FINN_NETS, _folds, reference_nets
+    from hwqnn.hw.plan import plan
+
+    nets = {name: (b, fold) for name, b, fold in reference_nets(only=["finn"])}
+    assert tuple(nets) == FINN_NETS
+    cycles = {name: plan(b, _folds(b, f)).cycles_per_frame for name, (b, f) in nets.items()}
+    assert cycles["lfc-pynq"] == max(13 * 1024 // 32, 32 * 1024 // 64) == 512
+    assert cycles["cnv-pynq"] == 256 * 512 // 4 == 32_768  # 1 PE x SIMD 4 over 256 -> 512
+    assert cycles["sfc"] <= 256 and cycles["cnv-max"] <= 200_000_000 // 21_906
+    # the default set leaves the finn set out; the quick set is unchanged
+    assert not set(FINN_NETS) & {name for name, _, _ in reference_nets()}
+    assert [name for name, _, _ in reference_nets(quick=True)] == ["small", "cnv-small"]
+
+
+def test_beside_the_published_point_divides_the_same_macs() -> None:
+    from hwqnn.bench import ANCHORS, _beside
+
+    macs = 784 * 1024 + 2 * 1024 * 1024 + 1024 * 10
+    row, rec = _beside("lfc-pynq", 10_000, 512, macs)
+    assert rec["mac_per_lut_cycle"] == macs / 512 / 10_000
+    a = ANCHORS["lfc-pynq"]
+    assert (a.luts, a.cycles_per_frame) == (28_360, 280)
+    assert rec["published_mac_per_lut_cycle"] == macs / 280 / 28_360  # BNN-PYNQ's 0.37
+    assert round(rec["published_mac_per_lut_cycle"], 2) == 0.37
+    assert row[8] == f"{(macs / 512 / 10_000) / (macs / 280 / 28_360):.2f}x"
+    _, cnv = _beside("cnv-max", 50_000, 8_960, 1)
+    assert cnv["published_luts"] is None and cnv["published_mac_per_lut_cycle"] is None
