@@ -290,12 +290,23 @@ class MVCore(wiring.Component):
         nf = Signal(range(max(2, nf_n)))
         sf = Signal(range(max(2, sf_n)))
         issue = Signal()
+        # at_last: the next issue is the frame's last slice (nf, sf) = (NF-1, SF-1), held in a
+        # register, so the frame buffer's full flag does not wait on the counters' compare
+        # (ECP5: that path ran through the issue net's fan-out and back)
+        at_last = Signal(init=int(nf_n * sf_n == 1))
+        if nf_n * sf_n == 1:
+            next_last = Const(1)
+        elif sf_n >= 2:
+            next_last = (nf == nf_n - 1) & (sf == sf_n - 2)
+        else:
+            next_last = nf == nf_n - 2
         m.d.comb += [
             issue.eq(ce & fb.avail),
             fb.en.eq(issue),
-            fb.release.eq((nf == nf_n - 1) & (sf == sf_n - 1)),
+            fb.release.eq(at_last),
         ]
         with m.If(issue):
+            m.d.sync += at_last.eq(next_last)
             with m.If(sf == sf_n - 1):
                 m.d.sync += sf.eq(0)
                 with m.If(nf == nf_n - 1):
