@@ -2,11 +2,15 @@
 PY ?= .venv/bin/python
 VENV_OK := .venv/.setup-done
 
-.PHONY: setup data demo demo-cnv demo-qonnx demo-qonnx-w2a2 demo-qonnx-lfc test test-fast lint bench clean
+.PHONY: setup sim-tools data demo demo-cnv demo-qonnx demo-qonnx-w2a2 demo-qonnx-lfc test test-fast lint bench clean
 
-setup: $(VENV_OK)
+setup: $(VENV_OK) sim-tools
 $(VENV_OK): pyproject.toml setup.py constraints.txt
 	python3 -m venv .venv && .venv/bin/pip install -q -c constraints.txt -e ".[dev,gpu,synth,ray,onnx,brevitas]" && touch $@
+
+# Icarus Verilog, the second simulator (hwqnn sim --engine icarus, make -C sim SIM=icarus)
+sim-tools:
+	@command -v iverilog >/dev/null || { [ "$$(id -u)" = 0 ] && { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog || { apt-get update -qq && apt-get install -y -qq iverilog; }; }; } >/dev/null || echo "install Icarus Verilog: apt-get install iverilog (macOS: brew install icarus-verilog)"
 
 data:
 	@test -d /usr/share/datasets/fashion-mnist || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } || echo "install Fashion-MNIST: apt-get install dataset-fashion-mnist"

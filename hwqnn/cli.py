@@ -291,6 +291,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     res = sim_stage(Path(args.bundle), _record(SimOptions, args, hw=_hw(args)))
     print(json.dumps(res, indent=1))
+    if res["first_mismatch"]:
+        from hwqnn.report import mismatch_line
+
+        print(f"hwqnn: {mismatch_line(res['first_mismatch'])}", file=sys.stderr)
     return 0 if res["mismatches"] == 0 else 1
 
 
@@ -415,11 +419,22 @@ def _add_sim_args(p: argparse.ArgumentParser, all_is_zero: bool = False) -> None
     p.add_argument("--all", action="store_true", help="the whole test set, through the C++ harness")
     p.add_argument(
         "--engine",
-        choices=("cocotb", "cpp"),
+        choices=("cocotb", "cpp", "icarus"),
         default=None,
-        help="cocotb (Python per cycle, back-pressure) or cpp (Verilator C++ harness); "
-        "default: cpp with --all, else cocotb",
+        help="cocotb (the cocotb bench on Verilator: Python per cycle, cocotbext-axi), icarus "
+        "(the same bench on Icarus Verilog, the second simulator) or cpp (Verilator C++ "
+        "harness, shardable); default: cpp with --all, else cocotb",
     )
+    p.add_argument(
+        "--jobs", type=count(1), default=0,
+        help="cpp: split the images over N harness processes (default: the machine's cores); "
+        "results merged in order, identical to one job",
+    )  # fmt: skip
+    p.add_argument(
+        "--ray", default=None, metavar="ADDRESS",
+        help="cpp: run the shards as Ray tasks (local: a Ray instance of --jobs CPUs here; "
+        "HOST:PORT: that cluster; the harness executable travels with each task)",
+    )  # fmt: skip
     p.add_argument("--build-dir", default=None, help="where to build (default: build/sim/<hash>)")
 
 
@@ -533,6 +548,31 @@ def _add_hardware_commands(add: Add) -> None:
     p.add_argument("--out", default=None, help="where sim.json goes (default: the build dir)")
     p.add_argument("--seed", type=count(0), default=1, help="seed of the random stalls (cocotb)")
     p.add_argument("--stalls", action="store_true", help="random input gaps and back-pressure")
+    p.add_argument(
+        "--first", type=count(0), default=0, help="start at this test image (with -n: a range)"
+    )
+    p.add_argument(
+        "--waves", action="store_true",
+        help="record every signal of the run into OUT/waves/run.vcd (cocotb, Verilator) or "
+        "run.fst (icarus); a cocotb engine (default cocotb)",
+    )  # fmt: skip
+    p.add_argument(
+        "--rtl", default=None, metavar="DIR",
+        help="simulate the Verilog in DIR (hwqnn rtl's output: hwqnn_top.v, manifest.json; "
+        "edited, or generated from another bundle) against this bundle's golden model, instead "
+        "of generating it; its folding is read from its manifest",
+    )  # fmt: skip
+    p.add_argument(
+        "--rtl-bundle", default=None, metavar="B.npz",
+        help="generate the RTL from this other bundle and simulate it against this bundle's "
+        "golden model (an injected fault: the report names the first wrong layer and neuron)",
+    )  # fmt: skip
+    p.add_argument(
+        "--testcase", default=None,
+        choices=("reset_mid_frame", "frame_error_is_sticky_until_reset", "all"),
+        help="also run this protocol test of the cocotb bench (all: both) after the stream test; "
+        "a cocotb engine (default cocotb)",
+    )  # fmt: skip
 
     p = add("flow", cmd_flow, "train -> export -> golden -> Verilog -> simulation -> report")
     _add_train_args(p)

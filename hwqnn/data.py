@@ -64,7 +64,13 @@ class Split:
         return len(self.labels)
 
     def head(self, n: int) -> Split:
-        return Split(self.images[:n], self.labels[:n], self.shape, self.classes, self.channel_major)
+        return self.slice(0, n)
+
+    def slice(self, start: int, n: int) -> Split:
+        """``n`` images from ``start`` on (fewer at the end of the set)."""
+        stop = start + n
+        return Split(self.images[start:stop], self.labels[start:stop], self.shape, self.classes,
+                     self.channel_major)  # fmt: skip
 
     def hwc(self) -> Split:
         """The images flattened height, width, channels (channel fastest: what convolutions and

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -28,7 +27,8 @@ from typing import Any
 from hwqnn import bundle as bundle_io
 from hwqnn.atomic import write_bytes, write_json
 from hwqnn.bundle import Bundle
-from hwqnn.errors import HwqnnError, InputError, ToolError, shown
+from hwqnn.cluster import ray_session
+from hwqnn.errors import HwqnnError
 from hwqnn.hw.folding import (
     FoldingError,
     LayerFold,
@@ -137,17 +137,7 @@ def _map_ray(
 ) -> list[DsePoint]:
     """The points as Ray tasks of one CPU each. Every node needs ``hwqnn[synth]`` installed and
     the bundle and output directory at the same paths (a shared filesystem)."""
-    try:
-        import ray
-    except ImportError as e:
-        raise HwqnnError("--ray needs Ray: pip install 'hwqnn[ray]' (or: make setup)") from e
-    opts: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-    if address is None or address == "local":
-        ray.init(num_cpus=jobs, **opts)
-    else:
-        check_reachable(address)  # ray.init waits without end for an address nobody serves
-        ray.init(address=address, **opts)
-    try:
+    with ray_session(address, jobs) as ray:
         task = ray.remote(num_cpus=1)(_run_point)
         pending = [task.remote(*c) for c in calls]
         points: list[DsePoint] = []
@@ -157,28 +147,6 @@ def _map_ray(
             if progress:
                 progress(len(points), len(calls))
         return points
-    finally:
-        ray.shutdown()
-
-
-RAY_CONNECT_S = 10.0
-
-
-def check_reachable(address: str, timeout: float = RAY_CONNECT_S) -> None:
-    """Refuse a Ray address (``host:port`` or ``ray://host:port``) that does not accept a TCP
-    connection within ``timeout`` seconds, in one line."""
-    hostport = address.split("://", 1)[-1]
-    host, sep, port = hostport.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise InputError(f"--ray: expected 'local' or HOST:PORT, found {shown(address)!r}")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            pass
-    except OSError as e:
-        raise ToolError(
-            f"--ray {shown(address)}: no Ray head answers there within {timeout:g} s "
-            f"({e.strerror or type(e).__name__})"
-        ) from None
 
 
 def pareto(points: Sequence[DsePoint]) -> list[DsePoint]:

@@ -48,18 +48,31 @@ class FoldOptions:
 
 @dataclass(frozen=True)
 class SimOptions:
-    """``hwqnn sim``: which images (the first ``n``, or ``all``), which engine (``None``: cpp
-    for ``all``, else cocotb), where to build and write, random stalls."""
+    """``hwqnn sim``: which images (``n`` from ``first`` on, or ``all``), which engine
+    (``None``: cpp for ``all``, else cocotb), where to build and write, random stalls; the C++
+    harness's shards (``jobs`` processes, 0: the machine's cores; or Ray tasks at ``ray``); a
+    waveform of the run and a protocol test of the bench (``testcase``, or ``all``) besides
+    the stream test (cocotb engines); ``rtl``: simulate the Verilog already in this directory
+    (``hwqnn rtl``'s output, perhaps edited, perhaps from another bundle) instead of
+    generating it; ``rtl_bundle``: generate the RTL from this other bundle (fault injection:
+    its layers run alone name the first wrong one)."""
 
     hw: FoldOptions = field(default_factory=FoldOptions)
     data: str | None = None
     n: int = 200
+    first: int = 0
     all: bool = False
     engine: str | None = None
     build_dir: str | None = None
     out: str | None = None
     seed: int = 1
     stalls: bool = False
+    jobs: int = 0
+    ray: str | None = None
+    waves: bool = False
+    testcase: str | None = None
+    rtl: str | None = None
+    rtl_bundle: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +86,8 @@ class FlowOptions:
     bundle: str | None = None
     n: int = 0
     engine: str | None = None
+    jobs: int = 0
+    ray: str | None = None
     synth: str = "xc7"
     part: str | None = None
     activity_images: int = 0

@@ -5,7 +5,9 @@ This module only sequences the stages; the work lives in the stage modules it im
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -18,7 +20,7 @@ from hwqnn import golden
 from hwqnn.atomic import write_bytes, write_json
 from hwqnn.data import Split, load_dataset
 from hwqnn.errors import InputError, MismatchError
-from hwqnn.hw.manifest import DEFAULT_AXIS_BITS
+from hwqnn.hw.manifest import DEFAULT_AXIS_BITS, load_network
 from hwqnn.options import FlowOptions, FoldOptions, SimOptions, TrainOptions
 from hwqnn.results import (
     CCheck,
@@ -188,25 +190,79 @@ def rtl_stage(bundle_path: Path, out: Path, hw: FoldOptions) -> Manifest:
     return generate(plan_for(b, hw), out)
 
 
+def shard_jobs(engine: str, jobs: int) -> int:
+    """Simulator processes for ``engine``: the C++ harness shards over ``jobs`` (0: every core
+    this process may use); a cocotb engine runs one (it refuses more, if asked)."""
+    if jobs:
+        return jobs
+    return len(os.sched_getaffinity(0)) if engine == "cpp" else 1
+
+
+def bench_tests(testcase: str | None) -> tuple[str, ...]:
+    """The bench's tests ``--testcase`` names besides the stream test (``all``: every one)."""
+    from hwqnn.sim.runner import BENCH_TESTS
+
+    if testcase is None:
+        return ()
+    return BENCH_TESTS[1:] if testcase == "all" else (testcase,)
+
+
 def sim_stage(bundle_path: Path, opts: SimOptions) -> RtlCheck:
-    """Generate, build and simulate the RTL on test images; compare with golden; write sim.json."""
+    """Generate, build and simulate the RTL on test images; compare with golden; write sim.json
+    (and, on a mismatch, the first mismatching image's waveform under ``waves/``)."""
     from hwqnn.hw.emit import generate
     from hwqnn.verify_rtl import verify_rtl
 
     b = bundle_io.load(bundle_path)
-    p = plan_for(b, opts.hw)
+    if opts.rtl and opts.hw != FoldOptions(
+        axis_bits=opts.hw.axis_bits, clock_mhz=opts.hw.clock_mhz
+    ):
+        raise InputError(
+            "--rtl: the folding is the given RTL's (its manifest); drop the folding flags"
+        )
+    if opts.rtl and opts.rtl_bundle:
+        raise InputError("give --rtl or --rtl-bundle, not both")
+    given = load_network(Path(opts.rtl)) if opts.rtl else None
+    if given is not None:  # the given RTL's folding
+        p = resolve_plan(b, ",".join(given.folding), None, given.ports.axis_bits)
+    elif opts.rtl_bundle:  # the RTL (and its units, for localisation) from another bundle
+        other = bundle_io.load(Path(opts.rtl_bundle))
+        if (other.in_features, other.num_classes) != (b.in_features, b.num_classes):
+            raise InputError(
+                f"--rtl-bundle {opts.rtl_bundle}: {other.in_features} inputs and "
+                f"{other.num_classes} classes, {bundle_path} has {b.in_features} and "
+                f"{b.num_classes}"
+            )
+        p = plan_for(other, opts.hw)
+    else:
+        p = plan_for(b, opts.hw)
     test = test_set(b, bundle_path, opts.data)
     if not opts.all:
-        test = test.head(opts.n)
-    engine = opts.engine or ("cpp" if opts.all else "cocotb")
-    key = f"{b.digest()[:12]}-{'_'.join(str(f) for f in p.folds)}-a{p.axis_bits}"
+        if opts.first >= len(test):
+            raise InputError(f"--first {opts.first}: the test set has {len(test)} images")
+        test = test.slice(opts.first, opts.n)
+    cocotb_only = opts.waves or opts.testcase
+    engine = opts.engine or ("cocotb" if cocotb_only else "cpp" if opts.all else "cocotb")
+    key = f"{p.bundle.digest()[:12]}-{'_'.join(str(f) for f in p.folds)}-a{p.axis_bits}"
+    if given is not None:
+        key += "-rtl" + hashlib.sha256(given.verilog_path.read_bytes()).hexdigest()[:12]
     build = Path(opts.build_dir) if opts.build_dir else Path("build") / "sim" / key
+    out = Path(opts.out) if opts.out else build
     manifest = generate(p, build / "rtl")
+    if given is not None:
+        if given.ports != manifest.ports:
+            raise InputError(
+                f"{given.dir / 'manifest.json'}: field 'ports' does not fit {bundle_path} "
+                f"({given.ports} against {manifest.ports})"
+            )
+        manifest = given
     res = verify_rtl(
         b, p, manifest, test.images, test.labels, engine, build,
         stalls=opts.stalls, seed=opts.seed, clock_mhz=opts.hw.clock_mhz,
+        jobs=shard_jobs(engine, opts.jobs), ray=opts.ray,
+        waves=out / "waves" / "run.vcd" if opts.waves else None, mismatch_waves=out / "waves",
+        also=bench_tests(opts.testcase), units=given is None,
     )  # fmt: skip
-    out = Path(opts.out) if opts.out else build
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "sim.json", res)
     return res
@@ -214,7 +270,7 @@ def sim_stage(bundle_path: Path, opts: SimOptions) -> RtlCheck:
 
 RUN_FILES = ("report.json", "report.md", "FAILED.txt", "sim.json", "ops.json", "ops.png",
              "bundle.npz")  # fmt: skip
-RUN_DIRS = ("rtl", "synth", "train")  # build/ stays: a cache keyed by the sources' digest
+RUN_DIRS = ("rtl", "synth", "train", "waves")  # build/ stays: a cache keyed by the sources' digest
 
 
 def _prepare_run_dir(out: Path, keep: Path | None = None) -> None:
@@ -306,9 +362,11 @@ def _simulate(run: FlowRun) -> None:
 
     b, p, man = run.need()
     images = run.test.head(run.opts.n) if run.opts.n else run.test
+    engine = run.opts.engine or "cpp"
     run.sim = verify_rtl(
-        b, p, man, images.images, images.labels, run.opts.engine or "cpp", run.out / "build",
-        clock_mhz=run.opts.hw.clock_mhz,
+        b, p, man, images.images, images.labels, engine, run.out / "build",
+        clock_mhz=run.opts.hw.clock_mhz, jobs=shard_jobs(engine, run.opts.jobs),
+        ray=run.opts.ray, mismatch_waves=run.out / "waves",
     )  # fmt: skip
     write_json(run.out / "sim.json", run.sim)
 

@@ -161,7 +161,7 @@ def render_markdown(r: Report) -> str:
     if r.get("c_skipped"):
         lines += [f"C library: not run ({r['c_skipped']}).", ""]
     if r["first_mismatch"]:
-        lines += [f"First RTL mismatch: `{r['first_mismatch']}`", ""]
+        lines += [mismatch_line(r["first_mismatch"]), ""]
     lines += hardware_table(r["layers"])
     mb = r["model_bits"]
     lines += [
@@ -236,3 +236,26 @@ def resource_lines(res: Resources, in_bits: int) -> list[str]:
             "binary one."
         )
     return lines
+
+
+def mismatch_line(fm: Any) -> str:
+    """The first RTL mismatch in one sentence: image, output, the first bad layer and neuron,
+    and the waveform to open (with the time of the differing output beat)."""
+    text = f"First RTL mismatch: image {fm['image']}"
+    if fm.get("output") is not None:
+        text += f", class score {fm['output']} (golden {fm['golden_score']}, RTL {fm['rtl_score']})"
+    loc = fm.get("first_bad_layer") or {}
+    if loc.get("layer") is not None:
+        text += f"; first layer wrong alone: layer {loc['layer']}, neuron {loc.get('neuron')}"
+        text += f" ({loc['what']})" if loc.get("what") else ""
+    elif loc.get("note"):
+        text += f"; {loc['note']}"
+    if fm.get("waves"):
+        text += f"; waveform `{fm['waves']}`"
+        if fm.get("waves_time_ns") is not None:
+            text += f", its output beat taken at {fm['waves_time_ns']:g} ns"
+        if fm.get("waves_gtkw"):
+            text += f" (`gtkwave -a {fm['waves_gtkw']}`)"
+    if fm.get("waves_note"):
+        text += f"; {fm['waves_note']}"
+    return text + "."

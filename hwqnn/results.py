@@ -4,7 +4,7 @@ every key and its type stated once here."""
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 
 class EnergySplit(TypedDict):
@@ -123,6 +123,10 @@ class FirstMismatch(TypedDict):
     golden_score: int | None
     rtl_score: int | None
     first_bad_layer: Fault
+    waves: NotRequired[str]  # the image re-simulated alone with every signal recorded
+    waves_gtkw: NotRequired[str]  # a GTKWave save file: stream ports, the failing layer
+    waves_time_ns: NotRequired[float]  # when its first differing output beat was taken
+    waves_note: NotRequired[str]  # why there is no waveform, or what it shows
 
 
 class RtlCheck(TypedDict):
@@ -152,6 +156,8 @@ class RtlCheck(TypedDict):
     latency_cycles_predicted: int | None
     fps_at_clock: float
     latency_us_at_clock: float | None
+    shards: NotRequired[int]  # simulator processes (or Ray tasks) the images were split over
+    waves: NotRequired[str]  # the waveform of the run, when asked for
 
 
 class CCheck(TypedDict, total=False):

@@ -275,7 +275,7 @@ def test_a_graph_without_input_is_refused(tmp_path: Path) -> None:
 def test_a_ray_address_nobody_serves_fails_in_bounded_time() -> None:
     import time
 
-    from hwqnn.dse import check_reachable
+    from hwqnn.cluster import check_reachable
     from hwqnn.errors import InputError, ToolError
 
     t0 = time.monotonic()

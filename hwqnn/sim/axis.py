@@ -1,29 +1,100 @@
-"""A cycle-exact AXI-Stream source and sink for the network top, in one coroutine.
+"""AXI-Stream traffic for the cocotb benches, with cocotbext-axi (the standard cocotb VIP).
 
-Every cycle, at the falling edge, the loop reads the DUT's state-only handshake outputs
-(``s_axis_tready`` and ``m_axis_tvalid`` depend on registers only), decides the inputs for the
-coming rising edge, and so knows exactly which transfers that edge performs. One Python await
-per cycle; inputs are written only when they change. Random idle cycles on the input and random
-back-pressure on the output come from a seeded generator.
+* ``AxiStreamSource`` drives ``s_axis``: one ``AxiStreamFrame`` per input frame (one list item
+  per beat, ``tlast`` on its last), idle cycles from a seeded pause generator;
+* ``AxiStreamSink`` takes ``m_axis``: back-pressure (``tready`` low) from a second one;
+* :func:`watch` (this module's own, because the library stamps frames with times, not the
+  cycle of every handshake) counts cycles at each falling edge, where both sides' signals are
+  settled for the coming rising edge, records the cycle of each frame's first input beat and of
+  each output beat, and checks the DUT's side of the protocol on ``m_axis``: once ``tvalid`` is
+  high it stays high, with ``tdata`` unchanged, until ``tready`` takes the beat.
+
+The buses have no ``tkeep``: a beat is one integer of the bus's full width (``byte_lanes=1``).
 """
 
 from __future__ import annotations
 
+import itertools
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from cocotb.triggers import FallingEdge
+from cocotb.utils import get_sim_time
+from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
+
+
+class ProtocolError(AssertionError):
+    """The DUT broke an AXI-Stream rule on ``m_axis``."""
 
 
 @dataclass
 class Transfer:
-    """What happened during a run: output beats (ints) and the cycle of every handshake."""
+    """What happened during a run: output beats (ints), the cycle of every output beat and of
+    every frame's first input beat, the simulation time (ns) of every output beat."""
 
     outputs: list[int] = field(default_factory=list)
     out_cycles: list[int] = field(default_factory=list)
     in_first_cycles: list[int] = field(default_factory=list)
+    out_times_ns: list[float] = field(default_factory=list)
     cycles: int = 0
+
+
+def pauses(rng: random.Random | None, prob: float) -> Iterator[bool] | None:
+    """An endless seeded stream of pause decisions (``True`` with probability ``prob``)."""
+    if rng is None or prob <= 0:
+        return None
+    return (rng.random() < prob for _ in itertools.count())
+
+
+def stream_ports(dut: Any) -> tuple[AxiStreamSource, AxiStreamSink]:
+    """cocotbext-axi's source on ``s_axis`` and sink on ``m_axis`` (reset: ``aresetn`` low)."""
+    src = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.aclk, dut.aresetn,
+                          reset_active_level=False, byte_lanes=1)  # fmt: skip
+    snk = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.aclk, dut.aresetn,
+                        reset_active_level=False, byte_lanes=1)  # fmt: skip
+    for bus in (src, snk):
+        bus.log.setLevel("WARNING")  # the library logs every frame at INFO
+    return src, snk
+
+
+async def watch(dut: Any, frame_beats: list[int], expect_outputs: int, max_cycles: int) -> Transfer:
+    """Count cycles until ``expect_outputs`` output beats were taken; stamp every handshake and
+    check ``m_axis``'s rules (see the module docstring)."""
+    s_valid, s_ready = dut.s_axis_tvalid, dut.s_axis_tready
+    m_valid, m_ready, m_data = dut.m_axis_tvalid, dut.m_axis_tready, dut.m_axis_tdata
+    starts = set(itertools.accumulate([0, *frame_beats[:-1]]))  # beat index of each first beat
+    res = Transfer()
+    beat = 0
+    held: int | None = None  # tdata of an output beat offered and not yet taken
+    cycle = 0
+    edge = FallingEdge(dut.aclk)
+    while len(res.outputs) < expect_outputs:
+        await edge
+        if cycle >= max_cycles:
+            raise TimeoutError(f"no progress after {cycle} cycles ({len(res.outputs)} outputs)")
+        if s_valid.value and s_ready.value:
+            if beat in starts:
+                res.in_first_cycles.append(cycle)
+            beat += 1
+        if m_valid.value:
+            data = m_data.value.to_unsigned()
+            if held is not None and data != held:
+                raise ProtocolError(f"m_axis_tdata changed while tvalid waited for tready "
+                                    f"(cycle {cycle}: {held:#x} -> {data:#x})")  # fmt: skip
+            if m_ready.value:
+                res.outputs.append(data)
+                res.out_cycles.append(cycle)
+                res.out_times_ns.append(get_sim_time("ns"))
+                held = None
+            else:
+                held = data
+        elif held is not None:
+            raise ProtocolError(f"m_axis_tvalid fell at cycle {cycle} before its beat was taken")
+        cycle += 1
+    res.cycles = cycle
+    return res
 
 
 async def stream_frames(
@@ -35,54 +106,20 @@ async def stream_frames(
     stall_prob: float = 0.0,
     max_cycles: int = 10**9,
 ) -> Transfer:
-    """Send every beat of ``frames`` in order; collect ``expect_outputs`` output beats."""
-    clk = dut.aclk
-    s_tdata, s_tvalid, s_tlast = dut.s_axis_tdata, dut.s_axis_tvalid, dut.s_axis_tlast
-    s_tready, m_tvalid, m_tready, m_tdata = (
-        dut.s_axis_tready,
-        dut.m_axis_tvalid,
-        dut.m_axis_tready,
-        dut.m_axis_tdata,
-    )
-    beats = [(w, i == len(f) - 1, fi) for fi, f in enumerate(frames) for i, w in enumerate(f)]
-    res = Transfer()
-    pos = 0
-    cycle = 0
-    # what is on the DUT's inputs now: signals are written only when they change (a wide tdata
-    # written every cycle would cost more than the simulation itself)
-    shown_pos, shown_valid, shown_ready = -1, 0, -1
-    while len(res.outputs) < expect_outputs:
-        await FallingEdge(clk)
-        if cycle >= max_cycles:
-            raise TimeoutError(f"no progress after {cycle} cycles ({len(res.outputs)} outputs)")
-        ready_in = s_tready.value
-        valid_out = m_tvalid.value
-        # inputs for the coming rising edge
-        send = pos < len(beats) and not (rng is not None and rng.random() < idle_prob)
-        if send:
-            if shown_pos != pos:
-                w, last, _ = beats[pos]
-                s_tdata.value = w
-                s_tlast.value = int(last)
-                shown_pos = pos
-            if not shown_valid:
-                s_tvalid.value = 1
-                shown_valid = 1
-            if ready_in:
-                if pos == 0 or beats[pos - 1][2] != beats[pos][2]:
-                    res.in_first_cycles.append(cycle)
-                pos += 1
-        elif shown_valid:
-            s_tvalid.value = 0
-            shown_valid = 0
-        take = 0 if rng is not None and rng.random() < stall_prob else 1
-        if take != shown_ready:
-            m_tready.value = take
-            shown_ready = take
-        if valid_out and take:
-            res.outputs.append(m_tdata.value.to_unsigned())
-            res.out_cycles.append(cycle)
-        cycle += 1
-    s_tvalid.value = 0
-    res.cycles = cycle
+    """Send every beat of ``frames`` in order through cocotbext-axi's source; take
+    ``expect_outputs`` output beats through its sink; return them with every handshake's cycle.
+    The sink's beats and the watcher's are checked equal (two independent observers)."""
+    src, snk = stream_ports(dut)
+    src.set_pause_generator(pauses(rng, idle_prob))
+    snk.set_pause_generator(pauses(rng, stall_prob))
+    for f in frames:
+        src.send_nowait(AxiStreamFrame(tdata=list(f)))
+    res = await watch(dut, [len(f) for f in frames], expect_outputs, max_cycles)
+    await FallingEdge(dut.aclk)  # the last beat the watcher saw is taken at the edge between
+    got = [w for _ in range(snk.count()) for w in snk.recv_nowait().tdata]
+    if got != res.outputs:
+        raise ProtocolError(f"AxiStreamSink took {len(got)} beats, the watcher saw "
+                            f"{len(res.outputs)} (or different data)")  # fmt: skip
+    src.set_pause_generator(None)
+    snk.set_pause_generator(None)
     return res

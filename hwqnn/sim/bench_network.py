@@ -86,6 +86,7 @@ async def stream_test_set(dut: Any) -> None:
                 "outputs": got,
                 "out_cycles": res.out_cycles,
                 "in_first_cycles": res.in_first_cycles,
+                "out_times_ns": res.out_times_ns,
                 "cycles": res.cycles,
                 "seconds": seconds,
             }
