@@ -2,12 +2,13 @@
 golden comparison finds it and shows it.
 
     python examples/inject_fault.py runs/demo/bundle.npz runs/broken/bundle.npz --layer 1 --neuron 7
-    hwqnn rtl runs/broken/bundle.npz -o rtl/broken --fold 17x24,4x68,2x128,1x6
-    hwqnn sim runs/demo/bundle.npz --rtl rtl/broken --all --out runs/broken
+    hwqnn sim runs/demo/bundle.npz --rtl-bundle runs/broken/bundle.npz --all --out runs/broken
 
 The RTL generated from the broken copy is simulated against the good bundle's golden model: the
 report names the first mismatching image, the layer and neuron (layer 1, neuron 7), and the
-waveform of that image with a GTKWave save file.
+waveform of that image with a GTKWave save file. Verilog you edited by hand goes in with
+``--rtl DIR`` instead (a directory ``hwqnn rtl`` wrote): the mismatch and its waveform are
+reported the same way, but no unit of that Verilog can be re-run alone to name the neuron.
 """
 
 from __future__ import annotations
