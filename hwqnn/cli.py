@@ -581,6 +581,12 @@ def _add_hardware_commands(add: Add) -> None:
     p.add_argument("--out", default="runs/flow", help="run directory")
     p.add_argument("--bundle", default=None, help="skip training: start from this bundle")
     p.add_argument(
+        "--rtl-bundle", default=None, metavar="B.npz",
+        help="generate, simulate and synthesize the Verilog of this other bundle, checked "
+        "against the golden model of the flow's own (an injected fault: the report names the "
+        "image, layer, neuron and the waveform under OUT/waves)",
+    )  # fmt: skip
+    p.add_argument(
         "--synth",
         choices=("xc7", "ecp5", "ice40", "none"),
         default="xc7",

@@ -91,6 +91,7 @@ class FlowOptions:
     synth: str = "xc7"
     part: str | None = None
     activity_images: int = 0
+    rtl_bundle: str | None = None  # the Verilog from this other bundle (an injected fault)
 
     @property
     def data(self) -> str | None:

@@ -207,6 +207,20 @@ def bench_tests(testcase: str | None) -> tuple[str, ...]:
     return BENCH_TESTS[1:] if testcase == "all" else (testcase,)
 
 
+def rtl_bundle_plan(b: bundle_io.Bundle, bundle_path: Path, other_path: Path,
+                    hw: FoldOptions) -> Plan:  # fmt: skip
+    """``--rtl-bundle``: the plan (RTL, and its units for localisation) of another bundle, to be
+    checked against ``b``'s golden model (an injected fault); it must take the same input and
+    give the same classes."""
+    other = bundle_io.load(other_path)
+    if (other.in_features, other.num_classes) != (b.in_features, b.num_classes):
+        raise InputError(
+            f"--rtl-bundle {other_path}: {other.in_features} inputs and {other.num_classes} "
+            f"classes, {bundle_path} has {b.in_features} and {b.num_classes}"
+        )
+    return plan_for(other, hw)
+
+
 def sim_stage(bundle_path: Path, opts: SimOptions) -> RtlCheck:
     """Generate, build and simulate the RTL on test images; compare with golden; write sim.json
     (and, on a mismatch, the first mismatching image's waveform under ``waves/``)."""
@@ -225,15 +239,8 @@ def sim_stage(bundle_path: Path, opts: SimOptions) -> RtlCheck:
     given = load_network(Path(opts.rtl)) if opts.rtl else None
     if given is not None:  # the given RTL's folding
         p = resolve_plan(b, ",".join(given.folding), None, given.ports.axis_bits)
-    elif opts.rtl_bundle:  # the RTL (and its units, for localisation) from another bundle
-        other = bundle_io.load(Path(opts.rtl_bundle))
-        if (other.in_features, other.num_classes) != (b.in_features, b.num_classes):
-            raise InputError(
-                f"--rtl-bundle {opts.rtl_bundle}: {other.in_features} inputs and "
-                f"{other.num_classes} classes, {bundle_path} has {b.in_features} and "
-                f"{b.num_classes}"
-            )
-        p = plan_for(other, opts.hw)
+    elif opts.rtl_bundle:
+        p = rtl_bundle_plan(b, bundle_path, Path(opts.rtl_bundle), opts.hw)
     else:
         p = plan_for(b, opts.hw)
     test = test_set(b, bundle_path, opts.data)
@@ -340,7 +347,10 @@ def _torch_vs_golden(run: FlowRun) -> None:
             raise MismatchError(f"torch and golden disagree: {check['first_mismatch']}")
     run.bundle = b = bundle_io.load(run.bundle_path)
     run.test = test_set(b, run.bundle_path, run.opts.data)
-    run.plan = plan_for(b, run.opts.hw)
+    if run.opts.rtl_bundle:  # the Verilog of another bundle, checked against this one
+        run.plan = rtl_bundle_plan(b, run.bundle_path, Path(run.opts.rtl_bundle), run.opts.hw)
+    else:
+        run.plan = plan_for(b, run.opts.hw)
 
 
 def _c_vs_golden(run: FlowRun) -> None:

@@ -101,3 +101,24 @@ def test_make_sim_runs_the_benches_with_cocotb_knobs(tmp_path: Path, sim: str) -
     assert Path(res["waves"]).is_file() and Path(res["waves"]).parent == out / "waves"
     bad = subprocess.run([*cmd[:4], "SIM=questa"], capture_output=True, text=True)
     assert bad.returncode != 0 and "SIM must be verilator, icarus or cpp" in bad.stderr
+
+
+def test_flow_with_rtl_bundle_reports_the_fault(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The whole flow on a good bundle with the Verilog of a broken copy: it fails (status 1),
+    and its report names the image, layer, neuron and waveform under the run's ``waves/``."""
+    from hwqnn.cli import main
+
+    good, bad = _pair(tmp_path, 1, 2, 6)
+    out = tmp_path / "run"
+    args = ["flow", "--bundle", str(good), "--rtl-bundle", str(bad), "--data", "synthetic",
+            "--synth", "none", "-n", "60", "--out", str(out)]  # fmt: skip
+    assert main(args) == 1
+    fm = json.loads((out / "sim.json").read_text())["first_mismatch"]
+    assert (fm["first_bad_layer"]["layer"], fm["first_bad_layer"]["neuron"]) == (1, 2)
+    report = (out / "report.md").read_text()
+    assert f"image {fm['image']}" in report and "layer 1, neuron 2" in report
+    assert str(out / "waves" / f"mismatch-image{fm['image']}.vcd") in report
+    assert Path(fm["waves"]).is_file()
+    capsys.readouterr()
