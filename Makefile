@@ -6,7 +6,7 @@ VENV_OK := .venv/.setup-done
 
 setup: $(VENV_OK) sim-tools
 $(VENV_OK): pyproject.toml setup.py constraints.txt
-	python3 -m venv .venv && .venv/bin/pip install -q -c constraints.txt -e ".[dev,gpu,synth,ray,onnx,brevitas]" && touch $@
+	python3 -m venv .venv && .venv/bin/pip install -q -c constraints.txt -e ".[dev,gpu,synth,formal,ray,onnx,brevitas]" && touch $@
 
 # Icarus Verilog, the second simulator (hwqnn sim --engine icarus, make -C sim SIM=icarus)
 sim-tools:

@@ -265,6 +265,25 @@ def cmd_rtl(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prove(args: argparse.Namespace) -> int:
+    from hwqnn.pipeline import prove_stage
+
+    rows = prove_stage(
+        Path(args.bundle), Path(args.output), _hw(args), frames=args.frames, depth=args.depth,
+        solver=args.solver, rtl_bundle=args.rtl_bundle,
+    )  # fmt: skip
+    from hwqnn.formal.prove import table
+
+    print(table(rows))
+    bad = [r for r in rows if r["status"] in ("failed", "unreached")]
+    for r in bad:
+        cex = r.get("counterexample")
+        print(f"hwqnn: {r['property']}: {r['status']} at step {r.get('step')}"
+              + (f"; first differing output: {cex}" if cex else "")
+              + (f"; trace {r['trace']}" if r.get("trace") else ""), file=sys.stderr)  # fmt: skip
+    return 1 if bad else 0
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     from hwqnn.hw.manifest import load_network
     from hwqnn.synth import summary_lines, synthesize
@@ -527,6 +546,27 @@ def _add_hardware_commands(add: Add) -> None:
     p = add("rtl", cmd_rtl, "generate Verilog and a manifest for a bundle")
     p.add_argument("bundle")
     p.add_argument("-o", "--output", required=True, help="output directory, e.g. rtl/fmnist")
+    _add_hw_args(p)
+
+    p = add(
+        "prove",
+        cmd_prove,
+        "formal: the accelerator equals the bundle's integer function for "
+        "every input frame and stall pattern (bounded), and keeps the stream rules",
+    )
+    p.add_argument("bundle", help="the bundle whose integer function is the reference")
+    p.add_argument("-o", "--output", required=True, help="directory: tasks, traces, prove.json")
+    p.add_argument("--frames", type=count(1), default=2, help="input frames (free) in the harness")
+    p.add_argument(
+        "--depth", type=count(1), default=None,
+        help="cycles to check (default: reset to the last frame's output with no stalls, + 4)",
+    )  # fmt: skip
+    p.add_argument("--solver", choices=("boolector", "z3"), default="boolector")
+    p.add_argument(
+        "--rtl-bundle", default=None, metavar="B.npz",
+        help="prove the Verilog of this other bundle against this one (an injected fault must "
+        "give a counterexample)",
+    )  # fmt: skip
     _add_hw_args(p)
 
     p = add("synth", cmd_synth, "synthesize generated RTL with open tools: LUTs, FFs, RAM, Fmax")

@@ -569,3 +569,24 @@ def import_onnx_stage(
         test = test_set(r.bundle, path, data, check or None)
         res.update(check_import(model_path, r, test, input_scale, input_bias))
     return res
+
+
+def prove_stage(bundle_path: Path, out: Path, hw: FoldOptions, frames: int = 2,
+                depth: int | None = None, solver: str = "boolector",
+                rtl_bundle: str | None = None) -> list[dict[str, object]]:  # fmt: skip
+    """Generate the RTL (of ``rtl_bundle`` if given), prove it against the bundle's integer
+    function (:mod:`hwqnn.formal.prove`); ``prove.json`` and ``prove.md`` under ``out``."""
+    from hwqnn.formal.prove import prove, table
+    from hwqnn.formal.reference import supported
+    from hwqnn.hw.emit import generate
+
+    b = bundle_io.load(bundle_path)
+    why = supported(b)
+    if why is not None:
+        raise InputError(f"{bundle_path}: hwqnn prove: {why}")
+    p = rtl_bundle_plan(b, bundle_path, Path(rtl_bundle), hw) if rtl_bundle else plan_for(b, hw)
+    man = generate(p, out / "rtl")
+    rows = prove(b, man, out, frames=frames, depth=depth, solver=solver)
+    write_json(out / "prove.json", rows)
+    (out / "prove.md").write_text(table(rows) + "\n")
+    return rows

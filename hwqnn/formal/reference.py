@@ -1,0 +1,102 @@
+"""The bundle's integer function as one combinational Verilog module, for a miter against the
+accelerator.
+
+It is written from the bundle's definitions, not from the hardware: for each dense layer and
+neuron ``o`` the accumulator is the direct sum over every input ``i``, input plane ``n`` and
+weight plane ``m`` of the plane product (``xnor``/``and``/``nor`` of the input bit with the
+constant weight bit) shifted by ``n + m`` (the bundle docstring's ``A``); a hidden layer's code
+is the number of thresholds ``t`` with ``A' >= t`` (``A' = acc_max - A`` on a flipped channel);
+the last layer's scores are ``scale * gain * A + offset``, its class the first of the largest.
+No folding, no adder tree, no memory: one sum per neuron.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hwqnn.bundle import Bundle
+from hwqnn.errors import InputError
+from hwqnn.layers.activation import Scores, Thresholds
+from hwqnn.layers.dense import Layer
+
+WIDTH = 40  # every accumulator and score, signed: far above any tiny net's range
+
+
+def lit(v: int) -> str:
+    """A signed ``WIDTH``-bit Verilog literal."""
+    return f"{'-' if v < 0 else ''}{WIDTH}'sd{abs(int(v))}"
+
+
+def supported(b: Bundle) -> str | None:
+    """Why the reference cannot be written for ``b`` (``None``: it can)."""
+    if not all(isinstance(ly, Layer) for ly in b.layers):
+        return "only dense layers (MLPs) have a reference so far"
+    if not b.quant.is_identity:
+        return "an input-quantization rule has no reference so far"
+    return None
+
+
+def _plane_term(op: str, x: str, w: int) -> str | None:
+    """The plane product of input bit ``x`` and constant weight bit ``w`` as a 1-bit term
+    (``None``: constant 0; ``!`` keeps the term 1 bit wide inside a wider sum)."""
+    if op == "xnor":
+        return x if w else f"!{x}"
+    if op == "and":
+        return x if w else None
+    return None if w else f"!{x}"  # nor
+
+
+def reference_verilog(b: Bundle, name: str = "hwqnn_ref") -> str:
+    """Module ``name``: input ``codes`` (layer 0's code ``i`` at bits ``k*i``, ``k`` its
+    ``in_bits``), outputs ``score{c}`` (signed ``WIDTH`` bits) and ``cls``."""
+    why = supported(b)
+    if why is not None:
+        raise InputError(f"hwqnn prove: {why}")
+    layers = [ly for ly in b.layers if isinstance(ly, Layer)]
+    first = layers[0]
+    lines = [f"module {name}(input wire [{first.in_features * first.in_bits - 1}:0] codes,"]
+    lines += [f"  output wire signed [{WIDTH - 1}:0] score{c}," for c in range(b.num_classes)]
+    lines += ["  output wire [31:0] cls);"]
+    xs = [f"codes[{first.in_bits * i + n}]" for i in range(first.in_features)
+          for n in range(first.in_bits)]  # fmt: skip
+    k_in = first.in_bits
+    for li, ly in enumerate(layers):
+        w = ly.weight_codes()  # [out, in]
+        ops = ly.plane_ops()
+        outs: list[str] = []
+        for o in range(ly.out_features):
+            planes = []
+            for m, op in enumerate(ops):
+                for n in range(k_in):
+                    col = range(ly.in_features)
+                    bits = [(xs[k_in * i + n], int(w[o, i]) >> m & 1) for i in col]
+                    terms = [t for x, wb in bits if (t := _plane_term(op, x, wb))]
+                    if terms:
+                        planes.append(f"(({' + '.join(terms)}) << {n + m})")
+            acc = f"l{li}_acc{o}"
+            lines.append(f"  wire signed [{WIDTH - 1}:0] {acc} = {' + '.join(planes) or '0'};")
+            act = ly.act
+            if isinstance(act, Thresholds):
+                a = f"l{li}_a{o}"
+                flip = bool(act.flip[o])
+                lines.append(f"  wire signed [{WIDTH - 1}:0] {a} = "
+                             + (f"{lit(ly.acc_max)} - {acc};" if flip else f"{acc};"))  # fmt: skip
+                cmps = [f"({a} >= {lit(t)})" for t in np.asarray(act.table)[o].tolist()]
+                y = f"l{li}_y{o}"
+                lines.append(f"  wire [{act.levels.bit_length()}:0] {y} = {' + '.join(cmps)};")
+                outs += [f"{y}[{n}]" for n in range(ly.out_bits)]
+            else:
+                assert isinstance(act, Scores)
+                scale = 1 if act.scale is None else int(act.scale[o])
+                lines.append(f"  assign score{o} = {lit(scale * act.gain)} * {acc} + "
+                             f"{lit(int(act.offset[o]))};")  # fmt: skip
+        xs, k_in = outs, ly.out_bits
+    best, top = "0", "score0"  # the first of the largest: only a strictly greater one moves on
+    for c in range(1, b.num_classes):
+        lines.append(f"  wire [31:0] best{c} = (score{c} > {top}) ? {c} : {best};")
+        lines.append(f"  wire signed [{WIDTH - 1}:0] top{c} = "
+                     f"(score{c} > {top}) ? score{c} : {top};")  # fmt: skip
+        best, top = f"best{c}", f"top{c}"
+    lines.append(f"  assign cls = {best};")
+    lines.append("endmodule")
+    return "\n".join(lines) + "\n"
