@@ -584,6 +584,10 @@ def prove_stage(bundle_path: Path, out: Path, hw: FoldOptions, frames: int = 2,
     why = supported(b)
     if why is not None:
         raise InputError(f"{bundle_path}: hwqnn prove: {why}")
+    free = b.in_features * b.raw_bits
+    if free > 16:  # measured: 12 free bits took 331 s, 16 gave no verdict in minutes
+        log.warning("%s: %d free input bits per frame; whole-net proofs past about 16 may not "
+                    "finish (a tiny MLP is the intended use)", bundle_path, free)  # fmt: skip
     p = rtl_bundle_plan(b, bundle_path, Path(rtl_bundle), hw) if rtl_bundle else plan_for(b, hw)
     man = generate(p, out / "rtl")
     rows = prove(b, man, out, frames=frames, depth=depth, solver=solver)
