@@ -225,12 +225,15 @@ class SynthResult:
 # --------------------------------------------------------------------------------------------
 
 
-def tool_path(name: str) -> str:
-    """The console script of a yowasp tool: next to this Python first, then on PATH."""
+def find_tool(name: str) -> str | None:
+    """A console script (a yowasp tool, z3): next to this Python first, then on PATH."""
     here = Path(sys.executable).parent / name
-    if here.is_file():
-        return str(here)
-    found = shutil.which(name)
+    return str(here) if here.is_file() else shutil.which(name)
+
+
+def tool_path(name: str) -> str:
+    """:func:`find_tool`, or a one-line :class:`SynthError` saying what to install."""
+    found = find_tool(name)
     if found is None:
         raise SynthError(f"{name} is not installed: pip install {name} (or: make setup)")
     return found

