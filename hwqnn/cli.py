@@ -265,12 +265,23 @@ def cmd_rtl(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prove_tasks(text: str) -> tuple[str, ...]:
+    from hwqnn.formal.prove import TASKS
+
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    bad = [t for t in names if t not in TASKS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: tasks are a comma-separated list of "
+                                         f"{', '.join(TASKS)}")  # fmt: skip
+    return names
+
+
 def cmd_prove(args: argparse.Namespace) -> int:
     from hwqnn.pipeline import prove_stage
 
     rows = prove_stage(
         Path(args.bundle), Path(args.output), _hw(args), frames=args.frames, depth=args.depth,
-        solver=args.solver, rtl_bundle=args.rtl_bundle,
+        solver=args.solver, rtl_bundle=args.rtl_bundle, tasks=args.tasks, rtl=args.rtl,
     )  # fmt: skip
     from hwqnn.formal.prove import table
 
@@ -278,7 +289,9 @@ def cmd_prove(args: argparse.Namespace) -> int:
     bad = [r for r in rows if r["status"] in ("failed", "unreached")]
     for r in bad:
         cex = r.get("counterexample")
+        names = ", ".join(str(x) for x in r.get("failed") or ())  # type: ignore[attr-defined]
         print(f"hwqnn: {r['property']}: {r['status']} at step {r.get('step')}"
+              + (f" ({names})" if names else "")
               + (f"; first differing output: {cex}" if cex else "")
               + (f"; trace {r['trace']}" if r.get("trace") else ""), file=sys.stderr)  # fmt: skip
     return 1 if bad else 0
@@ -563,9 +576,20 @@ def _add_hardware_commands(add: Add) -> None:
     )  # fmt: skip
     p.add_argument("--solver", choices=("boolector", "z3"), default="boolector")
     p.add_argument(
+        "--tasks", type=_prove_tasks, default=("net", "units"), metavar="LIST",
+        help="comma-separated: net (the whole top: equivalence and the stream rules, any "
+        "tlast), reset (the same with one reset pulse at any cycle, one frame, twice the depth: "
+        "slow), units (each MVTU alone against its layer); default net,units",
+    )  # fmt: skip
+    p.add_argument(
         "--rtl-bundle", default=None, metavar="B.npz",
         help="prove the Verilog of this other bundle against this one (an injected fault must "
         "give a counterexample)",
+    )  # fmt: skip
+    p.add_argument(
+        "--rtl", default=None, metavar="DIR",
+        help="prove the Verilog in DIR (written by 'hwqnn rtl', perhaps edited) against the "
+        "bundle; its folding is its manifest's",
     )  # fmt: skip
     _add_hw_args(p)
 

@@ -573,10 +573,15 @@ def import_onnx_stage(
 
 def prove_stage(bundle_path: Path, out: Path, hw: FoldOptions, frames: int = 2,
                 depth: int | None = None, solver: str = "boolector",
-                rtl_bundle: str | None = None) -> list[dict[str, object]]:  # fmt: skip
-    """Generate the RTL (of ``rtl_bundle`` if given), prove it against the bundle's integer
-    function (:mod:`hwqnn.formal.prove`); ``prove.json`` and ``prove.md`` under ``out``."""
-    from hwqnn.formal.prove import prove, table
+                rtl_bundle: str | None = None, tasks: tuple[str, ...] = ("net", "units"),
+                rtl: str | None = None) -> list[dict[str, object]]:  # fmt: skip
+    """Generate the RTL (of ``rtl_bundle`` if given; or take the Verilog in ``rtl``, a
+    directory ``hwqnn rtl`` wrote, perhaps edited), prove it against the bundle's integer
+    function (:mod:`hwqnn.formal.prove`): ``net`` (the whole top, free ``tlast``), ``reset``
+    (the same with one reset pulse at any cycle), ``units`` (each MVTU alone against its
+    layer; not for ``rtl``, whose units cannot be taken apart); ``prove.json`` and
+    ``prove.md`` under ``out``."""
+    from hwqnn.formal.prove import prove, prove_units, table
     from hwqnn.formal.reference import supported
     from hwqnn.hw.emit import generate
 
@@ -588,9 +593,30 @@ def prove_stage(bundle_path: Path, out: Path, hw: FoldOptions, frames: int = 2,
     if free > 16:  # measured: 12 free bits took 331 s, 16 gave no verdict in minutes
         log.warning("%s: %d free input bits per frame; whole-net proofs past about 16 may not "
                     "finish (a tiny MLP is the intended use)", bundle_path, free)  # fmt: skip
-    p = rtl_bundle_plan(b, bundle_path, Path(rtl_bundle), hw) if rtl_bundle else plan_for(b, hw)
+    if rtl and rtl_bundle:
+        raise InputError("give --rtl or --rtl-bundle, not both")
+    given = load_network(Path(rtl)) if rtl else None
+    if given is not None:  # the given RTL's folding
+        p = resolve_plan(b, ",".join(given.folding), None, given.ports.axis_bits)
+    elif rtl_bundle:
+        p = rtl_bundle_plan(b, bundle_path, Path(rtl_bundle), hw)
+    else:
+        p = plan_for(b, hw)
     man = generate(p, out / "rtl")
-    rows = prove(b, man, out, frames=frames, depth=depth, solver=solver)
+    if given is not None:
+        if given.ports != man.ports:
+            raise InputError(f"{given.dir / 'manifest.json'}: field 'ports' does not fit "
+                             f"{bundle_path} ({given.ports} against {man.ports})")  # fmt: skip
+        man = given
+        if "units" in tasks:
+            log.warning("--rtl: the units of given Verilog cannot be proven alone; skipped")
+            tasks = tuple(t for t in tasks if t != "units")
+    rows: list[dict[str, object]] = []
+    if "net" in tasks or "reset" in tasks:
+        rows += prove(b, man, out, frames=frames, depth=depth, solver=solver,
+                      net="net" in tasks, reset="reset" in tasks)  # fmt: skip
+    if "units" in tasks:
+        rows += prove_units(p, out, frames=1, solver=solver, reference=b)
     write_json(out / "prove.json", rows)
     (out / "prove.md").write_text(table(rows) + "\n")
     return rows

@@ -7,6 +7,8 @@ fault gives a counterexample whose frame, replayed through golden, shows both si
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -90,7 +92,7 @@ def _prove(args: list[str]) -> subprocess.CompletedProcess[str]:
 def test_tiny_net_is_equivalent_to_its_depth(tmp_path: Path) -> None:
     good = tmp_path / "t.npz"
     save(random_bundle(3, 8, (6,), 3, in_bits=1), good)
-    r = _prove([str(good), "-o", str(tmp_path / "p")])
+    r = _prove([str(good), "-o", str(tmp_path / "p"), "--tasks", "net"])
     assert r.returncode == 0, r.stderr[-2000:]
     rows = {x["property"]: x for x in json.loads((tmp_path / "p" / "prove.json").read_text())}
     man = json.loads((tmp_path / "p" / "rtl" / "manifest.json").read_text())
@@ -111,7 +113,7 @@ def test_injected_fault_gives_a_counterexample(tmp_path: Path) -> None:
     subprocess.run([sys.executable, str(ROOT / "examples/inject_fault.py"), str(good), str(bad),
                     "--layer", "0", "--neuron", "2", "--delta", "2"], check=True,
                    capture_output=True)  # fmt: skip
-    r = _prove([str(good), "--rtl-bundle", str(bad), "-o", str(tmp_path / "p")])
+    r = _prove([str(good), "--rtl-bundle", str(bad), "-o", str(tmp_path / "p"), "--tasks", "net"])
     assert r.returncode == 1 and "first differing output" in r.stderr
     rows = {x["property"]: x for x in json.loads((tmp_path / "p" / "prove.json").read_text())}
     fail = rows["equivalence+protocol"]
@@ -132,9 +134,144 @@ def test_make_sim_formal(tmp_path: Path) -> None:
     save(random_bundle(7, 6, (4,), 3, in_bits=1), bundle)
     hwqnn = Path(sys.executable).parent / "hwqnn"
     r = subprocess.run(["make", "-s", "-C", str(ROOT / "sim"), "formal", f"BUNDLE={bundle}",
-                        f"OUT={tmp_path / 'run'}", "FRAMES=1", f"HWQNN={hwqnn}"],
+                        f"OUT={tmp_path / 'run'}", "FRAMES=1", "TASKS=net", f"HWQNN={hwqnn}"],
                        capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     rows = json.loads((tmp_path / "run-formal" / "prove.json").read_text())
     assert [x["status"] for x in rows] == ["covered", "bounded"]
     assert all(x["frames"] == 1 for x in rows)
+
+
+UNIT_NETS = {
+    "w1a1-flips": (3, 8, (6,), 3, 1, 1, None),
+    "w2a2": (2, 6, (5,), 3, 2, 2, None),
+    "w4a2-signed-bias-flips": (5, 5, (4,), 3, 4, 2,
+                         Encodings(input=UNSIGNED, w=SIGNED, act=UNSIGNED, bias=True)),
+}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(UNIT_NETS))
+def test_units_equal_their_layers(name: str, tmp_path: Path) -> None:
+    """Each MVTU alone (threshold and score units, 1/2/4-bit weights, flipped channels where
+    the random net has them) equals its layer's reference for every input frame and stall
+    pattern, to the depth of its last output, which the cover reaches."""
+    seed, n_in, hidden, classes, wb, ab, enc = UNIT_NETS[name]
+    bundle = tmp_path / "t.npz"
+    b = random_bundle(seed, n_in, hidden, classes, wb, ab, in_bits=1, encodings=enc)
+    assert b.layers[0].act.flip.any() == name.endswith("flips")  # type: ignore[union-attr]
+    save(b, bundle)
+    r = _prove([str(bundle), "-o", str(tmp_path / "p"), "--tasks", "units"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads((tmp_path / "p" / "prove.json").read_text())
+    assert [x["status"] for x in rows] == ["covered", "bounded"] * len(b.layers)
+    for cover, check in zip(rows[::2], rows[1::2], strict=True):
+        assert cover["step"] < check["depth"]
+
+
+@pytest.mark.slow
+def test_unit_fault_names_the_neuron(tmp_path: Path) -> None:
+    """A threshold moved in layer 0's RTL: that unit's proof fails on that neuron, and its
+    counterexample's codes, run through golden's layer 0, give the reference's code; layer 1's
+    unit, untouched, stays bounded."""
+    good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+    save(random_bundle(3, 8, (6,), 3, in_bits=1), good)
+    subprocess.run([sys.executable, str(ROOT / "examples/inject_fault.py"), str(good), str(bad),
+                    "--layer", "0", "--neuron", "4", "--delta", "2"], check=True,
+                   capture_output=True)  # fmt: skip
+    r = _prove([str(good), "--rtl-bundle", str(bad), "-o", str(tmp_path / "p"), "--tasks", "units"])
+    assert r.returncode == 1
+    rows = json.loads((tmp_path / "p" / "prove.json").read_text())
+    assert [x["status"] for x in rows] == ["covered", "failed", "covered", "bounded"]
+    cex = rows[1]["counterexample"]
+    assert [d["neuron"] for d in cex["neurons"]] == [4]
+    g = load(good)
+    codes = int(cex["codes"], 16)
+    x = np.array([[codes >> i & 1 for i in range(g.in_features)]])
+    _, y = golden.layer_forward(g.layers[0], x)
+    assert cex["neurons"][0]["reference"] == int(y[0, 4]) != cex["neurons"][0]["rtl"]
+
+
+def _copy_rtl(bundle: Path, tmp: Path, name: str) -> Path:
+    src = tmp / "rtl"
+    if not src.is_dir():
+        subprocess.run([sys.executable, "-m", "hwqnn.cli", "rtl", str(bundle), "-o", str(src)],
+                       check=True, capture_output=True, cwd=ROOT)  # fmt: skip
+    dst = tmp / name
+    shutil.copytree(src, dst)
+    return dst / "hwqnn_top.v"
+
+
+@pytest.mark.slow
+def test_swapped_lanes_give_a_counterexample(tmp_path: Path) -> None:
+    """Two input lanes crossed in the top's Verilog (examples/swap_lanes.py): the proof of the
+    edited Verilog (--rtl) fails, and its frame, with the two lanes exchanged, gives through
+    golden the RTL's scores."""
+    bundle = tmp_path / "t.npz"
+    b = random_bundle(3, 8, (6,), 3, in_bits=1)
+    save(b, bundle)
+    w0 = b.layers[0].weight_codes()
+    assert (w0[:, 0] != w0[:, 1]).any()  # else the swap is no fault
+    _copy_rtl(bundle, tmp_path, "unused")
+    subprocess.run([sys.executable, str(ROOT / "examples/swap_lanes.py"), str(tmp_path / "rtl"),
+                    str(tmp_path / "swapped"), "--lanes", "0", "1"], check=True,
+                   capture_output=True)  # fmt: skip
+    r = _prove([str(bundle), "--rtl", str(tmp_path / "swapped"), "-o", str(tmp_path / "p")])
+    assert r.returncode == 1 and "first differing output" in r.stderr
+    rows = {x["property"]: x for x in json.loads((tmp_path / "p" / "prove.json").read_text())}
+    assert set(rows) == {"cover", "equivalence+protocol"}  # the units of given Verilog: none
+    cex = rows["equivalence+protocol"]["counterexample"]
+    frame = int(cex["pixels"], 16) >> (8 * cex["frame"]) & 0xFF
+    x = np.array([[frame >> i & 1 for i in range(8)]])
+    assert golden.scores(b, x)[0].tolist() == cex["reference_scores"]
+    assert golden.scores(b, x[:, [1, 0, *range(2, 8)]])[0].tolist() == cex["rtl_scores"]
+
+
+@pytest.mark.slow
+def test_frame_error_follows_tlast_exactly(tmp_path: Path) -> None:
+    """tlast is free in the net task: frame_error must equal its definition; the top's
+    frame_error register tied to 0 breaks exactly that property."""
+    bundle = tmp_path / "t.npz"
+    save(random_bundle(3, 8, (6,), 3, in_bits=1), bundle)
+    top = _copy_rtl(bundle, tmp_path, "broken")
+    text, n = re.subn(r"frame_error <= [^;]+;", "frame_error <= 1'h0;", top.read_text())
+    assert n == 1
+    top.write_text(text)
+    r = _prove([str(bundle), "--rtl", str(tmp_path / "broken"), "-o", str(tmp_path / "p"),
+                "--tasks", "net"])  # fmt: skip
+    assert r.returncode == 1 and "protocol_frame_error" in r.stderr
+    rows = {x["property"]: x for x in json.loads((tmp_path / "p" / "prove.json").read_text())}
+    assert rows["equivalence+protocol"]["failed"] == ["protocol_frame_error"]
+
+
+def _unreset(top: Path, module: str) -> None:
+    """Take the reset away from every register of one module of the generated top."""
+    text = top.read_text()
+    i = text.index(f"module \\hwqnn_top.{module} ")
+    j = text.index("endmodule", i)
+    body = text[i:j]
+    assert "if (rst) begin" in body
+    top.write_text(text[:i] + body.replace("if (rst) begin", "if (1'h0) begin") + text[j:])
+
+
+@pytest.mark.slow
+def test_reset_at_any_cycle(tmp_path: Path) -> None:
+    """One reset pulse at any cycle: the design is quiet during it and behaves as from
+    power-on after it (bounded), and the cover reaches an output after a reset that followed
+    an output; with the output register's reset taken away, a beat held across the reset comes
+    out after it, and the proof says so."""
+    bundle = tmp_path / "t.npz"
+    save(random_bundle(13, 3, (2,), 2, in_bits=1), bundle)
+    r = _prove([str(bundle), "-o", str(tmp_path / "p"), "--tasks", "reset"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = {x["property"]: x for x in json.loads((tmp_path / "p" / "prove.json").read_text())}
+    assert rows["reset cover"]["status"] == "covered"
+    assert rows["reset+equivalence+protocol"]["status"] == "bounded"
+    top = _copy_rtl(bundle, tmp_path, "broken")
+    _unreset(top, "out_slice")
+    r = _prove([str(bundle), "--rtl", str(tmp_path / "broken"), "-o", str(tmp_path / "q"),
+                "--tasks", "reset"])  # fmt: skip
+    assert r.returncode == 1
+    rows = {x["property"]: x for x in json.loads((tmp_path / "q" / "prove.json").read_text())}
+    fail = rows["reset+equivalence+protocol"]
+    assert fail["status"] == "failed" and "protocol_no_output_without_frame" in fail["failed"]

@@ -10,24 +10,42 @@ starts from its reset state (every register at its reset value). Properties:
 - ``equivalence``: output beat ``j`` carries exactly the reference's scores and class of frame
   ``j`` (so also: frames come out in order, one beat each);
 - ``protocol``: once ``m_axis_tvalid`` is offered it stays up, with ``tdata`` unchanged, until
-  taken; ``tlast`` is 1 on every output beat; no output beat without a whole input frame before
-  it (outputs never outnumber completed input frames); ``frame_error`` stays clear, since every
-  ``tlast`` is on a frame boundary;
+  taken (unless a reset takes it away); ``tlast`` is 1 on every output beat; no output beat
+  without a whole input frame before it (outputs never outnumber completed input frames);
+  ``frame_error`` stays clear, since every ``tlast`` is on a frame boundary;
 - ``cover``: the last frame's output beat is taken (the depth reaches it; a bounded proof that
   never reaches an output would prove nothing).
+
+Two freedoms widen the environment (``free_tlast``, ``free_reset``):
+
+- a free ``tlast`` on every beat (held with its beat): ``frame_error`` must then equal its
+  definition exactly, set from the first beat whose ``tlast`` differs from "last beat of a
+  frame" and cleared only by a reset, and the data must be unaffected (frames are counted, not
+  delimited by ``tlast``), so the equivalence assertions stay;
+- one free reset pulse on ``aresetn``, of any length, at any cycle (the source drops
+  ``tvalid`` while it is low, as AXI-Stream asks): while ``aresetn`` is low and for two
+  cycles after it rises, ``s_axis_tready`` and ``m_axis_tvalid`` are low; after a reset the
+  design behaves as from power-on: the source goes on with the first frame it had not begun
+  (a different free frame from any before), and the outputs after the reset must be exactly
+  those frames' references, in order, none before its frame is whole (a frame left in a
+  buffer, or half a frame, must never come out); ``cover_output_after_reset`` shows the depth
+  reaches an output after a reset that followed an output.
 """
 
 from __future__ import annotations
 
 from hwqnn.bundle import Bundle
 from hwqnn.formal.reference import WIDTH
-from hwqnn.hw.manifest import Manifest
+from hwqnn.hw.manifest import LayerManifest, Manifest
+from hwqnn.layers.activation import Scores
 from hwqnn.layers.dense import Layer
 
 PROPERTIES = ("equivalence", "protocol", "cover")
 
 
-def harness_verilog(b: Bundle, man: Manifest, frames: int = 2) -> str:
+def harness_verilog(
+    b: Bundle, man: Manifest, frames: int = 2, free_tlast: bool = False, free_reset: bool = False
+) -> str:
     """Module ``hwqnn_formal`` (one clock input) with the properties as ``assert``/``cover``
     statements, each labelled with its property's name."""
     p = man.ports
@@ -40,13 +58,25 @@ def harness_verilog(b: Bundle, man: Manifest, frames: int = 2) -> str:
     total = frames * beats
     fb = max(1, (frames + 1).bit_length())
     bb = max(1, (total + 1).bit_length())
+    rstn = "rstn" if free_reset else "1'b1"
     v = [
         "`default_nettype none",
         "module hwqnn_formal(input wire clk);",
         f"  (* anyconst *) reg [{frames * n_in * raw - 1}:0] frame;  // frame f at {n_in * raw}*f",
         "  (* anyseq *) reg gap;",
         "  (* anyseq *) reg ready;",
-        f"  reg [{bb - 1}:0] beat = 0;  // beats taken so far, over every frame",
+    ]
+    if free_reset:
+        v += ["  (* anyseq *) reg rstn_free;",
+              "  reg was_low = 0, over = 0;  // one reset pulse, of any length, at any cycle",
+              "  wire rstn = over || rstn_free;",
+              "  always @(posedge clk) begin",
+              "    if (!rstn) was_low <= 1;",
+              "    if (was_low && rstn) over <= 1;",
+              "  end"]  # fmt: skip
+    v += [
+        f"  reg [{bb - 1}:0] beat = 0;  // the next beat, counted over all frames",
+        f"  reg [{fb - 1}:0] done = 0, started = 0;  // input frames taken whole, begun",
         "  reg valid = 0;",
         f"  wire [{bb - 1}:0] bi = beat % {beats};",
         "  // beat bi of frame f: the values past a frame's end in its last beat are the next",
@@ -57,27 +87,48 @@ def harness_verilog(b: Bundle, man: Manifest, frames: int = 2) -> str:
         f"padded >> ({n_in * raw} * (beat / {beats}) + {chunk_bits} * bi);",
         "  wire s_ready, m_valid, m_last, frame_err;",
         f"  wire [{p.m_tdata_bits - 1}:0] m_data;",
-        f"  {man.top} dut(.aclk(clk), .aresetn(1'b1),",
+        f"  wire s_valid = valid && {rstn};  // tvalid is low during a reset",
+    ]
+    if free_tlast:  # a free flip of tlast, drawn while no beat is pending and held with it
+        v += ["  (* anyseq *) reg flip_next;", "  reg flip = 0;",
+              "  always @(posedge clk) if (!(s_valid && !s_ready)) flip <= flip_next;",
+              f"  wire s_last = (bi == {beats - 1}) ^ flip;"]  # fmt: skip
+    else:
+        v += [f"  wire s_last = bi == {beats - 1};"]
+    v += [
+        f"  {man.top} dut(.aclk(clk), .aresetn({rstn}),",
         f"    .s_axis_tdata({{{{{p.s_tdata_bits - chunk_bits}{{1'b0}}}}, chunk}}),"
         if p.s_tdata_bits > chunk_bits
         else "    .s_axis_tdata(chunk),",
-        f"    .s_axis_tvalid(valid), .s_axis_tready(s_ready), .s_axis_tlast(bi == {beats - 1}),",
+        "    .s_axis_tvalid(s_valid), .s_axis_tready(s_ready), .s_axis_tlast(s_last),",
         "    .m_axis_tdata(m_data), .m_axis_tvalid(m_valid), .m_axis_tready(ready),",
         "    .m_axis_tlast(m_last), .frame_error(frame_err));",
-        "  // the source: a beat offered stays offered until taken; pauses only between beats",
-        "  always @(posedge clk) begin",
-        "    if (valid && s_ready) begin",
-        "      beat <= beat + 1;",
-        f"      valid <= (beat + 1 < {total}) && !gap;",
-        f"    end else if (!valid) valid <= (beat < {total}) && !gap;",
-        "  end",
-        f"  reg [{fb - 1}:0] outs = 0;  // output beats taken",
-        "  wire take = m_valid && ready;",
-        "  always @(posedge clk) if (take) outs <= outs + 1;",
+        "  wire take_in = s_valid && s_ready;",
+        "  wire take = m_valid && ready;  // an output beat taken",
+        f"  reg [{fb - 1}:0] outs = 0;  // output beats taken (+ frames begun before a reset)",
         "  reg waited = 0;  // an output beat was offered last cycle and not taken",
         f"  reg [{p.m_tdata_bits - 1}:0] held = 0;",
+        "  reg err = 0;  // frame_error's definition",
+        "  reg [1:0] hold = 2;  // cycles of the design's reset left after aresetn rose",
+        "  reg seen_out = 0, seen_reset = 0;  // an output, then a reset after it",
+        "  // the source: a beat offered stays offered until taken; pauses only between beats",
         "  always @(posedge clk) begin",
-        "    waited <= m_valid && !ready;",
+        f"    if (!{rstn}) begin  // the source goes on with the next frame not yet started",
+        f"      beat <= started * {beats}; done <= started; outs <= started;",
+        "      valid <= 0; waited <= 0; err <= 0; hold <= 2; seen_reset <= seen_out;",
+        "    end else begin",
+        "      if (take_in) begin",
+        "        beat <= beat + 1;",
+        "        if (bi == 0) started <= started + 1;",
+        f"        if (bi == {beats - 1}) done <= done + 1;",
+        f"        valid <= (beat + 1 < {total}) && !gap;",
+        f"      end else if (!valid) valid <= (beat < {total}) && !gap;",
+        f"      if (take_in && s_last != (bi == {beats - 1})) err <= 1;",
+        "      if (take) outs <= outs + 1;",
+        "      if (take) seen_out <= 1;",
+        "      waited <= m_valid && !ready;",
+        "      if (hold != 0) hold <= hold - 1;",
+        "    end",
         "    held <= m_data;",
         "  end",
     ]
@@ -102,14 +153,109 @@ def harness_verilog(b: Bundle, man: Manifest, frames: int = 2) -> str:
         v.append(f"      equivalence_f{f}_class: assert ({cls_field} == r{f}_cls);")
         v.append("    end")
     v += [
-        "    if (waited) begin",
+        f"    if (waited && {rstn}) begin",
         "      protocol_valid_held: assert (m_valid);",
         "      protocol_data_stable: assert (m_data == held);",
         "    end",
         "    if (m_valid) protocol_tlast: assert (m_last);",
-        f"    if (take) protocol_no_output_without_frame: assert (outs < beat / {beats});",
-        "    protocol_frame_error_clear: assert (!frame_err);",
-        f"    if (take && outs == {frames - 1}) cover_last_output: cover (1);",
+        "    if (take) protocol_no_output_without_frame: assert (outs < done);",
+    ]
+    if free_tlast or free_reset:
+        v += ["    protocol_frame_error: assert (frame_err == err);"]
+    else:
+        v += ["    protocol_frame_error_clear: assert (!frame_err);"]
+    if free_reset:
+        v += ["    if (!rstn || hold != 0)",
+              "      protocol_quiet_in_reset: assert (!s_ready && !m_valid);",
+              "    if (take && seen_reset)",
+              "      cover_output_after_reset: cover (1);"]  # fmt: skip
+    else:
+        v += [f"    if (take && outs == {frames - 1}) cover_last_output: cover (1);"]
+    v += ["  end", "endmodule"]
+    return "\n".join(v) + "\n"
+
+
+def layer_harness_verilog(ly: Layer, man: LayerManifest, frames: int = 1) -> str:
+    """Module ``hwqnn_layer_formal``: one MVTU alone (``man``, from
+    :func:`hwqnn.hw.emit.generate_layer`) beside one layer reference
+    (:func:`hwqnn.formal.reference.layer_reference_verilog`) per free input frame, under the
+    same environment as the top's harness (pauses, back-pressure). Output beat ``q`` of frame
+    ``f`` (neuron fold ``q``) must carry, in PE ``p``'s field, neuron ``q * PE + p``'s code or
+    score of frame ``f``; the stream rules as on the top; a cover of the last beat."""
+    p = man.ports
+    k, n_in, chunk = p.in_bits, ly.in_features, p.in_chunk
+    beats, nf, pe, ow = p.in_beats, p.nf, p.pe, p.out_width
+    s_bits, m_bits = 8 * -(-(chunk * k) // 8), 8 * -(-(pe * ow) // 8)
+    total = frames * beats
+    bb = max(1, (total + 1).bit_length())
+    fb = max(1, (frames * nf + 1).bit_length())
+    v = [
+        "`default_nettype none",
+        "module hwqnn_layer_formal(input wire clk);",
+        f"  (* anyconst *) reg [{frames * n_in * k - 1}:0] frame;  // frame f at {n_in * k}*f",
+        "  (* anyseq *) reg gap;",
+        "  (* anyseq *) reg ready;",
+        f"  reg [{bb - 1}:0] beat = 0, bi = 0;  // beats taken; the beat within its frame",
+        f"  reg [{bb - 1}:0] fi = 0;  // the frame of the next input beat",
+        f"  reg [{bb - 1}:0] done = 0;  // input frames taken whole",
+        "  reg valid = 0;",
+        f"  wire [{frames * n_in * k + chunk * k - 1}:0] padded = "
+        f"{{{{{chunk * k}{{1'b0}}}}, frame}};",
+        f"  wire [{chunk * k - 1}:0] data = padded >> ({n_in * k} * fi + {chunk * k} * bi);",
+        "  wire s_ready, m_valid, m_last, frame_err;",
+        f"  wire [{m_bits - 1}:0] m_data;",
+        f"  {man.top} dut(.aclk(clk), .aresetn(1'b1),",
+        f"    .s_axis_tdata({{{{{s_bits - chunk * k}{{1'b0}}}}, data}}),"
+        if s_bits > chunk * k
+        else "    .s_axis_tdata(data),",
+        f"    .s_axis_tvalid(valid), .s_axis_tready(s_ready), .s_axis_tlast(bi == {beats - 1}),",
+        "    .m_axis_tdata(m_data), .m_axis_tvalid(m_valid), .m_axis_tready(ready),",
+        "    .m_axis_tlast(m_last), .frame_error(frame_err));",
+        "  wire take = m_valid && ready;",
+        f"  reg [{fb - 1}:0] fo = 0, q = 0;  // the frame and neuron fold of the next output",
+        "  reg waited = 0;",
+        f"  reg [{m_bits - 1}:0] held = 0;",
+        "  always @(posedge clk) begin",
+        "    if (valid && s_ready) begin",
+        "      beat <= beat + 1;",
+        f"      if (bi == {beats - 1}) begin bi <= 0; fi <= fi + 1; done <= done + 1; end",
+        "      else bi <= bi + 1;",
+        f"      valid <= (beat + 1 < {total}) && !gap;",
+        f"    end else if (!valid) valid <= (beat < {total}) && !gap;",
+        f"    if (take) begin if (q == {nf - 1}) begin q <= 0; fo <= fo + 1; end "
+        "else q <= q + 1; end",
+        "    waited <= m_valid && !ready;",
+        "    held <= m_data;",
+        "  end",
+    ]
+    signed = isinstance(ly.act, Scores)
+    width = f"signed [{WIDTH - 1}:0]" if signed else f"[{ly.out_bits - 1}:0]"
+    for f in range(frames):
+        ys = [f"r{f}_y{o}" for o in range(ly.out_features)]
+        v.append(f"  wire {width} {', '.join(ys)};")
+        ports = ", ".join(f".y{o}({y})" for o, y in enumerate(ys))
+        v.append(f"  hwqnn_layer_ref ref{f}(.codes(frame[{f * n_in * k} +: {n_in * k}]), {ports});")
+    v.append("  always @(*) begin")
+    for f in range(frames):
+        for qq in range(nf):
+            v.append(f"    if (take && fo == {f} && q == {qq}) begin")
+            for pp in range(pe):
+                o = qq * pe + pp
+                if o >= ly.out_features:
+                    continue
+                field = f"m_data[{ow * pp + ow - 1}:{ow * pp}]"
+                got = (f"$signed({{{{{WIDTH - ow}{{m_data[{ow * pp + ow - 1}]}}}}, {field}}})"
+                       if signed else field)  # fmt: skip
+                v.append(f"      equivalence_f{f}_n{o}: assert ({got} == r{f}_y{o});")
+            v.append("    end")
+    v += [
+        "    if (waited) begin",
+        "      protocol_valid_held: assert (m_valid);",
+        "      protocol_data_stable: assert (m_data == held);",
+        "    end",
+        f"    if (m_valid) protocol_tlast: assert (m_last == (q == {nf - 1}));",
+        "    if (take) protocol_no_output_without_frame: assert (fo < done);",
+        f"    if (take && fo == {frames - 1} && q == {nf - 1}) cover_last_output: cover (1);",
         "  end",
         "endmodule",
     ]

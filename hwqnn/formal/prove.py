@@ -11,10 +11,17 @@ from dataclasses import asdict
 from pathlib import Path
 
 from hwqnn.bundle import Bundle
-from hwqnn.formal.harness import harness_verilog
-from hwqnn.formal.reference import WIDTH, reference_verilog
+from hwqnn.formal.harness import harness_verilog, layer_harness_verilog
+from hwqnn.formal.reference import WIDTH, layer_reference_verilog, reference_verilog
 from hwqnn.formal.sby import Verdict, run_task
-from hwqnn.hw.manifest import Manifest
+from hwqnn.hw.emit import generate_layer
+from hwqnn.hw.manifest import LayerManifest, Manifest
+from hwqnn.hw.plan import Plan
+from hwqnn.hw.stages import MatrixStage
+from hwqnn.layers.activation import Scores
+from hwqnn.layers.dense import Layer
+
+TASKS = ("net", "reset", "units")
 
 
 def default_depth(man: Manifest, frames: int) -> int:
@@ -89,22 +96,117 @@ def counterexample(vcd: Path, man: Manifest, frames: int) -> dict[str, object] |
 
 
 def prove(b: Bundle, man: Manifest, out: Path, frames: int = 2, depth: int | None = None,
-          solver: str = "boolector") -> list[dict[str, object]]:  # fmt: skip
-    """Write the reference and the harness next to ``man``'s Verilog under ``out`` and run the
-    tasks; one row per task (its :class:`Verdict`, and the counterexample of a failure)."""
+          solver: str = "boolector", net: bool = True,
+          reset: bool = False) -> list[dict[str, object]]:  # fmt: skip
+    """Write the reference and the harnesses next to ``man``'s Verilog under ``out`` and run
+    the tasks on the whole top; one row per task (its :class:`Verdict`, and the counterexample
+    of a failure). ``net``: a cover and the ``equivalence+protocol`` check, with ``tlast`` left
+    free (``frame_error`` must follow it exactly); ``reset``: the same with one reset pulse at
+    any cycle, two frames, twice the depth of one, and a cover that reaches an output after a reset
+    that followed an output."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "reference.v").write_text(reference_verilog(b))
-    (out / "harness.sv").write_text(harness_verilog(b, man, frames))
+    (out / "harness.sv").write_text(harness_verilog(b, man, frames, free_tlast=True))
     files = [man.verilog_path, out / "reference.v", out / "harness.sv"]
     d = depth or default_depth(man, frames)
+    jobs = [("cover", "cover", files, frames, d), ("equivalence+protocol", "bmc", files, frames, d)]
+    jobs = jobs if net else []
+    if reset:
+        (out / "reset").mkdir(exist_ok=True)
+        (out / "reset" / "harness.sv").write_text(
+            harness_verilog(b, man, 2, free_tlast=True, free_reset=True)
+        )
+        rfiles = [man.verilog_path, out / "reference.v", out / "reset" / "harness.sv"]
+        rd = 2 * (depth or default_depth(man, 1))
+        jobs += [
+            ("reset cover", "cover", rfiles, 2, rd),
+            ("reset+equivalence+protocol", "bmc", rfiles, 2, rd),
+        ]
     rows: list[dict[str, object]] = []
-    for name, mode in (("cover", "cover"), ("equivalence+protocol", "bmc")):
-        task = name.replace("+", "_")
-        v: Verdict = run_task(task, mode, d, files, "hwqnn_formal", out, solver=solver)
-        row: dict[str, object] = {"property": name, **asdict(v), "frames": frames}
+    for name, mode, fs, fr, dd in jobs:
+        task = name.replace("+", "_").replace(" ", "_")
+        v: Verdict = run_task(task, mode, dd, fs, "hwqnn_formal", out, solver=solver)
+        row: dict[str, object] = {"property": name, **asdict(v), "frames": fr}
         if v.status == "failed" and v.trace:
-            row["counterexample"] = counterexample(Path(v.trace), man, frames)
+            row["counterexample"] = counterexample(Path(v.trace), man, fr)
         rows.append(row)
+    return rows
+
+
+def unit_depth(man: LayerManifest, frames: int) -> int:
+    """Cycles from reset to the last frame's last output beat of one MVTU alone with no pause
+    and no back-pressure, plus 5: the reset's two cycles, the input beats, the unit's latency,
+    one interval per frame (its neuron folds' issues), one beat per neuron fold."""
+    p = man.ports
+    return 2 + frames * p.in_beats + man.latency + frames * man.cycles_per_frame + p.nf + 5
+
+
+def unit_counterexample(vcd: Path, ly: Layer, man: LayerManifest,
+                        frames: int) -> dict[str, object] | None:  # fmt: skip
+    """The first output beat of a failing unit trace that differs from the layer reference:
+    frame, neuron fold, the neurons that differ and both sides' values."""
+    p = man.ports
+    names = {"take", "fo", "q", "m_data", "frame"}
+    names |= {f"r{f}_y{o}" for f in range(frames) for o in range(ly.out_features)}
+    sig = _vcd_values(vcd, names)
+
+    def at(name: str, t: int) -> int:
+        vals = [v for tt, v in sig[name] if tt <= t]
+        return vals[-1] if vals else 0
+
+    signed = isinstance(ly.act, Scores)
+    ow = p.out_width
+    for t, take in sig["take"]:
+        f, q = at("fo", t), at("q", t)
+        if not take or f >= frames:
+            continue
+        data = at("m_data", t)
+        diffs = []
+        for pp in range(p.pe):
+            o = q * p.pe + pp
+            if o >= ly.out_features:
+                continue
+            rtl = data >> (ow * pp) & ((1 << ow) - 1)
+            ref = at(f"r{f}_y{o}", t)
+            if signed:
+                rtl, ref = _signed(rtl, ow), _signed(ref, WIDTH)
+            if rtl != ref:
+                diffs.append({"neuron": o, "rtl": rtl, "reference": ref})
+        if diffs:
+            return {"frame": f, "fold": q, "time": t, "codes": hex(at("frame", t)),
+                    "neurons": diffs}  # fmt: skip
+    return None
+
+
+def prove_units(p: Plan, out: Path, frames: int = 1, solver: str = "boolector",
+                depth: int | None = None, reference: Bundle | None = None,
+                ) -> list[dict[str, object]]:  # fmt: skip
+    """Each weighted stage's MVTU alone (its frame buffer, weight and threshold memories,
+    datapath and output unit, at the plan's folding and input beat width) against the layer's
+    reference (the layer of ``reference`` if given: a fault injected into ``p``'s bundle), for
+    every input frame and stall pattern: a cover and a bounded check each."""
+    ref = reference or p.bundle
+    rows: list[dict[str, object]] = []
+    for st in p.stages:
+        if not isinstance(st, MatrixStage):
+            continue
+        ly = ref.layers[st.index]
+        assert isinstance(ly, Layer)  # a dense net: supported() said so
+        udir = out / f"unit{st.index}"
+        man = generate_layer(st.matrix, st.fold, st.mv_chunk, udir / "rtl")
+        (udir / "reference.v").write_text(layer_reference_verilog(ly))
+        (udir / "harness.sv").write_text(layer_harness_verilog(ly, man, frames))
+        files = [man.verilog_path, udir / "reference.v", udir / "harness.sv"]
+        d = depth or unit_depth(man, frames)
+        where = f"layer {st.index} MVTU {st.fold} in {st.mv_chunk}"
+        for name, mode in (("cover", "cover"), ("equivalence+protocol", "bmc")):
+            task = name.replace("+", "_")
+            v = run_task(task, mode, d, files, "hwqnn_layer_formal", udir, solver=solver)
+            row: dict[str, object] = {"property": f"{where}: {name}", **asdict(v),
+                                      "frames": frames}  # fmt: skip
+            if v.status == "failed" and v.trace:
+                row["counterexample"] = unit_counterexample(Path(v.trace), ly, man, frames)
+            rows.append(row)
     return rows
 
 

@@ -46,6 +46,43 @@ def _plane_term(op: str, x: str, w: int) -> str | None:
     return None if w else f"!{x}"  # nor
 
 
+def _layer_lines(li: int, ly: Layer, xs: list[str], k_in: int) -> tuple[list[str], list[str]]:
+    """Layer ``li``'s wires over input bits ``xs`` (input ``i``'s plane ``n`` at ``k_in*i+n``):
+    ``l{li}_acc{o}``, then a hidden layer's codes ``l{li}_y{o}`` (returned as bits, the next
+    layer's ``xs``) or the last layer's ``score{o}`` assignments."""
+    lines: list[str] = []
+    w = ly.weight_codes()  # [out, in]
+    ops = ly.plane_ops()
+    outs: list[str] = []
+    for o in range(ly.out_features):
+        planes = []
+        for m, op in enumerate(ops):
+            for n in range(k_in):
+                col = range(ly.in_features)
+                bits = [(xs[k_in * i + n], int(w[o, i]) >> m & 1) for i in col]
+                terms = [t for x, wb in bits if (t := _plane_term(op, x, wb))]
+                if terms:
+                    planes.append(f"(({' + '.join(terms)}) << {n + m})")
+        acc = f"l{li}_acc{o}"
+        lines.append(f"  wire signed [{WIDTH - 1}:0] {acc} = {' + '.join(planes) or '0'};")
+        act = ly.act
+        if isinstance(act, Thresholds):
+            a = f"l{li}_a{o}"
+            flip = bool(act.flip[o])
+            lines.append(f"  wire signed [{WIDTH - 1}:0] {a} = "
+                         + (f"{lit(ly.acc_max)} - {acc};" if flip else f"{acc};"))  # fmt: skip
+            cmps = [f"({a} >= {lit(t)})" for t in np.asarray(act.table)[o].tolist()]
+            y = f"l{li}_y{o}"
+            lines.append(f"  wire [{act.levels.bit_length()}:0] {y} = {' + '.join(cmps)};")
+            outs += [f"{y}[{n}]" for n in range(ly.out_bits)]
+        else:
+            assert isinstance(act, Scores)
+            scale = 1 if act.scale is None else int(act.scale[o])
+            lines.append(f"  assign score{o} = {lit(scale * act.gain)} * {acc} + "
+                         f"{lit(int(act.offset[o]))};")  # fmt: skip
+    return lines, outs
+
+
 def reference_verilog(b: Bundle, name: str = "hwqnn_ref") -> str:
     """Module ``name``: input ``codes`` (layer 0's code ``i`` at bits ``k*i``, ``k`` its
     ``in_bits``), outputs ``score{c}`` (signed ``WIDTH`` bits) and ``cls``."""
@@ -61,36 +98,9 @@ def reference_verilog(b: Bundle, name: str = "hwqnn_ref") -> str:
           for n in range(first.in_bits)]  # fmt: skip
     k_in = first.in_bits
     for li, ly in enumerate(layers):
-        w = ly.weight_codes()  # [out, in]
-        ops = ly.plane_ops()
-        outs: list[str] = []
-        for o in range(ly.out_features):
-            planes = []
-            for m, op in enumerate(ops):
-                for n in range(k_in):
-                    col = range(ly.in_features)
-                    bits = [(xs[k_in * i + n], int(w[o, i]) >> m & 1) for i in col]
-                    terms = [t for x, wb in bits if (t := _plane_term(op, x, wb))]
-                    if terms:
-                        planes.append(f"(({' + '.join(terms)}) << {n + m})")
-            acc = f"l{li}_acc{o}"
-            lines.append(f"  wire signed [{WIDTH - 1}:0] {acc} = {' + '.join(planes) or '0'};")
-            act = ly.act
-            if isinstance(act, Thresholds):
-                a = f"l{li}_a{o}"
-                flip = bool(act.flip[o])
-                lines.append(f"  wire signed [{WIDTH - 1}:0] {a} = "
-                             + (f"{lit(ly.acc_max)} - {acc};" if flip else f"{acc};"))  # fmt: skip
-                cmps = [f"({a} >= {lit(t)})" for t in np.asarray(act.table)[o].tolist()]
-                y = f"l{li}_y{o}"
-                lines.append(f"  wire [{act.levels.bit_length()}:0] {y} = {' + '.join(cmps)};")
-                outs += [f"{y}[{n}]" for n in range(ly.out_bits)]
-            else:
-                assert isinstance(act, Scores)
-                scale = 1 if act.scale is None else int(act.scale[o])
-                lines.append(f"  assign score{o} = {lit(scale * act.gain)} * {acc} + "
-                             f"{lit(int(act.offset[o]))};")  # fmt: skip
-        xs, k_in = outs, ly.out_bits
+        body, xs = _layer_lines(li, ly, xs, k_in)
+        lines += body
+        k_in = ly.out_bits
     best, top = "0", "score0"  # the first of the largest: only a strictly greater one moves on
     for c in range(1, b.num_classes):
         lines.append(f"  wire [31:0] best{c} = (score{c} > {top}) ? {c} : {best};")
@@ -98,5 +108,27 @@ def reference_verilog(b: Bundle, name: str = "hwqnn_ref") -> str:
                      f"(score{c} > {top}) ? score{c} : {top};")  # fmt: skip
         best, top = f"best{c}", f"top{c}"
     lines.append(f"  assign cls = {best};")
+    lines.append("endmodule")
+    return "\n".join(lines) + "\n"
+
+
+def layer_reference_verilog(ly: Layer, name: str = "hwqnn_layer_ref") -> str:
+    """Module ``name`` for one dense layer alone: input ``codes`` (code ``i`` at bits
+    ``in_bits*i``), outputs ``y{o}``, neuron ``o``'s code (thresholds) or score (signed
+    ``WIDTH`` bits)."""
+    n, k = ly.in_features, ly.in_bits
+    scores = isinstance(ly.act, Scores)
+    width = f"signed [{WIDTH - 1}:0]" if scores else f"[{ly.out_bits - 1}:0]"
+    lines = [f"module {name}(input wire [{n * k - 1}:0] codes,"]
+    lines += [f"  output wire {width} y{o}" + ("," if o + 1 < ly.out_features else ");")
+              for o in range(ly.out_features)]  # fmt: skip
+    if scores:
+        lines += [f"  wire signed [{WIDTH - 1}:0] score{o};" for o in range(ly.out_features)]
+    xs = [f"codes[{k * i + b}]" for i in range(n) for b in range(k)]
+    body, _ = _layer_lines(0, ly, xs, k)
+    lines += body
+    for o in range(ly.out_features):
+        src = f"score{o}" if scores else f"l0_y{o}[{ly.out_bits - 1}:0]"
+        lines.append(f"  assign y{o} = {src};")
     lines.append("endmodule")
     return "\n".join(lines) + "\n"
