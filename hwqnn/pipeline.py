@@ -589,10 +589,11 @@ def prove_stage(bundle_path: Path, out: Path, hw: FoldOptions, frames: int = 2,
     why = supported(b)
     if why is not None:
         raise InputError(f"{bundle_path}: hwqnn prove: {why}")
-    free = b.in_features * b.raw_bits
+    free = b.in_features * b.layers[0].in_bits  # layer 0's code bits: what the sums see
     if free > 16:  # measured: 12 free bits took 331 s, 16 gave no verdict in minutes
-        log.warning("%s: %d free input bits per frame; whole-net proofs past about 16 may not "
-                    "finish (a tiny MLP is the intended use)", bundle_path, free)  # fmt: skip
+        log.warning("%s: %d free code bits per frame into layer 0; whole-net proofs past "
+                    "about 16 may not finish (a tiny MLP is the intended use)", bundle_path,
+                    free)  # fmt: skip
     if rtl and rtl_bundle:
         raise InputError("give --rtl or --rtl-bundle, not both")
     given = load_network(Path(rtl)) if rtl else None

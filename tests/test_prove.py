@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,8 @@ from hwqnn.bundle import Bundle, load, save
 from hwqnn.formal.reference import reference_verilog
 from hwqnn.formal.sby import ProveError, tool
 from hwqnn.layers.encoding import ODD, SIGNED, UNSIGNED
-from hwqnn.randnet import Encodings, random_bundle, random_codes
+from hwqnn.layers.inputq import InputQuant
+from hwqnn.randnet import Encodings, random_bundle, random_codes, with_input_thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,12 +36,13 @@ def test_a_missing_tool_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 
 
 def _reference_outputs(b: Bundle, codes: np.ndarray, tmp: Path) -> np.ndarray:
-    """``[N, 1 + classes]``: class, then scores, of the reference module under Icarus."""
-    k, w = b.layers[0].in_bits, b.in_features * b.layers[0].in_bits
+    """``[N, 1 + classes]``: class, then scores, of the reference module under Icarus
+    (``codes``: the raw input values)."""
+    k, w = b.raw_bits, b.in_features * b.raw_bits
     c = b.num_classes
     ports = ", ".join(f".score{j}(s{j})" for j in range(c))
     tb = ["module tb;", f"reg [{w - 1}:0] codes;", *[f"wire signed [39:0] s{j};" for j in range(c)]]
-    tb += ["wire [31:0] cls;", f"hwqnn_ref r(.codes(codes), {ports}, .cls(cls));", "initial begin"]
+    tb += ["wire [31:0] cls;", f"hwqnn_ref r(.inputs(codes), {ports}, .cls(cls));", "initial begin"]
     fmt = " ".join(["%0d"] * (c + 1))
     for row in codes:
         val = sum(int(x) << (k * i) for i, x in enumerate(row))
@@ -79,6 +82,31 @@ def test_reference_equals_golden(name: str, tmp_path: Path) -> None:
     got = _reference_outputs(b, x, tmp_path)
     tr = golden.run(b, x)
     assert tr.scores is not None
+    np.testing.assert_array_equal(got[:, 1:], tr.scores)
+    np.testing.assert_array_equal(got[:, 0], tr.predictions)
+
+
+def _with_input_rule(seed: int, n_in: int, hidden: tuple[int, ...], bits: int, channels: int,
+                     raw_bits: int = 8) -> Bundle:  # fmt: skip
+    """A random net whose raw inputs of ``raw_bits`` become ``bits``-bit codes by random
+    thresholds, per channel of a ``1 x (n_in / channels) x channels`` image."""
+    b = random_bundle(seed, n_in, hidden, 3, 1, 1, in_bits=bits)
+    b = replace(b, input_shape=(1, n_in // channels, channels))
+    return with_input_thresholds(b, seed + 1, channels=channels, raw_bits=raw_bits)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("bits", "channels", "raw_bits"), [(1, 1, 8), (2, 3, 8), (4, 2, 5)])
+def test_reference_with_an_input_rule_equals_golden(bits: int, channels: int, raw_bits: int,
+                                                    tmp_path: Path) -> None:  # fmt: skip
+    """The reference's input rule (one comparison per threshold) and golden's (a sorted
+    search) give the same scores on 200 random raw frames, values at both ends included."""
+    b = _with_input_rule(bits + channels, 12, (5,), bits, channels, raw_bits)
+    x = random_codes(bits, 200, 12, raw_bits)
+    x[0], x[1] = 0, 2**raw_bits - 1
+    got = _reference_outputs(b, x, tmp_path)
+    tr = golden.run(b, x)
+    assert tr.scores is not None and len(np.unique(tr.scores, axis=0)) > 1
     np.testing.assert_array_equal(got[:, 1:], tr.scores)
     np.testing.assert_array_equal(got[:, 0], tr.predictions)
 
@@ -275,3 +303,49 @@ def test_reset_at_any_cycle(tmp_path: Path) -> None:
     rows = {x["property"]: x for x in json.loads((tmp_path / "q" / "prove.json").read_text())}
     fail = rows["reset+equivalence+protocol"]
     assert fail["status"] == "failed" and "protocol_no_output_without_frame" in fail["failed"]
+
+
+@pytest.mark.slow
+def test_input_rule_front_end_and_net(tmp_path: Path) -> None:
+    """A net with a three-channel input rule (8-bit raw values to 2-bit codes) and two raw
+    values a beat, so a beat's first channel cycles 0, 2, 1 and must return to 0 at each
+    frame's end: the quantizer alone equals the rule over two frames, and the whole net its
+    reference. A threshold moved in the RTL's rule only: the quantizer's proof names the
+    element, whose raw value gives the good rule's code on the reference side and the moved
+    rule's on the RTL's; the net's counterexample frame gives, through golden, each side's
+    scores."""
+    g = _with_input_rule(5, 6, (4,), 2, 3)
+    t = g.quant.thresholds
+    assert t is not None
+    moved = t.copy()
+    moved[1, 1] += 3  # channel 1's second threshold
+    bad = replace(g, input_quant=InputQuant(8, 2, moved))
+    save(g, tmp_path / "good.npz")
+    save(bad, tmp_path / "bad.npz")
+    args = [str(tmp_path / "good.npz"), "--axis-bits", "16", "--frames", "1"]
+    r = _prove([*args, "-o", str(tmp_path / "p"), "--tasks", "net,units"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = {x["property"]: x for x in json.loads((tmp_path / "p" / "prove.json").read_text())}
+    front = "input quantizer 8b>2b x2: equivalence+protocol"
+    assert rows[front]["status"] == "bounded" and rows[front]["frames"] == 2
+    assert rows["equivalence+protocol"]["status"] == "bounded"
+    assert rows["input quantizer 8b>2b x2: cover"]["status"] == "covered"
+
+    r = _prove([*args, "--rtl-bundle", str(tmp_path / "bad.npz"), "-o", str(tmp_path / "q")])
+    assert r.returncode == 1
+    rows = {x["property"]: x for x in json.loads((tmp_path / "q" / "prove.json").read_text())}
+    cex = rows[front]["counterexample"]
+    (diff,) = cex["elements"]
+    frames = int(cex["codes"], 16)  # both free frames' raw values, 6 bytes each
+    raw = frames >> (8 * (6 * cex["frame"] + diff["element"])) & 0xFF
+    x = np.zeros((1, 6), np.int64)
+    x[0, diff["element"]] = raw
+    assert diff["element"] % 3 == 1
+    assert diff["reference"] == g.quant.apply(x)[0, diff["element"]]
+    assert diff["rtl"] == bad.quant.apply(x)[0, diff["element"]] != diff["reference"]
+    net = rows["equivalence+protocol"]
+    assert net["status"] == "failed"
+    frame = int(net["counterexample"]["pixels"], 16) & (2**48 - 1)
+    x = np.array([[frame >> (8 * i) & 0xFF for i in range(6)]])
+    assert golden.scores(g, x)[0].tolist() == net["counterexample"]["reference_scores"]
+    assert golden.scores(bad, x)[0].tolist() == net["counterexample"]["rtl_scores"]

@@ -39,6 +39,7 @@ from hwqnn.formal.reference import WIDTH
 from hwqnn.hw.manifest import LayerManifest, Manifest
 from hwqnn.layers.activation import Scores
 from hwqnn.layers.dense import Layer
+from hwqnn.layers.inputq import InputQuant
 
 PROPERTIES = ("equivalence", "protocol", "cover")
 
@@ -49,7 +50,6 @@ def harness_verilog(
     """Module ``hwqnn_formal`` (one clock input) with the properties as ``assert``/``cover``
     statements, each labelled with its property's name."""
     p = man.ports
-    k = b.layers[0].in_bits
     raw = b.raw_bits
     chunk_bits = p.in_chunk * raw
     n_in = b.in_features
@@ -132,15 +132,11 @@ def harness_verilog(
         "    held <= m_data;",
         "  end",
     ]
-    first = b.layers[0]
-    assert isinstance(first, Layer)
     for f in range(frames):
-        # the reference reads codes; without an input rule a raw value is its own code
-        assert raw == k, "an input rule has no reference (hwqnn.formal.reference.supported)"
         v.append(f"  wire signed [{WIDTH - 1}:0] " + ", ".join(f"r{f}_s{j}" for j in range(c))
                  + f"; wire [31:0] r{f}_cls;")  # fmt: skip
         ports = ", ".join(f".score{j}(r{f}_s{j})" for j in range(c))
-        v.append(f"  hwqnn_ref ref{f}(.codes(frame[{f * n_in * raw} +: {first.in_features * k}]), "
+        v.append(f"  hwqnn_ref ref{f}(.inputs(frame[{f * n_in * raw} +: {n_in * raw}]), "
                  f"{ports}, .cls(r{f}_cls));")  # fmt: skip
     v.append("  always @(*) begin")
     for f in range(frames):
@@ -182,8 +178,32 @@ def layer_harness_verilog(ly: Layer, man: LayerManifest, frames: int = 1) -> str
     same environment as the top's harness (pauses, back-pressure). Output beat ``q`` of frame
     ``f`` (neuron fold ``q``) must carry, in PE ``p``'s field, neuron ``q * PE + p``'s code or
     score of frame ``f``; the stream rules as on the top; a cover of the last beat."""
+    signed = isinstance(ly.act, Scores)
+    return unit_harness_verilog(man, ly.in_features, ly.out_features, ly.out_bits, signed,
+                                "hwqnn_layer_ref", frames)  # fmt: skip
+
+
+def front_harness_verilog(q: InputQuant, n_in: int, man: LayerManifest, frames: int = 2) -> str:
+    """The same harness for the input quantizer alone (``man`` from
+    :func:`hwqnn.hw.emit.generate_front`) beside
+    :func:`hwqnn.formal.reference.quant_reference_verilog`: output beat ``q`` of frame ``f``
+    carries in field ``j`` element ``q * in_chunk + j``'s code (fields past the frame's end are
+    free). Two frames by default, since the channel of a beat's first element is a register
+    that must return to 0 at every frame's end."""
+    return unit_harness_verilog(man, n_in, n_in, q.bits, False, "hwqnn_quant_ref", frames,
+                                streaming=True)  # fmt: skip
+
+
+def unit_harness_verilog(man: LayerManifest, n_in: int, n_out: int, out_bits: int, signed: bool,
+                         ref: str, frames: int = 1, streaming: bool = False) -> str:  # fmt: skip
+    """Module ``hwqnn_layer_formal`` around the unit of ``man`` (``n_in`` inputs of the ports'
+    ``in_bits`` a frame, ``nf`` output beats of ``pe`` fields, the first ``n_out`` of them
+    meaningful) and one reference module ``ref`` (``inputs`` in, ``y{o}`` out) per frame.
+    Causality: a store-and-forward unit (an MVTU) gives no output beat of a frame before that
+    frame's last input beat; a ``streaming`` one (one output beat per input beat) no output
+    beat before its input beat."""
     p = man.ports
-    k, n_in, chunk = p.in_bits, ly.in_features, p.in_chunk
+    k, chunk = p.in_bits, p.in_chunk
     beats, nf, pe, ow = p.in_beats, p.nf, p.pe, p.out_width
     s_bits, m_bits = 8 * -(-(chunk * k) // 8), 8 * -(-(pe * ow) // 8)
     total = frames * beats
@@ -228,20 +248,19 @@ def layer_harness_verilog(ly: Layer, man: LayerManifest, frames: int = 1) -> str
         "    held <= m_data;",
         "  end",
     ]
-    signed = isinstance(ly.act, Scores)
-    width = f"signed [{WIDTH - 1}:0]" if signed else f"[{ly.out_bits - 1}:0]"
+    width = f"signed [{WIDTH - 1}:0]" if signed else f"[{out_bits - 1}:0]"
     for f in range(frames):
-        ys = [f"r{f}_y{o}" for o in range(ly.out_features)]
+        ys = [f"r{f}_y{o}" for o in range(n_out)]
         v.append(f"  wire {width} {', '.join(ys)};")
         ports = ", ".join(f".y{o}({y})" for o, y in enumerate(ys))
-        v.append(f"  hwqnn_layer_ref ref{f}(.codes(frame[{f * n_in * k} +: {n_in * k}]), {ports});")
+        v.append(f"  {ref} ref{f}(.inputs(frame[{f * n_in * k} +: {n_in * k}]), {ports});")
     v.append("  always @(*) begin")
     for f in range(frames):
         for qq in range(nf):
             v.append(f"    if (take && fo == {f} && q == {qq}) begin")
             for pp in range(pe):
                 o = qq * pe + pp
-                if o >= ly.out_features:
+                if o >= n_out:
                     continue
                 field = f"m_data[{ow * pp + ow - 1}:{ow * pp}]"
                 got = (f"$signed({{{{{WIDTH - ow}{{m_data[{ow * pp + ow - 1}]}}}}, {field}}})"
@@ -254,7 +273,9 @@ def layer_harness_verilog(ly: Layer, man: LayerManifest, frames: int = 1) -> str
         "      protocol_data_stable: assert (m_data == held);",
         "    end",
         f"    if (m_valid) protocol_tlast: assert (m_last == (q == {nf - 1}));",
-        "    if (take) protocol_no_output_without_frame: assert (fo < done);",
+        f"    if (take) protocol_no_output_without_input: assert (fo * {nf} + q < beat);"
+        if streaming
+        else "    if (take) protocol_no_output_without_frame: assert (fo < done);",
         f"    if (take && fo == {frames - 1} && q == {nf - 1}) cover_last_output: cover (1);",
         "  end",
         "endmodule",

@@ -11,10 +11,15 @@ from dataclasses import asdict
 from pathlib import Path
 
 from hwqnn.bundle import Bundle
-from hwqnn.formal.harness import harness_verilog, layer_harness_verilog
-from hwqnn.formal.reference import WIDTH, layer_reference_verilog, reference_verilog
+from hwqnn.formal.harness import front_harness_verilog, harness_verilog, layer_harness_verilog
+from hwqnn.formal.reference import (
+    WIDTH,
+    layer_reference_verilog,
+    quant_reference_verilog,
+    reference_verilog,
+)
 from hwqnn.formal.sby import Verdict, run_task
-from hwqnn.hw.emit import generate_layer
+from hwqnn.hw.emit import generate_front, generate_layer
 from hwqnn.hw.manifest import LayerManifest, Manifest
 from hwqnn.hw.plan import Plan
 from hwqnn.hw.stages import MatrixStage
@@ -141,20 +146,23 @@ def unit_depth(man: LayerManifest, frames: int) -> int:
     return 2 + frames * p.in_beats + man.latency + frames * man.cycles_per_frame + p.nf + 5
 
 
-def unit_counterexample(vcd: Path, ly: Layer, man: LayerManifest,
-                        frames: int) -> dict[str, object] | None:  # fmt: skip
-    """The first output beat of a failing unit trace that differs from the layer reference:
-    frame, neuron fold, the neurons that differ and both sides' values."""
+def unit_counterexample(vcd: Path, man: LayerManifest, n_out: int, signed: bool, frames: int,
+                        what: str = "neuron") -> dict[str, object] | None:  # fmt: skip
+    """The first output beat of a failing unit trace that differs from the unit's reference
+    (``n_out`` outputs a frame, ``signed`` scores or codes): frame, output beat (an MVTU's
+    neuron fold), the free input frames (``codes``, frame ``f`` from bit ``f`` times a frame's
+    bits; raw values for the quantizer), and the outputs
+    that differ, each as ``what`` (``neuron``; the quantizer's ``element``) with both sides'
+    values (a key ``neurons`` or ``elements``)."""
     p = man.ports
     names = {"take", "fo", "q", "m_data", "frame"}
-    names |= {f"r{f}_y{o}" for f in range(frames) for o in range(ly.out_features)}
+    names |= {f"r{f}_y{o}" for f in range(frames) for o in range(n_out)}
     sig = _vcd_values(vcd, names)
 
     def at(name: str, t: int) -> int:
         vals = [v for tt, v in sig[name] if tt <= t]
         return vals[-1] if vals else 0
 
-    signed = isinstance(ly.act, Scores)
     ow = p.out_width
     for t, take in sig["take"]:
         f, q = at("fo", t), at("q", t)
@@ -164,17 +172,17 @@ def unit_counterexample(vcd: Path, ly: Layer, man: LayerManifest,
         diffs = []
         for pp in range(p.pe):
             o = q * p.pe + pp
-            if o >= ly.out_features:
+            if o >= n_out:
                 continue
             rtl = data >> (ow * pp) & ((1 << ow) - 1)
             ref = at(f"r{f}_y{o}", t)
             if signed:
                 rtl, ref = _signed(rtl, ow), _signed(ref, WIDTH)
             if rtl != ref:
-                diffs.append({"neuron": o, "rtl": rtl, "reference": ref})
+                diffs.append({what: o, "rtl": rtl, "reference": ref})
         if diffs:
             return {"frame": f, "fold": q, "time": t, "codes": hex(at("frame", t)),
-                    "neurons": diffs}  # fmt: skip
+                    what + "s": diffs}  # fmt: skip
     return None
 
 
@@ -183,10 +191,33 @@ def prove_units(p: Plan, out: Path, frames: int = 1, solver: str = "boolector",
                 ) -> list[dict[str, object]]:  # fmt: skip
     """Each weighted stage's MVTU alone (its frame buffer, weight and threshold memories,
     datapath and output unit, at the plan's folding and input beat width) against the layer's
-    reference (the layer of ``reference`` if given: a fault injected into ``p``'s bundle), for
-    every input frame and stall pattern: a cover and a bounded check each."""
+    reference (the layer of ``reference`` if given: a fault injected into ``p``'s bundle), and
+    the input quantizer of a net with an input rule against the rule (two frames), for every
+    input frame and stall pattern: a cover and a bounded check each."""
     ref = reference or p.bundle
     rows: list[dict[str, object]] = []
+
+    def run(udir: Path, files: list[Path], d: int, where: str, man: LayerManifest, n_out: int,
+            signed: bool, fr: int, what: str = "neuron") -> None:  # fmt: skip
+        for name, mode in (("cover", "cover"), ("equivalence+protocol", "bmc")):
+            task = name.replace("+", "_")
+            v = run_task(task, mode, d, files, "hwqnn_layer_formal", udir, solver=solver)
+            row: dict[str, object] = {"property": f"{where}: {name}", **asdict(v), "frames": fr}
+            if v.status == "failed" and v.trace:
+                row["counterexample"] = unit_counterexample(Path(v.trace), man, n_out, signed,
+                                                            fr, what)  # fmt: skip
+            rows.append(row)
+
+    q = ref.quant
+    if not q.is_identity:  # the quantizer of p's bundle against the rule of ref's
+        udir = out / "front"
+        man = generate_front(p.bundle.quant, p.in_chunk, p.in_beats, udir / "rtl")
+        n_in = ref.in_features
+        (udir / "reference.v").write_text(quant_reference_verilog(q, n_in))
+        (udir / "harness.sv").write_text(front_harness_verilog(q, n_in, man, 2))
+        files = [man.verilog_path, udir / "reference.v", udir / "harness.sv"]
+        where = f"input quantizer {q.label()} x{p.in_chunk}"
+        run(udir, files, depth or unit_depth(man, 2), where, man, n_in, False, 2, "element")
     for st in p.stages:
         if not isinstance(st, MatrixStage):
             continue
@@ -197,16 +228,10 @@ def prove_units(p: Plan, out: Path, frames: int = 1, solver: str = "boolector",
         (udir / "reference.v").write_text(layer_reference_verilog(ly))
         (udir / "harness.sv").write_text(layer_harness_verilog(ly, man, frames))
         files = [man.verilog_path, udir / "reference.v", udir / "harness.sv"]
-        d = depth or unit_depth(man, frames)
         where = f"layer {st.index} MVTU {st.fold} in {st.mv_chunk}"
-        for name, mode in (("cover", "cover"), ("equivalence+protocol", "bmc")):
-            task = name.replace("+", "_")
-            v = run_task(task, mode, d, files, "hwqnn_layer_formal", udir, solver=solver)
-            row: dict[str, object] = {"property": f"{where}: {name}", **asdict(v),
-                                      "frames": frames}  # fmt: skip
-            if v.status == "failed" and v.trace:
-                row["counterexample"] = unit_counterexample(Path(v.trace), ly, man, frames)
-            rows.append(row)
+        signed = isinstance(ly.act, Scores)
+        run(udir, files, depth or unit_depth(man, frames), where, man, ly.out_features, signed,
+            frames)  # fmt: skip
     return rows
 
 

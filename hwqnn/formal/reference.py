@@ -1,7 +1,9 @@
 """The bundle's integer function as one combinational Verilog module, for a miter against the
 accelerator.
 
-It is written from the bundle's definitions, not from the hardware: for each dense layer and
+It is written from the bundle's definitions, not from the hardware: an input rule's code of
+element ``g`` is the number of channel ``g % C``'s thresholds its raw value reaches (one constant
+comparison per threshold, :mod:`hwqnn.layers.inputq`); for each dense layer and
 neuron ``o`` the accumulator is the direct sum over every input ``i``, input plane ``n`` and
 weight plane ``m`` of the plane product (``xnor``/``and``/``nor`` of the input bit with the
 constant weight bit) shifted by ``n + m`` (the bundle docstring's ``A``); a hidden layer's code
@@ -18,6 +20,7 @@ from hwqnn.bundle import Bundle
 from hwqnn.errors import InputError
 from hwqnn.layers.activation import Scores, Thresholds
 from hwqnn.layers.dense import Layer
+from hwqnn.layers.inputq import InputQuant
 
 WIDTH = 40  # every accumulator and score, signed: far above any tiny net's range
 
@@ -31,8 +34,6 @@ def supported(b: Bundle) -> str | None:
     """Why the reference cannot be written for ``b`` (``None``: it can)."""
     if not all(isinstance(ly, Layer) for ly in b.layers):
         return "only dense layers (MLPs) have a reference so far"
-    if not b.quant.is_identity:
-        return "an input-quantization rule has no reference so far"
     return None
 
 
@@ -83,21 +84,39 @@ def _layer_lines(li: int, ly: Layer, xs: list[str], k_in: int) -> tuple[list[str
     return lines, outs
 
 
+def _quant_lines(q: InputQuant, n_in: int) -> tuple[list[str], list[str]]:
+    """Wires ``q{g}``, element ``g``'s code of raw value ``inputs[raw_bits*g +: raw_bits]``,
+    and the codes' bits (element ``g``'s bit ``n`` at ``bits*g+n``)."""
+    lines: list[str] = []
+    rb, k = q.raw_bits, q.bits
+    assert q.thresholds is not None
+    for g in range(n_in):
+        x = f"inputs[{rb * g + rb - 1}:{rb * g}]"
+        t = q.thresholds[g % q.channels].tolist()
+        cmps = [f"({x} >= {rb + 1}'d{int(v)})" for v in t]  # 2**raw_bits: never met
+        lines.append(f"  wire [{k}:0] q{g} = {' + '.join(cmps)};")
+    return lines, [f"q{g}[{n}]" for g in range(n_in) for n in range(k)]
+
+
 def reference_verilog(b: Bundle, name: str = "hwqnn_ref") -> str:
-    """Module ``name``: input ``codes`` (layer 0's code ``i`` at bits ``k*i``, ``k`` its
-    ``in_bits``), outputs ``score{c}`` (signed ``WIDTH`` bits) and ``cls``."""
+    """Module ``name``: input ``inputs``, the frame's raw values (element ``i`` at bits
+    ``R*i``, ``R`` the bundle's ``raw_bits``; codes of layer 0's ``in_bits`` for an identity
+    input), outputs ``score{c}`` (signed ``WIDTH`` bits) and ``cls``."""
     why = supported(b)
     if why is not None:
         raise InputError(f"hwqnn prove: {why}")
-    layers = [ly for ly in b.layers if isinstance(ly, Layer)]
-    first = layers[0]
-    lines = [f"module {name}(input wire [{first.in_features * first.in_bits - 1}:0] codes,"]
+    n_in = b.in_features
+    lines = [f"module {name}(input wire [{n_in * b.raw_bits - 1}:0] inputs,"]
     lines += [f"  output wire signed [{WIDTH - 1}:0] score{c}," for c in range(b.num_classes)]
     lines += ["  output wire [31:0] cls);"]
-    xs = [f"codes[{first.in_bits * i + n}]" for i in range(first.in_features)
-          for n in range(first.in_bits)]  # fmt: skip
-    k_in = first.in_bits
-    for li, ly in enumerate(layers):
+    k_in = b.layers[0].in_bits
+    if b.quant.is_identity:
+        xs = [f"inputs[{k_in * i + n}]" for i in range(n_in) for n in range(k_in)]
+    else:
+        body, xs = _quant_lines(b.quant, n_in)
+        lines += body
+    for li, ly in enumerate(b.layers):
+        assert isinstance(ly, Layer)  # supported() said so
         body, xs = _layer_lines(li, ly, xs, k_in)
         lines += body
         k_in = ly.out_bits
@@ -113,22 +132,35 @@ def reference_verilog(b: Bundle, name: str = "hwqnn_ref") -> str:
 
 
 def layer_reference_verilog(ly: Layer, name: str = "hwqnn_layer_ref") -> str:
-    """Module ``name`` for one dense layer alone: input ``codes`` (code ``i`` at bits
+    """Module ``name`` for one dense layer alone: input ``inputs`` (code ``i`` at bits
     ``in_bits*i``), outputs ``y{o}``, neuron ``o``'s code (thresholds) or score (signed
     ``WIDTH`` bits)."""
     n, k = ly.in_features, ly.in_bits
     scores = isinstance(ly.act, Scores)
     width = f"signed [{WIDTH - 1}:0]" if scores else f"[{ly.out_bits - 1}:0]"
-    lines = [f"module {name}(input wire [{n * k - 1}:0] codes,"]
+    lines = [f"module {name}(input wire [{n * k - 1}:0] inputs,"]
     lines += [f"  output wire {width} y{o}" + ("," if o + 1 < ly.out_features else ");")
               for o in range(ly.out_features)]  # fmt: skip
     if scores:
         lines += [f"  wire signed [{WIDTH - 1}:0] score{o};" for o in range(ly.out_features)]
-    xs = [f"codes[{k * i + b}]" for i in range(n) for b in range(k)]
+    xs = [f"inputs[{k * i + b}]" for i in range(n) for b in range(k)]
     body, _ = _layer_lines(0, ly, xs, k)
     lines += body
     for o in range(ly.out_features):
         src = f"score{o}" if scores else f"l0_y{o}[{ly.out_bits - 1}:0]"
         lines.append(f"  assign y{o} = {src};")
+    lines.append("endmodule")
+    return "\n".join(lines) + "\n"
+
+
+def quant_reference_verilog(q: InputQuant, n_in: int, name: str = "hwqnn_quant_ref") -> str:
+    """Module ``name`` for an input rule alone: input ``inputs`` (raw value ``g`` at bits
+    ``raw_bits*g``), outputs ``y{g}``, element ``g``'s code."""
+    lines = [f"module {name}(input wire [{n_in * q.raw_bits - 1}:0] inputs,"]
+    lines += [f"  output wire [{q.bits - 1}:0] y{g}" + ("," if g + 1 < n_in else ");")
+              for g in range(n_in)]  # fmt: skip
+    body, _ = _quant_lines(q, n_in)
+    lines += body
+    lines += [f"  assign y{g} = q{g}[{q.bits - 1}:0];" for g in range(n_in)]
     lines.append("endmodule")
     return "\n".join(lines) + "\n"

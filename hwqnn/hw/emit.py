@@ -14,6 +14,7 @@ from hwqnn import __version__
 from hwqnn.bundle import Layer
 from hwqnn.hw import driver
 from hwqnn.hw.folding import LayerFold, estimate_luts
+from hwqnn.hw.inputq import InputQuantizer
 from hwqnn.hw.manifest import (
     LayerEntry,
     LayerManifest,
@@ -27,6 +28,7 @@ from hwqnn.hw.network import LayerTop, Top
 from hwqnn.hw.plan import Plan
 from hwqnn.hw.timing import frame_latency
 from hwqnn.layers.activation import Scores
+from hwqnn.layers.inputq import InputQuant
 
 log = logging.getLogger(__name__)
 TOP_NAME = "hwqnn_top"
@@ -117,5 +119,25 @@ def generate_layer(
     manifest = LayerManifest("hwqnn_layer", "hwqnn_layer.v", ports, unit.cycles_per_frame,
                              unit.latency, dir=out)  # fmt: skip
     write_if_changed(out / "hwqnn_layer.v", text + "`default_nettype wire\n")
+    manifest.write()
+    return manifest
+
+
+def generate_front(
+    quant: InputQuant, in_chunk: int, beats: int, out_dir: str | os.PathLike[str]
+) -> LayerManifest:
+    """Verilog of the input quantizer alone (``hwqnn_front``: ``beats`` beats of ``in_chunk``
+    raw values a frame, one beat of as many codes out per beat in), for proofs. Its manifest
+    states it in an MVTU's terms: ``pe = in_chunk`` fields of the code's bits per beat and
+    ``nf = beats`` output beats a frame."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    unit = InputQuantizer(quant, in_chunk, beats)
+    top = LayerTop(unit, out_beats=beats)
+    text = PROLOGUE + verilog.convert(top, name="hwqnn_front", emit_src=False)
+    ports = LayerPorts(in_chunk=in_chunk, in_beats=beats, in_bits=quant.raw_bits, pe=in_chunk,
+                       nf=beats, out_width=quant.bits, signed=False)  # fmt: skip
+    manifest = LayerManifest("hwqnn_front", "hwqnn_front.v", ports, beats, unit.latency, dir=out)
+    write_if_changed(out / "hwqnn_front.v", text + "`default_nettype wire\n")
     manifest.write()
     return manifest

@@ -205,11 +205,17 @@ class Top(wiring.Component):
 
 
 class LayerTop(wiring.Component):
-    """One MVTU alone behind AXI-Stream-style ports, for unit benches: ``s_axis_tdata`` carries
-    ``in_chunk`` codes of ``in_bits``; ``m_axis_tdata`` one neuron fold (PE outputs)."""
+    """One unit alone behind AXI-Stream-style ports, for unit benches and proofs: an MVTU
+    (``s_axis_tdata`` carries ``in_chunk`` codes of ``in_bits``; ``m_axis_tdata`` one neuron
+    fold, PE outputs; ``tlast`` on a vector's last fold) or the input quantizer (``out_beats``:
+    one output beat per input beat, ``tlast`` on a frame's last)."""
 
-    def __init__(self, unit: MVTU) -> None:
+    def __init__(self, unit: MVTU | InputQuantizer, out_beats: int | None = None) -> None:
         self.unit = unit
+        if out_beats is None:
+            assert isinstance(unit, MVTU)
+            out_beats = unit.nf
+        self.out_beats = out_beats
         self.s_bits = 8 * _bytes(len(unit.i.payload))
         self.m_bits = 8 * _bytes(len(unit.o.payload))
         super().__init__(
@@ -240,8 +246,9 @@ class LayerTop(wiring.Component):
             self.m_axis_tvalid.eq(u.o.valid & ~rst),
             u.o.ready.eq(self.m_axis_tready),
         ]
-        nf = Signal(range(max(2, u.nf)))
+        last = self.out_beats - 1
+        nf = Signal(range(max(2, self.out_beats)))
         with m.If(u.o.valid & u.o.ready):
-            m.d.sync += nf.eq(Mux(nf == u.nf - 1, 0, nf + 1))
-        m.d.comb += self.m_axis_tlast.eq(nf == u.nf - 1)
+            m.d.sync += nf.eq(Mux(nf == last, 0, nf + 1))
+        m.d.comb += self.m_axis_tlast.eq(nf == last)
         return m
