@@ -579,8 +579,9 @@ def _add_hardware_commands(add: Add) -> None:
         "--tasks", type=_prove_tasks, default=("net", "units"), metavar="LIST",
         help="comma-separated: net (the whole top: equivalence and the stream rules, any "
         "tlast), reset (the same with one reset pulse at any cycle, one frame, twice the depth: "
-        "slow), units (each MVTU alone against its layer, and an input rule's "
-        "quantizer against the rule); default net,units",
+        "slow), units (each MVTU alone against its layer, each sliding window and max-reduce "
+        "against its definition, an input rule's quantizer against the rule); default "
+        "net,units",
     )  # fmt: skip
     p.add_argument(
         "--rtl-bundle", default=None, metavar="B.npz",

@@ -578,8 +578,9 @@ def prove_stage(bundle_path: Path, out: Path, hw: FoldOptions, frames: int = 2,
     """Generate the RTL (of ``rtl_bundle`` if given; or take the Verilog in ``rtl``, a
     directory ``hwqnn rtl`` wrote, perhaps edited), prove it against the bundle's integer
     function (:mod:`hwqnn.formal.prove`): ``net`` (the whole top, free ``tlast``), ``reset``
-    (the same with one reset pulse at any cycle), ``units`` (each MVTU alone against its
-    layer; not for ``rtl``, whose units cannot be taken apart); ``prove.json`` and
+    (the same with one reset pulse at any cycle), ``units`` (each unit alone against its
+    definition: MVTUs, sliding windows, max-reduces, the input quantizer; not for ``rtl``,
+    whose units cannot be taken apart); ``prove.json`` and
     ``prove.md`` under ``out``."""
     from hwqnn.formal.prove import prove, prove_units, table
     from hwqnn.formal.reference import supported
@@ -592,7 +593,7 @@ def prove_stage(bundle_path: Path, out: Path, hw: FoldOptions, frames: int = 2,
     free = b.in_features * b.layers[0].in_bits  # layer 0's code bits: what the sums see
     if free > 16:  # measured: 12 free bits took 331 s, 16 gave no verdict in minutes
         log.warning("%s: %d free code bits per frame into layer 0; whole-net proofs past "
-                    "about 16 may not finish (a tiny MLP is the intended use)", bundle_path,
+                    "about 16 may not finish (a tiny net is the intended use)", bundle_path,
                     free)  # fmt: skip
     if rtl and rtl_bundle:
         raise InputError("give --rtl or --rtl-bundle, not both")

@@ -18,12 +18,24 @@ import numpy as np
 import pytest
 
 from hwqnn import golden
+from hwqnn.arch import parse_arch
 from hwqnn.bundle import Bundle, load, save
+from hwqnn.formal.harness import window_harness_verilog
+from hwqnn.formal.prove import stream_depth, window_counterexample
 from hwqnn.formal.reference import reference_verilog
-from hwqnn.formal.sby import ProveError, tool
+from hwqnn.formal.sby import ProveError, run_task, tool
+from hwqnn.hw.emit import generate_window
+from hwqnn.hw.window import SlidingWindow
+from hwqnn.layers import Window
 from hwqnn.layers.encoding import ODD, SIGNED, UNSIGNED
 from hwqnn.layers.inputq import InputQuant
-from hwqnn.randnet import Encodings, random_bundle, random_codes, with_input_thresholds
+from hwqnn.randnet import (
+    Encodings,
+    random_bundle,
+    random_codes,
+    random_net,
+    with_input_thresholds,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -349,3 +361,69 @@ def test_input_rule_front_end_and_net(tmp_path: Path) -> None:
     x = np.array([[frame >> (8 * i) & 0xFF for i in range(6)]])
     assert golden.scores(g, x)[0].tolist() == net["counterexample"]["reference_scores"]
     assert golden.scores(bad, x)[0].tolist() == net["counterexample"]["rtl_scores"]
+
+
+CONV_NETS = {  # spec, image, in bits, w bits, a bits, encodings, seed (varied scores)
+    "pad1-pool-w1a1": ("cnv:2c2p1-mp2-fc4", (3, 3, 1), 1, 1, 1, None, 18),
+    "stride2-pad1-2ch-2b-in": ("cnv:3c3s2p1-fc5", (5, 4, 2), 2, 1, 1, None, 1),
+    "signed-pad-code-pool": ("cnv:3c2p1-mp2-fc4", (3, 3, 1), 2, 2, 2,
+                             Encodings(input=SIGNED, w=SIGNED, act=SIGNED), 14),
+    "4b-in-relu-pool": ("cnv:3c3p1-mp2-fc4", (4, 4, 1), 4, 1, 2,
+                        Encodings(input=UNSIGNED, w=SIGNED, act=UNSIGNED), 17),
+}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CONV_NETS))
+def test_conv_reference_equals_golden(name: str, tmp_path: Path) -> None:
+    """ConvNets' reference (windows indexed by their definition, the padding at the input's
+    zero code, max-pool as a chain of comparisons) equals golden (im2col by numpy) on 200
+    random frames, with scores that vary."""
+    spec, image, ib, wb, ab, enc, seed = CONV_NETS[name]
+    b = random_net(seed, parse_arch(spec, wb, ab), image, 3, in_bits=ib, encodings=enc)
+    x = random_codes(2, 200, b.in_features, ib)
+    got = _reference_outputs(b, x, tmp_path)
+    tr = golden.run(b, x)
+    assert tr.scores is not None and len(np.unique(tr.scores, axis=0)) > 2
+    np.testing.assert_array_equal(got[:, 1:], tr.scores)
+    np.testing.assert_array_equal(got[:, 0], tr.predictions)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("spec", "image", "seed"), [("cnv:3c2-fc3", (2, 2, 2), 11),
+                                                     ("cnv:2c1-mp2", (2, 2, 1), 19)])  # fmt: skip
+def test_convnet_net_and_units(spec: str, image: tuple[int, int, int], seed: int,
+                               tmp_path: Path) -> None:  # fmt: skip
+    """Tiny ConvNets, whole and unit by unit: the net equals its reference (bounded, one
+    frame), each sliding window gives every output beat the pixel its window reads (two
+    frames), the max-reduce the largest codes, each MVTU its layer (a convolution's: one
+    vector); every cover reached within its depth."""
+    b = random_net(seed, parse_arch(spec), image, 3, in_bits=1)
+    save(b, tmp_path / "c.npz")
+    r = _prove([str(tmp_path / "c.npz"), "-o", str(tmp_path / "p"), "--frames", "1"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads((tmp_path / "p" / "prove.json").read_text())
+    kinds = {"window": 0, "max-reduce": 0, "MVTU": 0}
+    for cover, check in zip(rows[::2], rows[1::2], strict=True):
+        assert cover["status"] == "covered" and check["status"] == "bounded"
+        assert cover["step"] < check["depth"]
+        kinds.update({k: kinds[k] + 1 for k in kinds if f" {k} " in check["property"]})
+    pools = spec.count("mp")
+    assert kinds == {"window": 1 + pools, "max-reduce": pools, "MVTU": len(b.layers) - pools}
+
+
+@pytest.mark.slow
+def test_window_padding_fault(tmp_path: Path) -> None:
+    """A window unit that pads with code 1 where its 2-bit signed input's zero code is 2: the
+    tracked proof fails on the first padded beat and names it (no pixel; RTL 0x5, 01 in both
+    channels, against 0xa)."""
+    w = Window(2, 2, 2, 2, 1, 1)
+    sw = SlidingWindow(window=w, bits=2, in_chunk=1, pad_code=1)
+    man = generate_window(sw, tmp_path / "rtl")
+    (tmp_path / "harness.sv").write_text(window_harness_verilog(w, man, 2, 1))
+    v = run_task("bmc", "bmc", stream_depth(man, 1), [man.verilog_path, tmp_path / "harness.sv"],
+                 "hwqnn_layer_formal", tmp_path, solver="boolector")  # fmt: skip
+    assert v.status == "failed" and v.failed == ("equivalence",) and v.trace
+    cex = window_counterexample(Path(v.trace), man)
+    assert cex is not None and cex["pixel"] is None
+    assert (cex["rtl"], cex["expected"]) == ("0x5", "0xa")

@@ -35,8 +35,9 @@ Two freedoms widen the environment (``free_tlast``, ``free_reset``):
 from __future__ import annotations
 
 from hwqnn.bundle import Bundle
-from hwqnn.formal.reference import WIDTH
+from hwqnn.formal.reference import WIDTH, window_pixels
 from hwqnn.hw.manifest import LayerManifest, Manifest
+from hwqnn.layers import Window
 from hwqnn.layers.activation import Scores
 from hwqnn.layers.dense import Layer
 from hwqnn.layers.inputq import InputQuant
@@ -191,19 +192,20 @@ def front_harness_verilog(q: InputQuant, n_in: int, man: LayerManifest, frames: 
     free). Two frames by default, since the channel of a beat's first element is a register
     that must return to 0 at every frame's end."""
     return unit_harness_verilog(man, n_in, n_in, q.bits, False, "hwqnn_quant_ref", frames,
-                                streaming=True)  # fmt: skip
+                                needs=f"fo * {man.ports.nf} + q + 1")  # fmt: skip
 
 
 def unit_harness_verilog(man: LayerManifest, n_in: int, n_out: int, out_bits: int, signed: bool,
-                         ref: str, frames: int = 1, streaming: bool = False) -> str:  # fmt: skip
+                         ref: str, frames: int = 1, needs: str | None = None) -> str:  # fmt: skip
     """Module ``hwqnn_layer_formal`` around the unit of ``man`` (``n_in`` inputs of the ports'
     ``in_bits`` a frame, ``nf`` output beats of ``pe`` fields, the first ``n_out`` of them
     meaningful) and one reference module ``ref`` (``inputs`` in, ``y{o}`` out) per frame.
-    Causality: a store-and-forward unit (an MVTU) gives no output beat of a frame before that
-    frame's last input beat; a ``streaming`` one (one output beat per input beat) no output
-    beat before its input beat."""
+    Causality (``protocol_no_output_before_its_input``): output beat ``q`` of frame ``fo`` is
+    taken only once ``needs`` input beats (a Verilog expression of ``fo`` and ``q``) were; by
+    default a whole frame, ``(fo + 1) * in_beats``, as an MVTU stores and forwards."""
     p = man.ports
     k, chunk = p.in_bits, p.in_chunk
+    need = needs or f"(fo + 1) * {p.in_beats}"
     beats, nf, pe, ow = p.in_beats, p.nf, p.pe, p.out_width
     s_bits, m_bits = 8 * -(-(chunk * k) // 8), 8 * -(-(pe * ow) // 8)
     total = frames * beats
@@ -273,11 +275,113 @@ def unit_harness_verilog(man: LayerManifest, n_in: int, n_out: int, out_bits: in
         "      protocol_data_stable: assert (m_data == held);",
         "    end",
         f"    if (m_valid) protocol_tlast: assert (m_last == (q == {nf - 1}));",
-        f"    if (take) protocol_no_output_without_input: assert (fo * {nf} + q < beat);"
-        if streaming
-        else "    if (take) protocol_no_output_without_frame: assert (fo < done);",
+        f"    if (take) protocol_no_output_before_its_input: assert (beat >= {need});",
         f"    if (take && fo == {frames - 1} && q == {nf - 1}) cover_last_output: cover (1);",
         "  end",
         "endmodule",
     ]
     return "\n".join(v) + "\n"
+
+
+def window_harness_verilog(w: Window, man: LayerManifest, pad_code: int, frames: int = 2) -> str:
+    """Module ``hwqnn_layer_formal`` around a sliding window alone (``man`` from
+    :func:`hwqnn.hw.emit.generate_window`), by tracking one output: the solver picks a frame
+    ``jf`` and an output beat ``jq`` (free constants) and the input data (free on every beat,
+    held while a beat waits); the harness keeps the beats of the pixel that beat ``jq`` reads
+    by the window's definition (:func:`hwqnn.formal.reference.window_pixels`) as they go in, and
+    when beat ``jq`` of frame ``jf`` comes out it must carry that pixel, or ``pad_code`` in every
+    channel outside the image. Since the pair is free, this holds for every output beat of
+    every frame; one tracked value keeps the solver's problem small where a whole-frame miter
+    did not finish (a 3x3 image, 2x2 window, padding 1: over 5 minutes). Two frames by default:
+    the line buffer holds the end of one image and the start of the next. Protocol as on the
+    other units; causality follows (an output taken before its pixel went in cannot equal data
+    the solver picks later)."""
+    p = man.ports
+    k, chunk, beats, nf, c = p.in_bits, p.in_chunk, p.in_beats, p.nf, w.channels
+    bpp = c // chunk  # input beats per pixel
+    cb, pb = chunk * k, c * k
+    s_bits, m_bits = p.s_tdata_bits, p.m_tdata_bits
+    total = frames * beats
+    bb = max(1, (total + 1).bit_length())
+    fb = max(1, (frames * nf + 1).bit_length())
+    pixels = window_pixels(w)
+    pad = sum(pad_code << (k * ch) for ch in range(c))
+    v = [
+        "`default_nettype none",
+        "module hwqnn_layer_formal(input wire clk);",
+        f"  (* anyseq *) reg [{cb - 1}:0] din;  // the source's next beat, free",
+        "  (* anyseq *) reg gap;",
+        "  (* anyseq *) reg ready;",
+        f"  (* anyconst *) reg [{fb - 1}:0] jf;  // the tracked frame",
+        f"  (* anyconst *) reg [{fb - 1}:0] jq;  // the tracked output beat of that frame",
+        f"  always @(*) assume (jf < {frames} && jq < {nf});",
+        f"  reg [{bb - 1}:0] beat = 0, bi = 0, fi = 0;  // beats taken; within the frame; frame",
+        "  reg valid = 0;",
+        f"  reg [{cb - 1}:0] data = 0;",
+        "  wire s_ready, m_valid, m_last, frame_err;",
+        f"  wire [{m_bits - 1}:0] m_data;",
+        f"  {man.top} dut(.aclk(clk), .aresetn(1'b1),",
+        f"    .s_axis_tdata({{{{{s_bits - cb}{{1'b0}}}}, data}}),"
+        if s_bits > cb
+        else "    .s_axis_tdata(data),",
+        f"    .s_axis_tvalid(valid), .s_axis_tready(s_ready), .s_axis_tlast(bi == {beats - 1}),",
+        "    .m_axis_tdata(m_data), .m_axis_tvalid(m_valid), .m_axis_tready(ready),",
+        "    .m_axis_tlast(m_last), .frame_error(frame_err));",
+        "  wire take_in = valid && s_ready;",
+        "  wire take = m_valid && ready;",
+        f"  reg [{fb - 1}:0] fo = 0, q = 0;  // the frame and beat of the next output",
+        "  reg waited = 0;",
+        f"  reg [{m_bits - 1}:0] held = 0;",
+        "  // the pixel output beat jq reads (want_pad: outside the image)",
+        f"  reg [{bb - 1}:0] want_pix;",
+        "  reg want_pad;",
+        "  always @(*) begin",
+        "    want_pix = 0; want_pad = 1;",
+        "    case (jq)",
+    ]
+    for q, px in enumerate(pixels):
+        if px is not None:
+            v.append(f"      {q}: begin want_pix = {px}; want_pad = 0; end")
+    v += [
+        "      default: ;",
+        "    endcase",
+        "  end",
+        f"  reg [{pb - 1}:0] saved = 0;  // the tracked pixel's channels, as they went in",
+        f"  wire [{pb - 1}:0] want = want_pad ? {pb}'d{pad} : saved;",
+        "  always @(posedge clk) begin",
+        "    if (!valid || s_ready) data <= din;  // a beat offered is held until taken",
+        "    if (take_in) begin",
+        "      beat <= beat + 1;",
+        f"      if (bi == {beats - 1}) begin bi <= 0; fi <= fi + 1; end else bi <= bi + 1;",
+        f"      if (fi == jf && bi / {bpp} == want_pix)",
+        f"        saved[{cb} * (bi % {bpp}) +: {cb}] <= data;",
+        f"      valid <= (beat + 1 < {total}) && !gap;",
+        f"    end else if (!valid) valid <= (beat < {total}) && !gap;",
+        f"    if (take) begin if (q == {nf - 1}) begin q <= 0; fo <= fo + 1; end "
+        "else q <= q + 1; end",
+        "    waited <= m_valid && !ready;",
+        "    held <= m_data;",
+        "  end",
+        "  always @(*) begin",
+        f"    if (take && fo == jf && q == jq) equivalence: assert (m_data[{pb - 1}:0] == want);",
+        "    if (waited) begin",
+        "      protocol_valid_held: assert (m_valid);",
+        "      protocol_data_stable: assert (m_data == held);",
+        "    end",
+        f"    if (m_valid) protocol_tlast: assert (m_last == (q == {nf - 1}));",
+        f"    if (take) protocol_no_output_after_the_frames: assert (fo < {frames});",
+        f"    if (take && fo == {frames - 1} && q == {nf - 1}) cover_last_output: cover (1);",
+        "  end",
+        "endmodule",
+    ]
+    return "\n".join(v) + "\n"
+
+
+def reduce_harness_verilog(group: int, man: LayerManifest, frames: int = 2) -> str:
+    """The harness for a max-reduce alone beside
+    :func:`hwqnn.formal.reference.reduce_reference_verilog`: output beat ``q`` of frame ``f``
+    is group ``q``'s largest codes, not before the group's last pixel went in."""
+    p = man.ports
+    n_in = p.nf * group * p.pe
+    return unit_harness_verilog(man, n_in, p.nf * p.pe, p.out_width, False, "hwqnn_reduce_ref",
+                                frames, needs=f"(fo * {p.nf} + q + 1) * {group}")  # fmt: skip

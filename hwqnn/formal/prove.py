@@ -7,24 +7,35 @@ differs from the reference."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from hwqnn.bundle import Bundle
-from hwqnn.formal.harness import front_harness_verilog, harness_verilog, layer_harness_verilog
+from hwqnn.formal.harness import (
+    front_harness_verilog,
+    harness_verilog,
+    layer_harness_verilog,
+    reduce_harness_verilog,
+    window_harness_verilog,
+)
 from hwqnn.formal.reference import (
     WIDTH,
     layer_reference_verilog,
     quant_reference_verilog,
+    reduce_reference_verilog,
     reference_verilog,
 )
 from hwqnn.formal.sby import Verdict, run_task
-from hwqnn.hw.emit import generate_front, generate_layer
+from hwqnn.hw.emit import generate_front, generate_layer, generate_reduce, generate_window
 from hwqnn.hw.manifest import LayerManifest, Manifest
+from hwqnn.hw.mvtu import MVTU
 from hwqnn.hw.plan import Plan
 from hwqnn.hw.stages import MatrixStage
+from hwqnn.hw.window import MaxReduce, SlidingWindow
 from hwqnn.layers.activation import Scores
-from hwqnn.layers.dense import Layer
+from hwqnn.layers.conv import Conv2d, MaxPool2d
 
 TASKS = ("net", "reset", "units")
 
@@ -146,6 +157,13 @@ def unit_depth(man: LayerManifest, frames: int) -> int:
     return 2 + frames * p.in_beats + man.latency + frames * man.cycles_per_frame + p.nf + 5
 
 
+def stream_depth(man: LayerManifest, frames: int) -> int:
+    """The same for a unit that streams (an input quantizer, a sliding window, a max-reduce:
+    outputs while its input comes in): the reset's two cycles, its latency (for a window, a
+    whole image written and read), one interval per frame, plus 5."""
+    return 2 + man.latency + frames * man.cycles_per_frame + 5
+
+
 def unit_counterexample(vcd: Path, man: LayerManifest, n_out: int, signed: bool, frames: int,
                         what: str = "neuron") -> dict[str, object] | None:  # fmt: skip
     """The first output beat of a failing unit trace that differs from the unit's reference
@@ -186,52 +204,104 @@ def unit_counterexample(vcd: Path, man: LayerManifest, n_out: int, signed: bool,
     return None
 
 
+def window_counterexample(vcd: Path, man: LayerManifest) -> dict[str, object] | None:
+    """The tracked output beat of a failing window trace: its frame and beat, the pixel it
+    reads (``None``: padding), and the RTL's and the expected pixel (all channels, hex)."""
+    names = {"take", "fo", "q", "jf", "jq", "m_data", "want", "want_pix", "want_pad"}
+    sig = _vcd_values(vcd, names)
+
+    def at(name: str, t: int) -> int:
+        vals = [v for tt, v in sig[name] if tt <= t]
+        return vals[-1] if vals else 0
+
+    mask = (1 << (man.ports.pe * man.ports.out_width)) - 1
+    for t, take in sig["take"]:
+        if take and at("fo", t) == at("jf", t) and at("q", t) == at("jq", t):
+            rtl, want = at("m_data", t) & mask, at("want", t)
+            if rtl != want:
+                return {"frame": at("jf", t), "beat": at("jq", t), "time": t,
+                        "pixel": None if at("want_pad", t) else at("want_pix", t),
+                        "rtl": hex(rtl), "expected": hex(want)}  # fmt: skip
+    return None
+
+
 def prove_units(p: Plan, out: Path, frames: int = 1, solver: str = "boolector",
                 depth: int | None = None, reference: Bundle | None = None,
                 ) -> list[dict[str, object]]:  # fmt: skip
-    """Each weighted stage's MVTU alone (its frame buffer, weight and threshold memories,
-    datapath and output unit, at the plan's folding and input beat width) against the layer's
-    reference (the layer of ``reference`` if given: a fault injected into ``p``'s bundle), and
-    the input quantizer of a net with an input rule against the rule (two frames), for every
-    input frame and stall pattern: a cover and a bounded check each."""
+    """Each stage's units alone, built from ``p``'s bundle, against the definitions of
+    ``reference``'s (``p``'s own if not given; another: a fault injected into ``p``'s bundle),
+    for every input and stall pattern, a cover and a bounded check each: an MVTU (frame buffer,
+    weight and threshold memories, datapath and output unit, at the plan's folding and input
+    beat width) against its layer's reference, one frame (one vector of a convolution); a
+    sliding window's every output beat against the pixel its window reads (or the padding
+    code), two frames; a max-reduce against the largest codes, two frames; and a net's input
+    quantizer against its rule, two frames."""
     ref = reference or p.bundle
     rows: list[dict[str, object]] = []
 
-    def run(udir: Path, files: list[Path], d: int, where: str, man: LayerManifest, n_out: int,
-            signed: bool, fr: int, what: str = "neuron") -> None:  # fmt: skip
+    def run(udir: Path, files: list[Path], d: int, where: str, fr: int,
+            cex: Callable[[Path], dict[str, object] | None]) -> None:  # fmt: skip
         for name, mode in (("cover", "cover"), ("equivalence+protocol", "bmc")):
             task = name.replace("+", "_")
             v = run_task(task, mode, d, files, "hwqnn_layer_formal", udir, solver=solver)
             row: dict[str, object] = {"property": f"{where}: {name}", **asdict(v), "frames": fr}
             if v.status == "failed" and v.trace:
-                row["counterexample"] = unit_counterexample(Path(v.trace), man, n_out, signed,
-                                                            fr, what)  # fmt: skip
+                row["counterexample"] = cex(Path(v.trace))
             rows.append(row)
+
+    def write(udir: Path, man: LayerManifest, harness: str, reference_v: str = "") -> list[Path]:
+        files = [man.verilog_path]
+        if reference_v:
+            (udir / "reference.v").write_text(reference_v)
+            files.append(udir / "reference.v")
+        (udir / "harness.sv").write_text(harness)
+        return [*files, udir / "harness.sv"]
 
     q = ref.quant
     if not q.is_identity:  # the quantizer of p's bundle against the rule of ref's
         udir = out / "front"
         man = generate_front(p.bundle.quant, p.in_chunk, p.in_beats, udir / "rtl")
         n_in = ref.in_features
-        (udir / "reference.v").write_text(quant_reference_verilog(q, n_in))
-        (udir / "harness.sv").write_text(front_harness_verilog(q, n_in, man, 2))
-        files = [man.verilog_path, udir / "reference.v", udir / "harness.sv"]
-        where = f"input quantizer {q.label()} x{p.in_chunk}"
-        run(udir, files, depth or unit_depth(man, 2), where, man, n_in, False, 2, "element")
+        files = write(udir, man, front_harness_verilog(q, n_in, man, 2),
+                      quant_reference_verilog(q, n_in))  # fmt: skip
+        run(udir, files, depth or stream_depth(man, 2), f"input quantizer {q.label()} "
+            f"x{p.in_chunk}", 2, partial(unit_counterexample, man=man, n_out=n_in,
+                                          signed=False, frames=2, what="element"))  # fmt: skip
     for st in p.stages:
-        if not isinstance(st, MatrixStage):
-            continue
-        ly = ref.layers[st.index]
-        assert isinstance(ly, Layer)  # a dense net: supported() said so
-        udir = out / f"unit{st.index}"
-        man = generate_layer(st.matrix, st.fold, st.mv_chunk, udir / "rtl")
-        (udir / "reference.v").write_text(layer_reference_verilog(ly))
-        (udir / "harness.sv").write_text(layer_harness_verilog(ly, man, frames))
-        files = [man.verilog_path, udir / "reference.v", udir / "harness.sv"]
-        where = f"layer {st.index} MVTU {st.fold} in {st.mv_chunk}"
-        signed = isinstance(ly.act, Scores)
-        run(udir, files, depth or unit_depth(man, frames), where, man, ly.out_features, signed,
-            frames)  # fmt: skip
+        layer = ref.layers[st.index]
+        for name, unit in st.units().named:
+            udir = out / f"unit{st.index}" if isinstance(unit, MVTU) else out / name
+            if isinstance(unit, SlidingWindow):  # ref's window geometry, its padding code
+                assert isinstance(layer, Conv2d | MaxPool2d)
+                w, k = layer.window, layer.in_bits
+                man = generate_window(unit, udir / "rtl")
+                pad = layer.matrix.in_enc.zero_code(k) if isinstance(layer, Conv2d) else 0
+                files = write(udir, man, window_harness_verilog(w, man, pad, 2))
+                where = (f"layer {st.index} window {w.kernel}x{w.kernel}/{w.stride} pad {w.pad} "
+                         f"on {w.height}x{w.width}x{w.channels}")  # fmt: skip
+                run(udir, files, depth or stream_depth(man, 2), where, 2,
+                    partial(window_counterexample, man=man))  # fmt: skip
+            elif isinstance(unit, MaxReduce):
+                assert isinstance(layer, MaxPool2d)
+                w = layer.window
+                man = generate_reduce(unit, w.positions, udir / "rtl")
+                text = reduce_reference_verilog(w.channels, layer.in_bits, w.kernel**2,
+                                                w.positions)  # fmt: skip
+                files = write(udir, man, reduce_harness_verilog(w.kernel**2, man, 2), text)
+                run(udir, files, depth or stream_depth(man, 2),
+                    f"layer {st.index} max-reduce of {w.kernel**2}", 2,
+                    partial(unit_counterexample, man=man, n_out=w.positions * w.channels,
+                            signed=False, frames=2, what="output"))  # fmt: skip
+            else:
+                assert isinstance(unit, MVTU) and isinstance(st, MatrixStage)
+                ly = type(st).matrix_of(layer)  # the reference's weights and thresholds
+                man = generate_layer(st.matrix, st.fold, st.mv_chunk, udir / "rtl", unit)
+                files = write(udir, man, layer_harness_verilog(ly, man, frames),
+                              layer_reference_verilog(ly))  # fmt: skip
+                run(udir, files, depth or unit_depth(man, frames),
+                    f"layer {st.index} MVTU {st.fold} in {st.mv_chunk}", frames,
+                    partial(unit_counterexample, man=man, n_out=ly.out_features,
+                            signed=isinstance(ly.act, Scores), frames=frames))  # fmt: skip
     return rows
 
 

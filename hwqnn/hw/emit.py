@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from amaranth.back import verilog
+from amaranth.lib import wiring
 
 from hwqnn import __version__
 from hwqnn.bundle import Layer
@@ -27,6 +28,7 @@ from hwqnn.hw.mvtu import MVTU
 from hwqnn.hw.network import LayerTop, Top
 from hwqnn.hw.plan import Plan
 from hwqnn.hw.timing import frame_latency
+from hwqnn.hw.window import MaxReduce, SlidingWindow
 from hwqnn.layers.activation import Scores
 from hwqnn.layers.inputq import InputQuant
 
@@ -105,12 +107,17 @@ def generate(p: Plan, out_dir: str | os.PathLike[str]) -> Manifest:
 
 
 def generate_layer(
-    layer: Layer, fold: LayerFold, in_chunk: int, out_dir: str | os.PathLike[str]
+    layer: Layer,
+    fold: LayerFold,
+    in_chunk: int,
+    out_dir: str | os.PathLike[str],
+    unit: MVTU | None = None,
 ) -> LayerManifest:
-    """Verilog of one layer's MVTU alone (``hwqnn_layer``), for unit benches."""
+    """Verilog of one layer's MVTU alone (``hwqnn_layer``), for unit benches; ``unit``: the
+    MVTU a stage already built for this layer, folding and chunk (else built here)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    unit = MVTU.from_layer(layer, fold.pe, fold.simd, in_chunk)
+    unit = unit or MVTU.from_layer(layer, fold.pe, fold.simd, in_chunk)
     top = LayerTop(unit)
     text = PROLOGUE + verilog.convert(top, name="hwqnn_layer", emit_src=False)
     signed = isinstance(layer.act, Scores)
@@ -123,21 +130,48 @@ def generate_layer(
     return manifest
 
 
+def generate_unit(unit: wiring.Component, name: str, ports: LayerPorts, cycles_per_frame: int,
+                  latency: int, out_dir: str | os.PathLike[str]) -> LayerManifest:  # fmt: skip
+    """Verilog of one stream unit alone (module ``name``: an input quantizer, a sliding window,
+    a max-reduce) behind :class:`LayerTop`'s ports, for proofs; ``ports`` states it in an
+    MVTU's terms (``nf`` output beats a frame of ``pe`` fields of ``out_width``)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    top = LayerTop(unit, out_beats=ports.nf)
+    text = PROLOGUE + verilog.convert(top, name=name, emit_src=False)
+    manifest = LayerManifest(name, f"{name}.v", ports, cycles_per_frame, latency, dir=out)
+    write_if_changed(out / f"{name}.v", text + "`default_nettype wire\n")
+    manifest.write()
+    return manifest
+
+
 def generate_front(
     quant: InputQuant, in_chunk: int, beats: int, out_dir: str | os.PathLike[str]
 ) -> LayerManifest:
-    """Verilog of the input quantizer alone (``hwqnn_front``: ``beats`` beats of ``in_chunk``
-    raw values a frame, one beat of as many codes out per beat in), for proofs. Its manifest
-    states it in an MVTU's terms: ``pe = in_chunk`` fields of the code's bits per beat and
-    ``nf = beats`` output beats a frame."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """The input quantizer alone (``hwqnn_front``: ``beats`` beats of ``in_chunk`` raw values a
+    frame, one beat of as many codes out per beat in), by :func:`generate_unit`."""
     unit = InputQuantizer(quant, in_chunk, beats)
-    top = LayerTop(unit, out_beats=beats)
-    text = PROLOGUE + verilog.convert(top, name="hwqnn_front", emit_src=False)
     ports = LayerPorts(in_chunk=in_chunk, in_beats=beats, in_bits=quant.raw_bits, pe=in_chunk,
                        nf=beats, out_width=quant.bits, signed=False)  # fmt: skip
-    manifest = LayerManifest("hwqnn_front", "hwqnn_front.v", ports, beats, unit.latency, dir=out)
-    write_if_changed(out / "hwqnn_front.v", text + "`default_nettype wire\n")
-    manifest.write()
-    return manifest
+    return generate_unit(unit, "hwqnn_front", ports, beats, unit.latency, out_dir)
+
+
+def generate_window(sw: SlidingWindow, out_dir: str | os.PathLike[str]) -> LayerManifest:
+    """A sliding window alone (``hwqnn_window``: the image's beats in, one pixel of every
+    channel a beat out, ``kernel**2`` beats a window), by :func:`generate_unit`. Its latency
+    here is a bound for the proof's depth (a whole image in, the address and the read
+    register)."""
+    w = sw.window
+    ports = LayerPorts(in_chunk=sw.in_chunk, in_beats=sw.write_cycles, in_bits=sw.bits,
+                       pe=w.channels, nf=sw.read_cycles, out_width=sw.bits,
+                       signed=False)  # fmt: skip
+    return generate_unit(sw, "hwqnn_window", ports, sw.cycles_per_frame, sw.write_cycles + 2,
+                         out_dir)  # fmt: skip
+
+
+def generate_reduce(mr: MaxReduce, groups: int, out_dir: str | os.PathLike[str]) -> LayerManifest:
+    """A max-reduce alone (``hwqnn_reduce``: ``groups * group`` pixel beats a frame in, one
+    beat of every channel's largest code per group out), by :func:`generate_unit`."""
+    ports = LayerPorts(in_chunk=mr.channels, in_beats=groups * mr.group, in_bits=mr.bits,
+                       pe=mr.channels, nf=groups, out_width=mr.bits, signed=False)  # fmt: skip
+    return generate_unit(mr, "hwqnn_reduce", ports, groups * mr.group, 1, out_dir)

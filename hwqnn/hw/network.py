@@ -207,10 +207,11 @@ class Top(wiring.Component):
 class LayerTop(wiring.Component):
     """One unit alone behind AXI-Stream-style ports, for unit benches and proofs: an MVTU
     (``s_axis_tdata`` carries ``in_chunk`` codes of ``in_bits``; ``m_axis_tdata`` one neuron
-    fold, PE outputs; ``tlast`` on a vector's last fold) or the input quantizer (``out_beats``:
-    one output beat per input beat, ``tlast`` on a frame's last)."""
+    fold, PE outputs; ``tlast`` on a vector's last fold) or another stream unit (an input
+    quantizer, a sliding window, a max-reduce; ``tlast`` on the last of ``out_beats`` output
+    beats a frame)."""
 
-    def __init__(self, unit: MVTU | InputQuantizer, out_beats: int | None = None) -> None:
+    def __init__(self, unit: wiring.Component, out_beats: int | None = None) -> None:
         self.unit = unit
         if out_beats is None:
             assert isinstance(unit, MVTU)
