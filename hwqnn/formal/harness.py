@@ -291,8 +291,10 @@ def window_harness_verilog(w: Window, man: LayerManifest, pad_code: int, frames:
     by the window's definition (:func:`hwqnn.formal.reference.window_pixels`) as they go in, and
     when beat ``jq`` of frame ``jf`` comes out it must carry that pixel, or ``pad_code`` in every
     channel outside the image. Since the pair is free, this holds for every output beat of
-    every frame; one tracked value keeps the solver's problem small where a whole-frame miter
-    did not finish (a 3x3 image, 2x2 window, padding 1: over 5 minutes). Two frames by default:
+    every frame. Against a whole-frame miter (every beat against a reference module of the
+    frame), measured: a 3x2 image of 2-bit codes, 2x2 window, two frames: 160 s against no
+    verdict in 400 s; 2x2x2, stride 2, two frames: 24.8 against 36.1 s; but a 3x3 image, one
+    frame: 70.4 against 45.8 s. Two frames by default:
     the line buffer holds the end of one image and the start of the next. Protocol as on the
     other units; causality follows (an output taken before its pixel went in cannot equal data
     the solver picks later)."""
