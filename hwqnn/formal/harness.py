@@ -195,6 +195,49 @@ def front_harness_verilog(q: InputQuant, n_in: int, man: LayerManifest, frames: 
                                 needs=f"fo * {man.ports.nf} + q + 1")  # fmt: skip
 
 
+def _unit_dut(man: LayerManifest) -> list[str]:
+    """A unit harness's instance of ``man``'s unit: its input beats from ``data`` (padded to
+    ``s_axis_tdata``), ``valid``, ``tlast`` on beat ``bi``'s frame end; ``m_data`` and the
+    other outputs as wires; never reset after power-on."""
+    p = man.ports
+    cb, s_bits = p.in_chunk * p.in_bits, p.s_tdata_bits
+    return [
+        "  wire s_ready, m_valid, m_last, frame_err;",
+        f"  wire [{p.m_tdata_bits - 1}:0] m_data;",
+        f"  {man.top} dut(.aclk(clk), .aresetn(1'b1),",
+        f"    .s_axis_tdata({{{{{s_bits - cb}{{1'b0}}}}, data}}),"
+        if s_bits > cb
+        else "    .s_axis_tdata(data),",
+        f"    .s_axis_tvalid(valid), .s_axis_tready(s_ready), "
+        f".s_axis_tlast(bi == {p.in_beats - 1}),",
+        "    .m_axis_tdata(m_data), .m_axis_tvalid(m_valid), .m_axis_tready(ready),",
+        "    .m_axis_tlast(m_last), .frame_error(frame_err));",
+    ]
+
+
+def _unit_sink(nf: int) -> list[str]:
+    """Clocked lines of a unit harness's sink: count output beats taken (``q`` within a frame of
+    ``nf``, ``fo`` frames), remember whether a beat waited and what it carried."""
+    return [
+        f"    if (take) begin if (q == {nf - 1}) begin q <= 0; fo <= fo + 1; end "
+        "else q <= q + 1; end",
+        "    waited <= m_valid && !ready;",
+        "    held <= m_data;",
+    ]
+
+
+def _unit_rules(nf: int) -> list[str]:
+    """A unit's stream rules: a beat offered stays offered, unchanged, until taken; ``tlast``
+    on a frame's last of ``nf`` output beats."""
+    return [
+        "    if (waited) begin",
+        "      protocol_valid_held: assert (m_valid);",
+        "      protocol_data_stable: assert (m_data == held);",
+        "    end",
+        f"    if (m_valid) protocol_tlast: assert (m_last == (q == {nf - 1}));",
+    ]
+
+
 def unit_harness_verilog(man: LayerManifest, n_in: int, n_out: int, out_bits: int, signed: bool,
                          ref: str, frames: int = 1, needs: str | None = None) -> str:  # fmt: skip
     """Module ``hwqnn_layer_formal`` around the unit of ``man`` (``n_in`` inputs of the ports'
@@ -207,7 +250,7 @@ def unit_harness_verilog(man: LayerManifest, n_in: int, n_out: int, out_bits: in
     k, chunk = p.in_bits, p.in_chunk
     need = needs or f"(fo + 1) * {p.in_beats}"
     beats, nf, pe, ow = p.in_beats, p.nf, p.pe, p.out_width
-    s_bits, m_bits = 8 * -(-(chunk * k) // 8), 8 * -(-(pe * ow) // 8)
+    m_bits = p.m_tdata_bits
     total = frames * beats
     bb = max(1, (total + 1).bit_length())
     fb = max(1, (frames * nf + 1).bit_length())
@@ -224,15 +267,7 @@ def unit_harness_verilog(man: LayerManifest, n_in: int, n_out: int, out_bits: in
         f"  wire [{frames * n_in * k + chunk * k - 1}:0] padded = "
         f"{{{{{chunk * k}{{1'b0}}}}, frame}};",
         f"  wire [{chunk * k - 1}:0] data = padded >> ({n_in * k} * fi + {chunk * k} * bi);",
-        "  wire s_ready, m_valid, m_last, frame_err;",
-        f"  wire [{m_bits - 1}:0] m_data;",
-        f"  {man.top} dut(.aclk(clk), .aresetn(1'b1),",
-        f"    .s_axis_tdata({{{{{s_bits - chunk * k}{{1'b0}}}}, data}}),"
-        if s_bits > chunk * k
-        else "    .s_axis_tdata(data),",
-        f"    .s_axis_tvalid(valid), .s_axis_tready(s_ready), .s_axis_tlast(bi == {beats - 1}),",
-        "    .m_axis_tdata(m_data), .m_axis_tvalid(m_valid), .m_axis_tready(ready),",
-        "    .m_axis_tlast(m_last), .frame_error(frame_err));",
+        *_unit_dut(man),
         "  wire take = m_valid && ready;",
         f"  reg [{fb - 1}:0] fo = 0, q = 0;  // the frame and neuron fold of the next output",
         "  reg waited = 0;",
@@ -244,10 +279,7 @@ def unit_harness_verilog(man: LayerManifest, n_in: int, n_out: int, out_bits: in
         "      else bi <= bi + 1;",
         f"      valid <= (beat + 1 < {total}) && !gap;",
         f"    end else if (!valid) valid <= (beat < {total}) && !gap;",
-        f"    if (take) begin if (q == {nf - 1}) begin q <= 0; fo <= fo + 1; end "
-        "else q <= q + 1; end",
-        "    waited <= m_valid && !ready;",
-        "    held <= m_data;",
+        *_unit_sink(nf),
         "  end",
     ]
     width = f"signed [{WIDTH - 1}:0]" if signed else f"[{out_bits - 1}:0]"
@@ -270,11 +302,7 @@ def unit_harness_verilog(man: LayerManifest, n_in: int, n_out: int, out_bits: in
                 v.append(f"      equivalence_f{f}_n{o}: assert ({got} == r{f}_y{o});")
             v.append("    end")
     v += [
-        "    if (waited) begin",
-        "      protocol_valid_held: assert (m_valid);",
-        "      protocol_data_stable: assert (m_data == held);",
-        "    end",
-        f"    if (m_valid) protocol_tlast: assert (m_last == (q == {nf - 1}));",
+        *_unit_rules(nf),
         f"    if (take) protocol_no_output_before_its_input: assert (beat >= {need});",
         f"    if (take && fo == {frames - 1} && q == {nf - 1}) cover_last_output: cover (1);",
         "  end",
@@ -302,7 +330,7 @@ def window_harness_verilog(w: Window, man: LayerManifest, pad_code: int, frames:
     k, chunk, beats, nf, c = p.in_bits, p.in_chunk, p.in_beats, p.nf, w.channels
     bpp = c // chunk  # input beats per pixel
     cb, pb = chunk * k, c * k
-    s_bits, m_bits = p.s_tdata_bits, p.m_tdata_bits
+    m_bits = p.m_tdata_bits
     total = frames * beats
     bb = max(1, (total + 1).bit_length())
     fb = max(1, (frames * nf + 1).bit_length())
@@ -320,15 +348,7 @@ def window_harness_verilog(w: Window, man: LayerManifest, pad_code: int, frames:
         f"  reg [{bb - 1}:0] beat = 0, bi = 0, fi = 0;  // beats taken; within the frame; frame",
         "  reg valid = 0;",
         f"  reg [{cb - 1}:0] data = 0;",
-        "  wire s_ready, m_valid, m_last, frame_err;",
-        f"  wire [{m_bits - 1}:0] m_data;",
-        f"  {man.top} dut(.aclk(clk), .aresetn(1'b1),",
-        f"    .s_axis_tdata({{{{{s_bits - cb}{{1'b0}}}}, data}}),"
-        if s_bits > cb
-        else "    .s_axis_tdata(data),",
-        f"    .s_axis_tvalid(valid), .s_axis_tready(s_ready), .s_axis_tlast(bi == {beats - 1}),",
-        "    .m_axis_tdata(m_data), .m_axis_tvalid(m_valid), .m_axis_tready(ready),",
-        "    .m_axis_tlast(m_last), .frame_error(frame_err));",
+        *_unit_dut(man),
         "  wire take_in = valid && s_ready;",
         "  wire take = m_valid && ready;",
         f"  reg [{fb - 1}:0] fo = 0, q = 0;  // the frame and beat of the next output",
@@ -359,18 +379,11 @@ def window_harness_verilog(w: Window, man: LayerManifest, pad_code: int, frames:
         f"        saved[{cb} * (bi % {bpp}) +: {cb}] <= data;",
         f"      valid <= (beat + 1 < {total}) && !gap;",
         f"    end else if (!valid) valid <= (beat < {total}) && !gap;",
-        f"    if (take) begin if (q == {nf - 1}) begin q <= 0; fo <= fo + 1; end "
-        "else q <= q + 1; end",
-        "    waited <= m_valid && !ready;",
-        "    held <= m_data;",
+        *_unit_sink(nf),
         "  end",
         "  always @(*) begin",
         f"    if (take && fo == jf && q == jq) equivalence: assert (m_data[{pb - 1}:0] == want);",
-        "    if (waited) begin",
-        "      protocol_valid_held: assert (m_valid);",
-        "      protocol_data_stable: assert (m_data == held);",
-        "    end",
-        f"    if (m_valid) protocol_tlast: assert (m_last == (q == {nf - 1}));",
+        *_unit_rules(nf),
         f"    if (take) protocol_no_output_after_the_frames: assert (fo < {frames});",
         f"    if (take && fo == {frames - 1} && q == {nf - 1}) cover_last_output: cover (1);",
         "  end",

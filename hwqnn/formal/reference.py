@@ -248,9 +248,7 @@ def layer_reference_verilog(ly: Layer, name: str = "hwqnn_layer_ref") -> str:
 def quant_reference_verilog(q: InputQuant, n_in: int, name: str = "hwqnn_quant_ref") -> str:
     """Module ``name`` for an input rule alone: input ``inputs`` (raw value ``g`` at bits
     ``raw_bits*g``), outputs ``y{g}``, element ``g``'s code."""
-    lines = [f"module {name}(input wire [{n_in * q.raw_bits - 1}:0] inputs,"]
-    lines += [f"  output wire [{q.bits - 1}:0] y{g}" + ("," if g + 1 < n_in else ");")
-              for g in range(n_in)]  # fmt: skip
+    lines = _module(name, n_in, q.raw_bits, n_in, q.bits)
     body, _ = _quant_lines(q, n_in)
     lines += body
     lines += [f"  assign y{g} = q{g}[{q.bits - 1}:0];" for g in range(n_in)]
