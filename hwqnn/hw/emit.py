@@ -115,25 +115,17 @@ def generate_layer(
 ) -> LayerManifest:
     """Verilog of one layer's MVTU alone (``hwqnn_layer``), for unit benches; ``unit``: the
     MVTU a stage already built for this layer, folding and chunk (else built here)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     unit = unit or MVTU.from_layer(layer, fold.pe, fold.simd, in_chunk)
-    top = LayerTop(unit)
-    text = PROLOGUE + verilog.convert(top, name="hwqnn_layer", emit_src=False)
     signed = isinstance(layer.act, Scores)
     ports = LayerPorts(in_chunk=in_chunk, in_beats=unit.beats, in_bits=layer.in_bits, pe=unit.pe,
                        nf=unit.nf, out_width=unit.out_width, signed=signed)  # fmt: skip
-    manifest = LayerManifest("hwqnn_layer", "hwqnn_layer.v", ports, unit.cycles_per_frame,
-                             unit.latency, dir=out)  # fmt: skip
-    write_if_changed(out / "hwqnn_layer.v", text + "`default_nettype wire\n")
-    manifest.write()
-    return manifest
+    return generate_unit(unit, "hwqnn_layer", ports, unit.cycles_per_frame, unit.latency, out_dir)
 
 
 def generate_unit(unit: wiring.Component, name: str, ports: LayerPorts, cycles_per_frame: int,
                   latency: int, out_dir: str | os.PathLike[str]) -> LayerManifest:  # fmt: skip
-    """Verilog of one stream unit alone (module ``name``: an input quantizer, a sliding window,
-    a max-reduce) behind :class:`LayerTop`'s ports, for proofs; ``ports`` states it in an
+    """Verilog of one stream unit alone (module ``name``: an MVTU, an input quantizer, a sliding
+    window, a max-reduce) behind :class:`LayerTop`'s ports, for proofs; ``ports`` states it in an
     MVTU's terms (``nf`` output beats a frame of ``pe`` fields of ``out_width``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -211,11 +211,8 @@ class LayerTop(wiring.Component):
     quantizer, a sliding window, a max-reduce; ``tlast`` on the last of ``out_beats`` output
     beats a frame)."""
 
-    def __init__(self, unit: wiring.Component, out_beats: int | None = None) -> None:
+    def __init__(self, unit: wiring.Component, out_beats: int) -> None:
         self.unit = unit
-        if out_beats is None:
-            assert isinstance(unit, MVTU)
-            out_beats = unit.nf
         self.out_beats = out_beats
         self.s_bits = 8 * _bytes(len(unit.i.payload))
         self.m_bits = 8 * _bytes(len(unit.o.payload))
