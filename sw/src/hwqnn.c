@@ -27,6 +27,12 @@
 #else
 #define HWQNN_X86 0
 #endif
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#define HWQNN_ARM 1
+#include <arm_neon.h>
+#else
+#define HWQNN_ARM 0
+#endif
 
 #define MAGIC "HWQNNFLT"
 #define HEADER_BYTES 32u
@@ -73,6 +79,12 @@ typedef struct {
     const uint8_t *flip;  /* [out] (hidden layers) */
     const int64_t *bias;  /* [out] (the last layer, version 4: the score bias) or NULL */
     const int64_t *scale; /* [out] (the last layer, version 5: the score scale) or NULL */
+    /* the byte path (multi-bit codes, weights of up to 4 bits): A = sum_j e[o][j] * code_j +
+     * e_off[o], the same integer as the bit-plane sum (see build_dot); NULL: the bit path */
+    int8_t *e;          /* [out][in_pad], zero above in */
+    int64_t *e_off;     /* [out] */
+    uint32_t in_pad;    /* words * 64 */
+    uint32_t e_flush;   /* 32-byte steps whose 16-bit pair sums cannot overflow */
 } layer_t;
 
 struct hwqnn_net {
@@ -403,6 +415,39 @@ static int bind_matrix(layer_t *L, const unsigned char *base, size_t *off, uint3
     return HWQNN_OK;
 }
 
+/* The byte path of a matrix layer whose codes have 2 to 8 bits and whose weights 1 to 4: per
+ * weight plane m and input element j (bit b of the plane, code x, M = 2^in_bits - 1), the planes
+ * of x sum to sum_n 2^n op_m(x_n, b) =
+ *   XNOR: b ? x : M - x = (2b - 1) x + (1 - b) M;   AND: b x;   NOR: (1 - b)(M - x),
+ * so A = sum_j e_j x_j + e_off with e_j = sum_m 2^m coef_m(b_jm) (|e_j| <= 15: one signed byte)
+ * and e_off = M sum_m 2^m sum_j cst_m(b_jm). Pad elements are left out (their bit-plane terms are
+ * 0). Only when every partial sum fits int32 (in * M * 15 < 2^31). Returns 0, or -1: no memory. */
+static int build_dot(layer_t *L) {
+    if (L->in_bits < 2 || L->w_bits > 4) return 0;
+    const int64_t xmax = (1 << L->in_bits) - 1, emax = (1 << L->w_bits) - 1;
+    if ((int64_t)L->in * xmax * emax >= INT32_MAX) return 0;
+    L->in_pad = L->words * 64;
+    L->e = calloc((size_t)L->out * L->in_pad, 1);
+    L->e_off = malloc(((size_t)L->out + 1) * sizeof *L->e_off);
+    if (!L->e || !L->e_off) return -1;
+    L->e_flush = (uint32_t)(32767 / (2 * xmax * emax));
+    for (size_t o = 0; o < L->out; o++) {
+        int8_t *e = L->e + o * L->in_pad;
+        int64_t cst = 0;
+        for (uint32_t m = 0; m < L->w_bits; m++) {
+            const uint64_t *w = L->w + (o * L->w_bits + m) * L->words;
+            for (uint32_t j = 0; j < L->in; j++) {
+                int b = (int)(w[j / 64] >> (j % 64) & 1);
+                int coef = L->op[m] == OP_XNOR ? 2 * b - 1 : L->op[m] == OP_AND ? b : b - 1;
+                e[j] = (int8_t)(e[j] + coef * (1 << m));
+                cst += (int64_t)(L->op[m] == OP_AND ? 0 : 1 - b) << m;
+            }
+        }
+        L->e_off[o] = xmax * cst;
+    }
+    return 0;
+}
+
 static int64_t popcount64(uint64_t x) {
     int64_t c = 0;
     for (; x; x &= x - 1) c++;
@@ -606,6 +651,11 @@ int hwqnn_open_memory(const void *data, size_t size, const char *name, hwqnn_net
         }
         if (r.kind == KIND_POOL) continue;
         rc = bind_matrix(L, base, &off, i, name, err, err_len);
+        if (!rc && build_dot(L)) {
+            hwqnn_close(n);
+            return fail(err, err_len, HWQNN_ENOMEM, "%s: out of memory (layer %u's byte weights)",
+                        name, i);
+        }
         if (!rc && enc_bias(r.enc)) {
             L->bias = (const int64_t *)(base + off);
             off += (size_t)L->out * 8;
@@ -658,6 +708,10 @@ void hwqnn_close(hwqnn_net *net) {
     if (!net) return;
     free(net->score_off);
     free(net->score_gain);
+    for (uint32_t i = 0; net->layers && i < net->n_layers; i++) {
+        free(net->layers[i].e);
+        free(net->layers[i].e_off);
+    }
     free(net->layers);
     free(net->blob);
     free(net);
@@ -745,6 +799,45 @@ static unsigned popcount_c(uint64_t x) {
 
 SCALAR_KERNEL(acc_portable, popcount_c)
 
+/* n images' byte rows (row i at x + i * ld, zero above in) through the byte path: acc[i * out +
+ * o] = sum_j e[o][j] x[i][j] + e_off[o], four rows at a time so each code load serves four
+ * neurons (the compiler vectorizes the inner loop) */
+typedef void (*dot_fn)(const layer_t *L, const uint8_t *x, size_t ld, uint32_t n, int64_t *acc);
+
+static void dot_portable(const layer_t *L, const uint8_t *x, size_t ld, uint32_t n,
+                         int64_t *acc) {
+    const uint32_t K = L->in_pad;
+    for (uint32_t o0 = 0; o0 < L->out; o0 += 4) {
+        const int8_t *e[4];
+        for (uint32_t r = 0; r < 4; r++) /* rows past the end repeat the last; not stored */
+            e[r] = L->e + (size_t)(o0 + r < L->out ? o0 + r : L->out - 1) * K;
+        for (uint32_t i = 0; i < n; i++) {
+            const uint8_t *xi = x + (size_t)i * ld;
+            int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (uint32_t j = 0; j < K; j++) {
+                int32_t v = xi[j];
+                s0 += v * e[0][j];
+                s1 += v * e[1][j];
+                s2 += v * e[2][j];
+                s3 += v * e[3][j];
+            }
+            int32_t s[4] = {s0, s1, s2, s3};
+            for (uint32_t r = 0; r < 4 && o0 + r < L->out; r++)
+                acc[(size_t)i * L->out + o0 + r] = s[r] + L->e_off[o0 + r];
+        }
+    }
+}
+
+/* n images' packed planes (image i at x + i * ld words) through the bit path, one image at a
+ * time: acc[i * out + o] */
+typedef void (*bacc_fn)(const layer_t *L, acc_fn one, const uint64_t *x, size_t ld, uint32_t n,
+                        int64_t *acc);
+
+static void bacc_each(const layer_t *L, acc_fn one, const uint64_t *x, size_t ld, uint32_t n,
+                      int64_t *acc) {
+    for (uint32_t i = 0; i < n; i++) one(L, x + i * ld, acc + (size_t)i * L->out);
+}
+
 #if HWQNN_X86
 __attribute__((target("popcnt"))) static unsigned popcount_hw(uint64_t x) {
     return (unsigned)_mm_popcnt_u64(x);
@@ -825,6 +918,229 @@ __attribute__((target("avx2,popcnt"))) static void acc_avx2(const layer_t *L, co
             a += (int64_t)(r << m);
         }
         acc[o] = a;
+    }
+}
+
+/* Register tiles for AVX2: four neurons x C (1 or 2) images share every load. The bit path
+ * counts bytes with the nibble table into byte accumulators (at most 8 a step, so VPSADBW folds
+ * them into 64-bit sums every 31 steps); XNOR and NOR are counted as 64 W - popcount(XOR / OR),
+ * which is exact on pad bits too (input 0, weight 1). The byte path multiplies codes (unsigned)
+ * by weights (signed) with VPMADDUBSW into 16-bit pair sums, widened by VPMADDWD every e_flush
+ * steps, before they can overflow. */
+__attribute__((target("avx2"), always_inline)) static inline __m256i count8(__m256i v,
+                                                                             __m256i c) {
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1,
+                                         2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(v, low));
+    __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
+    return _mm256_add_epi8(c, _mm256_add_epi8(lo, hi));
+}
+
+__attribute__((target("avx2"), always_inline)) static inline __m256i bop256(int op, __m256i x,
+                                                                              __m256i w) {
+    return op == OP_XNOR ? _mm256_xor_si256(x, w)
+           : op == OP_AND ? _mm256_and_si256(x, w)
+                          : _mm256_or_si256(x, w);
+}
+
+__attribute__((target("avx2"))) static inline int64_t hsum64(__m256i v) {
+    __m128i s = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    return _mm_cvtsi128_si64(s) + _mm_extract_epi64(s, 1);
+}
+
+/* Four 64-bit vectors' lane sums: [sum a, sum b, sum c, sum d] */
+__attribute__((target("avx2"))) static inline __m256i sum4x64(__m256i a, __m256i b, __m256i c,
+                                                              __m256i d) {
+    __m256i ab = _mm256_add_epi64(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
+    __m256i cd = _mm256_add_epi64(_mm256_unpacklo_epi64(c, d), _mm256_unpackhi_epi64(c, d));
+    return _mm256_add_epi64(_mm256_permute2x128_si256(ab, cd, 0x20),
+                            _mm256_permute2x128_si256(ab, cd, 0x31));
+}
+
+#define BIT_COUNT(C8, X, W) C8 = count8(bop256(op, X, W), C8)
+#define BIT_FOLD(C64, C8)                                                                   \
+    C64 = op == OP_AND ? _mm256_add_epi64(C64, _mm256_sll_epi64(_mm256_sad_epu8(C8, z), sh)) \
+                       : _mm256_sub_epi64(C64, _mm256_sll_epi64(_mm256_sad_epu8(C8, z), sh))
+#define BIT_STEP(LOAD)                                                                      \
+    do {                                                                                    \
+        __m256i w0 = LOAD(w[0] + f), w1 = LOAD(w[1] + f), w2 = LOAD(w[2] + f),              \
+                w3 = LOAD(w[3] + f), x0v = LOAD(x + f);                                     \
+        BIT_COUNT(b00, x0v, w0);                                                            \
+        BIT_COUNT(b10, x0v, w1);                                                            \
+        BIT_COUNT(b20, x0v, w2);                                                            \
+        BIT_COUNT(b30, x0v, w3);                                                            \
+        if (C == 2) {                                                                       \
+            __m256i x1v = LOAD(x1 + f);                                                     \
+            BIT_COUNT(b01, x1v, w0);                                                        \
+            BIT_COUNT(b11, x1v, w1);                                                        \
+            BIT_COUNT(b21, x1v, w2);                                                        \
+            BIT_COUNT(b31, x1v, w3);                                                        \
+        }                                                                                   \
+    } while (0)
+#define LOAD_FULL(P) _mm256_loadu_si256((const __m256i *)(P))
+#define LOAD_TAIL(P) _mm256_maskload_epi64((const long long *)(P), tmask)
+
+/* Weight plane m of four rows (w[r]) against C (1 or 2) images of 1-bit codes: adds
+ * +-popcount(bop) << m to c64[r + 4c] (+ for AND; XNOR and NOR count 64 W - popcount(XOR, OR),
+ * whose 64 W << m the caller adds). Byte counts grow by at most 8 a step: folded every 31 steps;
+ * the last step's missing words are masked to 0 in both operands (0 under every bop). */
+__attribute__((target("avx2"), always_inline)) static inline void bit_plane_avx2(
+    const uint64_t *x, size_t ld, const uint64_t *const w[4], uint32_t W, const int C,
+    const int op, uint32_t m, __m256i c64[8]) {
+    const uint32_t W4 = W / 4 * 4, tail = W - W4;
+    const __m256i z = _mm256_setzero_si256();
+    const __m128i sh = _mm_cvtsi32_si128((int)m);
+    const __m256i tmask = _mm256_cmpgt_epi64(_mm256_set1_epi64x(tail), _mm256_set_epi64x(3, 2, 1, 0));
+    const uint64_t *x1 = x + (C == 2 ? ld : 0);
+    uint32_t f = 0;
+    do {
+        uint32_t f1 = W4 - f < 4 * 30 ? W4 : f + 4 * 30;
+        __m256i b00 = z, b10 = z, b20 = z, b30 = z, b01 = z, b11 = z, b21 = z, b31 = z;
+        for (; f < f1; f += 4) BIT_STEP(LOAD_FULL);
+        if (f == W4 && tail) BIT_STEP(LOAD_TAIL);
+        BIT_FOLD(c64[0], b00);
+        BIT_FOLD(c64[1], b10);
+        BIT_FOLD(c64[2], b20);
+        BIT_FOLD(c64[3], b30);
+        if (C == 2) {
+            BIT_FOLD(c64[4], b01);
+            BIT_FOLD(c64[5], b11);
+            BIT_FOLD(c64[6], b21);
+            BIT_FOLD(c64[7], b31);
+        }
+    } while (f < W4);
+}
+
+/* One tile of the bit path for 1-bit codes: rows o0..o0+3 of C images, every weight plane,
+ * stored to acc (image i's rows at acc + i * out) */
+__attribute__((target("avx2"), always_inline)) static inline void bit_tile_avx2(
+    const layer_t *L, const uint64_t *x, size_t ld, uint32_t o0, const int C, int64_t *acc) {
+    const uint32_t W = L->words;
+    const size_t stride = (size_t)L->w_bits * W;
+    __m256i c64[8];
+    for (int k = 0; k < 8; k++) c64[k] = _mm256_setzero_si256();
+    int64_t base = 0;
+    for (uint32_t m = 0; m < L->w_bits; m++) {
+        const uint64_t *w[4];
+        for (uint32_t r = 0; r < 4; r++) /* rows past the end repeat the last; not stored */
+            w[r] = L->w + (size_t)(o0 + r < L->out ? o0 + r : L->out - 1) * stride + (size_t)m * W;
+        switch (L->op[m]) {
+        case OP_XNOR: bit_plane_avx2(x, ld, w, W, C, OP_XNOR, m, c64); break;
+        case OP_AND: bit_plane_avx2(x, ld, w, W, C, OP_AND, m, c64); break;
+        default: bit_plane_avx2(x, ld, w, W, C, OP_NOR, m, c64); break;
+        }
+        if (L->op[m] != OP_AND) base += (int64_t)64 * W << m;
+    }
+    uint32_t rows = L->out - o0 < 4 ? L->out - o0 : 4;
+    for (int c = 0; c < C; c++) {
+        __m256i v = sum4x64(c64[4 * c], c64[4 * c + 1], c64[4 * c + 2], c64[4 * c + 3]);
+        v = _mm256_add_epi64(v, _mm256_set1_epi64x(base));
+        int64_t *a = acc + (size_t)c * L->out + o0;
+        if (rows == 4) { /* (a masked store is slow on some CPUs) */
+            _mm256_storeu_si256((__m256i *)a, v);
+        } else {
+            int64_t t[4];
+            _mm256_storeu_si256((__m256i *)t, v);
+            memcpy(a, t, rows * sizeof *a);
+        }
+    }
+}
+
+__attribute__((target("avx2"))) static void bacc_avx2(const layer_t *L, acc_fn one,
+                                                       const uint64_t *x, size_t ld, uint32_t n,
+                                                       int64_t *acc) {
+    if (L->in_bits != 1) {
+        bacc_each(L, one, x, ld, n, acc);
+        return;
+    }
+    for (uint32_t o0 = 0; o0 < L->out; o0 += 4) {
+        uint32_t i = 0;
+        for (; i + 2 <= n; i += 2) bit_tile_avx2(L, x + i * ld, ld, o0, 2, acc + (size_t)i * L->out);
+        for (; i < n; i++) bit_tile_avx2(L, x + i * ld, ld, o0, 1, acc + (size_t)i * L->out);
+    }
+}
+
+/* One tile of the byte path: rows o0..o0+3 of C (1 or 2) images. Spelled out per accumulator
+ * (arrays of vectors cost register copies here). */
+#define DOT_MAC(A, X, E) A = _mm256_add_epi16(A, _mm256_maddubs_epi16(X, E))
+#define DOT_WIDEN(A32, A16) A32 = _mm256_add_epi32(A32, _mm256_madd_epi16(A16, ones))
+
+/* Four 32-bit vectors' lane sums, widened: [sum a, sum b, sum c, sum d] */
+__attribute__((target("avx2"))) static inline __m256i sum4x32(__m256i a, __m256i b, __m256i c,
+                                                              __m256i d) {
+    __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+    return _mm256_cvtepi32_epi64(
+        _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
+}
+
+__attribute__((target("avx2"), always_inline)) static inline void dot_tile_avx2(
+    const layer_t *L, const uint8_t *x, size_t ld, uint32_t o0, const int C, __m256i a[2]) {
+    const uint32_t S = L->in_pad / 32, F = L->e_flush;
+    const __m256i ones = _mm256_set1_epi16(1);
+    const int8_t *e[4];
+    for (uint32_t r = 0; r < 4; r++) /* rows past the end repeat the last; not stored */
+        e[r] = L->e + (size_t)(o0 + r < L->out ? o0 + r : L->out - 1) * L->in_pad;
+    const uint8_t *x1 = x + (C == 2 ? ld : 0);
+    __m256i s00 = _mm256_setzero_si256(), s10 = s00, s20 = s00, s30 = s00;
+    __m256i s01 = s00, s11 = s00, s21 = s00, s31 = s00;
+    for (uint32_t t0 = 0; t0 < S; t0 += F) {
+        uint32_t t1 = S - t0 < F ? S : t0 + F;
+        __m256i a00 = _mm256_setzero_si256(), a10 = a00, a20 = a00, a30 = a00;
+        __m256i a01 = a00, a11 = a00, a21 = a00, a31 = a00;
+        for (size_t b = (size_t)t0 * 32; b < (size_t)t1 * 32; b += 32) {
+            __m256i x0v = _mm256_loadu_si256((const __m256i *)(x + b));
+            __m256i e0 = _mm256_loadu_si256((const __m256i *)(e[0] + b));
+            __m256i e1 = _mm256_loadu_si256((const __m256i *)(e[1] + b));
+            __m256i e2 = _mm256_loadu_si256((const __m256i *)(e[2] + b));
+            __m256i e3 = _mm256_loadu_si256((const __m256i *)(e[3] + b));
+            DOT_MAC(a00, x0v, e0);
+            DOT_MAC(a10, x0v, e1);
+            DOT_MAC(a20, x0v, e2);
+            DOT_MAC(a30, x0v, e3);
+            if (C == 2) {
+                __m256i x1v = _mm256_loadu_si256((const __m256i *)(x1 + b));
+                DOT_MAC(a01, x1v, e0);
+                DOT_MAC(a11, x1v, e1);
+                DOT_MAC(a21, x1v, e2);
+                DOT_MAC(a31, x1v, e3);
+            }
+        }
+        DOT_WIDEN(s00, a00);
+        DOT_WIDEN(s10, a10);
+        DOT_WIDEN(s20, a20);
+        DOT_WIDEN(s30, a30);
+        if (C == 2) {
+            DOT_WIDEN(s01, a01);
+            DOT_WIDEN(s11, a11);
+            DOT_WIDEN(s21, a21);
+            DOT_WIDEN(s31, a31);
+        }
+    }
+    a[0] = sum4x32(s00, s10, s20, s30);
+    if (C == 2) a[1] = sum4x32(s01, s11, s21, s31);
+}
+
+__attribute__((target("avx2"))) static void dot_avx2(const layer_t *L, const uint8_t *x,
+                                                       size_t ld, uint32_t n, int64_t *acc) {
+    for (uint32_t o0 = 0; o0 < L->out; o0 += 4) {
+        uint32_t rows = L->out - o0 < 4 ? L->out - o0 : 4;
+        int64_t off[4] = {0, 0, 0, 0};
+        memcpy(off, L->e_off + o0, rows * sizeof *off);
+        const __m256i offv = _mm256_loadu_si256((const __m256i *)off);
+        for (uint32_t i = 0; i < n; i += 2) {
+            __m256i a[2];
+            int C = n - i < 2 ? 1 : 2;
+            if (C == 2)
+                dot_tile_avx2(L, x + (size_t)i * ld, ld, o0, 2, a);
+            else
+                dot_tile_avx2(L, x + (size_t)i * ld, ld, o0, 1, a);
+            for (int c = 0; c < C; c++) {
+                int64_t t[4];
+                _mm256_storeu_si256((__m256i *)t, _mm256_add_epi64(a[c], offv));
+                memcpy(acc + (size_t)(i + c) * L->out + o0, t, rows * sizeof *t);
+            }
+        }
     }
 }
 
@@ -961,6 +1277,88 @@ __attribute__((target("avx512f"))) static void threshold1_avx512(const layer_t *
 #endif
 
 /* ------------------------------------------------------------------------------------------ */
+/* ARM NEON (aarch64): VCNT counts bytes, VPADAL folds them pairwise into 16-bit sums          */
+/* ------------------------------------------------------------------------------------------ */
+
+#if HWQNN_ARM
+/* sum over words k of popcount(op(x[k * B + n], w[k])), two words a step */
+static inline uint64_t plane_neon(const uint64_t *x, const uint64_t *w, uint32_t W, uint32_t B,
+                                  uint32_t n, int op) {
+    uint16x8_t s16 = vdupq_n_u16(0);
+    uint64_t s = 0;
+    uint32_t k = 0;
+    for (; k + 2 <= W; k += 2) {
+        uint64x2_t xv = vcombine_u64(vcreate_u64(x[k * B + n]), vcreate_u64(x[(k + 1) * B + n]));
+        uint64x2_t wv = vld1q_u64(w + k);
+        uint64x2_t v = op == OP_XNOR  ? veorq_u64(xv, wv)
+                       : op == OP_AND ? vandq_u64(xv, wv)
+                                      : vorrq_u64(xv, wv);
+        s16 = vpadalq_u8(s16, vcntq_u8(vreinterpretq_u8_u64(v)));
+        if ((k & 4094) == 4094) { /* 16-bit lanes: at most 16 x 2047 steps each */
+            s += vaddlvq_u16(s16);
+            s16 = vdupq_n_u16(0);
+        }
+    }
+    s += vaddlvq_u16(s16);
+    for (; k < W; k++) {
+        uint64_t v = op == OP_XNOR ? x[k * B + n] ^ w[k]
+                     : op == OP_AND ? x[k * B + n] & w[k]
+                                    : x[k * B + n] | w[k];
+        s += vaddv_u8(vcnt_u8(vcreate_u8(v)));
+    }
+    return op == OP_AND ? s : (uint64_t)64 * W - s; /* XNOR, NOR: 64 W - popcount(XOR, OR) */
+}
+
+static void acc_neon(const layer_t *L, const uint64_t *x, int64_t *acc) {
+    const uint32_t W = L->words, B = L->in_bits;
+    for (uint32_t o = 0; o < L->out; o++) {
+        const uint64_t *wr = L->w + (size_t)o * L->w_bits * W;
+        int64_t a = 0;
+        for (uint32_t m = 0; m < L->w_bits; m++)
+            for (uint32_t n = 0; n < B; n++)
+                a += (int64_t)(plane_neon(x, wr + (size_t)m * W, W, B, n, L->op[m]) << (n + m));
+        acc[o] = a;
+    }
+}
+#endif
+
+/* A 1-bit hidden layer's thresholds straight into the next layer's packed input (one plane);
+ * branch-free (flips are random) */
+static void threshold1_c(const layer_t *L, const int64_t *acc, uint64_t *x) {
+    memset(x, 0, (size_t)((L->out + 63) / 64) * 8);
+    for (uint32_t o = 0; o < L->out; o++) {
+        int64_t a = acc[o], sel = -(int64_t)L->flip[o];
+        a ^= (a ^ (L->acc_max - acc[o])) & sel;
+        x[o / 64] |= (uint64_t)(a >= L->t[o]) << (o % 64);
+    }
+}
+
+#if HWQNN_X86
+/* ... four neurons a compare (flip bytes are read four at a time: the file pads them to 8) */
+__attribute__((target("avx2"))) static void threshold1_avx2(const layer_t *L, const int64_t *acc,
+                                                             uint64_t *x) {
+    const __m256i amax = _mm256_set1_epi64x(L->acc_max);
+    const uint32_t O4 = L->out / 4 * 4;
+    memset(x, 0, (size_t)((L->out + 63) / 64) * 8);
+    for (uint32_t o = 0; o < O4; o += 4) {
+        int32_t fb;
+        memcpy(&fb, L->flip + o, 4);
+        __m256i f = _mm256_cmpgt_epi64(_mm256_cvtepu8_epi64(_mm_cvtsi32_si128(fb)),
+                                       _mm256_setzero_si256());
+        __m256i a = _mm256_loadu_si256((const __m256i *)(acc + o));
+        a = _mm256_blendv_epi8(a, _mm256_sub_epi64(amax, a), f);
+        __m256i lt = _mm256_cmpgt_epi64(_mm256_loadu_si256((const __m256i *)(L->t + o)), a);
+        uint64_t bits = (uint64_t)(~_mm256_movemask_pd(_mm256_castsi256_pd(lt)) & 15);
+        x[o / 64] |= bits << (o % 64);
+    }
+    for (uint32_t o = O4; o < L->out; o++) {
+        int64_t a = L->flip[o] ? L->acc_max - acc[o] : acc[o];
+        x[o / 64] |= (uint64_t)(a >= L->t[o]) << (o % 64);
+    }
+}
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
 /* dispatch                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
@@ -968,18 +1366,30 @@ typedef void (*pack_fn)(const uint8_t *codes, uint32_t k, uint32_t bits, uint32_
                         uint64_t *x);
 typedef void (*thr1_fn)(const layer_t *L, const int64_t *acc, uint64_t *x);
 
+/* A kernel family: the bit path for one image (acc) and for a block of images (bacc, which may
+ * tile images and neurons), the byte path (dot), the bit-plane packer and the 1-bit threshold. */
 typedef struct {
     const char *name;
     acc_fn acc;
+    bacc_fn bacc;
+    dot_fn dot;
     pack_fn pack;
-    thr1_fn threshold1; /* NULL: thresholds to codes, then pack */
+    thr1_fn threshold1;
 } kernel_t;
 
-static const kernel_t K_PORTABLE = {"portable", acc_portable, pack_planes, NULL};
+static const kernel_t K_PORTABLE = {"portable", acc_portable, bacc_each, dot_portable,
+                                    pack_planes, threshold1_c};
 #if HWQNN_X86
-static const kernel_t K_POPCNT = {"popcnt", acc_popcnt, pack_planes, NULL};
-static const kernel_t K_AVX2 = {"avx2", acc_avx2, pack_planes, NULL};
-static const kernel_t K_AVX512 = {"avx512", acc_avx512, pack_avx512, threshold1_avx512};
+static const kernel_t K_POPCNT = {"popcnt", acc_popcnt, bacc_each, dot_portable, pack_planes,
+                                  threshold1_c};
+static const kernel_t K_AVX2 = {"avx2", acc_avx2, bacc_avx2, dot_avx2, pack_planes,
+                                threshold1_avx2};
+static const kernel_t K_AVX512 = {"avx512", acc_avx512, bacc_each, dot_avx2, pack_avx512,
+                                  threshold1_avx512};
+#endif
+#if HWQNN_ARM
+static const kernel_t K_NEON = {"neon", acc_neon, bacc_each, dot_portable, pack_planes,
+                                threshold1_c};
 #endif
 static const kernel_t *g_kernel = NULL;
 
@@ -995,6 +1405,9 @@ static int pick(const char *name) {
     if (!strcmp(name, "avx512") && has512) k = &K_AVX512;
     if (!strcmp(name, "avx2") && has2) k = &K_AVX2;
     if (!strcmp(name, "popcnt") && hasp) k = &K_POPCNT;
+#elif HWQNN_ARM
+    if (!name) name = "neon"; /* every aarch64 CPU has Advanced SIMD */
+    if (!strcmp(name, "neon")) k = &K_NEON;
 #else
     if (!name) name = "portable";
 #endif
@@ -1014,23 +1427,46 @@ const char *hwqnn_isa(void) { return kernel()->name; }
 int hwqnn_set_isa(const char *name) { return pick(name); }
 
 /* ------------------------------------------------------------------------------------------ */
-/* forward                                                                                    */
+/* forward: a block of images (or of a convolution's output pixels) layer by layer, so that    */
+/* the kernels' register tiles reuse each weight load across images                          */
 /* ------------------------------------------------------------------------------------------ */
 
+#ifndef BLOCK
+#define BLOCK 32u /* images (or pixels) a block, at most */
+#endif
+#define BLOCK_BYTES (1u << 22)  /* ... fewer where a block's codes would pass this */
+
 typedef struct {
-    uint64_t *planes;
-    int64_t *acc;
-    uint8_t *col; /* a convolution's window codes, im2col order */
-    uint8_t *codes[2];
+    uint32_t nb;     /* images a block */
+    uint32_t ld;     /* bytes a row of codes (a multiple of 64, >= every layer's width) */
+    uint32_t cb;     /* a convolution's output pixels a block */
+    uint32_t cld;    /* bytes a window row (a multiple of 64, >= every layer's in_pad) */
+    uint32_t pw;     /* words of packed planes a row */
+    uint64_t *planes; /* [max(nb, cb)][pw] */
+    int64_t *acc;     /* [max(nb, cb)][max_rows] */
+    uint8_t *col;     /* [cb][cld]: a convolution's windows, im2col order */
+    uint8_t *codes[2]; /* [nb][ld] */
 } scratch_t;
 
+static uint32_t round64(uint64_t v) { return (uint32_t)((v + 63) / 64 * 64); }
+
+static uint32_t block_rows(uint32_t row_bytes) {
+    uint32_t r = BLOCK_BYTES / row_bytes;
+    return r < 1 ? 1 : r > BLOCK ? BLOCK : r;
+}
+
 static int scratch_init(const hwqnn_net *net, scratch_t *s) {
-    size_t width = net->max_width;
-    s->planes = malloc((size_t)net->max_plane_words * 8 + 8);
-    s->acc = malloc(((size_t)net->max_rows + 1) * sizeof *s->acc);
-    s->col = malloc((size_t)net->max_cols + 1);
-    s->codes[0] = malloc(width);
-    s->codes[1] = malloc(width);
+    s->ld = round64(net->max_width);
+    s->cld = round64(net->max_cols);
+    s->nb = block_rows(s->ld);
+    s->cb = block_rows(s->cld);
+    s->pw = net->max_plane_words + 4;
+    size_t rows = s->nb > s->cb ? s->nb : s->cb;
+    s->planes = calloc(rows * s->pw, 8);
+    s->acc = malloc(rows * ((size_t)net->max_rows + 1) * sizeof *s->acc);
+    s->col = calloc((size_t)s->cb, s->cld);
+    s->codes[0] = calloc(s->nb, s->ld);
+    s->codes[1] = calloc(s->nb, s->ld);
     return s->planes && s->acc && s->col && s->codes[0] && s->codes[1];
 }
 
@@ -1051,16 +1487,30 @@ static int32_t threshold(const layer_t *L, uint32_t o, int64_t a) {
     return code;
 }
 
-/* A convolution on one image: at each output pixel, the window's codes (the input's zero code
- * outside the image)
- * through the dense kernels, thresholded into out[pixel][rows]; acc (if not NULL) gets the
- * accumulators in the same order. */
+/* The accumulators of n rows of codes (row i at x + i * ld) of a matrix layer, acc[i][out]:
+ * the byte path where the layer has one, else packed into planes and the bit path. */
+static void matrix_acc(const layer_t *L, const kernel_t *k, const uint8_t *x, size_t ld,
+                       uint32_t n, scratch_t *s, int64_t *acc) {
+    if (L->e) {
+        k->dot(L, x, ld, n, acc);
+        return;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        k->pack(x + i * ld, L->in, L->in_bits, L->words, s->planes + (size_t)i * s->pw);
+    k->bacc(L, k->acc, s->planes, s->pw, n, acc);
+}
+
+/* A convolution on one image, a block of output pixels at a time: each pixel's window codes (the
+ * input's zero code outside the image) in im2col order, through matrix_acc, thresholded into
+ * out[pixel][rows]; acc (if not NULL) gets the accumulators in the same order. */
 static void conv_run(const layer_t *L, const kernel_t *k, const uint8_t *in, uint8_t *out,
                      int64_t *acc, scratch_t *s) {
-    const uint32_t C = L->channels, K = L->kernel;
-    for (uint32_t oy = 0; oy < L->out_h; oy++) {
-        for (uint32_t ox = 0; ox < L->out_w; ox++) {
-            uint8_t *c = s->col;
+    const uint32_t C = L->channels, K = L->kernel, pixels = L->out_h * L->out_w;
+    for (uint32_t p0 = 0; p0 < pixels; p0 += s->cb) {
+        uint32_t np = pixels - p0 < s->cb ? pixels - p0 : s->cb;
+        for (uint32_t q = 0; q < np; q++) {
+            uint32_t oy = (p0 + q) / L->out_w, ox = (p0 + q) % L->out_w;
+            uint8_t *c = s->col + (size_t)q * s->cld;
             for (uint32_t ky = 0; ky < K; ky++) {
                 long y = (long)(oy * L->stride + ky) - (long)L->pad;
                 for (uint32_t kx = 0; kx < K; kx++, c += C) {
@@ -1071,13 +1521,14 @@ static void conv_run(const layer_t *L, const kernel_t *k, const uint8_t *in, uin
                         memcpy(c, in + ((size_t)y * L->width + (size_t)x) * C, C);
                 }
             }
-            k->pack(s->col, L->in, L->in_bits, L->words, s->planes);
-            k->acc(L, s->planes, s->acc);
-            size_t pix = (size_t)oy * L->out_w + ox;
-            uint8_t *o = out + pix * L->out;
-            for (uint32_t r = 0; r < L->out; r++) o[r] = (uint8_t)threshold(L, r, s->acc[r]);
-            if (acc) memcpy(acc + pix * L->out, s->acc, (size_t)L->out * sizeof *acc);
         }
+        matrix_acc(L, k, s->col, s->cld, np, s, s->acc);
+        for (uint32_t q = 0; q < np; q++) {
+            const int64_t *a = s->acc + (size_t)q * L->out;
+            uint8_t *o = out + (size_t)(p0 + q) * L->out;
+            for (uint32_t r = 0; r < L->out; r++) o[r] = (uint8_t)threshold(L, r, a[r]);
+        }
+        if (acc) memcpy(acc + (size_t)p0 * L->out, s->acc, (size_t)np * L->out * sizeof *acc);
     }
 }
 
@@ -1111,47 +1562,63 @@ static void quantize_input(const hwqnn_net *net, const uint8_t *px, uint8_t *cod
     }
 }
 
-static void forward_one(const hwqnn_net *net, const kernel_t *k, const uint8_t *px,
-                        int32_t *scores, scratch_t *s) {
-    const uint8_t *codes = px;
-    if (net->in_channels) { /* layer 0 writes codes[0]; its input may sit in codes[1] */
-        quantize_input(net, px, s->codes[1]);
-        codes = s->codes[1];
+/* Scores of n <= s->nb images, layer by layer over the block. */
+static void forward_block(const hwqnn_net *net, const kernel_t *k, const uint8_t *px, uint32_t n,
+                          int32_t *scores, scratch_t *s) {
+    const size_t in = net->layers[0].in_size, ld = s->ld;
+    const uint32_t classes = net->layers[net->n_layers - 1].out;
+    uint8_t *codes = s->codes[1];
+    for (uint32_t i = 0; i < n; i++) {
+        if (net->in_channels)
+            quantize_input(net, px + i * in, codes + i * ld);
+        else
+            memcpy(codes + i * ld, px + i * in, in);
     }
     int packed = 0; /* the previous layer already wrote this one's packed input */
-    for (uint32_t i = 0; i < net->n_layers; i++) {
-        const layer_t *L = &net->layers[i];
-        uint8_t *next = s->codes[i & 1];
-        if (L->kind == KIND_CONV) {
-            conv_run(L, k, codes, next, NULL, s);
+    for (uint32_t l = 0; l < net->n_layers; l++) {
+        const layer_t *L = &net->layers[l];
+        uint8_t *next = s->codes[codes == s->codes[0]];
+        if (L->kind == KIND_CONV || L->kind == KIND_POOL) {
+            for (uint32_t i = 0; i < n; i++) {
+                if (L->kind == KIND_CONV)
+                    conv_run(L, k, codes + i * ld, next + i * ld, NULL, s);
+                else
+                    pool_run(L, codes + i * ld, next + i * ld);
+            }
             codes = next;
             continue;
         }
-        if (L->kind == KIND_POOL) {
-            pool_run(L, codes, next);
-            codes = next;
-            continue;
-        }
-        if (!packed) k->pack(codes, L->in, L->in_bits, L->words, s->planes);
-        k->acc(L, s->planes, s->acc);
+        if (packed)
+            k->bacc(L, k->acc, s->planes, s->pw, n, s->acc);
+        else
+            matrix_acc(L, k, codes, ld, n, s, s->acc);
         packed = 0;
-        if (L->pack_next && k->threshold1) {
-            k->threshold1(L, s->acc, s->planes);
-            packed = 1;
-        } else if (L->out_bits) {
-            for (uint32_t o = 0; o < L->out; o++) next[o] = (uint8_t)threshold(L, o, s->acc[o]);
-            codes = next;
-        } else {
-            for (uint32_t o = 0; o < L->out; o++)
-                scores[o] = (int32_t)(net->score_gain[o] * s->acc[o] + net->score_off[o]);
+        for (uint32_t i = 0; i < n; i++) {
+            const int64_t *a = s->acc + (size_t)i * L->out;
+            if (L->pack_next) {
+                k->threshold1(L, a, s->planes + (size_t)i * s->pw);
+            } else if (L->out_bits) {
+                for (uint32_t o = 0; o < L->out; o++) next[i * ld + o] = (uint8_t)threshold(L, o, a[o]);
+            } else {
+                for (uint32_t o = 0; o < L->out; o++)
+                    scores[(size_t)i * classes + o] =
+                        (int32_t)(net->score_gain[o] * a[o] + net->score_off[o]);
+            }
         }
+        packed = L->pack_next;
+        if (L->out_bits && !L->pack_next) codes = next;
     }
 }
 
+
 static int codes_ok(const uint8_t *codes, size_t count, uint32_t bits) {
     if (bits >= 8) return 1;
-    for (size_t i = 0; i < count; i++)
-        if (codes[i] >> bits) return 0;
+    uint8_t any = 0; /* the OR of every code, a block at a time (vectorizes) */
+    for (size_t i0 = 0; i0 < count; i0 += 4096) {
+        size_t i1 = count - i0 < 4096 ? count : i0 + 4096;
+        for (size_t i = i0; i < i1; i++) any |= codes[i];
+        if (any >> bits) return 0;
+    }
     return 1;
 }
 
@@ -1170,8 +1637,10 @@ static void *worker(void *arg) {
     j->ok = scratch_init(j->net, &s);
     if (j->ok) {
         size_t in = j->net->layers[0].in_size, classes = hwqnn_num_classes(j->net);
-        for (size_t i = j->begin; i < j->end; i++)
-            forward_one(j->net, j->k, j->pixels + i * in, j->scores + i * classes, &s);
+        for (size_t i = j->begin; i < j->end; i += s.nb) {
+            uint32_t n = j->end - i < s.nb ? (uint32_t)(j->end - i) : s.nb;
+            forward_block(j->net, j->k, j->pixels + i * in, n, j->scores + i * classes, &s);
+        }
     }
     scratch_free(&s);
     return NULL;
@@ -1253,25 +1722,30 @@ int hwqnn_forward_layer(const hwqnn_net *net, int layer, const uint8_t *codes, s
         return HWQNN_ENOMEM;
     }
     const kernel_t *k = kernel();
-    for (size_t i = 0; i < n; i++) {
-        const uint8_t *x = codes + i * L->in_size;
-        int64_t *a = acc + i * L->out_size;
-        int32_t *o = out + i * L->out_size;
+    for (size_t i0 = 0; i0 < n; i0 += s.nb) {
+        uint32_t nb = n - i0 < s.nb ? (uint32_t)(n - i0) : s.nb;
         if (L->kind != KIND_DENSE) {
-            if (L->kind == KIND_CONV)
-                conv_run(L, k, x, s.codes[0], a, &s);
-            else
-                pool_run(L, x, s.codes[0]);
-            for (uint32_t j = 0; j < L->out_size; j++) o[j] = s.codes[0][j];
-            if (L->kind == KIND_POOL) memset(a, 0, (size_t)L->out_size * sizeof *a);
+            for (size_t i = i0; i < i0 + nb; i++) {
+                const uint8_t *x = codes + i * L->in_size;
+                int64_t *a = acc + i * L->out_size;
+                if (L->kind == KIND_CONV)
+                    conv_run(L, k, x, s.codes[0], a, &s);
+                else
+                    pool_run(L, x, s.codes[0]);
+                for (uint32_t j = 0; j < L->out_size; j++) out[i * L->out_size + j] = s.codes[0][j];
+                if (L->kind == KIND_POOL) memset(a, 0, (size_t)L->out_size * sizeof *a);
+            }
             continue;
         }
-        k->pack(x, L->in, L->in_bits, L->words, s.planes);
-        k->acc(L, s.planes, s.acc);
-        for (uint32_t j = 0; j < L->out; j++) {
-            a[j] = s.acc[j];
-            o[j] = L->out_bits ? threshold(L, j, s.acc[j])
-                               : (int32_t)(net->score_gain[j] * s.acc[j] + net->score_off[j]);
+        for (uint32_t i = 0; i < nb; i++)
+            memcpy(s.codes[1] + (size_t)i * s.ld, codes + (i0 + i) * L->in_size, L->in_size);
+        matrix_acc(L, k, s.codes[1], s.ld, nb, &s, acc + i0 * L->out);
+        for (size_t i = i0; i < i0 + nb; i++) {
+            for (uint32_t j = 0; j < L->out; j++) {
+                int64_t a = acc[i * L->out + j];
+                out[i * L->out + j] = L->out_bits ? threshold(L, j, a)
+                                                  : (int32_t)(net->score_gain[j] * a + net->score_off[j]);
+            }
         }
     }
     scratch_free(&s);
