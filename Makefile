@@ -2,15 +2,19 @@
 PY ?= .venv/bin/python
 VENV_OK := .venv/.setup-done
 
-.PHONY: setup sim-tools data demo demo-cnv demo-qonnx demo-qonnx-w2a2 demo-qonnx-lfc test test-fast lint bench clean
+.PHONY: setup sim-tools arm-tools data demo demo-cnv demo-qonnx demo-qonnx-w2a2 demo-qonnx-lfc test test-fast lint bench clean
 
-setup: $(VENV_OK) sim-tools
+setup: $(VENV_OK) sim-tools arm-tools
 $(VENV_OK): pyproject.toml setup.py constraints.txt
 	python3 -m venv .venv && .venv/bin/pip install -q -c constraints.txt -e ".[dev,gpu,synth,formal,ray,onnx,brevitas]" && touch $@
 
 # Icarus Verilog, the second simulator (hwqnn sim --engine icarus, make -C sim SIM=icarus)
 sim-tools:
 	@command -v iverilog >/dev/null || { [ "$$(id -u)" = 0 ] && { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog || { apt-get update -qq && apt-get install -y -qq iverilog; }; }; } >/dev/null || echo "install Icarus Verilog: apt-get install iverilog (macOS: brew install icarus-verilog)"
+
+# An aarch64 cross compiler and qemu-user: the C library's NEON kernel, tested under emulation
+arm-tools:
+	@{ command -v aarch64-linux-gnu-gcc && command -v qemu-aarch64; } >/dev/null || { [ "$$(id -u)" = 0 ] && { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user; }; }; } >/dev/null || echo "install an aarch64 cross compiler and qemu: apt-get install gcc-aarch64-linux-gnu qemu-user"
 
 data:
 	@test -d /usr/share/datasets/fashion-mnist || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } || echo "install Fashion-MNIST: apt-get install dataset-fashion-mnist"

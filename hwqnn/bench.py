@@ -197,9 +197,28 @@ def golden_cpu(bundle: Bundle | None, quick: bool = False) -> int:
 
 
 CPU_BATCHES = (1, 64, 1024)
-# Measured on this project's 2-core machine (shared/reference/hardware-notes.md): XOR+POPCNT
-# loops on one core, binary MACs per second.
-POPCNT_PEAK_GMACS = {"avx512": 830.0, "scalar": 258.0}
+# the instruction-set flags that decide the C library's kernels (Linux /proc/cpuinfo names)
+ISA_FLAGS = ("popcnt", "ssse3", "avx2", "fma", "avx512f", "avx512bw", "avx512vpopcntdq",
+             "avx512_vnni", "avx_vnni", "asimd", "asimddp", "sve")  # fmt: skip
+
+
+def cpu_flags() -> str:
+    """The CPU's model name and the flags in :data:`ISA_FLAGS` it has (Linux; else the
+    platform's machine name)."""
+    import platform
+
+    model, flags = platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("model name", "CPU part") and model == platform.machine():
+                model = value.strip()
+            if key in ("flags", "Features"):
+                flags.update(value.split())
+    except OSError:
+        pass
+    return f"{model}; " + " ".join(f for f in ISA_FLAGS if f in flags)
 
 
 def binary_macs(b: Bundle) -> int:
@@ -266,10 +285,14 @@ def cpu(
     quick: bool = False,
     json_out: Path | None = None,
     data: str | None = None,
+    kernel: str | None = None,
 ) -> int:
     """The C library vs torch fp32 (same shapes, the float twin's Linear/BatchNorm/ReLU in eval)
-    vs the golden model, in one run; ratios > 1: the C library is faster. Then the C library's
-    agreement with golden on the test set (or on 10,000 random images without a dataset)."""
+    vs the golden model, in one run; ratios > 1: the C library is faster. ``kernel`` forces a
+    kernel family (default: the best this CPU has). Then every family this CPU runs, at batch
+    256 on one thread, on this net and on a 1-bit net (BNN-PYNQ's LFC shape), against this
+    core's measured XOR+POPCNT peak; and the C library's agreement with golden on the test set
+    (or on 10,000 random images without a dataset)."""
     import os
 
     import torch
@@ -284,53 +307,85 @@ def cpu(
     cores = os.cpu_count() or 1
     old_threads = torch.get_num_threads()
     rows, records = [], []
-    with clib.CNet(b) as net:
-        isa = clib.isa()
-        for threads in sorted({1, cores}):
-            torch.set_num_threads(threads)
-            for m in CPU_BATCHES[:2] if quick else CPU_BATCHES:
-                rec = _cpu_point(net, twin, b, m, threads, timed)
-                t_g = rec["golden_ms"]
-                rows.append([f"{threads}", f"{m}", f"{rec['c_ms']:.4f}",
-                             f"{rec['torch_fp32_ms']:.4f}", "-" if t_g is None else f"{t_g:.3f}",
-                             f"{rec['ratio']:.1f}x",
-                             "-" if t_g is None else f"{t_g / rec['c_ms']:.0f}x",
-                             f"{rec['binary_gmacs']:.0f}"])  # fmt: skip
-                records.append(rec)
-        per_isa = []
-        x = random_codes(2, 256, b.in_features, b.quant.raw_bits).astype(np.uint8)
-        out = np.empty((256, b.num_classes), dtype=np.int32)
-        for name in clib.available():
-            clib.set_isa(name)
-            per_isa.append((name, timed(lambda: net.scores_into(x, out, 1), 5)))
+    clib.set_isa(kernel)
+    try:
+        with clib.CNet(b) as net:
+            isa = clib.isa()
+            for threads in sorted({1, cores}):
+                torch.set_num_threads(threads)
+                for m in CPU_BATCHES[:2] if quick else CPU_BATCHES:
+                    rec = _cpu_point(net, twin, b, m, threads, timed)
+                    t_g = rec["golden_ms"]
+                    rows.append([f"{threads}", f"{m}", f"{rec['c_ms']:.4f}",
+                                 f"{rec['torch_fp32_ms']:.4f}",
+                                 "-" if t_g is None else f"{t_g:.3f}", f"{rec['ratio']:.1f}x",
+                                 "-" if t_g is None else f"{t_g / rec['c_ms']:.0f}x",
+                                 f"{rec['binary_gmacs']:.0f}"])  # fmt: skip
+                    records.append(rec)
+            torch.set_num_threads(old_threads)
+            kernels = _cpu_kernels(net, b, timed)
+            try:  # HWC images for a ConvNet, checked against the bundle's input
+                test = test_set(b, "the bundle", data)
+                images, labels, what = test.images, test.labels, "test images"
+            except (OSError, ValueError):
+                images = random_codes(3, 10_000, b.in_features, b.quant.raw_bits)
+                labels, what = None, "random images (no dataset)"
+            c_scores = net.scores(images)
+    finally:
+        torch.set_num_threads(old_threads)
         clib.set_isa(None)
-        try:  # HWC images for a ConvNet, checked against the bundle's input
-            test = test_set(b, "the bundle", data)
-            images, labels, what = test.images, test.labels, "test images"
-        except (OSError, ValueError):
-            images = random_codes(3, 10_000, b.in_features, b.quant.raw_bits)
-            labels, what = None, "random images (no dataset)"
-        c_scores = net.scores(images)
-    torch.set_num_threads(old_threads)
     g_scores = golden.scores(b, images)
     bad = int((c_scores != g_scores).any(axis=1).sum())
-    print(f"network {b.arch()}; C kernel {isa} on {cores} cores; torch {torch.__version__} fp32")
+    forced = " (forced)" if kernel else ""
+    print(f"network {b.arch()}; C kernel {isa}{forced} on {cores} cores; torch "
+          f"{torch.__version__} fp32")  # fmt: skip
+    print(f"CPU: {cpu_flags()}")
     header = ["threads", "batch", "C ms", "torch fp32 ms", "golden ms", "vs torch", "vs golden",
               "binary GMAC/s"]  # fmt: skip
     print(_fmt_table(header, rows))
-    base = dict(per_isa)[isa]
-    print("kernels, batch 256, one thread: " + ", ".join(
-        f"{n} {t:.2f} ms ({t / base:.1f}x)" for n, t in per_isa))  # fmt: skip
-    best = max(r["binary_gmacs"] for r in records if r["threads"] == 1)
-    peak = POPCNT_PEAK_GMACS["avx512" if isa == "avx512" else "scalar"]
-    print(f"one thread reaches {best:.0f} G binary MAC/s, {best / peak:.0%} of the {peak:.0f} G "
-          f"XOR+POPCNT loop measured in shared/reference/hardware-notes.md")  # fmt: skip
+    print(
+        "kernels, batch 256, one thread (G binary MAC/s; an 8-bit x 1-bit MAC counts 8; "
+        "peak: a bare XOR+POPCNT loop of the family on one core, sw/bench/peak.c):"
+    )
+    krows = []
+    for k in kernels:
+        peak = k["peak_gmacs"]
+        krows.append([k["kernel"], f"{k['ms']:.2f}", f"{k['gmacs']:.0f}", f"{k['lfc_gmacs']:.0f}",
+                      "-" if peak is None else f"{peak:.0f}",
+                      "-" if peak is None else f"{k['lfc_gmacs'] / peak:.0%}"])  # fmt: skip
+    print(_fmt_table(["kernel", "this net ms", "this net GMAC/s", "1-bit LFC GMAC/s",
+                      "XOR+POPCNT peak", "LFC / peak"], krows))  # fmt: skip
     acc = "" if labels is None else f"; accuracy {float((c_scores.argmax(1) == labels).mean()):.4f}"
-    print(f"C == golden: {len(images)} {what}, {bad} mismatches{acc}")
+    print(f"C == golden ({isa}): {len(images)} {what}, {bad} mismatches{acc}")
     if json_out is not None:
-        summary = {"images": len(images), "mismatches": bad, "isa": isa, "arch": b.arch()}
-        write_json(json_out, {"rows": records, "kernels_ms": dict(per_isa), **summary})
+        summary = {"images": len(images), "mismatches": bad, "isa": isa, "arch": b.arch(),
+                   "cpu": cpu_flags(), "forced": bool(kernel)}  # fmt: skip
+        write_json(json_out, {"rows": records, "kernels": kernels, **summary})
     return 0 if bad == 0 else 1
+
+
+def _cpu_kernels(net: Any, b: Bundle, timed: Callable[..., float]) -> list[dict[str, Any]]:
+    """Every kernel family this CPU runs at batch 256, one thread: on ``net`` and on a 1-bit
+    784-1024-1024-1024-10 net (binarized input), with the family's XOR+POPCNT peak."""
+    from hwqnn import clib
+    from hwqnn.randnet import random_bundle, random_codes
+
+    peaks = clib.peak_gmacs()
+    lfc = random_bundle(0, 784, (1024, 1024, 1024), 10, in_bits=1)
+    x = random_codes(2, 256, b.in_features, b.quant.raw_bits).astype(np.uint8)
+    xl = random_codes(2, 256, lfc.in_features, 1).astype(np.uint8)
+    out = np.empty((256, b.num_classes), dtype=np.int32)
+    out_l = np.empty((256, lfc.num_classes), dtype=np.int32)
+    found = []
+    with clib.CNet(lfc) as lnet:
+        for name in clib.available():
+            clib.set_isa(name)
+            t = timed(lambda: net.scores_into(x, out, 1), 5)
+            t_l = timed(lambda: lnet.scores_into(xl, out_l, 1), 5)
+            found.append({"kernel": name, "ms": t, "gmacs": binary_macs(b) * 256 / t / 1e6,
+                          "lfc_gmacs": binary_macs(lfc) * 256 / t_l / 1e6,
+                          "peak_gmacs": peaks.get(name)})  # fmt: skip
+    return found
 
 
 # Reference nets for synthesis before/after a hardware change (random weights: the cost does

@@ -387,7 +387,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "gpu":
         return bench.gpu(b, args.quick, args.interpret)
     if args.what == "cpu":
-        return bench.cpu(b, args.quick, json_out, getattr(args, "data", None))
+        return bench.cpu(b, args.quick, json_out, getattr(args, "data", None), args.kernel)
     if args.what == "synth" and args.units:
         return bench.synth_units(args.target or ["xc7"], _int_list(args.simd, "--simd"),
                                  _int_list(args.unit_bits, "--unit-bits"),
@@ -728,6 +728,10 @@ def _add_analysis_commands(add: Add) -> None:
     p.add_argument("--units", action="store_true",
                    help="synth: one MVTU per lane count and bit width, LUTs per lane")  # fmt: skip
     p.add_argument("--simd", default="32,64,128,256", help="synth --units: lane counts")
+    p.add_argument("--kernel", default=None,
+                   help="cpu: force the C library's kernel family: avx512, avx2, popcnt, neon, "
+                   "portable (default: the best this CPU has; every family is also timed "
+                   "alone)")  # fmt: skip
     p.add_argument("--unit-bits", default="1,2,4", help="synth --units: bit widths (1, 2, 4)")
 
 

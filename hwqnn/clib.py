@@ -29,35 +29,55 @@ from hwqnn.errors import HwqnnError, InputError
 SW_DIR = Path(__file__).resolve().parent.parent / "sw"
 SOURCES = ("src/hwqnn.c", "include/hwqnn.h")
 CFLAGS = ("-O3", "-std=c99", "-fPIC", "-shared", "-pthread")
-ISAS = ("avx512", "avx2", "popcnt", "portable")
+ISAS = ("avx512", "avx2", "popcnt", "neon", "portable")
+PEAK_SOURCE = "bench/peak.c"
 
 _lib: ctypes.CDLL | None = None
 
 
-def _build_from_source() -> Path:
+def _build(sources: tuple[str, ...], name: str, flags: tuple[str, ...]) -> Path:
+    """``sources`` (under ``sw/``; the first is compiled) built with ``flags`` into
+    ``build/sw/NAME-HASH[.so]``, the hash of the sources and flags: built once, never stale."""
     h = hashlib.sha256()
-    for s in SOURCES:
+    for s in sources:
         h.update((SW_DIR / s).read_bytes())
-    h.update(" ".join(CFLAGS).encode())
+    h.update(" ".join(flags).encode())
     out_dir = Path(os.environ.get("HWQNN_SW_BUILD", SW_DIR.parent / "build" / "sw"))
-    out = out_dir / f"libhwqnn-{h.hexdigest()[:16]}.so"
+    suffix = ".so" if "-shared" in flags else ""
+    out = out_dir / f"{name}-{h.hexdigest()[:16]}{suffix}"
     if out.exists():
         return out
     cc = os.environ.get("CC", "cc")
     if shutil.which(cc) is None:
         raise HwqnnError(f"no C compiler '{cc}' on PATH: the C library in {SW_DIR} needs one")
     out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".libhwqnn.", suffix=".so", dir=out_dir)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=suffix, dir=out_dir)
     os.close(fd)
-    cmd = [cc, *CFLAGS, "-I", str(SW_DIR / "include"), str(SW_DIR / SOURCES[0]), "-o", tmp]
+    cmd = [cc, *flags, "-I", str(SW_DIR / "include"), str(SW_DIR / sources[0]), "-o", tmp]
     try:
         res = procs.run(cmd, capture_output=True, text=True)
         if res.returncode:
-            raise HwqnnError(f"building {SW_DIR / SOURCES[0]} failed: {res.stderr.strip()}")
+            raise HwqnnError(f"building {SW_DIR / sources[0]} failed: {res.stderr.strip()}")
         os.replace(tmp, out)
     finally:
         Path(tmp).unlink(missing_ok=True)
     return out
+
+
+def _build_from_source() -> Path:
+    return _build(SOURCES, "libhwqnn", CFLAGS)
+
+
+def peak_gmacs(seconds: float = 0.3) -> dict[str, float]:
+    """This core's XOR+POPCNT peak per kernel family, G binary MACs a second (``sw/bench/
+    peak.c``: a bare loop over operands in L1); empty outside a source checkout."""
+    if not (SW_DIR / PEAK_SOURCE).exists():
+        return {}
+    exe = _build((PEAK_SOURCE,), "peak", ("-O3", "-std=c99"))
+    res = procs.run([str(exe), str(seconds)], capture_output=True, text=True)
+    if res.returncode:
+        raise HwqnnError(f"{exe} failed with code {res.returncode}: {res.stderr.strip()}")
+    return {name: float(v) for name, v in (line.split() for line in res.stdout.splitlines())}
 
 
 def library_path() -> Path:
@@ -105,7 +125,8 @@ def library() -> ctypes.CDLL:
 
 
 def isa() -> str:
-    """The XNOR-popcount kernel the library runs: ``avx512``, ``avx2``, ``popcnt``, ``portable``."""
+    """The kernel family the library runs: ``avx512``, ``avx2``, ``popcnt``, ``neon`` (aarch64),
+    ``portable``."""
     return str(library().hwqnn_isa().decode())
 
 

@@ -3,6 +3,7 @@ its example program built with plain ``make`` from the sources."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import struct
@@ -80,6 +81,53 @@ def test_threads_and_batch_sizes(n: int, threads: int) -> None:
     x = random_codes(4, n, 100)
     with clib.CNet(b) as net:
         np.testing.assert_array_equal(net.scores(x, threads), golden.scores(b, x).reshape(n, 4))
+
+
+# (input bits, weight bits, activation bits, fan-in, hidden): the byte path (multi-bit codes,
+# weights of at most 4 bits), the bit path (1-bit codes; 8-bit weights), widths that leave row
+# tails (not a multiple of 4 neurons) and word tails (not a multiple of 4 words)
+BLOCK_NETS = [
+    pytest.param(8, 1, 1, 200, (37, 6), id="byte-w1-then-bits"),
+    pytest.param(2, 4, 2, 131, (9,), id="byte-w4-a2"),
+    pytest.param(1, 2, 1, 333, (21,), id="bits-w2"),
+    pytest.param(4, 8, 4, 70, (5,), id="bits-w8-k4"),
+]
+
+
+@pytest.mark.parametrize(("in_bits", "w_bits", "a_bits", "k", "hidden"), BLOCK_NETS)
+def test_blocks_and_register_tiles(
+    kernel: object, in_bits: int, w_bits: int, a_bits: int, k: int, hidden: tuple[int, ...]
+) -> None:
+    """Batches that fill a block of images, leave one over, or hold one image (the tiles take
+    two images, a lone image takes another path), on every kernel: scores equal golden's."""
+    b = random_bundle(k, k, hidden, 7, w_bits=w_bits, a_bits=a_bits, in_bits=in_bits)
+    x = random_codes(k + 1, 67, k, in_bits)
+    expected = golden.scores(b, x)
+    with clib.CNet(b) as net:
+        for n in (1, 2, 3, 31, 32, 33, 67):
+            np.testing.assert_array_equal(net.scores(x[:n], 1), expected[:n], err_msg=f"n={n}")
+
+
+def test_bench_cpu_forces_a_kernel_and_times_every_family(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``bench cpu --kernel`` runs the forced family (and says so), times every family this CPU
+    has beside its measured XOR+POPCNT peak, and still checks C == golden; an unknown family
+    is one line and exit status 2."""
+    from hwqnn import bundle as bundle_io
+
+    src = bundle_io.save(random_bundle(14, 96, (40,), 4), tmp_path / "b.npz")
+    out = tmp_path / "cpu.json"
+    argv = ["bench", "cpu", "--bundle", str(src), "--quick", "--kernel", "portable"]
+    assert main([*argv, "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["isa"] == "portable" and rec["forced"] and rec["mismatches"] == 0
+    assert [k["kernel"] for k in rec["kernels"]] == clib.available()
+    assert all(k["peak_gmacs"] > 0 and k["lfc_gmacs"] > 0 for k in rec["kernels"])
+    assert clib.isa() == clib.available()[0]  # the best one again afterwards
+    assert "C kernel portable (forced)" in capsys.readouterr().out
+    assert main([*argv[:-1], "sse9"]) == 2
+    assert "kernel 'sse9' is not available on this CPU" in capsys.readouterr().err
 
 
 def test_a_mismatch_is_named_by_layer_and_neuron() -> None:
@@ -366,6 +414,14 @@ def test_example_program_built_with_make(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     np.testing.assert_array_equal(np.array(res.stdout.split(), dtype=np.int64), expected)
     assert "accuracy 0.9000 (270/300)" in res.stderr
+    for k in clib.available():  # -s: every score; -k: a forced kernel
+        cmd = [str(sw / "examples" / "classify"), str(net), str(img), "-s", "-k", k]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        assert res.returncode == 0 and f"kernel {k}" in res.stderr, res.stderr
+        got = np.array([line.split() for line in res.stdout.splitlines()], dtype=np.int64)
+        np.testing.assert_array_equal(got, golden.scores(b, images.reshape(300, 784)))
+    res = subprocess.run([*cmd[:-1], "sse9"], capture_output=True, text=True)
+    assert res.returncode == 2 and "kernel sse9 is not available" in res.stderr
     img.write_bytes(b"\x1f\x8b" + img.read_bytes())
     cmd = [str(sw / "examples" / "classify"), str(net), str(img)]
     res = subprocess.run(cmd, capture_output=True, text=True)

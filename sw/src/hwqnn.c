@@ -421,11 +421,11 @@ static int bind_matrix(layer_t *L, const unsigned char *base, size_t *off, uint3
  *   XNOR: b ? x : M - x = (2b - 1) x + (1 - b) M;   AND: b x;   NOR: (1 - b)(M - x),
  * so A = sum_j e_j x_j + e_off with e_j = sum_m 2^m coef_m(b_jm) (|e_j| <= 15: one signed byte)
  * and e_off = M sum_m 2^m sum_j cst_m(b_jm). Pad elements are left out (their bit-plane terms are
- * 0). Only when every partial sum fits int32 (in * M * 15 < 2^31). Returns 0, or -1: no memory. */
+ * 0). Every partial sum fits int32: |sum_j e_j x_j| <= in * M * (2^w_bits - 1), which check_record
+ * holds under 2^30. Returns 0, or -1: no memory. */
 static int build_dot(layer_t *L) {
     if (L->in_bits < 2 || L->w_bits > 4) return 0;
     const int64_t xmax = (1 << L->in_bits) - 1, emax = (1 << L->w_bits) - 1;
-    if ((int64_t)L->in * xmax * emax >= INT32_MAX) return 0;
     L->in_pad = L->words * 64;
     L->e = calloc((size_t)L->out * L->in_pad, 1);
     L->e_off = malloc(((size_t)L->out + 1) * sizeof *L->e_off);
@@ -838,11 +838,104 @@ static void bacc_each(const layer_t *L, acc_fn one, const uint64_t *x, size_t ld
     for (uint32_t i = 0; i < n; i++) one(L, x + i * ld, acc + (size_t)i * L->out);
 }
 
+/* The bit path for 1-bit codes in scalar tiles: four neurons x two images share each word load
+ * (XNOR and NOR counted as 64 W - popcount(XOR, OR), exact on pad bits); other codes one image
+ * at a time. */
+#define BOP64(OP, X, W) ((OP) == OP_XNOR ? (X) ^ (W) : (OP) == OP_AND ? (X) & (W) : (X) | (W))
+#define SCALAR_TILE(POP, OP)                                                                \
+    for (uint32_t k = 0; k < W; k++) {                                                      \
+        const uint64_t a0 = x0[k], a1 = x1[k];                                              \
+        for (int r = 0; r < 4; r++) {                                                       \
+            const uint64_t wv = w[r][k];                                                    \
+            s[r][0] += POP(BOP64(OP, a0, wv));                                              \
+            s[r][1] += POP(BOP64(OP, a1, wv));                                              \
+        }                                                                                   \
+    }
+#define SCALAR_BLOCK(NAME, POP)                                                             \
+    static void NAME(const layer_t *L, acc_fn one, const uint64_t *x, size_t ld, uint32_t n, \
+                     int64_t *acc) {                                                        \
+        if (L->in_bits != 1) {                                                              \
+            bacc_each(L, one, x, ld, n, acc);                                               \
+            return;                                                                         \
+        }                                                                                   \
+        const uint32_t W = L->words;                                                        \
+        const size_t stride = (size_t)L->w_bits * W;                                        \
+        for (uint32_t o0 = 0; o0 < L->out; o0 += 4) {                                       \
+            uint32_t rows = L->out - o0 < 4 ? L->out - o0 : 4;                              \
+            for (uint32_t i = 0; i < n; i += 2) {                                           \
+                uint32_t C = n - i < 2 ? 1 : 2;                                             \
+                const uint64_t *x0 = x + i * ld, *x1 = x0 + (C == 2 ? ld : 0);              \
+                int64_t a[4][2] = {{0}};                                                    \
+                for (uint32_t m = 0; m < L->w_bits; m++) {                                  \
+                    const uint64_t *w[4];                                                   \
+                    for (uint32_t r = 0; r < 4; r++)                                        \
+                        w[r] = L->w + (size_t)(o0 + r < L->out ? o0 + r : L->out - 1) *     \
+                                          stride + (size_t)m * W;                           \
+                    uint64_t s[4][2] = {{0}};                                               \
+                    const int op = L->op[m];                                                \
+                    switch (op) {                                                           \
+                    case OP_XNOR: SCALAR_TILE(POP, OP_XNOR); break;                         \
+                    case OP_AND: SCALAR_TILE(POP, OP_AND); break;                           \
+                    default: SCALAR_TILE(POP, OP_NOR); break;                               \
+                    }                                                                       \
+                    for (int r = 0; r < 4; r++)                                             \
+                        for (int c = 0; c < 2; c++)                                         \
+                            a[r][c] += (op == OP_AND ? (int64_t)s[r][c]                     \
+                                                     : (int64_t)64 * W - (int64_t)s[r][c])  \
+                                       << m;                                                \
+                }                                                                           \
+                for (uint32_t c = 0; c < C; c++)                                            \
+                    for (uint32_t r = 0; r < rows; r++)                                     \
+                        acc[(size_t)(i + c) * L->out + o0 + r] = a[r][c];                   \
+            }                                                                               \
+        }                                                                                   \
+    }
+
+SCALAR_BLOCK(bacc_portable, popcount_c)
+
 #if HWQNN_X86
 __attribute__((target("popcnt"))) static unsigned popcount_hw(uint64_t x) {
     return (unsigned)_mm_popcnt_u64(x);
 }
 __attribute__((target("popcnt"))) SCALAR_KERNEL(acc_popcnt, popcount_hw)
+__attribute__((target("popcnt"))) SCALAR_BLOCK(bacc_popcnt, popcount_hw)
+
+/* The byte path with SSSE3 (every x86-64 CPU with POPCNT has it): PMADDUBSW, four neurons a
+ * pass sharing each code load, 16-bit pair sums widened every e_flush steps (each step adds one
+ * pair sum to each 16-bit lane, whatever the vector width) */
+__attribute__((target("ssse3"))) static void dot_ssse3(const layer_t *L, const uint8_t *x,
+                                                        size_t ld, uint32_t n, int64_t *acc) {
+    const uint32_t S = L->in_pad / 16, F = L->e_flush;
+    const __m128i ones = _mm_set1_epi16(1);
+    for (uint32_t o0 = 0; o0 < L->out; o0 += 4) {
+        const int8_t *e[4];
+        for (uint32_t r = 0; r < 4; r++) /* rows past the end repeat the last; not stored */
+            e[r] = L->e + (size_t)(o0 + r < L->out ? o0 + r : L->out - 1) * L->in_pad;
+        for (uint32_t i = 0; i < n; i++) {
+            const uint8_t *xi = x + (size_t)i * ld;
+            __m128i s[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(),
+                            _mm_setzero_si128()};
+            for (uint32_t t0 = 0; t0 < S; t0 += F) {
+                uint32_t t1 = S - t0 < F ? S : t0 + F;
+                __m128i a[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(),
+                                _mm_setzero_si128()};
+                for (size_t b = (size_t)t0 * 16; b < (size_t)t1 * 16; b += 16) {
+                    __m128i xv = _mm_loadu_si128((const __m128i *)(xi + b));
+                    for (int r = 0; r < 4; r++)
+                        a[r] = _mm_add_epi16(a[r], _mm_maddubs_epi16(
+                                                       xv, _mm_loadu_si128((const __m128i *)(e[r] + b))));
+                }
+                for (int r = 0; r < 4; r++) s[r] = _mm_add_epi32(s[r], _mm_madd_epi16(a[r], ones));
+            }
+            for (uint32_t r = 0; r < 4 && o0 + r < L->out; r++) {
+                int32_t v[4];
+                _mm_storeu_si128((__m128i *)v, s[r]);
+                acc[(size_t)i * L->out + o0 + r] =
+                    (int64_t)v[0] + v[1] + v[2] + v[3] + L->e_off[o0 + r];
+            }
+        }
+    }
+}
 
 /* AVX2 has no popcount instruction: a nibble lookup (VPSHUFB) and byte sums (VPSADBW) */
 __attribute__((target("avx2,popcnt"))) static inline __m256i popcnt256(__m256i v) {
@@ -1377,10 +1470,10 @@ typedef struct {
     thr1_fn threshold1;
 } kernel_t;
 
-static const kernel_t K_PORTABLE = {"portable", acc_portable, bacc_each, dot_portable,
+static const kernel_t K_PORTABLE = {"portable", acc_portable, bacc_portable, dot_portable,
                                     pack_planes, threshold1_c};
 #if HWQNN_X86
-static const kernel_t K_POPCNT = {"popcnt", acc_popcnt, bacc_each, dot_portable, pack_planes,
+static const kernel_t K_POPCNT = {"popcnt", acc_popcnt, bacc_popcnt, dot_ssse3, pack_planes,
                                   threshold1_c};
 static const kernel_t K_AVX2 = {"avx2", acc_avx2, bacc_avx2, dot_avx2, pack_planes,
                                 threshold1_avx2};
@@ -1399,7 +1492,7 @@ static int pick(const char *name) {
     __builtin_cpu_init();
     int has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                  __builtin_cpu_supports("avx512vpopcntdq");
-    int hasp = __builtin_cpu_supports("popcnt");
+    int hasp = __builtin_cpu_supports("popcnt") && __builtin_cpu_supports("ssse3");
     int has2 = __builtin_cpu_supports("avx2") && hasp;
     if (!name) name = has512 ? "avx512" : has2 ? "avx2" : hasp ? "popcnt" : "portable";
     if (!strcmp(name, "avx512") && has512) k = &K_AVX512;
