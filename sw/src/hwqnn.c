@@ -156,6 +156,16 @@ static int mul_size(size_t *out, size_t a, size_t b) {
     return 1;
 }
 
+/* Zeroed memory on a 64-byte boundary (vector loads then never split a cache line); free() */
+static void *zalloc64(size_t count, size_t size) {
+    size_t bytes;
+    void *p = NULL;
+    if (!mul_size(&bytes, count ? count : 1, size ? size : 1)) return NULL;
+    if (posix_memalign(&p, 64, bytes)) return NULL;
+    memset(p, 0, bytes);
+    return p;
+}
+
 static int bits_ok(uint32_t k) { return k == 1 || k == 2 || k == 4 || k == 8; }
 static int code_bits_ok(uint32_t k) { return k == 1 || k == 2 || k == 4; }
 
@@ -427,7 +437,7 @@ static int build_dot(layer_t *L) {
     if (L->in_bits < 2 || L->w_bits > 4) return 0;
     const int64_t xmax = (1 << L->in_bits) - 1, emax = (1 << L->w_bits) - 1;
     L->in_pad = L->words * 64;
-    L->e = calloc((size_t)L->out * L->in_pad, 1);
+    L->e = zalloc64((size_t)L->out * L->in_pad, 1);
     L->e_off = malloc(((size_t)L->out + 1) * sizeof *L->e_off);
     if (!L->e || !L->e_off) return -1;
     L->e_flush = (uint32_t)(32767 / (2 * xmax * emax));
@@ -1229,9 +1239,14 @@ __attribute__((target("avx2"))) static void dot_avx2(const layer_t *L, const uin
             else
                 dot_tile_avx2(L, x + (size_t)i * ld, ld, o0, 1, a);
             for (int c = 0; c < C; c++) {
-                int64_t t[4];
-                _mm256_storeu_si256((__m256i *)t, _mm256_add_epi64(a[c], offv));
-                memcpy(acc + (size_t)(i + c) * L->out + o0, t, rows * sizeof *t);
+                int64_t *dst = acc + (size_t)(i + c) * L->out + o0, t[4];
+                __m256i v = _mm256_add_epi64(a[c], offv);
+                if (rows == 4) { /* (a masked store is slow on some CPUs) */
+                    _mm256_storeu_si256((__m256i *)dst, v);
+                } else {
+                    _mm256_storeu_si256((__m256i *)t, v);
+                    memcpy(dst, t, rows * sizeof *t);
+                }
             }
         }
     }
@@ -1555,11 +1570,12 @@ static int scratch_init(const hwqnn_net *net, scratch_t *s) {
     s->cb = block_rows(s->cld);
     s->pw = net->max_plane_words + 4;
     size_t rows = s->nb > s->cb ? s->nb : s->cb;
-    s->planes = calloc(rows * s->pw, 8);
-    s->acc = malloc(rows * ((size_t)net->max_rows + 1) * sizeof *s->acc);
-    s->col = calloc((size_t)s->cb, s->cld);
-    s->codes[0] = calloc(s->nb, s->ld);
-    s->codes[1] = calloc(s->nb, s->ld);
+    s->pw = (s->pw + 7) / 8 * 8; /* rows of planes on 64-byte boundaries too */
+    s->planes = zalloc64(rows * s->pw, 8);
+    s->acc = zalloc64(rows * ((size_t)net->max_rows + 1), sizeof *s->acc);
+    s->col = zalloc64(s->cb, s->cld);
+    s->codes[0] = zalloc64(s->nb, s->ld);
+    s->codes[1] = zalloc64(s->nb, s->ld);
     return s->planes && s->acc && s->col && s->codes[0] && s->codes[1];
 }
 
