@@ -85,6 +85,11 @@ typedef struct {
     int64_t *e_off;     /* [out] */
     uint32_t in_pad;    /* words * 64 */
     uint32_t e_flush;   /* 32-byte steps whose 16-bit pair sums cannot overflow */
+    /* 1-bit codes on AVX2: each weight word's low and high nibbles (the nibble table's indices)
+     * split ahead, [out][w_bits][lo, hi][nw] with nw = words rounded up to 4, zero above words;
+     * NULL: not built (see build_nibbles) */
+    uint64_t *wn;
+    uint32_t nw;
 } layer_t;
 
 struct hwqnn_net {
@@ -458,6 +463,32 @@ static int build_dot(layer_t *L) {
     return 0;
 }
 
+/* The AVX2 bit path's weights of a layer of 1-bit codes, where the CPU has AVX2: each word's
+ * nibbles split ahead (lo = w & 0x0f.., hi = (w >> 4) & 0x0f..), so a step's nibble-table
+ * indices are one XOR/AND/OR of the input's split nibbles with them. Words past the row are 0
+ * (the input's masked tail is 0 too: 0 under every op). Returns 0, or -1: no memory. */
+static int build_nibbles(layer_t *L) {
+#if HWQNN_X86
+    __builtin_cpu_init();
+    if (L->in_bits != 1 || !__builtin_cpu_supports("avx2")) return 0;
+    const uint64_t low = 0x0f0f0f0f0f0f0f0full;
+    L->nw = (L->words + 3) / 4 * 4;
+    L->wn = zalloc64((size_t)L->out * L->w_bits * 2, (size_t)L->nw * 8);
+    if (!L->wn) return -1;
+    for (size_t row = 0; row < (size_t)L->out * L->w_bits; row++) {
+        const uint64_t *w = L->w + row * L->words;
+        uint64_t *lo = L->wn + row * 2 * L->nw, *hi = lo + L->nw;
+        for (uint32_t k = 0; k < L->words; k++) {
+            lo[k] = w[k] & low;
+            hi[k] = (w[k] >> 4) & low;
+        }
+    }
+#else
+    (void)L;
+#endif
+    return 0;
+}
+
 static int64_t popcount64(uint64_t x) {
     int64_t c = 0;
     for (; x; x &= x - 1) c++;
@@ -661,10 +692,10 @@ int hwqnn_open_memory(const void *data, size_t size, const char *name, hwqnn_net
         }
         if (r.kind == KIND_POOL) continue;
         rc = bind_matrix(L, base, &off, i, name, err, err_len);
-        if (!rc && build_dot(L)) {
+        if (!rc && (build_dot(L) || build_nibbles(L))) {
             hwqnn_close(n);
-            return fail(err, err_len, HWQNN_ENOMEM, "%s: out of memory (layer %u's byte weights)",
-                        name, i);
+            return fail(err, err_len, HWQNN_ENOMEM,
+                        "%s: out of memory (layer %u's byte or nibble weights)", name, i);
         }
         if (!rc && enc_bias(r.enc)) {
             L->bias = (const int64_t *)(base + off);
@@ -721,6 +752,7 @@ void hwqnn_close(hwqnn_net *net) {
     for (uint32_t i = 0; net->layers && i < net->n_layers; i++) {
         free(net->layers[i].e);
         free(net->layers[i].e_off);
+        free(net->layers[i].wn);
     }
     free(net->layers);
     free(net->blob);
@@ -1061,91 +1093,93 @@ __attribute__((target("avx2"))) static inline __m256i sum4x64(__m256i a, __m256i
                             _mm256_permute2x128_si256(ab, cd, 0x31));
 }
 
-#define BIT_COUNT(C8, X, W) C8 = count8(bop256(op, X, W), C8)
-#define BIT_FOLD(C64, C8)                                                                   \
-    C64 = op == OP_AND ? _mm256_add_epi64(C64, _mm256_sll_epi64(_mm256_sad_epu8(C8, z), sh)) \
-                       : _mm256_sub_epi64(C64, _mm256_sll_epi64(_mm256_sad_epu8(C8, z), sh))
+/* byte counts of the nibble-table lookups of two index vectors, added to c (at most 8 a byte) */
+__attribute__((target("avx2"), always_inline)) static inline __m256i count8n(__m256i lo, __m256i hi,
+                                                                              __m256i c) {
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1,
+                                         2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    return _mm256_add_epi8(c, _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo),
+                                              _mm256_shuffle_epi8(lut, hi)));
+}
+
+#define BIT_COUNT(C8, XL, XH, R)                                                            \
+    C8 = count8n(bop256(op, XL, _mm256_load_si256((const __m256i *)(wl[R] + f))),           \
+                 bop256(op, XH, _mm256_load_si256((const __m256i *)(wh[R] + f))), C8)
+#define BIT_SPLIT(XV, XL, XH)                                                               \
+    const __m256i XL = _mm256_and_si256(XV, low), XH = _mm256_and_si256(_mm256_srli_epi16(XV, 4), low)
 #define BIT_STEP(LOAD)                                                                      \
     do {                                                                                    \
-        __m256i w0 = LOAD(w[0] + f), w1 = LOAD(w[1] + f), w2 = LOAD(w[2] + f),              \
-                w3 = LOAD(w[3] + f), x0v = LOAD(x + f);                                     \
-        BIT_COUNT(b00, x0v, w0);                                                            \
-        BIT_COUNT(b10, x0v, w1);                                                            \
-        BIT_COUNT(b20, x0v, w2);                                                            \
-        BIT_COUNT(b30, x0v, w3);                                                            \
+        __m256i x0v = LOAD(x + f);                                                          \
+        BIT_SPLIT(x0v, xl0, xh0);                                                           \
+        BIT_COUNT(b00, xl0, xh0, 0);                                                        \
+        BIT_COUNT(b10, xl0, xh0, 1);                                                        \
+        BIT_COUNT(b20, xl0, xh0, 2);                                                        \
+        BIT_COUNT(b30, xl0, xh0, 3);                                                        \
         if (C == 2) {                                                                       \
             __m256i x1v = LOAD(x1 + f);                                                     \
-            BIT_COUNT(b01, x1v, w0);                                                        \
-            BIT_COUNT(b11, x1v, w1);                                                        \
-            BIT_COUNT(b21, x1v, w2);                                                        \
-            BIT_COUNT(b31, x1v, w3);                                                        \
+            BIT_SPLIT(x1v, xl1, xh1);                                                       \
+            BIT_COUNT(b01, xl1, xh1, 0);                                                    \
+            BIT_COUNT(b11, xl1, xh1, 1);                                                    \
+            BIT_COUNT(b21, xl1, xh1, 2);                                                    \
+            BIT_COUNT(b31, xl1, xh1, 3);                                                    \
         }                                                                                   \
     } while (0)
 #define LOAD_FULL(P) _mm256_loadu_si256((const __m256i *)(P))
 #define LOAD_TAIL(P) _mm256_maskload_epi64((const long long *)(P), tmask)
+#define SAD(V) _mm256_sad_epu8(V, z)
 
-/* Weight plane m of four rows (w[r]) against C (1 or 2) images of 1-bit codes: adds
- * +-popcount(bop) << m to c64[r + 4c] (+ for AND; XNOR and NOR count 64 W - popcount(XOR, OR),
- * whose 64 W << m the caller adds). Byte counts grow by at most 8 a step: folded every 31 steps;
- * the last step's missing words are masked to 0 in both operands (0 under every bop). */
+/* Weight plane m of four rows against C (1 or 2) images of 1-bit codes: adds
+ * +-(popcount(bop) << m) to a[c], a vector of the four rows' sums (+ for AND; XNOR and NOR count
+ * 64 W - popcount(XOR, OR), whose 64 W << m the caller adds). Byte counts grow by at most 8 a
+ * step: folded every 30 steps (+ the tail's); the last step's missing input words are masked to
+ * 0, and the nibble weights are 0 there. */
 __attribute__((target("avx2"), always_inline)) static inline void bit_plane_avx2(
-    const uint64_t *x, size_t ld, const uint64_t *const w[4], uint32_t W, const int C,
-    const int op, uint32_t m, __m256i c64[8]) {
-    const uint32_t W4 = W / 4 * 4, tail = W - W4;
-    const __m256i z = _mm256_setzero_si256();
+    const layer_t *L, const uint64_t *x, size_t ld, const uint64_t *const wl[4], const int C,
+    const int op, uint32_t m, __m256i a[2]) {
+    const uint32_t W = L->words, W4 = W / 4 * 4, tail = W - W4;
+    const __m256i z = _mm256_setzero_si256(), low = _mm256_set1_epi8(0x0f);
     const __m128i sh = _mm_cvtsi32_si128((int)m);
     const __m256i tmask = _mm256_cmpgt_epi64(_mm256_set1_epi64x(tail), _mm256_set_epi64x(3, 2, 1, 0));
     const uint64_t *x1 = x + (C == 2 ? ld : 0);
+    const uint64_t *wh[4] = {wl[0] + L->nw, wl[1] + L->nw, wl[2] + L->nw, wl[3] + L->nw};
     uint32_t f = 0;
     do {
         uint32_t f1 = W4 - f < 4 * 30 ? W4 : f + 4 * 30;
         __m256i b00 = z, b10 = z, b20 = z, b30 = z, b01 = z, b11 = z, b21 = z, b31 = z;
         for (; f < f1; f += 4) BIT_STEP(LOAD_FULL);
         if (f == W4 && tail) BIT_STEP(LOAD_TAIL);
-        BIT_FOLD(c64[0], b00);
-        BIT_FOLD(c64[1], b10);
-        BIT_FOLD(c64[2], b20);
-        BIT_FOLD(c64[3], b30);
-        if (C == 2) {
-            BIT_FOLD(c64[4], b01);
-            BIT_FOLD(c64[5], b11);
-            BIT_FOLD(c64[6], b21);
-            BIT_FOLD(c64[7], b31);
+        for (int c = 0; c < C; c++) {
+            __m256i v = c ? sum4x64(SAD(b01), SAD(b11), SAD(b21), SAD(b31))
+                          : sum4x64(SAD(b00), SAD(b10), SAD(b20), SAD(b30));
+            v = _mm256_sll_epi64(v, sh);
+            a[c] = op == OP_AND ? _mm256_add_epi64(a[c], v) : _mm256_sub_epi64(a[c], v);
         }
     } while (f < W4);
 }
 
-/* One tile of the bit path for 1-bit codes: rows o0..o0+3 of C images, every weight plane,
- * stored to acc (image i's rows at acc + i * out) */
+/* One tile of the bit path for 1-bit codes: four rows (nibble weights at wrow[r]) of C images,
+ * every weight plane, plus base (the XNOR and NOR planes' 64 W << m), stored to dst[c * out + r]
+ * for the first `rows` rows */
 __attribute__((target("avx2"), always_inline)) static inline void bit_tile_avx2(
-    const layer_t *L, const uint64_t *x, size_t ld, uint32_t o0, const int C, int64_t *acc) {
-    const uint32_t W = L->words;
-    const size_t stride = (size_t)L->w_bits * W;
-    __m256i c64[8];
-    for (int k = 0; k < 8; k++) c64[k] = _mm256_setzero_si256();
-    int64_t base = 0;
+    const layer_t *L, const uint64_t *x, size_t ld, const uint64_t *const wrow[4], uint32_t rows,
+    __m256i base, const int C, int64_t *dst) {
+    __m256i a[2] = {base, base};
     for (uint32_t m = 0; m < L->w_bits; m++) {
-        const uint64_t *w[4];
-        for (uint32_t r = 0; r < 4; r++) /* rows past the end repeat the last; not stored */
-            w[r] = L->w + (size_t)(o0 + r < L->out ? o0 + r : L->out - 1) * stride + (size_t)m * W;
+        const size_t mo = (size_t)m * 2 * L->nw;
+        const uint64_t *const wl[4] = {wrow[0] + mo, wrow[1] + mo, wrow[2] + mo, wrow[3] + mo};
         switch (L->op[m]) {
-        case OP_XNOR: bit_plane_avx2(x, ld, w, W, C, OP_XNOR, m, c64); break;
-        case OP_AND: bit_plane_avx2(x, ld, w, W, C, OP_AND, m, c64); break;
-        default: bit_plane_avx2(x, ld, w, W, C, OP_NOR, m, c64); break;
+        case OP_XNOR: bit_plane_avx2(L, x, ld, wl, C, OP_XNOR, m, a); break;
+        case OP_AND: bit_plane_avx2(L, x, ld, wl, C, OP_AND, m, a); break;
+        default: bit_plane_avx2(L, x, ld, wl, C, OP_NOR, m, a); break;
         }
-        if (L->op[m] != OP_AND) base += (int64_t)64 * W << m;
     }
-    uint32_t rows = L->out - o0 < 4 ? L->out - o0 : 4;
-    for (int c = 0; c < C; c++) {
-        __m256i v = sum4x64(c64[4 * c], c64[4 * c + 1], c64[4 * c + 2], c64[4 * c + 3]);
-        v = _mm256_add_epi64(v, _mm256_set1_epi64x(base));
-        int64_t *a = acc + (size_t)c * L->out + o0;
+    for (int c = 0; c < C; c++, dst += L->out) {
         if (rows == 4) { /* (a masked store is slow on some CPUs) */
-            _mm256_storeu_si256((__m256i *)a, v);
+            _mm256_storeu_si256((__m256i *)dst, a[c]);
         } else {
             int64_t t[4];
-            _mm256_storeu_si256((__m256i *)t, v);
-            memcpy(a, t, rows * sizeof *a);
+            _mm256_storeu_si256((__m256i *)t, a[c]);
+            memcpy(dst, t, rows * sizeof *dst);
         }
     }
 }
@@ -1153,20 +1187,31 @@ __attribute__((target("avx2"), always_inline)) static inline void bit_tile_avx2(
 __attribute__((target("avx2"))) static void bacc_avx2(const layer_t *L, acc_fn one,
                                                        const uint64_t *x, size_t ld, uint32_t n,
                                                        int64_t *acc) {
-    if (L->in_bits != 1) {
+    if (L->in_bits != 1 || !L->wn) {
         bacc_each(L, one, x, ld, n, acc);
         return;
     }
+    int64_t b = 0;
+    for (uint32_t m = 0; m < L->w_bits; m++)
+        if (L->op[m] != OP_AND) b += (int64_t)64 * L->words << m;
+    const __m256i base = _mm256_set1_epi64x(b);
+    const size_t stride = (size_t)L->w_bits * 2 * L->nw;
     for (uint32_t o0 = 0; o0 < L->out; o0 += 4) {
+        uint32_t rows = L->out - o0 < 4 ? L->out - o0 : 4;
+        const uint64_t *wrow[4];
+        for (uint32_t r = 0; r < 4; r++) /* rows past the end repeat the last; not stored */
+            wrow[r] = L->wn + (size_t)(r < rows ? o0 + r : L->out - 1) * stride;
         uint32_t i = 0;
-        for (; i + 2 <= n; i += 2) bit_tile_avx2(L, x + i * ld, ld, o0, 2, acc + (size_t)i * L->out);
-        for (; i < n; i++) bit_tile_avx2(L, x + i * ld, ld, o0, 1, acc + (size_t)i * L->out);
+        for (; i + 2 <= n; i += 2)
+            bit_tile_avx2(L, x + i * ld, ld, wrow, rows, base, 2, acc + (size_t)i * L->out + o0);
+        for (; i < n; i++)
+            bit_tile_avx2(L, x + i * ld, ld, wrow, rows, base, 1, acc + (size_t)i * L->out + o0);
     }
 }
 
 /* One tile of the byte path: rows o0..o0+3 of C (1 or 2) images. Spelled out per accumulator
  * (arrays of vectors cost register copies here). */
-#define DOT_MAC(A, X, E) A = _mm256_add_epi16(A, _mm256_maddubs_epi16(X, E))
+#define DOT_MAC(A, X, E) A = _mm256_add_epi16(_mm256_maddubs_epi16(X, E), A)
 #define DOT_WIDEN(A32, A16) A32 = _mm256_add_epi32(A32, _mm256_madd_epi16(A16, ones))
 
 /* Four 32-bit vectors' lane sums, widened: [sum a, sum b, sum c, sum d] */
