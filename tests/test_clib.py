@@ -3,6 +3,7 @@ its example program built with plain ``make`` from the sources."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -106,6 +107,26 @@ def test_blocks_and_register_tiles(
     with clib.CNet(b) as net:
         for n in (1, 2, 3, 31, 32, 33, 67):
             np.testing.assert_array_equal(net.scores(x[:n], 1), expected[:n], err_msg=f"n={n}")
+
+
+@functools.cache
+def _big_net(in_bits: int, k: int, hidden: int) -> tuple[Bundle, np.ndarray, np.ndarray]:
+    b = random_bundle(k, k, (hidden,), 5, in_bits=in_bits)
+    x = random_codes(k + 1, 1, k, in_bits)
+    return b, x, golden.scores(b, x)
+
+
+@pytest.mark.parametrize(("in_bits", "k", "hidden"), [(8, 4096, 4099), (1, 16384, 8195)])
+def test_a_lone_image_splits_a_big_layer_over_threads(
+    kernel: object, in_bits: int, k: int, hidden: int
+) -> None:
+    """Batch 1 on a layer of >= 2^27 binary MACs (the byte path; the bit path) splits its rows
+    (not a multiple of 8) over the threads: the same scores on 1, 2 and 3 threads."""
+    b, x, expected = _big_net(in_bits, k, hidden)
+    assert b.layers[0].in_features * hidden * in_bits >= 2**27
+    with clib.CNet(b) as net:
+        for threads in (1, 2, 3):
+            np.testing.assert_array_equal(net.scores(x, threads), expected, f"{threads}")
 
 
 def test_bench_cpu_forces_a_kernel_and_times_every_family(

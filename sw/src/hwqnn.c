@@ -161,13 +161,14 @@ static int mul_size(size_t *out, size_t a, size_t b) {
     return 1;
 }
 
-/* Zeroed memory on a 64-byte boundary (vector loads then never split a cache line); free() */
-static void *zalloc64(size_t count, size_t size) {
+/* Memory on a 64-byte boundary (vector loads then never split a cache line), zeroed or not;
+ * free() */
+static void *alloc64(size_t count, size_t size, int zero) {
     size_t bytes;
     void *p = NULL;
     if (!mul_size(&bytes, count ? count : 1, size ? size : 1)) return NULL;
     if (posix_memalign(&p, 64, bytes)) return NULL;
-    memset(p, 0, bytes);
+    if (zero) memset(p, 0, bytes);
     return p;
 }
 
@@ -442,7 +443,7 @@ static int build_dot(layer_t *L) {
     if (L->in_bits < 2 || L->w_bits > 4) return 0;
     const int64_t xmax = (1 << L->in_bits) - 1, emax = (1 << L->w_bits) - 1;
     L->in_pad = L->words * 64;
-    L->e = zalloc64((size_t)L->out * L->in_pad, 1);
+    L->e = alloc64((size_t)L->out * L->in_pad, 1, 1);
     L->e_off = malloc(((size_t)L->out + 1) * sizeof *L->e_off);
     if (!L->e || !L->e_off) return -1;
     L->e_flush = (uint32_t)(32767 / (2 * xmax * emax));
@@ -473,7 +474,7 @@ static int build_nibbles(layer_t *L) {
     if (L->in_bits != 1 || !__builtin_cpu_supports("avx2")) return 0;
     const uint64_t low = 0x0f0f0f0f0f0f0f0full;
     L->nw = (L->words + 3) / 4 * 4;
-    L->wn = zalloc64((size_t)L->out * L->w_bits * 2, (size_t)L->nw * 8);
+    L->wn = alloc64((size_t)L->out * L->w_bits * 2, (size_t)L->nw * 8, 1);
     if (!L->wn) return -1;
     for (size_t row = 0; row < (size_t)L->out * L->w_bits; row++) {
         const uint64_t *w = L->w + row * L->words;
@@ -1187,7 +1188,7 @@ __attribute__((target("avx2"), always_inline)) static inline void bit_tile_avx2(
 __attribute__((target("avx2"))) static void bacc_avx2(const layer_t *L, acc_fn one,
                                                        const uint64_t *x, size_t ld, uint32_t n,
                                                        int64_t *acc) {
-    if (L->in_bits != 1 || !L->wn) {
+    if (L->in_bits != 1 || !L->wn || n == 1) { /* a lone image: the weights' bytes once */
         bacc_each(L, one, x, ld, n, acc);
         return;
     }
@@ -1584,6 +1585,9 @@ int hwqnn_set_isa(const char *name) { return pick(name); }
 /* the kernels' register tiles reuse each weight load across images                          */
 /* ------------------------------------------------------------------------------------------ */
 
+#define MAX_THREADS 256
+#define MAX_SPLIT 64 /* threads one image's layer may split over */
+
 #ifndef BLOCK
 #define BLOCK 32u /* images (or pixels) a block, at most */
 #endif
@@ -1599,6 +1603,7 @@ typedef struct {
     int64_t *acc;     /* [max(nb, cb)][max_rows] */
     uint8_t *col;     /* [cb][cld]: a convolution's windows, im2col order */
     uint8_t *codes[2]; /* [nb][ld] */
+    int split;         /* threads a lone image's big layers may split their rows over */
 } scratch_t;
 
 static uint32_t round64(uint64_t v) { return (uint32_t)((v + 63) / 64 * 64); }
@@ -1608,19 +1613,22 @@ static uint32_t block_rows(uint32_t row_bytes) {
     return r < 1 ? 1 : r > BLOCK ? BLOCK : r;
 }
 
-static int scratch_init(const hwqnn_net *net, scratch_t *s) {
+/* Scratch for blocks of up to n images (not zeroed: every buffer is written before it is read,
+ * a row's pad bytes by matrix_acc) */
+static int scratch_init(const hwqnn_net *net, scratch_t *s, size_t n) {
     s->ld = round64(net->max_width);
     s->cld = round64(net->max_cols);
     s->nb = block_rows(s->ld);
+    if (n && n < s->nb) s->nb = (uint32_t)n;
     s->cb = block_rows(s->cld);
-    s->pw = net->max_plane_words + 4;
+    s->pw = (net->max_plane_words + 4 + 7) / 8 * 8; /* rows of planes on 64-byte boundaries */
+    s->split = 1;
     size_t rows = s->nb > s->cb ? s->nb : s->cb;
-    s->pw = (s->pw + 7) / 8 * 8; /* rows of planes on 64-byte boundaries too */
-    s->planes = zalloc64(rows * s->pw, 8);
-    s->acc = zalloc64(rows * ((size_t)net->max_rows + 1), sizeof *s->acc);
-    s->col = zalloc64(s->cb, s->cld);
-    s->codes[0] = zalloc64(s->nb, s->ld);
-    s->codes[1] = zalloc64(s->nb, s->ld);
+    s->planes = alloc64(rows * s->pw, 8, 0);
+    s->acc = alloc64(rows * ((size_t)net->max_rows + 1), sizeof *s->acc, 0);
+    s->col = alloc64(s->cb, s->cld, 0);
+    s->codes[0] = alloc64(s->nb, s->ld, 0);
+    s->codes[1] = alloc64(s->nb, s->ld, 0);
     return s->planes && s->acc && s->col && s->codes[0] && s->codes[1];
 }
 
@@ -1643,9 +1651,11 @@ static int32_t threshold(const layer_t *L, uint32_t o, int64_t a) {
 
 /* The accumulators of n rows of codes (row i at x + i * ld) of a matrix layer, acc[i][out]:
  * the byte path where the layer has one, else packed into planes and the bit path. */
-static void matrix_acc(const layer_t *L, const kernel_t *k, const uint8_t *x, size_t ld,
-                       uint32_t n, scratch_t *s, int64_t *acc) {
+static void matrix_acc(const layer_t *L, const kernel_t *k, uint8_t *x, size_t ld, uint32_t n,
+                       scratch_t *s, int64_t *acc) {
     if (L->e) {
+        for (uint32_t i = 0; i < n; i++) /* pad codes: 0 (their weights are 0 too) */
+            memset(x + i * ld + L->in, 0, L->in_pad - L->in);
         k->dot(L, x, ld, n, acc);
         return;
     }
@@ -1716,6 +1726,62 @@ static void quantize_input(const hwqnn_net *net, const uint8_t *px, uint8_t *cod
     }
 }
 
+/* One image's accumulators of a big dense layer over several threads, each a range of rows:
+ * the threads start per layer, so only where a layer's work dwarfs that (SPLIT_MACS binary
+ * MACs). x is the image's codes (byte path) or packed planes (bit path), read by all. */
+#define SPLIT_MACS (1u << 27)
+
+typedef struct {
+    layer_t view; /* the layer's rows o0..o1-1 */
+    const kernel_t *k;
+    const void *x;
+    int64_t *acc; /* acc + o0 */
+} rows_job_t;
+
+static layer_t rows_view(const layer_t *L, uint32_t o0, uint32_t o1) {
+    layer_t V = *L;
+    V.out = o1 - o0;
+    V.w = L->w + (size_t)o0 * L->w_bits * L->words;
+    if (L->e) {
+        V.e = L->e + (size_t)o0 * L->in_pad;
+        V.e_off = L->e_off + o0;
+    }
+    if (L->wn) V.wn = L->wn + (size_t)o0 * L->w_bits * 2 * L->nw;
+    return V;
+}
+
+static void *rows_worker(void *arg) {
+    rows_job_t *j = (rows_job_t *)arg;
+    if (j->view.e)
+        j->k->dot(&j->view, (const uint8_t *)j->x, 0, 1, j->acc);
+    else
+        j->k->bacc(&j->view, j->k->acc, (const uint64_t *)j->x, 0, 1, j->acc);
+    return NULL;
+}
+
+/* acc of one image of dense layer L over `split` threads (rows in multiples of 8); x as above */
+static void split_acc(const layer_t *L, const kernel_t *k, const void *x, int split, int64_t *acc) {
+    rows_job_t jobs[MAX_SPLIT];
+    pthread_t tids[MAX_SPLIT];
+    int started[MAX_SPLIT] = {0};
+    uint32_t groups = (L->out + 7) / 8;
+    if ((uint32_t)split > groups) split = (int)groups;
+    for (int t = 0; t < split; t++) {
+        uint32_t o0 = groups * t / split * 8, o1 = groups * (t + 1) / split * 8;
+        if (o1 > L->out) o1 = L->out;
+        jobs[t] = (rows_job_t){rows_view(L, o0, o1), k, x, acc + o0};
+    }
+    for (int t = 1; t < split; t++)
+        started[t] = pthread_create(&tids[t], NULL, rows_worker, &jobs[t]) == 0;
+    rows_worker(&jobs[0]);
+    for (int t = 1; t < split; t++) {
+        if (started[t])
+            pthread_join(tids[t], NULL);
+        else
+            rows_worker(&jobs[t]); /* no thread to be had: run its share here */
+    }
+}
+
 /* Scores of n <= s->nb images, layer by layer over the block. */
 static void forward_block(const hwqnn_net *net, const kernel_t *k, const uint8_t *px, uint32_t n,
                           int32_t *scores, scratch_t *s) {
@@ -1742,7 +1808,16 @@ static void forward_block(const hwqnn_net *net, const kernel_t *k, const uint8_t
             codes = next;
             continue;
         }
-        if (packed)
+        int split = n == 1 && s->split > 1 &&
+                    (uint64_t)L->out * L->in * L->in_bits * L->w_bits >= SPLIT_MACS;
+        if (split && !packed && !L->e) { /* the bit path reads packed planes */
+            k->pack(codes, L->in, L->in_bits, L->words, s->planes);
+            packed = 1;
+        }
+        if (split && L->e) memset(codes + L->in, 0, L->in_pad - L->in); /* pad codes: 0 */
+        if (split)
+            split_acc(L, k, L->e ? (const void *)codes : (const void *)s->planes, s->split, s->acc);
+        else if (packed)
             k->bacc(L, k->acc, s->planes, s->pw, n, s->acc);
         else
             matrix_acc(L, k, codes, ld, n, s, s->acc);
@@ -1782,13 +1857,15 @@ typedef struct {
     const uint8_t *pixels;
     int32_t *scores;
     size_t begin, end;
+    int split; /* threads a lone image's big layers may use */
     int ok;
 } job_t;
 
 static void *worker(void *arg) {
     job_t *j = (job_t *)arg;
     scratch_t s;
-    j->ok = scratch_init(j->net, &s);
+    j->ok = scratch_init(j->net, &s, j->end - j->begin);
+    s.split = j->split;
     if (j->ok) {
         size_t in = j->net->layers[0].in_size, classes = hwqnn_num_classes(j->net);
         for (size_t i = j->begin; i < j->end; i += s.nb) {
@@ -1800,7 +1877,6 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-#define MAX_THREADS 256
 
 int hwqnn_infer(const hwqnn_net *net, const uint8_t *pixels, size_t n, int32_t *scores,
                 int threads) {
@@ -1812,13 +1888,14 @@ int hwqnn_infer(const hwqnn_net *net, const uint8_t *pixels, size_t n, int32_t *
         threads = c > 0 ? (int)c : 1;
     }
     if (threads > MAX_THREADS) threads = MAX_THREADS;
+    int split = n == 1 ? (threads < MAX_SPLIT ? threads : MAX_SPLIT) : 1; /* a lone image */
     if ((size_t)threads > n) threads = n ? (int)n : 1;
     const kernel_t *k = kernel();
     job_t jobs[MAX_THREADS];
     pthread_t tids[MAX_THREADS];
     int started[MAX_THREADS] = {0};
     for (int t = 0; t < threads; t++) {
-        jobs[t] = (job_t){net, k, pixels, scores, n * t / threads, n * (t + 1) / threads, 0};
+        jobs[t] = (job_t){net, k, pixels, scores, n * t / threads, n * (t + 1) / threads, split, 0};
     }
     for (int t = 1; t < threads; t++) started[t] = pthread_create(&tids[t], NULL, worker, &jobs[t]) == 0;
     worker(&jobs[0]);
@@ -1871,7 +1948,7 @@ int hwqnn_forward_layer(const hwqnn_net *net, int layer, const uint8_t *codes, s
     const layer_t *L = &net->layers[layer];
     if (!codes_ok(codes, n * L->in_size, L->in_bits)) return HWQNN_EARG;
     scratch_t s;
-    if (!scratch_init(net, &s)) {
+    if (!scratch_init(net, &s, n)) {
         scratch_free(&s);
         return HWQNN_ENOMEM;
     }
