@@ -1129,58 +1129,48 @@ __attribute__((target("avx2"), always_inline)) static inline __m256i count8n(__m
 #define LOAD_TAIL(P) _mm256_maskload_epi64((const long long *)(P), tmask)
 #define SAD(V) _mm256_sad_epu8(V, z)
 
-/* Weight plane m of four rows against C (1 or 2) images of 1-bit codes: adds
- * +-(popcount(bop) << m) to a[c], a vector of the four rows' sums (+ for AND; XNOR and NOR count
- * 64 W - popcount(XOR, OR), whose 64 W << m the caller adds). Byte counts grow by at most 8 a
- * step: folded every 30 steps (+ the tail's); the last step's missing input words are masked to
- * 0, and the nibble weights are 0 there. */
+/* Weight plane m (met by op) of four rows (nibble weights wl[r], wl[r] + nw) against n images
+ * of 1-bit codes, two at a time: dst[i * out + r] = (first ? base : dst) +- (popcount << m)
+ * for the first `rows` rows (+ for AND; XNOR and NOR count 64 W - popcount(XOR, OR): base holds
+ * the 64 W << m of those planes). Byte counts grow by at most 8 a step: folded every 30 steps
+ * (+ the tail's); the last step's missing input words are masked to 0, the nibble weights are 0
+ * there. */
 __attribute__((target("avx2"), always_inline)) static inline void bit_plane_avx2(
-    const layer_t *L, const uint64_t *x, size_t ld, const uint64_t *const wl[4], const int C,
-    const int op, uint32_t m, __m256i a[2]) {
+    const layer_t *L, const uint64_t *x, size_t ld, uint32_t n, const uint64_t *const wl[4],
+    const int op, uint32_t m, int first, __m256i base, uint32_t rows, int64_t *dst) {
     const uint32_t W = L->words, W4 = W / 4 * 4, tail = W - W4;
     const __m256i z = _mm256_setzero_si256(), low = _mm256_set1_epi8(0x0f);
     const __m128i sh = _mm_cvtsi32_si128((int)m);
     const __m256i tmask = _mm256_cmpgt_epi64(_mm256_set1_epi64x(tail), _mm256_set_epi64x(3, 2, 1, 0));
-    const uint64_t *x1 = x + (C == 2 ? ld : 0);
     const uint64_t *wh[4] = {wl[0] + L->nw, wl[1] + L->nw, wl[2] + L->nw, wl[3] + L->nw};
-    uint32_t f = 0;
-    do {
-        uint32_t f1 = W4 - f < 4 * 30 ? W4 : f + 4 * 30;
-        __m256i b00 = z, b10 = z, b20 = z, b30 = z, b01 = z, b11 = z, b21 = z, b31 = z;
-        for (; f < f1; f += 4) BIT_STEP(LOAD_FULL);
-        if (f == W4 && tail) BIT_STEP(LOAD_TAIL);
+    for (uint32_t i = 0; i < n; i += 2, x += 2 * ld) {
+        const int C = n - i < 2 ? 1 : 2;
+        const uint64_t *x1 = x + (C == 2 ? ld : 0);
+        __m256i a[2] = {z, z};
+        uint32_t f = 0;
+        do {
+            uint32_t f1 = W4 - f < 4 * 30 ? W4 : f + 4 * 30;
+            __m256i b00 = z, b10 = z, b20 = z, b30 = z, b01 = z, b11 = z, b21 = z, b31 = z;
+            for (; f < f1; f += 4) BIT_STEP(LOAD_FULL);
+            if (f == W4 && tail) BIT_STEP(LOAD_TAIL);
+            a[0] = _mm256_add_epi64(a[0], sum4x64(SAD(b00), SAD(b10), SAD(b20), SAD(b30)));
+            if (C == 2)
+                a[1] = _mm256_add_epi64(a[1], sum4x64(SAD(b01), SAD(b11), SAD(b21), SAD(b31)));
+        } while (f < W4);
         for (int c = 0; c < C; c++) {
-            __m256i v = c ? sum4x64(SAD(b01), SAD(b11), SAD(b21), SAD(b31))
-                          : sum4x64(SAD(b00), SAD(b10), SAD(b20), SAD(b30));
-            v = _mm256_sll_epi64(v, sh);
-            a[c] = op == OP_AND ? _mm256_add_epi64(a[c], v) : _mm256_sub_epi64(a[c], v);
-        }
-    } while (f < W4);
-}
-
-/* One tile of the bit path for 1-bit codes: four rows (nibble weights at wrow[r]) of C images,
- * every weight plane, plus base (the XNOR and NOR planes' 64 W << m), stored to dst[c * out + r]
- * for the first `rows` rows */
-__attribute__((target("avx2"), always_inline)) static inline void bit_tile_avx2(
-    const layer_t *L, const uint64_t *x, size_t ld, const uint64_t *const wrow[4], uint32_t rows,
-    __m256i base, const int C, int64_t *dst) {
-    __m256i a[2] = {base, base};
-    for (uint32_t m = 0; m < L->w_bits; m++) {
-        const size_t mo = (size_t)m * 2 * L->nw;
-        const uint64_t *const wl[4] = {wrow[0] + mo, wrow[1] + mo, wrow[2] + mo, wrow[3] + mo};
-        switch (L->op[m]) {
-        case OP_XNOR: bit_plane_avx2(L, x, ld, wl, C, OP_XNOR, m, a); break;
-        case OP_AND: bit_plane_avx2(L, x, ld, wl, C, OP_AND, m, a); break;
-        default: bit_plane_avx2(L, x, ld, wl, C, OP_NOR, m, a); break;
-        }
-    }
-    for (int c = 0; c < C; c++, dst += L->out) {
-        if (rows == 4) { /* (a masked store is slow on some CPUs) */
-            _mm256_storeu_si256((__m256i *)dst, a[c]);
-        } else {
-            int64_t t[4];
-            _mm256_storeu_si256((__m256i *)t, a[c]);
-            memcpy(dst, t, rows * sizeof *dst);
+            int64_t *d = dst + (size_t)(i + c) * L->out, t[4];
+            __m256i v = _mm256_sll_epi64(a[c], sh);
+            if (rows == 4) { /* (a masked store is slow on some CPUs) */
+                __m256i prev = first ? base : _mm256_loadu_si256((const __m256i *)d);
+                v = op == OP_AND ? _mm256_add_epi64(prev, v) : _mm256_sub_epi64(prev, v);
+                _mm256_storeu_si256((__m256i *)d, v);
+            } else {
+                memcpy(t, d, rows * sizeof *t);
+                __m256i prev = first ? base : _mm256_loadu_si256((const __m256i *)t);
+                v = op == OP_AND ? _mm256_add_epi64(prev, v) : _mm256_sub_epi64(prev, v);
+                _mm256_storeu_si256((__m256i *)t, v);
+                memcpy(d, t, rows * sizeof *t);
+            }
         }
     }
 }
@@ -1202,11 +1192,15 @@ __attribute__((target("avx2"))) static void bacc_avx2(const layer_t *L, acc_fn o
         const uint64_t *wrow[4];
         for (uint32_t r = 0; r < 4; r++) /* rows past the end repeat the last; not stored */
             wrow[r] = L->wn + (size_t)(r < rows ? o0 + r : L->out - 1) * stride;
-        uint32_t i = 0;
-        for (; i + 2 <= n; i += 2)
-            bit_tile_avx2(L, x + i * ld, ld, wrow, rows, base, 2, acc + (size_t)i * L->out + o0);
-        for (; i < n; i++)
-            bit_tile_avx2(L, x + i * ld, ld, wrow, rows, base, 1, acc + (size_t)i * L->out + o0);
+        for (uint32_t m = 0; m < L->w_bits; m++) {
+            const size_t mo = (size_t)m * 2 * L->nw;
+            const uint64_t *const wl[4] = {wrow[0] + mo, wrow[1] + mo, wrow[2] + mo, wrow[3] + mo};
+            switch (L->op[m]) {
+            case OP_XNOR: bit_plane_avx2(L, x, ld, n, wl, OP_XNOR, m, !m, base, rows, acc + o0); break;
+            case OP_AND: bit_plane_avx2(L, x, ld, n, wl, OP_AND, m, !m, base, rows, acc + o0); break;
+            default: bit_plane_avx2(L, x, ld, n, wl, OP_NOR, m, !m, base, rows, acc + o0); break;
+            }
+        }
     }
 }
 
