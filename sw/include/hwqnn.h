@@ -52,7 +52,7 @@ int hwqnn_out_features(const hwqnn_net *net, int layer); /* codes out (an image:
 /* Scores of n images: pixels is uint8 [n][in_features], raw inputs that the net's input
  * quantization turns into layer 0's codes (the identity for most nets: pixels are the codes);
  * scores is int32 [n][classes]. threads <= 0: one per online CPU; images are split between
- * threads. */
+ * threads (one image: a big layer's neurons are). */
 int hwqnn_infer(const hwqnn_net *net, const uint8_t *pixels, size_t n, int32_t *scores,
                 int threads);
 /* Predicted classes (lowest index of the maximum score) of n images. */
@@ -70,9 +70,10 @@ int hwqnn_quantize_input(const hwqnn_net *net, const uint8_t *pixels, size_t n, 
 int hwqnn_forward_layer(const hwqnn_net *net, int layer, const uint8_t *codes, size_t n,
                         int64_t *acc, int32_t *out);
 
-/* The XNOR-popcount kernel in use: "avx512" (VPOPCNTQ), "avx2" or "portable", chosen at run time
- * from what the CPU supports. hwqnn_set_isa picks one by name (NULL: the best again); it returns
- * HWQNN_EARG if the CPU or the compiler lacks it. Not thread-safe against running inference. */
+/* The kernel family in use: "avx512" (VPOPCNTQ), "avx2", "popcnt" (scalar POPCNT, SSSE3), "neon"
+ * (aarch64) or "portable", chosen at run time from what the CPU supports. hwqnn_set_isa picks one
+ * by name (NULL: the best again); it returns HWQNN_EARG if the CPU or the compiler lacks it. Not
+ * thread-safe against running inference. */
 const char *hwqnn_isa(void);
 int hwqnn_set_isa(const char *name);
 

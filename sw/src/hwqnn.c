@@ -1,13 +1,15 @@
 /*
- * hwqnn.c: load an hwqnn flat file and run it, bit-exactly, with popcounts on 64-bit words.
+ * hwqnn.c: load an hwqnn flat file and run it, bit-exactly, with integer kernels on 64-bit words.
  *
  * The file layout and the arithmetic are stated once, in hwqnn/bundle.py. This file holds the
- * loader (every field checked before anything is allocated from it), the bit-plane packer, one
- * accumulate kernel per instruction set (portable C, scalar POPCNT, AVX2, AVX-512 VPOPCNTQ; the
- * best one the CPU has is chosen at run time; each weight plane meets the input planes by XNOR,
- * AND or NOR as its encoding says), the layer kinds (dense; conv2d as the same kernels on each
- * window's codes, gathered in im2col order; maxpool2d on codes) and a batch driver over POSIX
- * threads.
+ * loader (every field checked before anything is allocated from it), the bit-plane packer, two
+ * paths per matrix layer with the same accumulator (the byte path: codes of 2-8 bits times one
+ * signed byte per weight, folded from the bit planes at load, see build_dot; the bit path:
+ * XNOR/AND/NOR-popcount of bit planes), kernel families for each instruction set (portable C,
+ * scalar POPCNT with SSSE3, AVX2, AVX-512 VPOPCNTQ, ARM NEON; the best one the CPU has is chosen
+ * at run time), the layer kinds (dense; conv2d as the same kernels on blocks of output pixels'
+ * windows, gathered in im2col order; maxpool2d on codes) and a driver that runs blocks of images
+ * layer by layer over POSIX threads.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "hwqnn.h"
