@@ -1060,31 +1060,17 @@ __attribute__((target("avx2,popcnt"))) static void acc_avx2(const layer_t *L, co
 }
 
 /* Register tiles for AVX2: four neurons x C (1 or 2) images share every load. The bit path
- * counts bytes with the nibble table into byte accumulators (at most 8 a step, so VPSADBW folds
- * them into 64-bit sums every 31 steps); XNOR and NOR are counted as 64 W - popcount(XOR / OR),
- * which is exact on pad bits too (input 0, weight 1). The byte path multiplies codes (unsigned)
- * by weights (signed) with VPMADDUBSW into 16-bit pair sums, widened by VPMADDWD every e_flush
- * steps, before they can overflow. */
-__attribute__((target("avx2"), always_inline)) static inline __m256i count8(__m256i v,
-                                                                             __m256i c) {
-    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1,
-                                         2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
-    const __m256i low = _mm256_set1_epi8(0x0f);
-    __m256i lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(v, low));
-    __m256i hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
-    return _mm256_add_epi8(c, _mm256_add_epi8(lo, hi));
-}
-
+ * counts bytes with the nibble table (indices from nibble-split inputs and weights) into byte
+ * accumulators (at most 8 a step, so VPSADBW folds them into 64-bit sums every 30 steps); XNOR
+ * and NOR are counted as 64 W - popcount(XOR / OR), which is exact on pad bits too (input 0,
+ * weight 1). The byte path multiplies codes (unsigned) by weights (signed) with VPMADDUBSW into
+ * 16-bit pair sums, widened by VPMADDWD every e_flush steps, before they can overflow. */
+/* the plane op, as XOR for XNOR and OR for NOR (the caller counts their complements) */
 __attribute__((target("avx2"), always_inline)) static inline __m256i bop256(int op, __m256i x,
                                                                               __m256i w) {
     return op == OP_XNOR ? _mm256_xor_si256(x, w)
            : op == OP_AND ? _mm256_and_si256(x, w)
                           : _mm256_or_si256(x, w);
-}
-
-__attribute__((target("avx2"))) static inline int64_t hsum64(__m256i v) {
-    __m128i s = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    return _mm_cvtsi128_si64(s) + _mm_extract_epi64(s, 1);
 }
 
 /* Four 64-bit vectors' lane sums: [sum a, sum b, sum c, sum d] */
