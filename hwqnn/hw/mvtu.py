@@ -207,7 +207,10 @@ class MVTU(wiring.Component):
 
     def threshold_word(self, act: Thresholds) -> data.StructLayout:
         """A threshold memory's word: the row's flip bit, then its ``2**bits - 1`` thresholds of
-        the accumulator's width plus one (a threshold of ``C*K + 1`` never fires)."""
+        the accumulator's width plus one (a threshold of ``C*K + 1`` never fires). A flipped
+        row stores each threshold ``t`` as ``C*K + 1 - t``: ``C*K - A >= t`` is ``not (A >=
+        C*K + 1 - t)``, so the unit compares the accumulator itself and inverts, with no
+        subtraction in front of the compare."""
         t_width = (self.acc_max + 1).bit_length()
         return data.StructLayout(
             {"flip": unsigned(1), "t": data.ArrayLayout(unsigned(t_width), act.levels)}
@@ -227,7 +230,10 @@ class MVTU(wiring.Component):
                 ts, fl = np.full(n_t, self.acc_max + 1), 0
             w = fl << flip_off
             for i, t in enumerate(ts):
-                w |= int(t) << (t_off + i * t_width)
+                if not 0 <= int(t) <= self.acc_max + 1:
+                    raise ValueError(f"row {r}: threshold {int(t)} outside 0..{self.acc_max + 1}")
+                stored = self.acc_max + 1 - int(t) if fl else int(t)
+                w |= stored << (t_off + i * t_width)
             words.append(w)
         return words
 
@@ -318,7 +324,7 @@ class MVCore(wiring.Component):
             m.d.sync += self.issues.eq(self.issues + 1)
 
         # the slice issued two cycles ago, registered after the memory (pad codes already 0)
-        chunk_r = Signal.like(fb.data, name="chunk_r")
+        chunk_r = Signal.like(fb.data, name="chunk_r", reset_less=True)
         with m.If(ce):
             m.d.sync += chunk_r.eq(fb.data)
         v1, first1, last1 = Signal(), Signal(), Signal()
@@ -376,7 +382,7 @@ class MVCore(wiring.Component):
             # word again when not issuing, and issue (which depends on the frame buffer's full
             # flags) need not reach every weight memory
             m.d.comb += [rp.addr.eq(addr), rp.en.eq(ce)]
-            w_r = Signal.like(rp.data, name=f"w_r{p}")  # registered like chunk_r
+            w_r = Signal.like(rp.data, name=f"w_r{p}", reset_less=True)  # registered like chunk_r
             with m.If(ce):
                 m.d.sync += w_r.eq(rp.data)
             if uses_compressor(ka, kw):
@@ -457,10 +463,11 @@ class ActivationUnit(wiring.Component):
 
 
 class ThresholdUnit(ActivationUnit):
-    """Output codes: each PE's accumulator (flipped where its row's flip bit is set) against
-    its row's thresholds, read from a per-PE memory at ``nf_next`` (two stages ahead of the
-    compare) and registered again, so the compare starts from flip-flops, not from a RAM's
-    output."""
+    """Output codes: each PE's accumulator against its row's thresholds (the comparisons
+    inverted where the row's flip bit is set), read from a per-PE memory at ``nf_next`` (two
+    stages ahead of the compare) and registered right behind the memory, so the compare starts
+    from flip-flops, not from a RAM's output (and on ECP5 that register can be the block
+    RAM's own, :mod:`hwqnn.bram_outreg`)."""
 
     def __init__(self, mv: MVTU, act: Thresholds) -> None:
         self.act = act
@@ -478,12 +485,12 @@ class ThresholdUnit(ActivationUnit):
             m.submodules[f"tmem{p}"] = tmem
             tp = tmem.read_port()
             m.d.comb += [tp.addr.eq(self.nf_next), tp.en.eq(ce)]
-            t_r = Signal.like(tp.data, name=f"t_r{p}")
+            t_r = Signal.like(tp.data, name=f"t_r{p}", reset_less=True)
             with m.If(ce):
                 m.d.sync += t_r.eq(tp.data)
             word = data.View(layout, t_r)
-            a_eff = Mux(word.flip, mv.acc_max - accs[p], accs[p])
-            fires = [a_eff >= word.t[i] for i in range(n_t)]
+            # flipped rows store C*K + 1 - t (threshold_word): (A >= t') inverted
+            fires = [(accs[p] >= word.t[i]) ^ word.flip for i in range(n_t)]
             code = fires[0].as_unsigned()
             for f in fires[1:]:
                 code = code + f.as_unsigned()
@@ -522,7 +529,7 @@ class ScoreUnit(ActivationUnit):
         m.submodules[names[0]] = mem
         op = mem.read_port()  # (the name is the Verilog's: op__addr)
         m.d.comb += [op.addr.eq(self.nf_next), op.en.eq(ce)]
-        reg = Signal(width, name=names[1])
+        reg = Signal(width, name=names[1], reset_less=True)
         with m.If(ce):
             m.d.sync += reg.eq(op.data)
         return reg
