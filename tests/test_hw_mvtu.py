@@ -15,13 +15,21 @@ from hwqnn.hw.mvtu import MVTU, uses_compressor
 from hwqnn.randnet import random_bundle, random_codes
 
 
-def simulate_unit(layer: Layer, x: np.ndarray, pe: int, simd: int, chunk: int) -> np.ndarray:
+def simulate_unit(
+    layer: Layer, x: np.ndarray, pe: int, simd: int, chunk: int, junk: bool = False
+) -> np.ndarray:
+    """Frames ``x`` through the unit; with ``junk``, the codes of the last beat past the fan-in
+    are random instead of 0 (a producer's pad lanes), which the unit must not count."""
     dut = MVTU.from_layer(layer, pe, simd, chunk)
     width, ka = dut.out_width, layer.in_bits
     beats: list[list[int]] = []
+    rng = np.random.default_rng(11)
 
     async def feeder(ctx):  # type: ignore[no-untyped-def]
         for vec in x:
+            if junk:
+                pad = dut.beats * chunk - len(vec)
+                vec = np.concatenate([vec, rng.integers(1, 2**ka, pad, endpoint=False)])
             for b in range(dut.beats):
                 word = sum(
                     int(v) << (j * ka) for j, v in enumerate(vec[b * chunk : (b + 1) * chunk])
@@ -137,3 +145,27 @@ def test_mvtu_matches_golden_on_encodings(
     _, expected = golden.layer_forward(layer, x)
     assert isinstance(layer, Layer)
     np.testing.assert_array_equal(simulate_unit(layer, x, pe, simd, chunk), expected)
+
+
+# the fan-in is not a multiple of the beat: the last beat carries codes past it
+JUNK_CASES = [
+    (0, 4, 16, 12, 1, 1),  # 70 codes in 6 beats of 12; words of 48 codes, a short last word
+    (0, 3, 7, 9, 1, 1),  # 8 beats of 9, slices of 7: a read multiplexer over 9 slices a word
+    (1, 5, 9, 10, 1, 1),  # 33 codes in 4 beats of 10
+    (1, 3, 6, 4, 2, 2),  # 2-bit codes, 9 beats of 4
+    (2, 2, 5, 3, 1, 1),  # last layer: 20 codes in 7 beats of 3
+]
+
+
+@pytest.mark.parametrize(("li", "pe", "simd", "chunk", "w_bits", "a_bits"), JUNK_CASES)
+def test_codes_past_the_fan_in_do_not_count(
+    li: int, pe: int, simd: int, chunk: int, w_bits: int, a_bits: int
+) -> None:
+    b = random_bundle(li * 5 + simd, 70, (33, 20), 5, w_bits, a_bits)
+    x = random_codes(2, 4, 70)
+    for layer in b.layers[:li]:
+        _, x = golden.layer_forward(layer, x)
+    layer = b.layers[li]
+    assert layer.in_features % chunk  # the case needs codes past the fan-in
+    _, expected = golden.layer_forward(layer, x)
+    np.testing.assert_array_equal(simulate_unit(layer, x, pe, simd, chunk, junk=True), expected)

@@ -17,8 +17,11 @@ Geometry (``ka`` bits per code)::
     read    slice s of a frame -> word s // slices, codes (s % slices)*simd .. + simd - 1
 
 When ``simd`` is a multiple of ``in_chunk`` there is no read multiplexer; when ``in_chunk`` is a
-multiple of ``simd`` there is one lane per word. Codes at and above ``cols`` in the last slice
-(stale or pad) are forced to 0, as the padding rule of :mod:`hwqnn.bundle` requires.
+multiple of ``simd`` there is one lane per word. Codes at and above ``cols`` are written as 0
+(the frame's last word is masked on its way in), so the last slice reads 0 there, as the padding
+rule of :mod:`hwqnn.bundle` requires, with no logic between the memory and ``data``. Every word
+a frame's slices read is written by the frame: a word boundary ``k*W`` below ``SF*simd`` is a
+multiple of ``simd`` under it, hence below ``cols``, hence below ``beats*in_chunk``.
 
 Members
 -------
@@ -38,7 +41,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
@@ -135,19 +138,24 @@ class FrameBuffer(wiring.Component):
             self.i.ready.eq(~full.bit_select(wsel, 1)),
             wp.addr.eq(Mux(wsel, d, 0) + wword),
         ]
+        # the frame's last word holds `keep` bits of codes below cols; the rest is written as 0
+        # (pad or the producer's codes past the frame), so a read needs no mask after the memory
+        keep = (self.cols - (ceil_div(self.beats, self.lanes) - 1) * self.word) * ka
         if self.lanes == 1:
-            m.d.comb += wp.data.eq(self.i.payload)
+            word: Value = self.i.payload
+            last: Value = self.i.payload[:keep]
         else:
             sipo = Signal((self.lanes - 1) * bw, name="sipo")  # beats 0 .. lanes-2 of the word
             with m.If(self.i.valid & self.i.ready):
                 m.d.sync += sipo.eq(Cat(sipo[bw:], self.i.payload))
             word = Cat(sipo, self.i.payload)
+            # the frame's last word has k_last beats, in its top lanes: move them down
             k_last = self.beats - (ceil_div(self.beats, self.lanes) - 1) * self.lanes
-            if k_last == self.lanes:
-                m.d.comb += wp.data.eq(word)
-            else:  # the frame's last word has k_last beats, in its top lanes: move them down
-                low = word[(self.lanes - k_last) * bw :]
-                m.d.comb += wp.data.eq(Mux(beat == self.beats - 1, low, word))
+            last = word[(self.lanes - k_last) * bw :][:keep]
+        if len(last) == len(word):
+            m.d.comb += wp.data.eq(word)
+        else:
+            m.d.comb += wp.data.eq(Mux(beat == self.beats - 1, last, word))
         with m.If(self.i.valid & self.i.ready):
             with m.If((lane == self.lanes - 1) | (beat == self.beats - 1)):
                 m.d.comb += wp.en.eq(1)
@@ -181,9 +189,8 @@ class FrameBuffer(wiring.Component):
             rp.en.eq(self.en),
         ]
         piece_r = _counter(self.slices, "piece_r")
-        last_r = Signal()
         with m.If(self.en):
-            m.d.sync += [piece_r.eq(piece), last_r.eq(sf == self.sf - 1)]
+            m.d.sync += piece_r.eq(piece)
             with m.If(sf == self.sf - 1):
                 m.d.sync += [sf.eq(0), piece.eq(0), rword.eq(0)]
                 with m.If(self.release):
@@ -200,11 +207,8 @@ class FrameBuffer(wiring.Component):
                 with m.Else():
                     m.d.sync += piece.eq(piece + 1)
 
+        # codes above cols are 0 in the memory (the write side), so the slice is the read data
+        # as it leaves the memory: a register right behind the port can be the block RAM's own
         width = self.simd * ka
         chunk = rp.data.word_select(piece_r, width) if self.slices > 1 else rp.data[:width]
-        pad = self.sf * self.simd - self.cols  # codes of the last slice above cols
-        if pad:
-            keep = width - pad * ka
-            m.d.comb += self.data.eq(Mux(last_r, chunk[:keep], chunk))
-        else:
-            m.d.comb += self.data.eq(chunk)
+        m.d.comb += self.data.eq(chunk)
