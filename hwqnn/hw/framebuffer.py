@@ -114,7 +114,13 @@ class FrameBuffer(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         ka, d = self.ka, self.words_per_frame
-        mem = Memory(shape=unsigned(self.word * ka), depth=2 * d, init=[])
+        # no_rw_check: a read never meets a write to the same word in the same cycle (it reads
+        # the buffer that is full, the write goes to the one that is not), so Yosys need not add
+        # the bypass that makes a colliding read return the old word (on ECP5 a multiplexer on
+        # every read bit, between the block RAM and the register behind it)
+        mem = Memory(
+            shape=unsigned(self.word * ka), depth=2 * d, init=[], attrs={"no_rw_check": 1}
+        )
         m.submodules.mem = mem
         wp = mem.write_port()
         rp = mem.read_port()
@@ -132,11 +138,12 @@ class FrameBuffer(wiring.Component):
         # RAM or LUT RAM; writing beat-wide lanes instead costs one LUT RAM per lane)
         wsel = Signal()
         beat, lane = _counter(self.beats, "beat"), _counter(self.lanes, "lane")
-        wword = _counter(d, "wword")
+        # the write address itself is the register (buffer base + word, kept rather than added)
+        waddr = _counter(2 * d, "waddr")
         bw = self.in_chunk * ka
         m.d.comb += [
             self.i.ready.eq(~full.bit_select(wsel, 1)),
-            wp.addr.eq(Mux(wsel, d, 0) + wword),
+            wp.addr.eq(waddr),
         ]
         # the frame's last word holds `keep` bits of codes below cols; the rest is written as 0
         # (pad or the producer's codes past the frame), so a read needs no mask after the memory
@@ -160,7 +167,7 @@ class FrameBuffer(wiring.Component):
             with m.If((lane == self.lanes - 1) | (beat == self.beats - 1)):
                 m.d.comb += wp.en.eq(1)
             with m.If(beat == self.beats - 1):
-                m.d.sync += [beat.eq(0), lane.eq(0), wword.eq(0), wsel.eq(~wsel)]
+                m.d.sync += [beat.eq(0), lane.eq(0), waddr.eq(Mux(wsel, 0, d)), wsel.eq(~wsel)]
                 with m.If(wsel):
                     m.d.sync += full[1].eq(1)
                 with m.Else():
@@ -168,7 +175,7 @@ class FrameBuffer(wiring.Component):
             with m.Else():
                 m.d.sync += beat.eq(beat + 1)
                 with m.If(lane == self.lanes - 1):
-                    m.d.sync += [lane.eq(0), wword.eq(wword + 1)]
+                    m.d.sync += [lane.eq(0), waddr.eq(waddr + 1)]
                 with m.Else():
                     m.d.sync += lane.eq(lane + 1)
 
@@ -178,23 +185,25 @@ class FrameBuffer(wiring.Component):
         ka, d = self.ka, self.words_per_frame
         # ---- read side: SF slices of buffer rsel, again for every neuron fold ----------------
         rsel = Signal()
-        sf, piece, rword = (
+        # the read address itself is the register (buffer base + word, kept rather than added,
+        # so no adder sits between it and the memory)
+        sf, piece, raddr = (
             _counter(self.sf, "sf"),
             _counter(self.slices, "piece"),
-            _counter(d, "rword"),
+            _counter(2 * d, "raddr"),
         )
         m.d.comb += [
             self.avail.eq(full.bit_select(rsel, 1)),
-            rp.addr.eq(Mux(rsel, d, 0) + rword),
+            rp.addr.eq(raddr),
             rp.en.eq(self.en),
         ]
         piece_r = _counter(self.slices, "piece_r")
         with m.If(self.en):
             m.d.sync += piece_r.eq(piece)
             with m.If(sf == self.sf - 1):
-                m.d.sync += [sf.eq(0), piece.eq(0), rword.eq(0)]
-                with m.If(self.release):
-                    m.d.sync += rsel.eq(~rsel)
+                m.d.sync += [sf.eq(0), piece.eq(0), raddr.eq(Mux(rsel, d, 0))]
+                with m.If(self.release):  # on to the other buffer's first word
+                    m.d.sync += [rsel.eq(~rsel), raddr.eq(Mux(rsel, 0, d))]
                     # a write completing in this same cycle targets the other buffer
                     with m.If(rsel):
                         m.d.sync += full[1].eq(0)
@@ -203,7 +212,7 @@ class FrameBuffer(wiring.Component):
             with m.Else():
                 m.d.sync += sf.eq(sf + 1)
                 with m.If(piece == self.slices - 1):
-                    m.d.sync += [piece.eq(0), rword.eq(rword + 1)]
+                    m.d.sync += [piece.eq(0), raddr.eq(raddr + 1)]
                 with m.Else():
                     m.d.sync += piece.eq(piece + 1)
 
