@@ -118,9 +118,7 @@ class FrameBuffer(wiring.Component):
         # the buffer that is full, the write goes to the one that is not), so Yosys need not add
         # the bypass that makes a colliding read return the old word (on ECP5 a multiplexer on
         # every read bit, between the block RAM and the register behind it)
-        mem = Memory(
-            shape=unsigned(self.word * ka), depth=2 * d, init=[], attrs={"no_rw_check": 1}
-        )
+        mem = Memory(shape=unsigned(self.word * ka), depth=2 * d, init=[], attrs={"no_rw_check": 1})
         m.submodules.mem = mem
         wp = mem.write_port()
         rp = mem.read_port()
