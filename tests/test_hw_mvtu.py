@@ -58,6 +58,19 @@ def simulate_unit(
     return flat[:, : layer.out_features]
 
 
+def layer_case(
+    seed: int, x_seed: int, n: int, li: int, w_bits: int, a_bits: int
+) -> tuple[Layer, np.ndarray, np.ndarray]:
+    """Layer ``li`` of a random 70-33-20-5 net, ``n`` random frames at its input (the golden
+    layers before it) and its golden outputs."""
+    b = random_bundle(seed, 70, (33, 20), 5, w_bits, a_bits)
+    x = random_codes(x_seed, n, 70)
+    for layer in b.layers[:li]:
+        _, x = golden.layer_forward(layer, x)
+    _, expected = golden.layer_forward(b.layers[li], x)
+    return b.layers[li], x, expected
+
+
 # (layer index, PE, SIMD, input chunk, w_bits, a_bits): PE = 1, SIMD = full width, folds of 1,
 # shapes that do not divide evenly, multi-bit weights and activations, the 8-bit first layer
 CASES = [
@@ -77,12 +90,7 @@ CASES = [
 def test_mvtu_matches_golden(
     li: int, pe: int, simd: int, chunk: int, w_bits: int, a_bits: int
 ) -> None:
-    b = random_bundle(li * 7 + pe, 70, (33, 20), 5, w_bits, a_bits)
-    x = random_codes(1, 5, 70)
-    for layer in b.layers[:li]:
-        _, x = golden.layer_forward(layer, x)
-    layer = b.layers[li]
-    _, expected = golden.layer_forward(layer, x)
+    layer, x, expected = layer_case(li * 7 + pe, 1, 5, li, w_bits, a_bits)
     np.testing.assert_array_equal(simulate_unit(layer, x, pe, simd, chunk), expected)
 
 
@@ -161,11 +169,6 @@ JUNK_CASES = [
 def test_codes_past_the_fan_in_do_not_count(
     li: int, pe: int, simd: int, chunk: int, w_bits: int, a_bits: int
 ) -> None:
-    b = random_bundle(li * 5 + simd, 70, (33, 20), 5, w_bits, a_bits)
-    x = random_codes(2, 4, 70)
-    for layer in b.layers[:li]:
-        _, x = golden.layer_forward(layer, x)
-    layer = b.layers[li]
+    layer, x, expected = layer_case(li * 5 + simd, 2, 4, li, w_bits, a_bits)
     assert layer.in_features % chunk  # the case needs codes past the fan-in
-    _, expected = golden.layer_forward(layer, x)
     np.testing.assert_array_equal(simulate_unit(layer, x, pe, simd, chunk, junk=True), expected)

@@ -145,7 +145,8 @@ class FrameBuffer(wiring.Component):
         ]
         # the frame's last word holds `keep` bits of codes below cols; the rest is written as 0
         # (pad or the producer's codes past the frame), so a read needs no mask after the memory
-        keep = (self.cols - (ceil_div(self.beats, self.lanes) - 1) * self.word) * ka
+        last_word = ceil_div(self.beats, self.lanes) - 1
+        keep = (self.cols - last_word * self.word) * ka
         if self.lanes == 1:
             word: Value = self.i.payload
             last: Value = self.i.payload[:keep]
@@ -155,7 +156,7 @@ class FrameBuffer(wiring.Component):
                 m.d.sync += sipo.eq(Cat(sipo[bw:], self.i.payload))
             word = Cat(sipo, self.i.payload)
             # the frame's last word has k_last beats, in its top lanes: move them down
-            k_last = self.beats - (ceil_div(self.beats, self.lanes) - 1) * self.lanes
+            k_last = self.beats - last_word * self.lanes
             last = word[(self.lanes - k_last) * bw :][:keep]
         if len(last) == len(word):
             m.d.comb += wp.data.eq(word)
