@@ -49,12 +49,12 @@ def predict(top: Top) -> tuple[tuple[LayerEntry, ...], Pipeline]:
     rows = list(zip(p.stages, net.stage_units, strict=True))
     per_stage = [st.latency(u) for st, u in rows]
     if all(lat is not None for lat in per_stage):
-        slices = 2  # the register slices behind s_axis and in front of m_axis
+        slices = 2 + len(net.slices)  # behind s_axis, in front of m_axis, between units
         slices += net.front.latency if net.front is not None else 0
         argmax = net.collector.latency - 1  # the collector's comparison stages
         latency = p.in_beats + slices + argmax + sum(lat or 0 for lat in per_stage)
     else:
-        latency = frame_latency([*net.chain, net.collector], p.in_beats)
+        latency = frame_latency(net.path, p.in_beats)
     pipeline = Pipeline(p.cycles_per_frame, p.slowest_layer, latency, p.in_beats)
     return tuple(st.entry(u) for st, u in rows), pipeline
 

@@ -30,7 +30,11 @@ Each layer's frame buffer converts its producer's beat width to its own SIMD wid
 frames: the FIFO between layers.
 Register slices sit behind both AXI-Stream ports (one cycle each): every top-level output comes
 from a register (``s_axis_tready`` and ``m_axis_tvalid`` through one gate with the reset flop)
-and no top-level input reaches the datapath combinationally.
+and no top-level input reaches the datapath combinationally. A register slice also sits between
+every two units of the network (one cycle each, full throughput): a unit's clock enable, which
+reaches every pipeline register of a layer, then starts at a flip-flop beside it instead of at
+the next unit's full flags (measured on ECP5, the demo shape: 118.9 -> 123.6 MHz, the ready path
+between layers gone from the critical path).
 """
 
 from __future__ import annotations
@@ -102,6 +106,13 @@ class Network(wiring.Component):
         self.collector = Collector(
             pe=last.pe, nf=last.nf, classes=bundle.num_classes, score_width=last.out_width
         )
+        # a register slice behind every unit of the chain, the last one's in front of the
+        # collector; ``path`` is every stream unit from ``i`` to ``o`` in order
+        self.slices = [RegisterSlice(len(u.o.payload)) for u in self.chain]
+        self.path: list[wiring.Component] = [
+            *itertools.chain.from_iterable(zip(self.chain, self.slices, strict=True)),
+            self.collector,
+        ]
         super().__init__(
             {
                 "i": In(StreamSignature(self.in_chunk * bundle.raw_bits)),
@@ -127,13 +138,13 @@ class Network(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        for name, u in self.named_units():
+        for (name, u), sl in zip(self.named_units(), self.slices, strict=True):
             m.submodules[name] = u
+            m.submodules[f"{name}_slice"] = sl
         m.submodules.collector = self.collector
-        wiring.connect(m, wiring.flipped(self.i), self.chain[0].i)
-        for a, b in itertools.pairwise(self.chain):
+        wiring.connect(m, wiring.flipped(self.i), self.path[0].i)
+        for a, b in itertools.pairwise(self.path):
             wiring.connect(m, a.o, b.i)  # a's output beat is b's input chunk (pad codes are 0)
-        wiring.connect(m, self.chain[-1].o, self.collector.i)
         m.d.comb += self.perf.eq(Cat(*[Cat(u.perf.issues, u.perf.outputs) for u in self.mvtus]))
         wiring.connect(m, self.collector.o, wiring.flipped(self.o))
         return m

@@ -25,6 +25,7 @@ from hwqnn.hw.collector import Collector
 from hwqnn.hw.framebuffer import buffer_geometry
 from hwqnn.hw.inputq import InputQuantizer
 from hwqnn.hw.mvtu import MVTU
+from hwqnn.hw.skid import RegisterSlice
 from hwqnn.hw.window import MaxReduce, SlidingWindow
 
 
@@ -212,13 +213,15 @@ MODELS: dict[type, Callable[[wiring.Component], UnitModel]] = {
     MaxReduce: lambda u: ReduceModel(u.group),  # type: ignore[attr-defined]
     MVTU: lambda u: MvtuModel(u),  # type: ignore[arg-type]
     Collector: lambda u: StageModel(u.latency, u.nf),  # type: ignore[attr-defined]
+    RegisterSlice: lambda u: SliceModel(),
 }
 
 
 def frame_latency(chain: list[wiring.Component], in_beats: int, limit: int = 1 << 26) -> int:
     """Cycles from the first ``s_axis`` handshake to ``m_axis_tvalid`` for one frame of
-    ``in_beats`` beats through ``chain`` (the network's units, collector last) between the top's
-    two register slices, with the pipeline empty and ``m_axis_tready`` high."""
+    ``in_beats`` beats through ``chain`` (the network's ``path``: its units and the register
+    slices between them, collector last) between the top's two register slices, with the
+    pipeline empty and ``m_axis_tready`` high."""
     units: list[UnitModel] = [SliceModel()]
     for u in chain:
         make = MODELS.get(type(u))
