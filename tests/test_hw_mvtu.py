@@ -16,14 +16,29 @@ from hwqnn.randnet import random_bundle, random_codes
 
 
 def simulate_unit(
-    layer: Layer, x: np.ndarray, pe: int, simd: int, chunk: int, junk: bool = False
+    layer: Layer,
+    x: np.ndarray,
+    pe: int,
+    simd: int,
+    chunk: int,
+    junk: bool = False,
+    stalls: int | None = None,
 ) -> np.ndarray:
     """Frames ``x`` through the unit; with ``junk``, the codes of the last beat past the fan-in
-    are random instead of 0 (a producer's pad lanes), which the unit must not count."""
+    are random instead of 0 (a producer's pad lanes), which the unit must not count; with
+    ``stalls`` (a seed), the producer pauses and the consumer drops ``o.ready`` at random
+    cycles (runs of 1 to 6), so the pipeline stalls and bubbles at every phase of a frame."""
     dut = MVTU.from_layer(layer, pe, simd, chunk)
     width, ka = dut.out_width, layer.in_bits
     beats: list[list[int]] = []
     rng = np.random.default_rng(11)
+    gaps = np.random.default_rng(stalls) if stalls is not None else None
+
+    async def pause(ctx, signal, value: int) -> None:  # type: ignore[no-untyped-def]
+        """Hold ``signal`` at ``value`` for a random run of cycles (some of the time)."""
+        if gaps is not None and gaps.random() < 0.3:
+            ctx.set(signal, value)
+            await ctx.tick().repeat(int(gaps.integers(1, 7)))
 
     async def feeder(ctx):  # type: ignore[no-untyped-def]
         for vec in x:
@@ -34,14 +49,16 @@ def simulate_unit(
                 word = sum(
                     int(v) << (j * ka) for j, v in enumerate(vec[b * chunk : (b + 1) * chunk])
                 )
+                await pause(ctx, dut.i.valid, 0)
                 ctx.set(dut.i.payload, word)
                 ctx.set(dut.i.valid, 1)
                 await ctx.tick().until(dut.i.ready)
         ctx.set(dut.i.valid, 0)
 
     async def sink(ctx):  # type: ignore[no-untyped-def]
-        ctx.set(dut.o.ready, 1)
         while len(beats) < len(x) * dut.nf:
+            await pause(ctx, dut.o.ready, 0)
+            ctx.set(dut.o.ready, 1)
             _, _, payload, valid = await ctx.tick().sample(dut.o.payload, dut.o.valid)
             if valid:
                 fields = [(payload >> (p * width)) & ((1 << width) - 1) for p in range(pe)]
@@ -92,6 +109,17 @@ def test_mvtu_matches_golden(
 ) -> None:
     layer, x, expected = layer_case(li * 7 + pe, 1, 5, li, w_bits, a_bits)
     np.testing.assert_array_equal(simulate_unit(layer, x, pe, simd, chunk), expected)
+
+
+@pytest.mark.parametrize(("li", "pe", "simd", "chunk", "w_bits", "a_bits"), CASES)
+def test_mvtu_matches_golden_under_stalls(
+    li: int, pe: int, simd: int, chunk: int, w_bits: int, a_bits: int
+) -> None:
+    """Random pauses of the producer and back-pressure of the consumer: a stall holds every
+    memory read (the frame buffer's and the weights'), a bubble reads ahead and is dropped."""
+    layer, x, expected = layer_case(li * 7 + pe, 3, 6, li, w_bits, a_bits)
+    got = simulate_unit(layer, x, pe, simd, chunk, stalls=li * 100 + simd)
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_bad_parameters_are_named() -> None:

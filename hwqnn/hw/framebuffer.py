@@ -27,13 +27,16 @@ Members
 -------
 i : In(stream.Signature(in_chunk * ka))   code ``j`` of a beat at bits ``j*ka``
 avail : Out(1)      a whole frame is buffered and being read
-en : In(1)          read the next slice this cycle (only while ``avail``)
+en : In(1)          step on to the next slice this cycle (only while ``avail``)
 release : In(1)     with ``en``: this is the frame's last read; the buffer is freed after it
-data : Out(simd * ka)   the slice read by the last ``en``; valid one cycle after it, held
-                        until the next ``en``
+ren : In(1)         the read port's enable: it reads the slice the counters point at
+data : Out(simd * ka)   the slice read in the last cycle with ``ren``, held until the next one
 
-Latency: a frame is ``avail`` the cycle after its last beat is taken; ``data`` follows ``en`` by
-one cycle.
+Latency: a frame is ``avail`` the cycle after its last beat is taken; the slice of a cycle with
+``en`` (and ``ren``) is ``data`` one cycle later. ``ren`` is the consumer's clock enable, not
+``en``: a cycle with ``ren`` but no ``en`` reads the next slice early (``data`` then is that slice,
+which the consumer drops as a bubble), and ``en`` (which depends on the full flags) need not reach
+the memory.
 """
 
 from __future__ import annotations
@@ -103,6 +106,7 @@ class FrameBuffer(wiring.Component):
                 "avail": Out(1),
                 "en": In(1),
                 "release": In(1),
+                "ren": In(1),
                 "data": Out(simd * ka),
             }
         )
@@ -114,8 +118,9 @@ class FrameBuffer(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         ka, d = self.ka, self.words_per_frame
-        # no_rw_check: a read never meets a write to the same word in the same cycle (it reads
-        # the buffer that is full, the write goes to the one that is not), so Yosys need not add
+        # no_rw_check: a read that meets a write to the same word in the same cycle is never
+        # used (a slice stepped to with ``en`` is in the buffer that is full, and the write goes
+        # to the one that is not; a read with ``ren`` alone is a bubble's), so Yosys need not add
         # the bypass that makes a colliding read return the old word (on ECP5 a multiplexer on
         # every read bit, between the block RAM and the register behind it)
         mem = Memory(shape=unsigned(self.word * ka), depth=2 * d, init=[], attrs={"no_rw_check": 1})
@@ -136,6 +141,10 @@ class FrameBuffer(wiring.Component):
         # RAM or LUT RAM; writing beat-wide lanes instead costs one LUT RAM per lane)
         wsel = Signal()
         beat, lane = _counter(self.beats, "beat"), _counter(self.lanes, "lane")
+        # beat == beats - 1 and lane == lanes - 1, kept in registers (set one beat ahead), so the
+        # write enable and the last word's multiplexer read flip-flops, not the counters' compare
+        beat_end = Signal(init=int(self.beats == 1), name="beat_end")
+        lane_end = Signal(init=int(self.lanes == 1), name="lane_end")
         # the write address itself is the register (buffer base + word, kept rather than added)
         waddr = _counter(2 * d, "waddr")
         bw = self.in_chunk * ka
@@ -161,22 +170,23 @@ class FrameBuffer(wiring.Component):
         if len(last) == len(word):
             m.d.comb += wp.data.eq(word)
         else:
-            m.d.comb += wp.data.eq(Mux(beat == self.beats - 1, last, word))
+            m.d.comb += wp.data.eq(Mux(beat_end, last, word))
         with m.If(self.i.valid & self.i.ready):
-            with m.If((lane == self.lanes - 1) | (beat == self.beats - 1)):
+            with m.If(lane_end | beat_end):
                 m.d.comb += wp.en.eq(1)
-            with m.If(beat == self.beats - 1):
+            with m.If(beat_end):
                 m.d.sync += [beat.eq(0), lane.eq(0), waddr.eq(Mux(wsel, 0, d)), wsel.eq(~wsel)]
+                m.d.sync += [beat_end.eq(int(self.beats == 1)), lane_end.eq(int(self.lanes == 1))]
                 with m.If(wsel):
                     m.d.sync += full[1].eq(1)
                 with m.Else():
                     m.d.sync += full[0].eq(1)
             with m.Else():
-                m.d.sync += beat.eq(beat + 1)
-                with m.If(lane == self.lanes - 1):
-                    m.d.sync += [lane.eq(0), waddr.eq(waddr + 1)]
+                m.d.sync += [beat.eq(beat + 1), beat_end.eq(beat == max(0, self.beats - 2))]
+                with m.If(lane_end):
+                    m.d.sync += [lane.eq(0), lane_end.eq(int(self.lanes == 1)), waddr.eq(waddr + 1)]
                 with m.Else():
-                    m.d.sync += lane.eq(lane + 1)
+                    m.d.sync += [lane.eq(lane + 1), lane_end.eq(lane == max(0, self.lanes - 2))]
 
     def _read_side(self, m: Module, rp: ReadPort, full: Signal) -> None:
         """SF slices of SIMD codes of the buffer ``rsel`` being read, again for every neuron fold;
@@ -194,11 +204,12 @@ class FrameBuffer(wiring.Component):
         m.d.comb += [
             self.avail.eq(full.bit_select(rsel, 1)),
             rp.addr.eq(raddr),
-            rp.en.eq(self.en),
+            rp.en.eq(self.ren),
         ]
-        piece_r = _counter(self.slices, "piece_r")
-        with m.If(self.en):
+        piece_r = _counter(self.slices, "piece_r")  # the piece of the word the port holds
+        with m.If(self.ren):
             m.d.sync += piece_r.eq(piece)
+        with m.If(self.en):
             with m.If(sf == self.sf - 1):
                 m.d.sync += [sf.eq(0), piece.eq(0), raddr.eq(Mux(rsel, d, 0))]
                 with m.If(self.release):  # on to the other buffer's first word

@@ -310,6 +310,7 @@ class MVCore(wiring.Component):
             issue.eq(ce & fb.avail),
             fb.en.eq(issue),
             fb.release.eq(at_last),
+            fb.ren.eq(ce),  # like the weight memories' (see _pe_sums)
         ]
         with m.If(issue):
             m.d.sync += at_last.eq(next_last)
