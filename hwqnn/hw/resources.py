@@ -24,6 +24,7 @@ from hwqnn.hw.mvtu import BLOCK_ROM_BITS
 from hwqnn.intmath import ceil_div
 
 LUTRAM_MAX_DEPTH = 64
+ACC_BIT_LUTS = 3.0  # per PE and accumulator bit (``scripts/fit_luts.py`` fits it)
 
 
 def lane_luts(in_bits: int, w_bits: int) -> float:
@@ -61,6 +62,6 @@ def layer_luts(
     return (
         pe * simd * lane_luts(in_bits, w_bits)
         + frame_buffer_luts(cols, in_bits, in_chunk, simd)
-        + pe * 3 * acc_bits
+        + pe * ACC_BIT_LUTS * acc_bits
         + rom
     )
