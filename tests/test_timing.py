@@ -43,14 +43,14 @@ def test_the_model_equals_the_closed_form_for_mlps(
     top = _top(plan(b, choose_folding(b, cycles, axis), axis))
     _, pipeline = predict(top)
     assert pipeline.latency_cycles is not None
-    assert frame_latency(top.net.path, top.net.plan.in_beats) == (pipeline.latency_cycles)
+    assert frame_latency(top.net.path, top.net.plan.in_beats) == pipeline.latency_cycles
 
 
 def test_the_model_equals_the_closed_form_with_an_input_front_end() -> None:
     b = with_input_thresholds(random_bundle(1, 64, (128, 128), 4, in_bits=1), 3)
     top = _top(plan(b, balance(b, None, 64), 64))
     _, pipeline = predict(top)
-    assert frame_latency(top.net.path, top.net.plan.in_beats) == (pipeline.latency_cycles)
+    assert frame_latency(top.net.path, top.net.plan.in_beats) == pipeline.latency_cycles
 
 
 def test_every_convnet_gets_a_latency() -> None:
