@@ -9,7 +9,7 @@ are. This synthesizes four small nets at three cycle budgets each (``yowasp-yosy
 synth_xilinx``, no place and route), solves for the two constants by least squares, and
 prints every point's error under the current and the fitted constants, then the same for the
 held-out designs (the demo shape at two budgets, the LFC shape at its default folding), which
-the fit never sees. Random weights (seed 1). About 15 minutes on a 2-core machine.
+the fit never sees. Random weights (seed 1). About 20 minutes on a 2-core machine.
 
     .venv/bin/python scripts/fit_luts.py [--quick] [--out runs/bench/fit]
 """

@@ -34,10 +34,10 @@ def simulate_unit(
     rng = np.random.default_rng(11)
     gaps = np.random.default_rng(stalls) if stalls is not None else None
 
-    async def pause(ctx, signal, value: int) -> None:  # type: ignore[no-untyped-def]
-        """Hold ``signal`` at ``value`` for a random run of cycles (some of the time)."""
+    async def pause(ctx, signal) -> None:  # type: ignore[no-untyped-def]
+        """Hold ``signal`` low for a random run of cycles (some of the time)."""
         if gaps is not None and gaps.random() < 0.3:
-            ctx.set(signal, value)
+            ctx.set(signal, 0)
             await ctx.tick().repeat(int(gaps.integers(1, 7)))
 
     async def feeder(ctx):  # type: ignore[no-untyped-def]
@@ -49,7 +49,7 @@ def simulate_unit(
                 word = sum(
                     int(v) << (j * ka) for j, v in enumerate(vec[b * chunk : (b + 1) * chunk])
                 )
-                await pause(ctx, dut.i.valid, 0)
+                await pause(ctx, dut.i.valid)
                 ctx.set(dut.i.payload, word)
                 ctx.set(dut.i.valid, 1)
                 await ctx.tick().until(dut.i.ready)
@@ -57,7 +57,7 @@ def simulate_unit(
 
     async def sink(ctx):  # type: ignore[no-untyped-def]
         while len(beats) < len(x) * dut.nf:
-            await pause(ctx, dut.o.ready, 0)
+            await pause(ctx, dut.o.ready)
             ctx.set(dut.o.ready, 1)
             _, _, payload, valid = await ctx.tick().sample(dut.o.payload, dut.o.valid)
             if valid:
