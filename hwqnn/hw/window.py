@@ -63,11 +63,6 @@ def line_rows(window: Window) -> int:
     return w.kernel + w.stride + max(0, w.height - w.out_h * w.stride)
 
 
-def _wrap(v: Value, rows: int) -> Value:
-    """``v mod rows`` for ``0 <= v < 2 * rows``: a slot number after adding less than ``rows``."""
-    return Mux(v >= rows, v - rows, v)
-
-
 class SlidingWindow(wiring.Component):
     """Windows of an image stream, one pixel per beat (see the module docstring)."""
 
@@ -114,7 +109,15 @@ class SlidingWindow(wiring.Component):
         win, rows = self.window, self.rows
         k, width = win.kernel, win.width
         pix_bits = win.channels * self.bits
-        m.submodules.mem = mem = Memory(shape=unsigned(pix_bits), depth=rows * width, init=[])
+        # no_rw_check: a read that meets a write to the same word in the same cycle is never
+        # used: an issued read's rows are complete (``need < written``), so the row being
+        # written is not among them, and a read whose word is not used (a padded position's,
+        # at address 0, or one while nothing issues) may return anything. So Yosys need not
+        # add the bypass that makes a colliding read return the old word.
+        mem = Memory(
+            shape=unsigned(pix_bits), depth=rows * width, init=[], attrs={"no_rw_check": 1}
+        )
+        m.submodules.mem = mem
         wr = mem.write_port()
         rd = mem.read_port()
         # Row numbers without end, kept modulo 2**nbits: every difference compared below lies
@@ -122,7 +125,8 @@ class SlidingWindow(wiring.Component):
         nbits = (2 * (win.height + k + rows + 2)).bit_length() + 1
         written = Signal(nbits)  # rows complete = the row being written
         freed = Signal(nbits)  # rows below this one may be overwritten (the reader's top row)
-        need = Signal(nbits)  # the last row the reader's current window row reads
+        # the last row the reader's current window row reads
+        need = Signal(nbits, init=min(k - 1 - win.pad, win.height - 1) % 2**nbits)
 
         self._write_side(m, wr, written, freed, nbits)
         self._read_side(m, rd, written, freed, need, nbits)
@@ -137,7 +141,7 @@ class SlidingWindow(wiring.Component):
         width = win.width
         pix_bits = win.channels * self.bits
         # ---- write side: gather a pixel, write it into its row's slot, count rows
-        w_slot = Signal(range(max(2, rows)))
+        w_addr = Signal(range(max(2, rows * width)))  # slot * width + w_x, counted
         w_x = Signal(range(max(2, width)))
         w_lane = Signal(range(max(2, self.beats_per_pixel)))
         gather = Signal(pix_bits)
@@ -150,62 +154,77 @@ class SlidingWindow(wiring.Component):
             word = self.i.payload
         else:  # beats shift in from the top: the first beat ends at the low bits
             word = Cat(gather[chunk_bits:], self.i.payload)
-        m.d.comb += [wr.addr.eq(w_slot * width + w_x), wr.data.eq(word)]
+        m.d.comb += [wr.addr.eq(w_addr), wr.data.eq(word)]
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += gather.eq(word)
             m.d.sync += w_lane.eq(Mux(last_lane, 0, w_lane + 1))
             with m.If(last_lane):
                 m.d.comb += wr.en.eq(1)
                 m.d.sync += w_x.eq(Mux(w_x == width - 1, 0, w_x + 1))
+                # the next pixel's word: the next column, or the next slot's first (a row's
+                # slot follows the previous one's, the first after the last)
+                m.d.sync += w_addr.eq(Mux(w_addr == rows * width - 1, 0, w_addr + 1))
                 with m.If(w_x == width - 1):  # the row is complete (readable next cycle)
-                    m.d.sync += [written.eq(written + 1),
-                                 w_slot.eq(Mux(w_slot == rows - 1, 0, w_slot + 1))]  # fmt: skip
+                    m.d.sync += written.eq(written + 1)
 
     def _read_side(
         self, m: Module, rd: ReadPort, written: Signal, freed: Signal, need: Signal, nbits: int
     ) -> None:
-        """(oy, ox, ky, kx) counters -> address -> the memory's read register = the output
-        pixel (``pad_code`` outside the image); waits until every row a window row reads is
-        in."""
+        """(oy, ox, ky, kx) counters -> read address register -> the memory's read register =
+        the output pixel (``pad_code`` outside the image); waits until every row a window row
+        reads is in.
+
+        What the memory and the handshake read are registers: when a beat issues, the read
+        address of the *next* position (and whether it lies inside the image) is computed from
+        row addresses kept as multiples of ``width`` (no multiplier), and the row numbers
+        ``need`` and ``freed`` move with the window row. So the memory's path is register ->
+        memory -> register and the handshake's is register -> one subtraction -> clock enable;
+        the unit's cycle behaviour is that of its counters alone."""
         win, rows = self.window, self.rows
-        k, s, p, width = win.kernel, win.stride, win.pad, win.width
+        k, s, p, width, height = win.kernel, win.stride, win.pad, win.width, win.height
         pix_bits = win.channels * self.bits
-        # ---- read side: (oy, ox, ky, kx) counters -> address -> memory read register = output
+        depth = rows * width
         oy = Signal(range(max(2, win.out_h)))
         ox = Signal(range(max(2, win.out_w)))
         ky = Signal(range(max(2, k)))
         kx = Signal(range(max(2, k)))
-        y = Signal(range(-p, win.height + k + 1))  # oy*s - p + ky, kept by additions
         x0 = Signal(range(-p, width + k + 1), init=-p)  # ox*s - p: the window's left column
-        x = Signal(range(-p, width + k + 1))  # x0 + kx
-        m.d.comb += x.eq(x0 + kx)
-        y0 = Signal(range(-p, win.height + k + 1), init=-p)  # oy*s - p: its top row
-        m.d.comb += y.eq(y0 + ky)
+        y0 = Signal(range(-p, height + k + 1), init=-p)  # oy*s - p: its top row
+        x = Signal(range(-p, width + k + 1), init=-p)  # x0 + kx: the position to issue
+        y = Signal(range(-p, height + k + 1), init=-p)  # y0 + ky
         base = Signal(nbits)  # the image's row 0
-        base_slot = Signal(range(max(2, rows)))  # base mod rows
-        top_slot = Signal(range(max(2, rows)), init=-p % rows)  # (base + y0) mod rows
-        row_slot = Signal(range(max(2, 2 * rows)))
-        m.d.comb += row_slot.eq(top_slot + ky)
-        slot = _wrap(row_slot, rows)
-        bottom = Signal(range(-p, win.height + k + 1))  # min(y0 + k - 1, height - 1)
-        m.d.comb += [
-            bottom.eq(Mux(y0 + (k - 1) > win.height - 1, win.height - 1, y0 + (k - 1))),
-            need.eq(base + bottom),
-            freed.eq(base + (Mux(y0 < 0, 0, y0) if p else y0)),  # y0 < 0 only with padding
-        ]
+        # row addresses: a row's slot (its number mod rows) times width
+        top_addr = Signal(range(max(2, depth)), init=((-p) % rows) * width)  # row y0's
+        row_addr = Signal(range(max(2, depth)), init=((-p) % rows) * width)  # row y's
+        next_top0 = Signal(range(max(2, depth)), init=((height - p) % rows) * width)
+        addr = Signal(range(max(2, depth)))  # row_addr + x, or 0 outside the image
+        inside = Signal(init=int(p == 0))  # the position to issue lies inside the image
+
+        def wrap(v: Value) -> Value:  # v mod depth for 0 <= v < 2 * depth
+            return Mux(v >= depth, v - depth, v)
+
+        def bottom(top: Value) -> Value:  # the last row a window row from `top` reads
+            return Mux(top + (k - 1) > height - 1, height - 1, top + (k - 1))
+
+        def floor0(top: Value) -> Value:  # max(top, 0); top < 0 only with padding
+            return Mux(top < 0, 0, top) if p else top
+
+        def inside_at(yv: Value, xv: Value) -> Value:
+            checks = []  # only the bounds a window can cross (no constant compares)
+            if p:
+                checks += [yv >= 0, xv >= 0]
+            if (win.out_h - 1) * s - p + k - 1 >= height:
+                checks.append(yv < height)
+            if (win.out_w - 1) * s - p + k - 1 >= width:
+                checks.append(xv < width)
+            v: Value = Const(1, 1)
+            for c in checks:
+                v = v & c
+            return v
+
         missing = Signal(nbits)  # need - written, as nbits-bit two's complement
         m.d.comb += missing.eq(need - written)
         rows_in = missing[-1]  # need < written: every row the window row reads is complete
-        checks = []  # only the bounds a window can cross (no constant compares in the Verilog)
-        if p:
-            checks += [y >= 0, x >= 0]
-        if (win.out_h - 1) * s - p + k - 1 >= win.height:
-            checks.append(y < win.height)
-        if (win.out_w - 1) * s - p + k - 1 >= width:
-            checks.append(x < width)
-        inside = Const(1, 1)
-        for c in checks:
-            inside = inside & c
         advance = ~self.o.valid | self.o.ready  # the output register may take a new pixel
         issue = Signal()
         m.d.comb += issue.eq(rows_in & advance)
@@ -213,7 +232,7 @@ class SlidingWindow(wiring.Component):
         oob = Signal()  # the output pixel lies outside the image: code 0
         m.d.comb += [
             rd.en.eq(advance),
-            rd.addr.eq(Mux(inside, slot * width + x, 0)),
+            rd.addr.eq(addr),
             self.o.valid.eq(out_valid),
             self.o.payload.eq(Mux(oob, Const(self._pad_pixel, pix_bits), rd.data)),
         ]
@@ -221,9 +240,27 @@ class SlidingWindow(wiring.Component):
             m.d.sync += [out_valid.eq(issue), oob.eq(~inside)]
         last_kx, last_ky = kx == k - 1, ky == k - 1
         last_ox, last_oy = ox == win.out_w - 1, oy == win.out_h - 1
-        next_top = top_slot + (s % rows)
-        next_base = base_slot + (win.height % rows)
+        # the next position: its column, row and row address
+        x_n = Signal.like(x)
+        y_n = Signal.like(y)
+        row_n = Signal.like(row_addr)
+        next_top = Signal.like(top_addr)  # the next window row's top row address
+        m.d.comb += next_top.eq(wrap(top_addr + (s % rows) * width))
+        with m.If(~last_kx):
+            m.d.comb += [x_n.eq(x + 1), y_n.eq(y), row_n.eq(row_addr)]
+        with m.Elif(~last_ky):
+            m.d.comb += [x_n.eq(x0), y_n.eq(y + 1), row_n.eq(wrap(row_addr + width))]
+        with m.Elif(~last_ox):
+            m.d.comb += [x_n.eq(x0 + s), y_n.eq(y0), row_n.eq(top_addr)]
+        with m.Elif(~last_oy):
+            m.d.comb += [x_n.eq(-p), y_n.eq(y0 + s), row_n.eq(next_top)]
+        with m.Else():
+            m.d.comb += [x_n.eq(-p), y_n.eq(-p), row_n.eq(next_top0)]
+        inside_n = Signal()
+        m.d.comb += inside_n.eq(inside_at(y_n, x_n))
         with m.If(issue):
+            m.d.sync += [x.eq(x_n), y.eq(y_n), row_addr.eq(row_n), inside.eq(inside_n),
+                         addr.eq(Mux(inside_n, row_n + x_n, 0))]  # fmt: skip
             m.d.sync += kx.eq(Mux(last_kx, 0, kx + 1))
             with m.If(last_kx):
                 m.d.sync += ky.eq(Mux(last_ky, 0, ky + 1))
@@ -233,12 +270,16 @@ class SlidingWindow(wiring.Component):
                     with m.If(last_ox):  # the window row's last pixel is read this cycle
                         m.d.sync += oy.eq(Mux(last_oy, 0, oy + 1))
                         with m.If(last_oy):  # and the image's: free it all, on to the next
-                            nb = _wrap(next_base, rows)
-                            m.d.sync += [y0.eq(-p), base.eq(base + win.height),
-                                         base_slot.eq(nb),
-                                         top_slot.eq(_wrap(nb + ((-p) % rows), rows))]  # fmt: skip
+                            nb = base + height
+                            m.d.sync += [y0.eq(-p), base.eq(nb), top_addr.eq(next_top0),
+                                         next_top0.eq(wrap(next_top0 + (height % rows) * width)),
+                                         need.eq(nb + min(k - 1 - p, height - 1)),
+                                         freed.eq(nb)]  # fmt: skip
                         with m.Else():
-                            m.d.sync += [y0.eq(y0 + s), top_slot.eq(_wrap(next_top, rows))]
+                            ny = y0 + s
+                            m.d.sync += [y0.eq(ny), top_addr.eq(next_top),
+                                         need.eq(base + bottom(ny)),
+                                         freed.eq(base + floor0(ny))]  # fmt: skip
 
 
 class MaxReduce(wiring.Component):
