@@ -450,7 +450,7 @@ def _per_layer(
         rows.append({"layer": i, **target.count(groups.get(f"layer{i}", {}))})
     rows.append(
         {
-            "layer": "other (stream ports, collector, reset, top)",
+            "layer": "other (stream ports, register slices between units, collector, reset, top)",
             **target.count(groups.get("other", {})),
         }
     )
