@@ -884,8 +884,8 @@ static void bacc_each(const layer_t *L, acc_fn one, const uint64_t *x, size_t ld
 }
 
 /* The bit path for 1-bit codes in scalar tiles: four neurons x two images share each word load
- * (XNOR and NOR counted as 64 W - popcount(XOR, OR), exact on pad bits); other codes one image
- * at a time. */
+ * (XNOR and NOR counted as 64 W - popcount(XOR, OR), exact on pad bits); an odd batch's last
+ * image and other codes one image at a time. */
 #define BOP64(OP, X, W) ((OP) == OP_XNOR ? (X) ^ (W) : (OP) == OP_AND ? (X) & (W) : (X) | (W))
 #define SCALAR_TILE(POP, OP)                                                                \
     for (uint32_t k = 0; k < W; k++) {                                                      \
@@ -903,13 +903,12 @@ static void bacc_each(const layer_t *L, acc_fn one, const uint64_t *x, size_t ld
             bacc_each(L, one, x, ld, n, acc);                                               \
             return;                                                                         \
         }                                                                                   \
-        const uint32_t W = L->words;                                                        \
+        const uint32_t W = L->words, n2 = n / 2 * 2;                                        \
         const size_t stride = (size_t)L->w_bits * W;                                        \
-        for (uint32_t o0 = 0; o0 < L->out; o0 += 4) {                                       \
+        for (uint32_t o0 = 0; o0 < L->out && n2; o0 += 4) {                                 \
             uint32_t rows = L->out - o0 < 4 ? L->out - o0 : 4;                              \
-            for (uint32_t i = 0; i < n; i += 2) {                                           \
-                uint32_t C = n - i < 2 ? 1 : 2;                                             \
-                const uint64_t *x0 = x + i * ld, *x1 = x0 + (C == 2 ? ld : 0);              \
+            for (uint32_t i = 0; i < n2; i += 2) {                                          \
+                const uint64_t *x0 = x + i * ld, *x1 = x0 + ld;                             \
                 int64_t a[4][2] = {{0}};                                                    \
                 for (uint32_t m = 0; m < L->w_bits; m++) {                                  \
                     const uint64_t *w[4];                                                   \
@@ -929,11 +928,12 @@ static void bacc_each(const layer_t *L, acc_fn one, const uint64_t *x, size_t ld
                                                      : (int64_t)64 * W - (int64_t)s[r][c])  \
                                        << m;                                                \
                 }                                                                           \
-                for (uint32_t c = 0; c < C; c++)                                            \
+                for (uint32_t c = 0; c < 2; c++)                                            \
                     for (uint32_t r = 0; r < rows; r++)                                     \
                         acc[(size_t)(i + c) * L->out + o0 + r] = a[r][c];                   \
             }                                                                               \
         }                                                                                   \
+        if (n2 < n) one(L, x + n2 * ld, acc + (size_t)n2 * L->out);                         \
     }
 
 SCALAR_BLOCK(bacc_portable, popcount_c)
@@ -1460,13 +1460,20 @@ static void acc_neon(const layer_t *L, const uint64_t *x, int64_t *acc) {
 
 /* A 1-bit hidden layer's thresholds straight into the next layer's packed input (one plane);
  * branch-free (flips are random) */
+static inline uint64_t threshold1_bit(const layer_t *L, const int64_t *acc, uint32_t o) {
+    int64_t a = acc[o], sel = -(int64_t)L->flip[o];
+    a ^= (a ^ (L->acc_max - acc[o])) & sel;
+    return (uint64_t)(a >= L->t[o]);
+}
+
+/* neurons from o0 on (the rest of x already zeroed) */
+static void threshold1_from(const layer_t *L, const int64_t *acc, uint32_t o0, uint64_t *x) {
+    for (uint32_t o = o0; o < L->out; o++) x[o / 64] |= threshold1_bit(L, acc, o) << (o % 64);
+}
+
 static void threshold1_c(const layer_t *L, const int64_t *acc, uint64_t *x) {
     memset(x, 0, (size_t)((L->out + 63) / 64) * 8);
-    for (uint32_t o = 0; o < L->out; o++) {
-        int64_t a = acc[o], sel = -(int64_t)L->flip[o];
-        a ^= (a ^ (L->acc_max - acc[o])) & sel;
-        x[o / 64] |= (uint64_t)(a >= L->t[o]) << (o % 64);
-    }
+    threshold1_from(L, acc, 0, x);
 }
 
 #if HWQNN_X86
@@ -1487,10 +1494,7 @@ __attribute__((target("avx2"))) static void threshold1_avx2(const layer_t *L, co
         uint64_t bits = (uint64_t)(~_mm256_movemask_pd(_mm256_castsi256_pd(lt)) & 15);
         x[o / 64] |= bits << (o % 64);
     }
-    for (uint32_t o = O4; o < L->out; o++) {
-        int64_t a = L->flip[o] ? L->acc_max - acc[o] : acc[o];
-        x[o / 64] |= (uint64_t)(a >= L->t[o]) << (o % 64);
-    }
+    threshold1_from(L, acc, O4, x);
 }
 #endif
 
