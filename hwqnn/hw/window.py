@@ -244,6 +244,7 @@ class SlidingWindow(wiring.Component):
         x_n = Signal.like(x)
         y_n = Signal.like(y)
         row_n = Signal.like(row_addr)
+        next_x0, next_y0 = x0 + s, y0 + s  # the next window's left column, top row
         next_top = Signal.like(top_addr)  # the next window row's top row address
         m.d.comb += next_top.eq(wrap(top_addr + (s % rows) * width))
         with m.If(~last_kx):
@@ -251,9 +252,9 @@ class SlidingWindow(wiring.Component):
         with m.Elif(~last_ky):
             m.d.comb += [x_n.eq(x0), y_n.eq(y + 1), row_n.eq(wrap(row_addr + width))]
         with m.Elif(~last_ox):
-            m.d.comb += [x_n.eq(x0 + s), y_n.eq(y0), row_n.eq(top_addr)]
+            m.d.comb += [x_n.eq(next_x0), y_n.eq(y0), row_n.eq(top_addr)]
         with m.Elif(~last_oy):
-            m.d.comb += [x_n.eq(-p), y_n.eq(y0 + s), row_n.eq(next_top)]
+            m.d.comb += [x_n.eq(-p), y_n.eq(next_y0), row_n.eq(next_top)]
         with m.Else():
             m.d.comb += [x_n.eq(-p), y_n.eq(-p), row_n.eq(next_top0)]
         inside_n = Signal()
@@ -266,20 +267,19 @@ class SlidingWindow(wiring.Component):
                 m.d.sync += ky.eq(Mux(last_ky, 0, ky + 1))
                 with m.If(last_ky):
                     m.d.sync += [ox.eq(Mux(last_ox, 0, ox + 1)),
-                                 x0.eq(Mux(last_ox, -p, x0 + s))]  # fmt: skip
+                                 x0.eq(Mux(last_ox, -p, next_x0))]  # fmt: skip
                     with m.If(last_ox):  # the window row's last pixel is read this cycle
                         m.d.sync += oy.eq(Mux(last_oy, 0, oy + 1))
                         with m.If(last_oy):  # and the image's: free it all, on to the next
                             nb = base + height
                             m.d.sync += [y0.eq(-p), base.eq(nb), top_addr.eq(next_top0),
                                          next_top0.eq(wrap(next_top0 + (height % rows) * width)),
-                                         need.eq(nb + min(k - 1 - p, height - 1)),
+                                         need.eq(nb + need.init),  # as at reset
                                          freed.eq(nb)]  # fmt: skip
                         with m.Else():
-                            ny = y0 + s
-                            m.d.sync += [y0.eq(ny), top_addr.eq(next_top),
-                                         need.eq(base + bottom(ny)),
-                                         freed.eq(base + floor0(ny))]  # fmt: skip
+                            m.d.sync += [y0.eq(next_y0), top_addr.eq(next_top),
+                                         need.eq(base + bottom(next_y0)),
+                                         freed.eq(base + floor0(next_y0))]  # fmt: skip
 
 
 class MaxReduce(wiring.Component):
