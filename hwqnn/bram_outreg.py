@@ -72,9 +72,10 @@ class Absorbed:
     port: str  # "A" or "B"
     bits: int  # data pins now registered in the block RAM
     # multiplexer cells the register moved back through (0: it was right behind the pins) and
-    # the select flip-flops added for them: the same for every port of one group
+    # the select flip-flops added for them: the same for every port of one group, numbered
     mux_cells: int = 0
     select_ffs: int = 0
+    group: int = 0
 
 
 @dataclass
@@ -327,8 +328,9 @@ def absorb_output_registers(netlist: dict[str, Any], top: str) -> list[Absorbed]
                 dname, dpin = net.driver[d_net]
                 cells[dname]["connections"][dpin] = [cells[ff_name]["connections"]["Q"][0]]
                 del cells[ff_name]
+            number = len({a.group for a in done})
             for (cname, p), bits in sorted(g.ports.items()):
-                done.append(Absorbed(cname, p, bits, len(g.cone), len(selects)))
+                done.append(Absorbed(cname, p, bits, len(g.cone), len(selects), number))
     return done
 
 

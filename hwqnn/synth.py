@@ -212,10 +212,12 @@ class SynthResult:
     mac_per_lut_cycle: float
     fmax_mhz: float | None
     critical_path: CriticalPath | None
-    # flip-flops moved into block RAM output registers before placement (``ffs`` counts them,
-    # as synthesis does); the read ports that took them
+    # data bits registered in block RAM output registers before placement (the flip-flops
+    # behind them removed; ``ffs`` counts what synthesis counts), the read ports that took them,
+    # and the flip-flops added on the selects of the multiplexers they moved back through
     bram_outreg_ffs: int
     bram_outreg_ports: int
+    bram_outreg_select_ffs: int
     wall_s: float
     peak_rss_mb: float
     tool_versions: dict[str, str]
@@ -608,6 +610,7 @@ def synthesize(
         critical_path=crit,
         bram_outreg_ffs=sum(a.bits for a in absorbed),
         bram_outreg_ports=len(absorbed),
+        bram_outreg_select_ffs=sum({a.group: a.select_ffs for a in absorbed}.values()),
         wall_s=round(wall, 1),
         peak_rss_mb=round(_peak_rss_mb(), 1),
         tool_versions=versions,

@@ -109,6 +109,7 @@ def test_place_and_route_fmax(tmp_path: Path, small_rtl: Manifest, target: str, 
     assert r.bram_outreg_ports <= 2 * r.bram
     assert (r.bram_outreg_ports > 0) == (target == "ecp5" and r.bram > 0)
     assert r.bram_outreg_ffs >= r.bram_outreg_ports
+    assert r.bram_outreg_select_ffs == 0  # no memory of the small net spans two blocks
 
 
 @pytest.mark.slow
