@@ -49,12 +49,29 @@ block RAM or LUT RAM.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
 
 from hwqnn.layers import Window
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """The line buffer's row numbers (modulo ``2**nbits``) and the cycle's row events, shared
+    by the write side, the read side and the flags."""
+
+    written: Signal  # rows complete = the row being written
+    freed: Signal  # rows below this one may be overwritten (the reader's top row)
+    need: Signal  # the last row the reader's current window row reads
+    row_done: Signal  # a row is complete this cycle: written + 1 next
+    window_row_done: Signal  # the reader finishes a window row: need, freed take need_n, freed_n
+    need_n: Signal
+    freed_n: Signal
+    rows_in: Signal  # need < written, a register (SlidingWindow._flags)
 
 
 def line_rows(window: Window) -> int:
@@ -123,20 +140,63 @@ class SlidingWindow(wiring.Component):
         # Row numbers without end, kept modulo 2**nbits: every difference compared below lies
         # in -(height + kernel + 1) .. rows + 1, well inside half the range.
         nbits = (2 * (win.height + k + rows + 2)).bit_length() + 1
-        written = Signal(nbits)  # rows complete = the row being written
-        freed = Signal(nbits)  # rows below this one may be overwritten (the reader's top row)
-        # the last row the reader's current window row reads
-        need = Signal(nbits, init=min(k - 1 - win.pad, win.height - 1) % 2**nbits)
-
-        self._write_side(m, wr, written, freed, nbits)
-        self._read_side(m, rd, written, freed, need, nbits)
+        r = _Rows(
+            written=Signal(nbits),
+            freed=Signal(nbits),
+            need=Signal(nbits, init=min(k - 1 - win.pad, win.height - 1) % 2**nbits),
+            row_done=Signal(),
+            window_row_done=Signal(),
+            freed_n=Signal(nbits),
+            need_n=Signal(nbits),
+            rows_in=Signal(),
+        )
+        self._write_side(m, wr, r)
+        self._read_side(m, rd, r)
+        self._flags(m, r)
         return m
 
-    def _write_side(
-        self, m: Module, wr: WritePort, written: Signal, freed: Signal, nbits: int
-    ) -> None:
-        """Gather a pixel, write it into its row's slot, count the rows complete; hold
-        ``i.ready`` low while every slot holds a row the reader still needs."""
+    def _flags(self, m: Module, r: _Rows) -> None:
+        """``i.ready`` (``written - freed < rows``: a slot is free) and ``rows_in`` (``need <
+        written``: the window row's rows are complete) as registers, each computed a cycle
+        ahead from the four outcomes of the cycle's two row events: the handshakes start at a
+        flip-flop, not at a subtraction, and the flags hold the same value on every cycle as
+        the subtractions would."""
+        nbits = len(r.written)
+
+        def diff(a: Value, b: Value) -> Signal:  # a - b, nbits-bit two's complement
+            d = Signal(nbits)
+            m.d.comb += d.eq(a - b)
+            return d
+
+        def below(d: Signal, limit: int) -> Value:  # d < limit, d signed
+            return d[-1] | (d < limit) if limit > 0 else d[-1]
+
+        def next_flag(now: tuple[Value, Value], then: tuple[Value, Value]) -> Value:
+            # now/then: without/with the window row's event; [0]/[1]: without/with a new row
+            return Mux(r.window_row_done, Mux(r.row_done, then[1], then[0]),
+                       Mux(r.row_done, now[1], now[0]))  # fmt: skip
+
+        # written + 1 - freed < rows is written - freed < rows - 1; need - (written + 1) < 0 is
+        # need - written <= 0: one subtraction for both outcomes of a new row
+        ahead, ahead_n = diff(r.written, r.freed), diff(r.written, r.freed_n)
+        room = Signal(init=1)  # at reset written - freed = 0 < rows
+        rows = self.rows
+        m.d.sync += room.eq(
+            next_flag(
+                (below(ahead, rows), below(ahead, rows - 1)),
+                (below(ahead_n, rows), below(ahead_n, rows - 1)),
+            )
+        )
+        m.d.comb += self.i.ready.eq(room)
+        missing, missing_n = diff(r.need, r.written), diff(r.need_n, r.written)
+        rows_in = Signal(init=(r.need.init >> (nbits - 1)) & 1)  # at reset need - 0 < 0
+        m.d.sync += rows_in.eq(next_flag((below(missing, 0), below(missing, 1)),
+                                         (below(missing_n, 0), below(missing_n, 1))))  # fmt: skip
+        m.d.comb += r.rows_in.eq(rows_in)
+
+    def _write_side(self, m: Module, wr: WritePort, r: _Rows) -> None:
+        """Gather a pixel, write it into its row's slot, count the rows complete (``i.ready``,
+        low while every slot holds a row the reader still needs, is :meth:`_flags`')."""
         win, rows = self.window, self.rows
         width = win.width
         pix_bits = win.channels * self.bits
@@ -147,9 +207,6 @@ class SlidingWindow(wiring.Component):
         gather = Signal(pix_bits)
         chunk_bits = self.in_chunk * self.bits
         last_lane = w_lane == self.beats_per_pixel - 1
-        ahead = Signal(nbits)
-        m.d.comb += ahead.eq(written - freed)  # negative while an image's unread bottom rows
-        m.d.comb += self.i.ready.eq(ahead[-1] | (ahead < rows))  # come in after it was freed
         if self.beats_per_pixel == 1:
             word = self.i.payload
         else:  # beats shift in from the top: the first beat ends at the low bits
@@ -164,12 +221,12 @@ class SlidingWindow(wiring.Component):
                 # the next pixel's word: the next column, or the next slot's first (a row's
                 # slot follows the previous one's, the first after the last)
                 m.d.sync += w_addr.eq(Mux(w_addr == rows * width - 1, 0, w_addr + 1))
-                with m.If(w_x == width - 1):  # the row is complete (readable next cycle)
-                    m.d.sync += written.eq(written + 1)
+                # the row is complete (readable next cycle)
+                m.d.comb += r.row_done.eq(w_x == width - 1)
+        with m.If(r.row_done):
+            m.d.sync += r.written.eq(r.written + 1)
 
-    def _read_side(
-        self, m: Module, rd: ReadPort, written: Signal, freed: Signal, need: Signal, nbits: int
-    ) -> None:
+    def _read_side(self, m: Module, rd: ReadPort, r: _Rows) -> None:
         """(oy, ox, ky, kx) counters -> read address register -> the memory's read register =
         the output pixel (``pad_code`` outside the image); waits until every row a window row
         reads is in.
@@ -178,8 +235,8 @@ class SlidingWindow(wiring.Component):
         address of the *next* position (and whether it lies inside the image) is computed from
         row addresses kept as multiples of ``width`` (no multiplier), and the row numbers
         ``need`` and ``freed`` move with the window row. So the memory's path is register ->
-        memory -> register and the handshake's is register -> one subtraction -> clock enable;
-        the unit's cycle behaviour is that of its counters alone."""
+        memory -> register and the handshake's starts at the ``rows_in`` register
+        (:meth:`_flags`); the unit's cycle behaviour is that of its counters alone."""
         win, rows = self.window, self.rows
         k, s, p, width, height = win.kernel, win.stride, win.pad, win.width, win.height
         pix_bits = win.channels * self.bits
@@ -192,7 +249,7 @@ class SlidingWindow(wiring.Component):
         y0 = Signal(range(-p, height + k + 1), init=-p)  # oy*s - p: its top row
         x = Signal(range(-p, width + k + 1), init=-p)  # x0 + kx: the position to issue
         y = Signal(range(-p, height + k + 1), init=-p)  # y0 + ky
-        base = Signal(nbits)  # the image's row 0
+        base = Signal(len(r.written))  # the image's row 0
         # row addresses: a row's slot (its number mod rows) times width
         top_addr = Signal(range(max(2, depth)), init=((-p) % rows) * width)  # row y0's
         row_addr = Signal(range(max(2, depth)), init=((-p) % rows) * width)  # row y's
@@ -222,9 +279,7 @@ class SlidingWindow(wiring.Component):
                 v = v & c
             return v
 
-        missing = Signal(nbits)  # need - written, as nbits-bit two's complement
-        m.d.comb += missing.eq(need - written)
-        rows_in = missing[-1]  # need < written: every row the window row reads is complete
+        rows_in = r.rows_in  # need < written: every row the window row reads is complete
         advance = ~self.o.valid | self.o.ready  # the output register may take a new pixel
         issue = Signal()
         m.d.comb += issue.eq(rows_in & advance)
@@ -259,6 +314,19 @@ class SlidingWindow(wiring.Component):
             m.d.comb += [x_n.eq(-p), y_n.eq(-p), row_n.eq(next_top0)]
         inside_n = Signal()
         m.d.comb += inside_n.eq(inside_at(y_n, x_n))
+        # need and freed after the window row: the next one's, or after the image's last, the
+        # whole image freed and the next image's first window row (need as at reset). They
+        # depend on y0, oy and base alone, which change only when a window row ends; a window
+        # row takes at least two cycles (``k * k * out_w >= 2``), so they are registered (from
+        # the previous cycle's state, the same as this cycle's whenever a window row ends):
+        # that keeps their adders out of the flags' paths.
+        nb = base + height
+        need_n = Mux(last_oy, nb + r.need.init, base + bottom(next_y0))
+        freed_n = Mux(last_oy, nb, base + floor0(next_y0))
+        if k * k * win.out_w >= 2:
+            m.d.sync += [r.need_n.eq(need_n), r.freed_n.eq(freed_n)]
+        else:
+            m.d.comb += [r.need_n.eq(need_n), r.freed_n.eq(freed_n)]
         with m.If(issue):
             m.d.sync += [x.eq(x_n), y.eq(y_n), row_addr.eq(row_n), inside.eq(inside_n),
                          addr.eq(Mux(inside_n, row_n + x_n, 0))]  # fmt: skip
@@ -269,17 +337,19 @@ class SlidingWindow(wiring.Component):
                     m.d.sync += [ox.eq(Mux(last_ox, 0, ox + 1)),
                                  x0.eq(Mux(last_ox, -p, next_x0))]  # fmt: skip
                     with m.If(last_ox):  # the window row's last pixel is read this cycle
+                        m.d.comb += r.window_row_done.eq(1)
                         m.d.sync += oy.eq(Mux(last_oy, 0, oy + 1))
-                        with m.If(last_oy):  # and the image's: free it all, on to the next
-                            nb = base + height
-                            m.d.sync += [y0.eq(-p), base.eq(nb), top_addr.eq(next_top0),
-                                         next_top0.eq(wrap(next_top0 + (height % rows) * width)),
-                                         need.eq(nb + need.init),  # as at reset
-                                         freed.eq(nb)]  # fmt: skip
+                        with m.If(last_oy):  # and the image's: on to the next
+                            m.d.sync += [
+                                y0.eq(-p),
+                                base.eq(nb),
+                                top_addr.eq(next_top0),
+                                next_top0.eq(wrap(next_top0 + (height % rows) * width)),
+                            ]
                         with m.Else():
-                            m.d.sync += [y0.eq(next_y0), top_addr.eq(next_top),
-                                         need.eq(base + bottom(next_y0)),
-                                         freed.eq(base + floor0(next_y0))]  # fmt: skip
+                            m.d.sync += [y0.eq(next_y0), top_addr.eq(next_top)]
+        with m.If(r.window_row_done):
+            m.d.sync += [r.need.eq(r.need_n), r.freed.eq(r.freed_n)]
 
 
 class MaxReduce(wiring.Component):
