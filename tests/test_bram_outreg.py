@@ -104,9 +104,9 @@ def _to_output(n: dict[str, Any]) -> None:  # the read data is also a module out
     n["modules"]["top"]["ports"]["y"]["bits"].append(DO0 + 1)
 
 
-def _ram(**kw: Any) -> Any:
+def _ram(cell: str = "ram", **kw: Any) -> Any:
     def edit(n: dict[str, Any]) -> None:
-        ram = n["modules"]["top"]["cells"]["ram"]
+        ram = n["modules"]["top"]["cells"][cell]
         for k, v in kw.items():
             (ram["connections"] if k in ram["connections"] else ram["parameters"])[k] = v
 
@@ -372,24 +372,6 @@ def _mux_into_adder(n: dict[str, Any]) -> None:  # a multiplexer output also fee
         "connections": {"A0": [402], "S0": [500]}}  # fmt: skip
 
 
-def _muxed_ff(i: int, **kw: Any) -> Any:
-    def edit(n: dict[str, Any]) -> None:
-        ff = n["modules"]["top"]["cells"][f"ff{i}"]
-        for k, val in kw.items():
-            (ff["connections"] if k in ff["connections"] else ff["parameters"])[k] = val
-
-    return edit
-
-
-def _ram1(**kw: Any) -> Any:
-    def edit(n: dict[str, Any]) -> None:
-        ram = n["modules"]["top"]["cells"]["ram1"]
-        for k, val in kw.items():
-            (ram["connections"] if k in ram["connections"] else ram["parameters"])[k] = val
-
-    return edit
-
-
 def _inverted_mux(n: dict[str, Any]) -> None:  # gives 1 from all-zero inputs: not at power-up
     n["modules"]["top"]["cells"]["mux2"]["parameters"]["INIT"] = "0011010100110101"
 
@@ -399,11 +381,11 @@ def _inverted_mux(n: dict[str, Any]) -> None:  # gives 1 from all-zero inputs: n
     [
         pytest.param(_mux_to_output, id="multiplexer-output-is-a-module-output"),
         pytest.param(_mux_into_adder, id="multiplexer-output-feeds-other-logic"),
-        pytest.param(_muxed_ff(1, CE=[OTHER_CE]), id="registers-on-two-enables"),
-        pytest.param(_muxed_ff(3, LSR=[RST]), id="register-with-reset"),
-        pytest.param(_ram1(REGMODE_A="OUTREG"), id="one-block-already-registered"),
-        pytest.param(_ram1(RSTA=[RST]), id="one-block-with-reset"),
-        pytest.param(_ram1(CLKA=[OTHER_CLK]), id="blocks-on-two-clocks"),
+        pytest.param(_edit_ff(1, CE=[OTHER_CE]), id="registers-on-two-enables"),
+        pytest.param(_edit_ff(3, LSR=[RST]), id="register-with-reset"),
+        pytest.param(_ram("ram1", REGMODE_A="OUTREG"), id="one-block-already-registered"),
+        pytest.param(_ram("ram1", RSTA=[RST]), id="one-block-with-reset"),
+        pytest.param(_ram("ram1", CLKA=[OTHER_CLK]), id="blocks-on-two-clocks"),
         pytest.param(_inverted_mux, id="multiplexer-not-zero-at-power-up"),
     ],
 )
