@@ -99,13 +99,14 @@ BLOCK_NETS = [
 def test_blocks_and_register_tiles(
     kernel: object, in_bits: int, w_bits: int, a_bits: int, k: int, hidden: tuple[int, ...]
 ) -> None:
-    """Batches that fill a block of images, leave one over, or hold one image (the tiles take
-    two images, a lone image takes another path), on every kernel: scores equal golden's."""
+    """Batches that fill a block of images, leave one over, or hold one image, and every tile
+    width (the tiles take two images, AVX-512's up to four on the byte path and eight on the
+    bit path; a lone image takes another path), on every kernel: scores equal golden's."""
     b = random_bundle(k, k, hidden, 7, w_bits=w_bits, a_bits=a_bits, in_bits=in_bits)
     x = random_codes(k + 1, 67, k, in_bits)
     expected = golden.scores(b, x)
     with clib.CNet(b) as net:
-        for n in (1, 2, 3, 31, 32, 33, 67):
+        for n in (1, 2, 3, 4, 5, 6, 7, 8, 9, 31, 32, 33, 67):
             np.testing.assert_array_equal(net.scores(x[:n], 1), expected[:n], err_msg=f"n={n}")
 
 

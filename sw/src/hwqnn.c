@@ -92,6 +92,9 @@ typedef struct {
      * NULL: not built (see build_nibbles) */
     uint64_t *wn;
     uint32_t nw;
+    /* 1-bit codes with AVX-512 VPOPCNTQ: the weights transposed into lanes of eight neurons,
+     * [ceil(out / 8)][w_bits][words][8], rows past out 0; NULL: not built (see build_lanes) */
+    uint64_t *wt;
 } layer_t;
 
 struct hwqnn_net {
@@ -492,6 +495,30 @@ static int build_nibbles(layer_t *L) {
     return 0;
 }
 
+/* The AVX-512 bit path's weights of a layer of 1-bit codes, where the CPU has VPOPCNTQ: eight
+ * neurons' word k side by side (lane r: neuron o0 + r), so that a step loads them as one vector
+ * and meets each image's word k broadcast. Returns 0, or -1: no memory. */
+static int build_lanes(layer_t *L) {
+#if HWQNN_X86
+    __builtin_cpu_init();
+    if (L->in_bits != 1 || !__builtin_cpu_supports("avx512f") ||
+        !__builtin_cpu_supports("avx512vpopcntdq"))
+        return 0;
+    const size_t groups = (L->out + 7) / 8;
+    L->wt = alloc64(groups * L->w_bits * L->words, 8 * 8, 1);
+    if (!L->wt) return -1;
+    for (size_t o = 0; o < L->out; o++)
+        for (uint32_t m = 0; m < L->w_bits; m++) {
+            const uint64_t *w = L->w + (o * L->w_bits + m) * L->words;
+            uint64_t *t = L->wt + ((o / 8 * L->w_bits + m) * L->words) * 8 + o % 8;
+            for (uint32_t k = 0; k < L->words; k++) t[(size_t)k * 8] = w[k];
+        }
+#else
+    (void)L;
+#endif
+    return 0;
+}
+
 static int64_t popcount64(uint64_t x) {
     int64_t c = 0;
     for (; x; x &= x - 1) c++;
@@ -695,7 +722,7 @@ int hwqnn_open_memory(const void *data, size_t size, const char *name, hwqnn_net
         }
         if (r.kind == KIND_POOL) continue;
         rc = bind_matrix(L, base, &off, i, name, err, err_len);
-        if (!rc && (build_dot(L) || build_nibbles(L))) {
+        if (!rc && (build_dot(L) || build_nibbles(L) || build_lanes(L))) {
             hwqnn_close(n);
             return fail(err, err_len, HWQNN_ENOMEM,
                         "%s: out of memory (layer %u's byte or nibble weights)", name, i);
@@ -756,6 +783,7 @@ void hwqnn_close(hwqnn_net *net) {
         free(net->layers[i].e);
         free(net->layers[i].e_off);
         free(net->layers[i].wn);
+        free(net->layers[i].wt);
     }
     free(net->layers);
     free(net->blob);
@@ -1410,6 +1438,143 @@ __attribute__((target("avx512f"))) static void threshold1_avx512(const layer_t *
         x[o0 / 64] |= (uint64_t)_mm512_mask_cmpge_epi64_mask(rm, a, t) << (o0 % 64);
     }
 }
+
+/* Register tiles for AVX-512: eight neurons (one vector, the transposed weights of build_lanes)
+ * x C (up to 8) images of 1-bit codes. Step k loads the neurons' word k once and meets each
+ * image's word k broadcast (VPTERNLOGQ with an embedded broadcast), VPOPCNTQ counts: lane r of
+ * s[c] is neuron o0 + r's count for image c, so no reduction is needed. The plane ops are exact
+ * on pad bits (input 0, weight 1: 0 under XNOR, AND and NOR). */
+__attribute__((target("avx512f,avx512vpopcntdq"), always_inline)) static inline void tile512(
+    const uint64_t *wt, uint32_t W, const uint64_t *x, size_t ld, const int C, const int op,
+    __m512i s[8]) {
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) s[c] = _mm512_setzero_si512();
+    for (uint32_t k = 0; k < W; k++) {
+        const __m512i wv = _mm512_load_si512(wt + (size_t)k * 8);
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) {
+            __m512i v = plane512(op, _mm512_set1_epi64((long long)x[c * ld + k]), wv);
+            s[c] = _mm512_add_epi64(s[c], _mm512_popcnt_epi64(v));
+        }
+    }
+}
+
+/* Rows o0..o0+7 (rm: those that exist) of images i..i+C-1, every weight plane, into acc. */
+__attribute__((target("avx512f,avx512vpopcntdq"), always_inline)) static inline void block512(
+    const layer_t *L, const uint64_t *x, size_t ld, uint32_t o0, __mmask8 rm, const int C,
+    int64_t *acc) {
+    const uint32_t W = L->words;
+    const uint64_t *wt = L->wt + (size_t)o0 * L->w_bits * W;
+    __m512i a[8], s[8];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) a[c] = _mm512_setzero_si512();
+    for (uint32_t m = 0; m < L->w_bits; m++, wt += (size_t)W * 8) {
+        switch (L->op[m]) {
+        case OP_XNOR: tile512(wt, W, x, ld, C, OP_XNOR, s); break;
+        case OP_AND: tile512(wt, W, x, ld, C, OP_AND, s); break;
+        default: tile512(wt, W, x, ld, C, OP_NOR, s); break;
+        }
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++)
+            a[c] = _mm512_add_epi64(a[c], _mm512_slli_epi64(s[c], m));
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) _mm512_mask_storeu_epi64(acc + (size_t)c * L->out + o0, rm, a[c]);
+}
+
+__attribute__((target("avx512f,avx512vpopcntdq"))) static void bacc_avx512(const layer_t *L,
+                                                                             acc_fn one,
+                                                                             const uint64_t *x,
+                                                                             size_t ld, uint32_t n,
+                                                                             int64_t *acc) {
+    if (L->in_bits != 1 || !L->wt || n == 1) { /* a lone image: eight words a load */
+        bacc_each(L, one, x, ld, n, acc);
+        return;
+    }
+    for (uint32_t o0 = 0; o0 < L->out; o0 += 8) {
+        const uint32_t rows = L->out - o0 < 8 ? L->out - o0 : 8;
+        const __mmask8 rm = (__mmask8)((1u << rows) - 1);
+        for (uint32_t i = 0; i < n; i += 8) {
+            const uint64_t *xi = x + (size_t)i * ld;
+            int64_t *ai = acc + (size_t)i * L->out;
+            switch (n - i < 8 ? n - i : 8) {
+            case 1: block512(L, xi, ld, o0, rm, 1, ai); break;
+            case 2: block512(L, xi, ld, o0, rm, 2, ai); break;
+            case 3: block512(L, xi, ld, o0, rm, 3, ai); break;
+            case 4: block512(L, xi, ld, o0, rm, 4, ai); break;
+            case 5: block512(L, xi, ld, o0, rm, 5, ai); break;
+            case 6: block512(L, xi, ld, o0, rm, 6, ai); break;
+            case 7: block512(L, xi, ld, o0, rm, 7, ai); break;
+            default: block512(L, xi, ld, o0, rm, 8, ai); break;
+            }
+        }
+    }
+}
+
+/* The byte path with AVX-512 VNNI: VPDPBUSD multiplies 64 codes (unsigned) by their signed byte
+ * weights and adds each four products into a 32-bit lane, so no 16-bit pair sums to widen (every
+ * partial sum fits int32, see build_dot). Tiles of four neurons x C (up to 4) images share the
+ * loads; each accumulator's halves are added and summed four neurons at a time (sum4x32). */
+__attribute__((target("avx512f,avx512bw,avx512vnni,avx2"))) static inline __m256i half512(
+    __m512i v) {
+    return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni,avx2"), always_inline)) static inline void
+dot_tile512(const layer_t *L, const uint8_t *x, size_t ld, const int8_t *const e[4], const int C,
+            __m256i out[4]) {
+    __m512i s[4][4];
+#pragma GCC unroll 4
+    for (int c = 0; c < C; c++)
+        s[0][c] = s[1][c] = s[2][c] = s[3][c] = _mm512_setzero_si512();
+    for (size_t b = 0; b < L->in_pad; b += 64) {
+        __m512i xv[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++) xv[c] = _mm512_loadu_si512(x + (size_t)c * ld + b);
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const __m512i ev = _mm512_load_si512(e[r] + b);
+#pragma GCC unroll 4
+            for (int c = 0; c < C; c++) s[r][c] = _mm512_dpbusd_epi32(s[r][c], xv[c], ev);
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < C; c++)
+        out[c] = sum4x32(half512(s[0][c]), half512(s[1][c]), half512(s[2][c]), half512(s[3][c]));
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni,avx2"))) static void dot_avx512(
+    const layer_t *L, const uint8_t *x, size_t ld, uint32_t n, int64_t *acc) {
+    if (n == 1) { /* a lone image: four dependent sums a tile wait on VPDPBUSD's latency */
+        dot_avx2(L, x, ld, n, acc);
+        return;
+    }
+    for (uint32_t o0 = 0; o0 < L->out; o0 += 4) {
+        const uint32_t rows = L->out - o0 < 4 ? L->out - o0 : 4;
+        const int8_t *e[4];
+        for (uint32_t r = 0; r < 4; r++) /* rows past the end repeat the last; not stored */
+            e[r] = L->e + (size_t)(o0 + r < L->out ? o0 + r : L->out - 1) * L->in_pad;
+        int64_t off[4] = {0, 0, 0, 0};
+        memcpy(off, L->e_off + o0, rows * sizeof *off);
+        const __m256i offv = _mm256_loadu_si256((const __m256i *)off);
+        for (uint32_t i = 0; i < n; i += 4) {
+            const uint8_t *xi = x + (size_t)i * ld;
+            const int C = n - i < 4 ? (int)(n - i) : 4;
+            __m256i a[4];
+            switch (C) {
+            case 1: dot_tile512(L, xi, ld, e, 1, a); break;
+            case 2: dot_tile512(L, xi, ld, e, 2, a); break;
+            case 3: dot_tile512(L, xi, ld, e, 3, a); break;
+            default: dot_tile512(L, xi, ld, e, 4, a); break;
+            }
+            for (int c = 0; c < C; c++) {
+                int64_t *dst = acc + (size_t)(i + c) * L->out + o0, t[4];
+                _mm256_storeu_si256((__m256i *)t, _mm256_add_epi64(a[c], offv));
+                memcpy(dst, t, rows * sizeof *t);
+            }
+        }
+    }
+}
 #endif
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1524,7 +1689,7 @@ static const kernel_t K_POPCNT = {"popcnt", acc_popcnt, bacc_popcnt, dot_ssse3, 
                                   threshold1_c};
 static const kernel_t K_AVX2 = {"avx2", acc_avx2, bacc_avx2, dot_avx2, pack_planes,
                                 threshold1_avx2};
-static const kernel_t K_AVX512 = {"avx512", acc_avx512, bacc_each, dot_avx2, pack_avx512,
+static const kernel_t K_AVX512 = {"avx512", acc_avx512, bacc_avx512, dot_avx512, pack_avx512,
                                   threshold1_avx512};
 #endif
 #if HWQNN_ARM
@@ -1538,7 +1703,7 @@ static int pick(const char *name) {
 #if HWQNN_X86
     __builtin_cpu_init();
     int has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                 __builtin_cpu_supports("avx512vpopcntdq");
+                 __builtin_cpu_supports("avx512vpopcntdq") && __builtin_cpu_supports("avx512vnni");
     int hasp = __builtin_cpu_supports("popcnt") && __builtin_cpu_supports("ssse3");
     int has2 = __builtin_cpu_supports("avx2") && hasp;
     if (!name) name = has512 ? "avx512" : has2 ? "avx2" : hasp ? "popcnt" : "portable";
@@ -1733,6 +1898,7 @@ static layer_t rows_view(const layer_t *L, uint32_t o0, uint32_t o1) {
         V.e_off = L->e_off + o0;
     }
     if (L->wn) V.wn = L->wn + (size_t)o0 * L->w_bits * 2 * L->nw;
+    if (L->wt) V.wt = L->wt + (size_t)o0 * L->w_bits * L->words; /* o0: a multiple of 8 */
     return V;
 }
 
