@@ -27,7 +27,9 @@ from hwqnn.bundle import Bundle, BundleError
 from hwqnn.errors import HwqnnError, InputError
 
 SW_DIR = Path(__file__).resolve().parent.parent / "sw"
-SOURCES = ("src/hwqnn.c", "include/hwqnn.h")
+# the library's sources (every .c is compiled) and the headers they read: all hashed
+SOURCES = (*sorted(str(p.relative_to(SW_DIR)) for p in (SW_DIR / "src").glob("*.[ch]")),
+           "include/hwqnn.h")  # fmt: skip
 CFLAGS = ("-O3", "-std=c99", "-fPIC", "-shared", "-pthread")
 ISAS = ("avx512", "avx2", "popcnt", "neon", "portable")
 PEAK_SOURCE = "bench/peak.c"
@@ -36,8 +38,9 @@ _lib: ctypes.CDLL | None = None
 
 
 def _build(sources: tuple[str, ...], name: str, flags: tuple[str, ...]) -> Path:
-    """``sources`` (under ``sw/``; the first is compiled) built with ``flags`` into
-    ``build/sw/NAME-HASH[.so]``, the hash of the sources and flags: built once, never stale."""
+    """``sources`` (under ``sw/``; the ``.c`` files are compiled, every file is hashed) built
+    with ``flags`` into ``build/sw/NAME-HASH[.so]``, the hash of the sources and flags: built
+    once, never stale."""
     h = hashlib.sha256()
     for s in sources:
         h.update((SW_DIR / s).read_bytes())
@@ -53,11 +56,12 @@ def _build(sources: tuple[str, ...], name: str, flags: tuple[str, ...]) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=suffix, dir=out_dir)
     os.close(fd)
-    cmd = [cc, *flags, "-I", str(SW_DIR / "include"), str(SW_DIR / sources[0]), "-o", tmp]
+    units = [str(SW_DIR / s) for s in sources if s.endswith(".c")]
+    cmd = [cc, *flags, "-I", str(SW_DIR / "include"), *units, "-o", tmp]
     try:
         res = procs.run(cmd, capture_output=True, text=True)
         if res.returncode:
-            raise HwqnnError(f"building {SW_DIR / sources[0]} failed: {res.stderr.strip()}")
+            raise HwqnnError(f"building {', '.join(units)} failed: {res.stderr.strip()}")
         os.replace(tmp, out)
     finally:
         Path(tmp).unlink(missing_ok=True)

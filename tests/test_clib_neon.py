@@ -41,7 +41,7 @@ def classify_arm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sw = clib.SW_DIR
     cmd = [CC, "-O3", "-std=c99", "-Wall", "-Wextra", "-Werror", "-static", "-pthread",
            "-I", str(sw / "include"), str(sw / "examples" / "classify.c"),
-           str(sw / "src" / "hwqnn.c"), "-o", str(exe)]  # fmt: skip
+           *sorted(str(p) for p in (sw / "src").glob("*.c")), "-o", str(exe)]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     return exe
