@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hwqnn.reaper import PEAK_RSS_ENV
+
 REAPER = Path(__file__).with_name("reaper.py")
 
 
@@ -31,9 +33,24 @@ def kill_group(proc: subprocess.Popen[Any]) -> None:
     proc.wait()
 
 
-def popen(cmd: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
-    """``subprocess.Popen`` of ``cmd`` under the reaper; wait with :func:`wait`."""
+def popen(
+    cmd: Sequence[str], peak_rss_file: Path | None = None, **kwargs: Any
+) -> subprocess.Popen[Any]:
+    """``subprocess.Popen`` of ``cmd`` under the reaper; wait with :func:`wait`. With
+    ``peak_rss_file``, the reaper writes there the tool's peak resident memory in kB (read it
+    with :func:`peak_rss_mb`) when it ends."""
+    if peak_rss_file is not None:
+        path = str(Path(peak_rss_file).resolve())  # the tool may run in another directory
+        kwargs["env"] = {**(kwargs.get("env") or os.environ), PEAK_RSS_ENV: path}
     return subprocess.Popen(_wrapped(cmd), **kwargs)
+
+
+def peak_rss_mb(peak_rss_file: Path) -> float | None:
+    """The peak written by the reaper (see :func:`popen`), in MB; None if there is none."""
+    try:
+        return int(peak_rss_file.read_text()) / 1024.0
+    except (OSError, ValueError):
+        return None
 
 
 def run(cmd: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:

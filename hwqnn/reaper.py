@@ -7,6 +7,11 @@ with hwqnn, however hwqnn ends.
 * It asks the kernel for SIGTERM when its parent dies (Linux ``PR_SET_PDEATHSIG``), so a
   ``kill -9`` of hwqnn also ends the group: the reaper kills it on that signal.
 
+With ``HWQNN_PEAK_RSS_FILE`` set, it writes there the peak resident memory (kB) of CMD and the
+processes under it, once CMD ends. hwqnn cannot read that itself: Linux hands a child the peak of
+the process that spawned it (``ru_maxrss`` survives exec), so every child of hwqnn, the reaper
+included, reports at least hwqnn's own peak; the tool, spawned by the small reaper, does not.
+
 Standard library only, run with ``-I -S``: it starts in tens of milliseconds.
 """
 
@@ -14,11 +19,13 @@ from __future__ import annotations
 
 import ctypes
 import os
+import resource
 import signal
 import subprocess
 import sys
 
 PR_SET_PDEATHSIG = 1
+PEAK_RSS_ENV = "HWQNN_PEAK_RSS_FILE"
 
 
 def _kill_group(signum: int = 0, frame: object = None) -> None:
@@ -39,6 +46,13 @@ def main() -> int:
     except OSError as e:
         print(f"{cmd[0]}: {e.strerror}", file=sys.stderr)
         return 127
+    peak_file = os.environ.get(PEAK_RSS_ENV)
+    if peak_file:  # a figure for the report: never the reason a tool's run fails
+        try:
+            with open(peak_file, "w") as f:
+                f.write(f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\n")
+        except OSError as e:
+            print(f"{peak_file}: {e.strerror}", file=sys.stderr)
     return rc if rc >= 0 else 128 - rc
 
 

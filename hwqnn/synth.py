@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -258,22 +257,25 @@ def tool_version(name: str) -> str:
         return "unknown (not a Python package)"
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
-
-
 class _Progress:
     """A one-line progress display: elapsed time and the pass each tool is in (stderr)."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled and sys.stderr.isatty()
         self.phase: dict[str, str] = {}
+        self.peak_rss_mb = 0.0  # the largest peak resident memory of a tool of this run
+        self._lock = threading.Lock()
         self.t0 = time.perf_counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def set(self, job: str, phase: str) -> None:
         self.phase[job] = phase
+
+    def tool_peak(self, mb: float | None) -> None:
+        """Note a tool's peak resident memory (tools run in two threads)."""
+        with self._lock:
+            self.peak_rss_mb = max(self.peak_rss_mb, mb or 0.0)
 
     def _run(self) -> None:
         while not self._stop.wait(1.0):
@@ -298,8 +300,11 @@ def _run_logged(cmd: list[str], log_file: Path, job: str, progress: _Progress) -
     so every path it is given is relative to it), with its log there; report the pass it is
     in; raise on failure."""
     progress.set(job, "starting")
+    peak = log_file.with_suffix(".rss")
+    peak.unlink(missing_ok=True)
     with log_file.open("w") as lf:
-        proc = procs.popen(cmd, stdout=lf, stderr=subprocess.STDOUT, text=True, cwd=log_file.parent)
+        proc = procs.popen(cmd, peak, stdout=lf, stderr=subprocess.STDOUT, text=True,
+                           cwd=log_file.parent)  # fmt: skip
         try:
             while proc.poll() is None:
                 time.sleep(0.5)
@@ -313,6 +318,7 @@ def _run_logged(cmd: list[str], log_file: Path, job: str, progress: _Progress) -
             f"{Path(cmd[0]).name} failed (exit {proc.returncode}); log {log_file}:\n{tail}"
         )
     progress.set(job, "done")
+    progress.tool_peak(procs.peak_rss_mb(peak))
 
 
 _PHASE = re.compile(r"^\d+(?:\.\d+)*\. Executing (\S+)|^Info: (\w[\w ]{0,40})")
@@ -612,7 +618,7 @@ def synthesize(
         bram_outreg_ports=len(absorbed),
         bram_outreg_select_ffs=sum({a.group: a.select_ffs for a in absorbed}.values()),
         wall_s=round(wall, 1),
-        peak_rss_mb=round(_peak_rss_mb(), 1),
+        peak_rss_mb=round(prog.peak_rss_mb, 1),
         tool_versions=versions,
         cells=cells,
         **counts,

@@ -382,6 +382,38 @@ def test_the_tools_under_hwqnn_die_with_it(sig: str) -> None:
     assert _survivors(f"sleep {t}") == []
 
 
+PEAK = """
+import json
+import resource
+import sys
+from pathlib import Path
+from hwqnn import procs
+ballast = b"\\1" * (400 << 20)  # hwqnn's own peak: 400 MB more, then freed
+del ballast
+tool = [sys.executable, "-c", "b = b'\\1' * (100 << 20)"]  # a tool of about 100 MB
+out = Path("tool.rss")  # relative to here, while the tool runs elsewhere (as synth's do)
+Path("elsewhere").mkdir()
+procs.popen(tool, out, cwd="elsewhere").wait()
+print(json.dumps({"reaper": procs.peak_rss_mb(out),
+                  "children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+"""
+
+
+def test_a_tools_peak_memory_is_its_own_not_hwqnns(tmp_path: Path) -> None:
+    """The peak memory ``hwqnn synth`` reports is the tools' own. Linux hands a child the peak
+    of the process that spawned it, so ``RUSAGE_CHILDREN`` in hwqnn reads at least hwqnn's own
+    peak (400 MB here, against a 100 MB tool); the reaper, small, measures the tool."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", PEAK], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    peak = json.loads(res.stdout)
+    assert 100 <= peak["reaper"] < 160, peak  # the tool: 100 MB and an interpreter
+    assert peak["children"] >= 400, peak  # what hwqnn read before: its own peak
+
+
 def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path: Path) -> None:
     from hwqnn.atomic import write_json
 
