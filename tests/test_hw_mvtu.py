@@ -100,6 +100,11 @@ CASES = [
     (1, 3, 6, 33, 2, 2),  # 2-bit weights and activations
     (0, 4, 7, 7, 4, 4),  # 4-bit weights after the 8-bit input
     (2, 5, 7, 20, 2, 2),  # last layer, 2-bit
+    # SF = 1 keeps the frame in registers (FrameBuffer.in_registers): one beat a frame, so a
+    # frame can complete while the one before it still waits for its first read
+    (0, 4, 70, 70, 1, 1),
+    (1, 10, 33, 33, 1, 1),  # ... and NF = 2
+    (1, 3, 33, 5, 2, 2),  # 2-bit codes, 7 beats, the frame's last beat short
 ]
 
 
@@ -120,6 +125,22 @@ def test_mvtu_matches_golden_under_stalls(
     layer, x, expected = layer_case(li * 7 + pe, 3, 6, li, w_bits, a_bits)
     got = simulate_unit(layer, x, pe, simd, chunk, stalls=li * 100 + simd)
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize(
+    ("li", "pe", "simd", "chunk"),
+    # one beat a frame (NF 2: a frame is released at the first cycle after its first read; NF
+    # 9), several beats, and NF = 1 (a memory: a frame read once is freed as it is read)
+    [(1, 10, 33, 33), (0, 4, 70, 70), (0, 1, 70, 7), (1, 10, 33, 11), (1, 20, 33, 33)],
+)
+def test_frame_in_registers_under_stalls(li: int, pe: int, simd: int, chunk: int) -> None:
+    """SF = 1 (the frame buffer's registers when NF >= 2): many frames under stalls, so that a
+    frame often completes while the one before it still waits (the held-back last beat) and the
+    writer meets every phase of the reader."""
+    layer, x, expected = layer_case(li * 7 + simd, 3, 40, li, 1, 1)
+    for seed in (1, 2):
+        got = simulate_unit(layer, x, pe, simd, chunk, stalls=seed)
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_bad_parameters_are_named() -> None:
@@ -190,6 +211,7 @@ JUNK_CASES = [
     (1, 5, 9, 10, 1, 1),  # 33 codes in 4 beats of 10
     (1, 3, 6, 4, 2, 2),  # 2-bit codes, 9 beats of 4
     (2, 2, 5, 3, 1, 1),  # last layer: 20 codes in 7 beats of 3
+    (0, 3, 70, 12, 1, 1),  # SF = 1 (registers): 6 beats of 12, the last word's beats moved
 ]
 
 

@@ -284,7 +284,8 @@ class MVCore(wiring.Component):
         nf_n, sf_n = mv.nf, mv.sf
 
         # ---- input side: the frame buffer (double buffer in a memory, width conversion) -----
-        fb = FrameBuffer(cols=mv.cols, ka=mv.in_bits, in_chunk=mv.in_chunk, simd=mv.simd)
+        fb = FrameBuffer(cols=mv.cols, ka=mv.in_bits, in_chunk=mv.in_chunk, simd=mv.simd,
+                         reads_per_frame=nf_n * sf_n)  # fmt: skip
         m.submodules.fb = fb
         wiring.connect(m, wiring.flipped(self.i), fb.i)
 
@@ -324,10 +325,13 @@ class MVCore(wiring.Component):
                 m.d.sync += sf.eq(sf + 1)
             m.d.sync += self.issues.eq(self.issues + 1)
 
-        # the slice issued two cycles ago, registered after the memory (pad codes already 0)
-        chunk_r = Signal.like(fb.data, name="chunk_r", reset_less=True)
-        with m.If(ce):
-            m.d.sync += chunk_r.eq(fb.data)
+        # the slice issued two cycles ago, registered after the memory (pad codes already 0;
+        # a frame buffer of registers gives it so itself)
+        chunk_r: Value = fb.data
+        if fb.data_latency == 1:
+            chunk_r = Signal.like(fb.data, name="chunk_r", reset_less=True)
+            with m.If(ce):
+                m.d.sync += chunk_r.eq(fb.data)
         v1, first1, last1 = Signal(), Signal(), Signal()
         nf1 = Signal.like(nf)
         with m.If(ce):
@@ -357,7 +361,7 @@ class MVCore(wiring.Component):
         m.d.comb += [self.o.valid.eq(done), self.o.payload.eq(Cat(*accs))]
         return m
 
-    def _pe_sums(self, m: Module, chunk_r: Signal, issue: Signal, ce: Signal) -> list[Value]:
+    def _pe_sums(self, m: Module, chunk_r: Value, issue: Signal, ce: Signal) -> list[Value]:
         """Per PE: a weight memory (``NF * SF`` words of SIMD codes, read at the issue counter
         and registered like ``chunk_r``) and the tree of its products: the compressor tree of
         the bits ``~(w_j ^ a_j)`` (1-bit inputs and weights), else the pipelined adder tree of
