@@ -145,3 +145,44 @@ def test_rtl_goal_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["rtl", str(p), "-o", str(tmp_path / "r"), "--lut-budget", "9000",
                  "--target-cycles", "64"]) == 2  # fmt: skip
     assert "give one of --target-cycles / --lut-budget, not several" in capsys.readouterr().err
+
+
+def test_frame_buffer_in_registers_is_priced_as_its_beat_multiplexer() -> None:
+    """SF = 1 read at least twice: registers (the held-back beat's multiplexer only); read once,
+    or in several slices: the two-frame LUT RAM."""
+    from hwqnn.hw.resources import frame_buffer_luts
+
+    assert frame_buffer_luts(784, 1, 64, 784, nf=1024) == 64
+    assert frame_buffer_luts(784, 1, 64, 784, nf=1) > 500  # 784 bits x 2 words of RAM32M
+    assert frame_buffer_luts(1024, 1, 1, 256, nf=256) > 150
+
+
+def test_conv_and_pool_stages_price_their_window_units() -> None:
+    """A conv stage's estimate is its MVTU's plus its window's, a pool stage's its window's and
+    its max-reduce's; the whole design's estimate carries them."""
+    from hwqnn.arch import parse_arch
+    from hwqnn.hw import stages
+    from hwqnn.hw.folding import balance, estimate_luts
+    from hwqnn.hw.resources import reduce_luts, window_luts
+    from hwqnn.randnet import random_net
+
+    b = random_net(1, parse_arch("cnv:8c3-mp2-16c3-fc32", 1, 1), (12, 12, 1), 4)
+    p = plan(b, balance(b))
+    windows = 0.0
+    kinds = []
+    for st in p.stages:
+        if isinstance(st, stages.ConvStage):
+            w = window_luts(st.window, st.in_bits)
+            assert st.luts() == stages.MatrixStage.luts(st) + w
+            windows += w
+        elif isinstance(st, stages.PoolStage):
+            w = window_luts(st.window, st.in_bits)
+            assert st.luts() == w + reduce_luts(st.window.channels, st.in_bits)
+            windows += st.luts()
+        kinds.append(type(st).__name__)
+    assert kinds.count("ConvStage") == 2 and kinds.count("PoolStage") == 1
+    assert windows >= 3 * 165
+    mvtus = sum(
+        stages.MatrixStage.luts(st) for st in p.stages if isinstance(st, stages.MatrixStage)
+    )
+    assert estimate_luts(p) - windows - mvtus > 0  # the per-unit and top terms remain

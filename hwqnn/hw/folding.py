@@ -105,8 +105,7 @@ def window_floor(bundle: Bundle) -> int:
 
 
 def estimate_luts(p: Plan) -> float:
-    """The LUT model of :mod:`hwqnn.hw.resources` for a whole design (xc7 LUTs; window units
-    are not modelled yet)."""
+    """The LUT model of :mod:`hwqnn.hw.resources` for a whole design (xc7 LUTs)."""
     return float(TOP_LUTS + LAYER_LUTS * len(p.folds)) + sum(st.luts() for st in p.stages)
 
 

@@ -9,19 +9,26 @@ units (see ``hwqnn synth``); it ranks foldings, it does not replace synthesis.
   folding -5.8 %, SFC +7.9 %; 1.7 would make them -7 % to -13 %); the product constant is
   chosen on the 2- and 4-bit units of ``hwqnn bench synth --units`` (SIMD 64-256: -8 % to
   +11 %). Held out, the demo shape 784(8b)-512x3-10: -1.6 % (was -7.8 % at 1.62 per leaf
-  bit); FINN's CNV at BNN-PYNQ's folding -12 % (window units are not modelled).
+  bit); FINN's CNV at BNN-PYNQ's folding -12 % before the window units were modelled, +0.4 %
+  with them (2026-12-07).
 - Frame buffer: LUT RAM (a RAM32M: 32 words x 6 bits, 4 LUTs) when it is 64 words deep or less,
   block RAM (no LUTs) when deeper; a read multiplexer when a word holds several SIMD slices; a
-  realigning multiplexer when a frame's last word is partial.
+  realigning multiplexer when a frame's last word is partial. A frame read as one slice (SF = 1)
+  at least twice is kept in flip-flops: only the held-back beat's multiplexer.
 - Per PE: accumulator, threshold compares and output register, about 3 LUTs per accumulator bit.
 - Weight memories below :data:`hwqnn.hw.mvtu.BLOCK_ROM_BITS` are LUT ROMs (64 bits per LUT).
+- Sliding windows: the line buffer's LUT RAM (:func:`line_buffer_luts`) plus a fixed part
+  (counters, row numbers, flags); max-reduce units: a compare and a multiplexer per code bit.
+  Both fitted by ``scripts/fit_window_luts.py`` on the reference ConvNets' units alone.
 """
 
 from __future__ import annotations
 
 from hwqnn.hw.framebuffer import buffer_geometry
 from hwqnn.hw.mvtu import BLOCK_ROM_BITS
+from hwqnn.hw.window import line_rows
 from hwqnn.intmath import ceil_div
+from hwqnn.layers import Window
 
 LUTRAM_MAX_DEPTH = 64
 ACC_BIT_LUTS = 3.0  # per PE and accumulator bit (``scripts/fit_luts.py`` fits it)
@@ -32,9 +39,12 @@ def lane_luts(in_bits: int, w_bits: int) -> float:
     return 1.9 if in_bits == w_bits == 1 else 1.8 * in_bits * w_bits
 
 
-def frame_buffer_luts(cols: int, ka: int, in_chunk: int, simd: int) -> float:
-    """LUTs of the frame buffer for ``in_chunk``-code beats read as ``simd``-code slices."""
+def frame_buffer_luts(cols: int, ka: int, in_chunk: int, simd: int, nf: int = 2) -> float:
+    """LUTs of the frame buffer for ``in_chunk``-code beats read as ``simd``-code slices, each
+    ``nf`` times."""
     g = buffer_geometry(cols, in_chunk, simd)
+    if g.words_per_frame == 1 and g.slices == 1 and nf * g.sf >= 2:  # FrameBuffer.in_registers
+        return in_chunk * ka  # the multiplexer of a held-back last beat
     luts = 0.0
     if g.depth <= LUTRAM_MAX_DEPTH:
         luts += 4 * ceil_div(g.word * ka, 6) * ceil_div(g.depth, 32)
@@ -61,7 +71,38 @@ def layer_luts(
     rom = 0.0 if rom_bits >= BLOCK_ROM_BITS else pe * rom_bits / 64
     return (
         pe * simd * lane_luts(in_bits, w_bits)
-        + frame_buffer_luts(cols, in_bits, in_chunk, simd)
+        + frame_buffer_luts(cols, in_bits, in_chunk, simd, nf)
         + pe * ACC_BIT_LUTS * acc_bits
         + rom
     )
+
+
+# scripts/fit_window_luts.py (xc7, each unit alone; 2026-12-07, the 19 windows and 4 max-reduce
+# units of the reference ConvNets): a window's logic does not grow with its pixel's width (the
+# gathered word and the output are registers), so one constant, their mean (-20 % .. +20 % per
+# unit with the line buffer term); a max-reduce 9 + 1.0 per code bit (exact on all four)
+WINDOW_LUTS = 165.0
+REDUCE_LUTS, REDUCE_BIT_LUTS = 9.0, 1.0
+
+
+def line_buffer_luts(window: Window, bits: int) -> float:
+    """LUT RAM of a sliding window's line buffer (``line_rows * width`` words of a pixel): as a
+    frame buffer's up to 64 words deep; a pixel of at most 8 bits up to 256 words deep is LUT
+    RAM too (Yosys: about 1.5 LUTs per bit and 64 words, measured at 72 and 168 words), a
+    deeper or wider one block RAM."""
+    depth, width = line_rows(window) * window.width, window.channels * bits
+    if depth <= LUTRAM_MAX_DEPTH:
+        return 4 * ceil_div(width, 6) * ceil_div(depth, 32)
+    if depth <= 256 and width <= 8:
+        return 1.5 * width * ceil_div(depth, 64)
+    return 0.0
+
+
+def window_luts(window: Window, bits: int) -> float:
+    """Estimated LUTs of a sliding window unit (xc7)."""
+    return WINDOW_LUTS + line_buffer_luts(window, bits)
+
+
+def reduce_luts(channels: int, bits: int) -> float:
+    """Estimated LUTs of a max-reduce unit (xc7)."""
+    return REDUCE_LUTS + REDUCE_BIT_LUTS * channels * bits

@@ -41,7 +41,7 @@ from hwqnn.hw.layerfold import FoldingError, LayerFold
 from hwqnn.hw.manifest import LayerEntry, WindowEntry
 from hwqnn.hw.mvtu import MVTU
 from hwqnn.hw.opcount import LayerOps, tree_add_bits
-from hwqnn.hw.resources import layer_luts
+from hwqnn.hw.resources import layer_luts, reduce_luts, window_luts
 from hwqnn.hw.window import MaxReduce, SlidingWindow
 from hwqnn.intmath import ceil_div
 from hwqnn.layers import Conv2d, Layer, MaxPool2d, NetLayer, Window
@@ -432,6 +432,9 @@ class ConvStage(MatrixStage):
     def window_entry(self) -> WindowEntry | None:
         return _window_entry(self.window)
 
+    def luts(self) -> float:
+        return super().luts() + window_luts(self.window, self.in_bits)
+
     def bench_rows(self, x: np.ndarray) -> np.ndarray:
         return self.window.patches(x, self.matrix.in_enc.zero_code(self.in_bits))[0]
 
@@ -462,6 +465,10 @@ class PoolStage(Stage):
         sw = SlidingWindow(window=w, bits=self.in_bits, in_chunk=self.in_chunk)
         reduce = MaxReduce(channels=w.channels, bits=self.in_bits, group=w.kernel**2)
         return Units(((f"layer{self.index}_window", sw), (f"layer{self.index}_reduce", reduce)))
+
+    def luts(self) -> float:
+        w = self.window
+        return window_luts(w, self.in_bits) + reduce_luts(w.channels, self.in_bits)
 
     def entry(self, units: Units) -> LayerEntry:
         return LayerEntry(
