@@ -74,6 +74,11 @@ class BufferGeometry:
         """Words of the memory (two frames)."""
         return 2 * self.words_per_frame
 
+    def in_registers(self, reads_per_frame: int) -> bool:
+        """A frame is one word read as one slice (SF = 1), at least twice: registers replace
+        the memory (:meth:`FrameBuffer._registers`)."""
+        return self.words_per_frame == 1 and self.slices == 1 and reads_per_frame >= 2
+
 
 def buffer_geometry(cols: int, in_chunk: int, simd: int) -> BufferGeometry:
     """The frame buffer's layout for ``cols`` codes written ``in_chunk`` and read ``simd`` at a
@@ -158,7 +163,9 @@ class FrameBuffer(wiring.Component):
     def in_registers(self) -> bool:
         """A frame is one word read as one slice (SF = 1), at least twice: the memory and the
         register behind its read port are replaced by registers (see :meth:`_registers`)."""
-        return self.words_per_frame == 1 and self.slices == 1 and self.reads_per_frame >= 2
+        return buffer_geometry(self.cols, self.in_chunk, self.simd).in_registers(
+            self.reads_per_frame
+        )
 
     @property
     def data_latency(self) -> int:

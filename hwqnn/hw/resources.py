@@ -39,15 +39,21 @@ def lane_luts(in_bits: int, w_bits: int) -> float:
     return 1.9 if in_bits == w_bits == 1 else 1.8 * in_bits * w_bits
 
 
+def lutram_luts(depth: int, width: int) -> float:
+    """LUTs of a LUT RAM up to :data:`LUTRAM_MAX_DEPTH` words deep (RAM32M: 32 words x 6
+    bits in 4 LUTs)."""
+    return 4 * ceil_div(width, 6) * ceil_div(depth, 32)
+
+
 def frame_buffer_luts(cols: int, ka: int, in_chunk: int, simd: int, nf: int = 2) -> float:
     """LUTs of the frame buffer for ``in_chunk``-code beats read as ``simd``-code slices, each
     ``nf`` times."""
     g = buffer_geometry(cols, in_chunk, simd)
-    if g.words_per_frame == 1 and g.slices == 1 and nf * g.sf >= 2:  # FrameBuffer.in_registers
+    if g.in_registers(nf * g.sf):
         return in_chunk * ka  # the multiplexer of a held-back last beat
     luts = 0.0
     if g.depth <= LUTRAM_MAX_DEPTH:
-        luts += 4 * ceil_div(g.word * ka, 6) * ceil_div(g.depth, 32)
+        luts += lutram_luts(g.depth, g.word * ka)
     if g.slices > 1:
         luts += simd * ka * (g.slices - 1) / 3
     if g.beats % g.lanes:
@@ -79,7 +85,7 @@ def layer_luts(
 
 # scripts/fit_window_luts.py (xc7, each unit alone; 2026-12-07, the 19 windows and 4 max-reduce
 # units of the reference ConvNets): a window's logic does not grow with its pixel's width (the
-# gathered word and the output are registers), so one constant, their mean (-20 % .. +20 % per
+# gathered word and the output are registers), so one constant, their mean (-23 % .. +28 % per
 # unit with the line buffer term); a max-reduce 9 + 1.0 per code bit (exact on all four)
 WINDOW_LUTS = 165.0
 REDUCE_LUTS, REDUCE_BIT_LUTS = 9.0, 1.0
@@ -92,7 +98,7 @@ def line_buffer_luts(window: Window, bits: int) -> float:
     deeper or wider one block RAM."""
     depth, width = line_rows(window) * window.width, window.channels * bits
     if depth <= LUTRAM_MAX_DEPTH:
-        return 4 * ceil_div(width, 6) * ceil_div(depth, 32)
+        return lutram_luts(depth, width)
     if depth <= 256 and width <= 8:
         return 1.5 * width * ceil_div(depth, 64)
     return 0.0
