@@ -552,19 +552,23 @@ def synth_units(
                 last = prev.get((target, b_))
                 marginal = None if last is None else (luts - last[1]) / (simd - last[0])
                 prev[(target, b_)] = (simd, luts)
+                sites = unit.get("lut6_sites")  # xc7: the LUT6_2 estimate (hwqnn.lut_sites)
                 rows.append([target, f"{b_}", f"{simd}", f"{luts:,}", f"{ffs:,}",
                              f"{unit.get('bram', 0)}", f"{luts / simd:.2f}",
+                             "-" if sites is None else f"{int(sites) / simd:.2f}",
                              f"{luts / (simd * b_ * b_):.3f}",
                              "-" if marginal is None else f"{marginal:.2f}",
                              f"{r.wall_s:.0f}"])  # fmt: skip
                 records.append({"target": target, "bits": b_, "simd": simd, "unit": unit,
                                 "luts_per_lane": luts / simd,
+                                "lut6_sites_per_lane": None if sites is None
+                                else int(sites) / simd,
                                 "luts_per_bit_product": luts / (simd * b_ * b_),
                                 "marginal_luts_per_lane": marginal,
                                 "total_luts": r.luts})  # fmt: skip
     header = ["target", "bits (in = w = out)", "SIMD", "unit LUTs", "unit FFs", "block RAM",
-              "LUTs per lane", "LUTs per 1x1-bit product", "LUTs per added lane",
-              "wall s"]  # fmt: skip
+              "LUTs per lane", "LUT6 sites per lane", "LUTs per 1x1-bit product",
+              "LUTs per added lane", "wall s"]  # fmt: skip
     print(_fmt_table(header, rows))
     print(
         f"one MVTU at PE 1: {UNIT_ROWS} neurons over {UNIT_FOLDS} x SIMD inputs, random "
@@ -576,18 +580,24 @@ def synth_units(
 
 
 def _beside(
-    name: str, luts: int, cycles: int, macs_per_frame: int
+    name: str, luts: int, cycles: int, macs_per_frame: int, sites: int | None = None
 ) -> tuple[list[str], dict[str, Any]]:
     """A row of the side-by-side table and its record: a reference net synthesized here beside
-    its published point (:data:`ANCHORS`)."""
+    its published point (:data:`ANCHORS`); ``sites``: its LUT6 sites (``hwqnn.lut_sites``), the
+    unit the published (Vivado) figures count in."""
     a = ANCHORS[name]
     ours = macs_per_frame / cycles / luts
     theirs = None if a.luts is None else macs_per_frame / a.cycles_per_frame / a.luts
+    per_site = None if sites is None else macs_per_frame / cycles / sites
     row = [name, f"{luts:,}", f"{cycles:,}", f"{ours:.3f}", a.design,
            "-" if a.luts is None else f"{a.luts:,}", f"{a.cycles_per_frame:,.0f}",
            "-" if theirs is None else f"{theirs:.3f}",
-           "-" if theirs is None else f"{ours / theirs:.2f}x", a.source]  # fmt: skip
+           "-" if theirs is None else f"{ours / theirs:.2f}x",
+           "-" if per_site is None else f"{sites:,}: {per_site:.3f}",
+           "-" if theirs is None or per_site is None else f"{per_site / theirs:.2f}x",
+           a.source]  # fmt: skip
     rec = {"net": name, "luts": luts, "cycles_per_frame": cycles, "mac_per_lut_cycle": ours,
+           "lut6_sites": sites, "mac_per_lut6_site_cycle": per_site,
            "published": a.design, "published_luts": a.luts,
            "published_cycles_per_frame": a.cycles_per_frame,
            "published_mac_per_lut_cycle": theirs, "source": a.source}  # fmt: skip
@@ -619,21 +629,28 @@ def synth(
         for target in targets:
             r = synthesize(manifest, out / name / target, target, breakdown=False)
             fmax = f"{r.fmax_mhz:.1f}" if r.fmax_mhz is not None else "-"
+            sites = "-" if r.lut6_sites is None else f"{r.lut6_sites:,}"
             rows.append([name, b.arch(), ",".join(manifest.folding), target, f"{r.luts:,}",
-                         f"{r.ffs:,}", f"{r.bram}", fmax, f"{r.cycles_per_frame:,}",
+                         sites, f"{r.ffs:,}", f"{r.bram}", fmax, f"{r.cycles_per_frame:,}",
                          f"{r.mac_per_lut_cycle:.3f}", f"{r.wall_s:.0f}"])  # fmt: skip
             records.append({"net": name, "arch": b.arch(), "folding": list(manifest.folding),
                             **r.to_json()})  # fmt: skip
             if name in ANCHORS and target == "xc7":
-                beside.append(_beside(name, r.luts, r.cycles_per_frame, r.macs_per_frame))
-    header = ["net", "arch", "folding", "target", "LUTs", "FFs", "block RAM", "Fmax MHz",
-              "cycles/frame", "MAC/LUT/cycle", "wall s"]  # fmt: skip
+                beside.append(
+                    _beside(name, r.luts, r.cycles_per_frame, r.macs_per_frame, r.lut6_sites)
+                )
+    header = ["net", "arch", "folding", "target", "LUTs", "LUT6 sites", "FFs", "block RAM",
+              "Fmax MHz", "cycles/frame", "MAC/LUT/cycle", "wall s"]  # fmt: skip
     print(_fmt_table(header, rows))
-    print("block RAM in each target's unit (xc7: RAMB18, ecp5: DP16KD, ice40: SB_RAM40_4K)")
+    print(
+        "block RAM in each target's unit (xc7: RAMB18, ecp5: DP16KD, ice40: SB_RAM40_4K); "
+        "LUTs: Yosys's LUT cells; LUT6 sites (xc7): the sites they need once two functions of "
+        "the same five inputs share a LUT6_2, as Vivado counts (an estimate, hwqnn.lut_sites)"
+    )
     if beside:
         header = ["net", "hwqnn LUTs (xc7)", "cycles/frame", "MAC/LUT/cycle", "published",
                   "its LUTs", "its cycles/frame", "its MAC/LUT/cycle", "hwqnn / it",
-                  "source"]  # fmt: skip
+                  "hwqnn LUT6 sites: MAC/site/cycle", "hwqnn sites / it", "source"]  # fmt: skip
         print("\nbeside the published points (random weights here; MACs per frame of the same "
               "shape for both)")  # fmt: skip
         print(_fmt_table(header, [row for row, _ in beside]))

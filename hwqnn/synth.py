@@ -19,7 +19,12 @@ ecp5     LUT4 + 2 x CCU2C + 4 x DPR16X4       DP16KD (18 kbit)            MULT18
 ice40    SB_LUT4                              SB_RAM40_4K (4 kbit)        SB_MAC16
 =======  ==================================  ==========================  =============
 
-The result is ``synth.json`` (see :class:`SynthResult`), written atomically.
+On xc7 the LUT *cells* are also counted as the LUT6 *sites* they need once two functions of the
+same five inputs share a LUT6_2 (``lut6_sites``, :mod:`hwqnn.lut_sites`): an estimate of the
+count Vivado reports and published accelerators quote; ``luts`` stays Yosys's cell count.
+
+The result is ``synth.json`` (see :class:`SynthResult`), written atomically, beside the flat
+netlist (``netlist-flat.json``) the estimate was made from.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from hwqnn.atomic import write_json
 from hwqnn.bram_outreg import Absorbed, absorb_file
 from hwqnn.errors import HwqnnError, shown
 from hwqnn.hw.manifest import MODULE_NAME, Manifest, inside
+from hwqnn.lut_sites import lut6_sites
 from hwqnn.results import CriticalPath, ReferencePoint
 
 log = logging.getLogger(__name__)
@@ -88,6 +94,7 @@ class Target:
     pnr_out_of_context: bool = True  # False: the tool places IO, so the ports are serialized
     # move the register behind each block RAM read into the block RAM (hwqnn.bram_outreg)
     absorb_bram_outreg: bool = False
+    lut6_2: bool = False  # two LUT cells may share a site (hwqnn.lut_sites): estimate the sites
 
     def count(self, cells: Mapping[str, int]) -> dict[str, int]:
         """LUTs, FFs, block RAMs, DSPs (and parts of them) from a cell-type histogram."""
@@ -145,6 +152,7 @@ TARGETS: dict[str, Target] = {
         },
         default_part="xc7z020",
         pnr=None,
+        lut6_2=True,
     ),
     "ecp5": Target(
         name="ecp5",
@@ -221,6 +229,11 @@ class SynthResult:
     peak_rss_mb: float
     tool_versions: dict[str, str]
     cells: dict[str, int] = field(default_factory=dict)
+    # xc7: LUT6 sites the logic LUTs need once pairs share a LUT6_2 (hwqnn.lut_sites: an
+    # estimate of Vivado's count, the unit of the published figures) plus the LUT-RAM LUTs,
+    # and MACs per site per cycle; None on other targets
+    lut6_sites: int | None = None
+    mac_per_lut6_site_cycle: float | None = None
 
     def to_json(self) -> dict[str, object]:
         d = asdict(self)
@@ -441,16 +454,38 @@ def _cells(entry: StatEntry) -> dict[str, int]:
     }
 
 
+def _layer_key(module: str, top: str) -> str:
+    """``layerN`` for a module of layer N (``top.net.layerN*``, its window and max-reduce units
+    included), else ``other``."""
+    m = re.match(rf"{re.escape(top)}\.net\.layer(\d+)(_window|_reduce)?(\.|$)", module.lstrip("\\"))
+    return f"layer{m.group(1)}" if m else "other"
+
+
+def _sites(netlist: Path, luts_ram: int) -> int:
+    """LUT6 sites of a flattened netlist (:func:`hwqnn.lut_sites.lut6_sites`) plus its LUT-RAM."""
+    return lut6_sites(json.loads(netlist.read_text())).sites + luts_ram
+
+
+def _sites_per_layer(netlist: Path, top: str, rows: list[dict[str, int | str]]) -> None:
+    """Add ``lut6_sites`` to each per-layer row, from the hierarchical netlist's modules."""
+    data = json.loads(netlist.read_text())
+    keys: dict[str, list[str]] = {}
+    for name in data.get("modules", {}):
+        keys.setdefault(_layer_key(name, top), []).append(name)
+    for row in rows:
+        key = f"layer{row['layer']}" if isinstance(row["layer"], int) else "other"
+        ram = row["luts_ram"]
+        assert isinstance(ram, int)
+        row["lut6_sites"] = lut6_sites(data, keys.get(key, [])).sites + ram
+
+
 def _per_layer(
     stat: YosysStat, top: str, target: Target, layers: int
 ) -> tuple[list[dict[str, int | str]], dict[str, int]]:
     """Group the hierarchical run's modules: ``top.net.layerN*`` per layer, the rest together."""
     groups: dict[str, dict[str, int]] = {}
     for name, entry in stat["modules"].items():
-        name = name.lstrip("\\")
-        m = re.match(rf"{re.escape(top)}\.net\.layer(\d+)(_window|_reduce)?(\.|$)", name)
-        key = f"layer{m.group(1)}" if m else "other"
-        acc = groups.setdefault(key, {})
+        acc = groups.setdefault(_layer_key(name, top), {})
         for t, n in _cells(entry).items():
             acc[t] = acc.get(t, 0) + n
     rows: list[dict[str, int | str]] = []
@@ -566,10 +601,12 @@ def synthesize(
     with _Progress(progress) as prog, ThreadPoolExecutor(max_workers=2) as pool:
         flat_f = pool.submit(
             _yosys, verilog, top, tgt, "flat", work, prog,
-            netlist=place and tgt.pnr_out_of_context,
+            netlist=(place and tgt.pnr_out_of_context) or tgt.lut6_2,
         )  # fmt: skip
         hier_f = (
-            pool.submit(_yosys, verilog, top, tgt, "hier", work, prog, flatten=False)
+            pool.submit(
+                _yosys, verilog, top, tgt, "hier", work, prog, flatten=False, netlist=tgt.lut6_2
+            )
             if breakdown
             else None
         )
@@ -599,6 +636,10 @@ def synthesize(
     )
     macs = macs_per_frame(man)
     cpf = man.pipeline.cycles_per_frame
+    sites = _sites(work / "netlist-flat.json", counts["luts_ram"]) if tgt.lut6_2 else None
+    if tgt.lut6_2 and per_layer:
+        _sites_per_layer(work / "netlist-hier.json", top, per_layer)
+        (work / "netlist-hier.json").unlink()  # 40 MB on the LFC shape; the flat one stays
     res = SynthResult(
         target=target,
         part=part_name,
@@ -621,6 +662,8 @@ def synthesize(
         peak_rss_mb=round(prog.peak_rss_mb, 1),
         tool_versions=versions,
         cells=cells,
+        lut6_sites=sites,
+        mac_per_lut6_site_cycle=None if sites is None else round(macs / cpf / max(1, sites), 4),
         **counts,
     )
     write_json(out_dir / "synth.json", res.to_json())
@@ -655,6 +698,11 @@ def summary_lines(r: SynthResult) -> list[str]:
         f"{r.macs_per_cycle:,.1f} MACs/cycle ({r.macs_per_frame:,} per frame every "
         f"{r.cycles_per_frame:,} cycles): {r.mac_per_lut_cycle:.3f} MACs per LUT per cycle",
     ]
+    if r.lut6_sites is not None and r.mac_per_lut6_site_cycle is not None:
+        lines.append(
+            f"{r.lut6_sites:,} LUT6 sites once LUT6_2 pairs share one (an estimate of Vivado's "
+            f"count): {r.mac_per_lut6_site_cycle:.3f} MACs per site per cycle"
+        )
     if r.fmax_mhz is not None:
         cp = r.critical_path
         where = (
@@ -665,16 +713,19 @@ def summary_lines(r: SynthResult) -> list[str]:
         )
         lines.append(f"Fmax {r.fmax_mhz:.1f} MHz after place and route{where}")
     if r.per_layer:
+        sites = "lut6_sites" in r.per_layer[0]
         lines += [
             "",
-            "| part | LUTs | logic | as RAM | FFs | block RAM | carry |",
-            "|---|---|---|---|---|---|---|",
+            "| part | LUTs | logic | as RAM | FFs | block RAM | carry |"
+            + (" LUT6 sites |" * sites),
+            "|---|---|---|---|---|---|---|" + "---|" * sites,
         ]
         for row in r.per_layer:
             name = f"layer {row['layer']}" if isinstance(row["layer"], int) else row["layer"]
             lines.append(
                 f"| {name} | {row['luts']:,} | {row['luts_logic']:,} | {row['luts_ram']:,} | "
                 f"{row['ffs']:,} | {row['bram']} | {row['carry']} |"
+                + (f" {row['lut6_sites']:,} |" if sites else "")
             )
         h = r.hierarchical_total
         lines.append(

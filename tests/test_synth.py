@@ -15,6 +15,7 @@ from hwqnn.hw.emit import generate
 from hwqnn.hw.folding import choose_folding
 from hwqnn.hw.manifest import Manifest, ManifestError, load_network
 from hwqnn.hw.plan import plan
+from hwqnn.lut_sites import lut6_sites
 from hwqnn.randnet import random_bundle
 from hwqnn.synth import TARGETS, SynthError, macs_per_frame, port_wrapper, synthesize, top_ports
 
@@ -96,6 +97,15 @@ def test_xc7_totals_breakdown_and_memories(tmp_path: Path, small_rtl: Manifest) 
         assert sum(row[key] for row in r.per_layer) == r.hierarchical_total[key]
     assert r.macs_per_frame == macs_per_frame(manifest) == 64 * 48 + 48 * 32 + 32 * 4
     assert r.mac_per_lut_cycle == round(r.macs_per_frame / r.cycles_per_frame / r.luts, 4)
+    # LUT6_2 sites: at most one per LUT, at least one per two logic LUTs, and the same estimate
+    # as hwqnn.lut_sites gives on the flat netlist left beside synth.json
+    assert r.lut6_sites is not None and r.luts_logic / 2 + r.luts_ram <= r.lut6_sites < r.luts
+    flat = json.loads((tmp_path / "netlist-flat.json").read_text())
+    assert r.lut6_sites == lut6_sites(flat).sites + r.luts_ram
+    per_site = r.macs_per_frame / r.cycles_per_frame / r.lut6_sites
+    assert saved["mac_per_lut6_site_cycle"] == round(per_site, 4)
+    for row in r.per_layer:
+        assert row["luts_logic"] / 2 + row["luts_ram"] <= row["lut6_sites"] <= row["luts"]
 
 
 @pytest.mark.slow
@@ -104,6 +114,7 @@ def test_place_and_route_fmax(tmp_path: Path, small_rtl: Manifest, target: str, 
     r = synthesize(small_rtl, tmp_path, target, part, breakdown=False, progress=False)
     assert r.fits and r.luts > 0 and r.ffs > 0
     assert r.fmax_mhz is not None and r.fmax_mhz > 10
+    assert r.lut6_sites is None and r.mac_per_lut6_site_cycle is None  # xc7 only
     assert r.critical_path is not None and r.critical_path["steps"] > 0
     # ECP5: every block RAM read ends in a register the block RAM takes in (hwqnn.bram_outreg)
     assert r.bram_outreg_ports <= 2 * r.bram
@@ -163,6 +174,7 @@ def test_bench_synth_units_per_lane(
     assert small["marginal_luts_per_lane"] is None
     assert big["marginal_luts_per_lane"] == (big["unit"]["luts"] - small["unit"]["luts"]) / 8
     assert big["luts_per_lane"] == big["unit"]["luts"] / 16
+    assert big["lut6_sites_per_lane"] == big["unit"]["lut6_sites"] / 16 < big["luts_per_lane"]
     assert "| LUTs per added lane |" in capsys.readouterr().out
 
 
@@ -237,5 +249,8 @@ def test_beside_the_published_point_divides_the_same_macs() -> None:
     assert rec["published_mac_per_lut_cycle"] == macs / 280 / 28_360  # BNN-PYNQ's 0.37
     assert round(rec["published_mac_per_lut_cycle"], 2) == 0.37
     assert row[8] == f"{(macs / 512 / 10_000) / (macs / 280 / 28_360):.2f}x"
+    row, rec = _beside("lfc-pynq", 10_000, 512, macs, sites=8_000)
+    assert rec["mac_per_lut6_site_cycle"] == macs / 512 / 8_000
+    assert row[10] == f"{(macs / 512 / 8_000) / (macs / 280 / 28_360):.2f}x"
     _, cnv = _beside("cnv-max", 50_000, 8_960, 1)
     assert cnv["published_luts"] is None and cnv["published_mac_per_lut_cycle"] is None
