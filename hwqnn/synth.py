@@ -461,42 +461,34 @@ def _layer_key(module: str, top: str) -> str:
     return f"layer{m.group(1)}" if m else "other"
 
 
-def _sites(netlist: Path, luts_ram: int) -> int:
-    """LUT6 sites of a flattened netlist (:func:`hwqnn.lut_sites.lut6_sites`) plus its LUT-RAM."""
-    return lut6_sites(json.loads(netlist.read_text())).sites + luts_ram
-
-
-def _sites_per_layer(netlist: Path, top: str, rows: list[dict[str, int | str]]) -> None:
-    """Add ``lut6_sites`` to each per-layer row, from the hierarchical netlist's modules."""
+def _sites_by_group(netlist: Path, top: str) -> dict[str, int]:
+    """LUT6 sites of the logic LUTs (:func:`hwqnn.lut_sites.lut6_sites`) per :func:`_layer_key`
+    group of a hierarchical netlist's modules."""
     data = json.loads(netlist.read_text())
-    keys: dict[str, list[str]] = {}
+    names: dict[str, list[str]] = {}
     for name in data.get("modules", {}):
-        keys.setdefault(_layer_key(name, top), []).append(name)
-    for row in rows:
-        key = f"layer{row['layer']}" if isinstance(row["layer"], int) else "other"
-        ram = row["luts_ram"]
-        assert isinstance(ram, int)
-        row["lut6_sites"] = lut6_sites(data, keys.get(key, [])).sites + ram
+        names.setdefault(_layer_key(name, top), []).append(name)
+    return {key: lut6_sites(data, group).sites for key, group in names.items()}
 
 
 def _per_layer(
-    stat: YosysStat, top: str, target: Target, layers: int
+    stat: YosysStat, top: str, target: Target, layers: int, sites: Mapping[str, int] | None = None
 ) -> tuple[list[dict[str, int | str]], dict[str, int]]:
-    """Group the hierarchical run's modules: ``top.net.layerN*`` per layer, the rest together."""
+    """Group the hierarchical run's modules: ``top.net.layerN*`` per layer, the rest together;
+    with ``sites`` (:func:`_sites_by_group`), each row's ``lut6_sites`` (LUT RAM included)."""
     groups: dict[str, dict[str, int]] = {}
     for name, entry in stat["modules"].items():
         acc = groups.setdefault(_layer_key(name, top), {})
         for t, n in _cells(entry).items():
             acc[t] = acc.get(t, 0) + n
     rows: list[dict[str, int | str]] = []
-    for i in range(layers):
-        rows.append({"layer": i, **target.count(groups.get(f"layer{i}", {}))})
-    rows.append(
-        {
-            "layer": "other (stream ports, register slices between units, collector, reset, top)",
-            **target.count(groups.get("other", {})),
-        }
-    )
+    other = "other (stream ports, register slices between units, collector, reset, top)"
+    labels: list[tuple[str, int | str]] = [(f"layer{i}", i) for i in range(layers)]
+    for key, label in [*labels, ("other", other)]:
+        counts = target.count(groups.get(key, {}))
+        if sites is not None:
+            counts["lut6_sites"] = sites.get(key, 0) + counts["luts_ram"]
+        rows.append({"layer": label, **counts})
     return rows, target.count(_cells(stat["design"]))
 
 
@@ -631,15 +623,20 @@ def synthesize(
             fmax, crit = _nextpnr(tgt, dev, netlist, work, clock_mhz, prog)
         hier = hier_f.result() if hier_f is not None else None
     wall = time.perf_counter() - t0
-    per_layer, hier_total = (
-        _per_layer(hier, top, tgt, len(man.layers)) if hier is not None else ([], {})
-    )
+    per_layer: list[dict[str, int | str]] = []
+    hier_total: dict[str, int] = {}
+    if hier is not None:
+        hier_sites = None
+        if tgt.lut6_2:
+            hier_sites = _sites_by_group(work / "netlist-hier.json", top)
+            (work / "netlist-hier.json").unlink()  # 43 MB on the LFC shape; the flat one stays
+        per_layer, hier_total = _per_layer(hier, top, tgt, len(man.layers), hier_sites)
     macs = macs_per_frame(man)
     cpf = man.pipeline.cycles_per_frame
-    sites = _sites(work / "netlist-flat.json", counts["luts_ram"]) if tgt.lut6_2 else None
-    if tgt.lut6_2 and per_layer:
-        _sites_per_layer(work / "netlist-hier.json", top, per_layer)
-        (work / "netlist-hier.json").unlink()  # 40 MB on the LFC shape; the flat one stays
+    sites = None
+    if tgt.lut6_2:
+        flat_net = json.loads((work / "netlist-flat.json").read_text())
+        sites = lut6_sites(flat_net).sites + counts["luts_ram"]
     res = SynthResult(
         target=target,
         part=part_name,
